@@ -1,0 +1,36 @@
+"""impresslearn: continual learning with bit-packed binary masks over a frozen random backbone."""
+
+from . import ops
+from .backends import available_backends, backend
+from .format import PackedMasks, pack_masks
+from .layers import (
+    ImpressConv2d,
+    ImpressLinear,
+    SupermaskConv2d,
+    SupermaskLinear,
+    TaskBatchNorm2d,
+    add_task,
+    convert,
+    set_task,
+)
+from .checkpoint import load_checkpoint, save_checkpoint
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PackedMasks",
+    "pack_masks",
+    "ops",
+    "backend",
+    "available_backends",
+    "SupermaskLinear",
+    "SupermaskConv2d",
+    "ImpressLinear",
+    "ImpressConv2d",
+    "TaskBatchNorm2d",
+    "convert",
+    "set_task",
+    "add_task",
+    "save_checkpoint",
+    "load_checkpoint",
+]

@@ -1,0 +1,193 @@
+"""The bit-packed mask format: `PackedMasks` and `pack_masks` (DESIGN.md section 2).
+
+`T` binary masks over a weight of shape `wshape` are stored as `int32` words of shape
+`[T, rows, ceil(cols / 32)]`, with `rows = wshape[0]` and `cols = prod(wshape[1:])` (1 for a
+1-D weight). Bit `j` (least significant first) of `words[t, r, w]` is element
+`32 * w + j` of row `r` of mask `t`. Each row is padded on its own, with zero bits, so a GEMM
+walks a row's words contiguously along K.
+
+The pure-PyTorch `pack_bits` / `unpack_bits` here define the layout; the kernel backends
+reproduce it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+WORD_BITS = 32
+
+# Shifting an int32 word right by 0..31 and masking with 1 reads each bit; negative words
+# (bit 31 set) shift arithmetically, which the mask with 1 makes harmless.
+_BIT_SHIFTS: dict[torch.device, torch.Tensor] = {}
+
+
+def _shifts(device: torch.device) -> torch.Tensor:
+    if device not in _BIT_SHIFTS:
+        _BIT_SHIFTS[device] = torch.arange(WORD_BITS, dtype=torch.int32, device=device)
+    return _BIT_SHIFTS[device]
+
+
+def rows_cols(wshape: Sequence[int]) -> tuple[int, int]:
+    """(rows, cols) of the 2-D view a weight of shape `wshape` is packed as."""
+    wshape = tuple(int(s) for s in wshape)
+    if len(wshape) == 0:
+        raise ValueError("a mask needs a weight shape of at least one dimension, got a scalar")
+    rows = wshape[0]
+    cols = math.prod(wshape[1:]) if len(wshape) > 1 else 1
+    return rows, cols
+
+
+def num_words(cols: int) -> int:
+    return (cols + WORD_BITS - 1) // WORD_BITS
+
+
+def pack_bits(bits: torch.Tensor) -> torch.Tensor:
+    """Pack a bool tensor `[T, rows, cols]` into int32 words `[T, rows, ceil(cols / 32)]`.
+
+    Works in chunks of masks so that packing many large masks never holds more than a few
+    dense copies of one chunk.
+    """
+    t, rows, cols = bits.shape
+    nw = num_words(cols)
+    out = torch.empty((t, rows, nw), dtype=torch.int32, device=bits.device)
+    shifts = _shifts(bits.device)
+    per_mask = max(rows * nw * WORD_BITS, 1)
+    chunk = max(1, (1 << 24) // per_mask)
+    for start in range(0, t, chunk):
+        b = bits[start:start + chunk]
+        pad = nw * WORD_BITS - cols
+        if pad:
+            b = torch.nn.functional.pad(b, (0, pad))
+        b = b.reshape(b.shape[0], rows, nw, WORD_BITS).to(torch.int32)
+        # Bits are distinct powers of two, so their int32 sum is their OR and never
+        # overflows: bit 31 contributes -2**31 and the rest at most 2**31 - 1.
+        out[start:start + chunk] = (b << shifts).sum(dim=-1, dtype=torch.int32)
+    return out
+
+
+def unpack_bits(words: torch.Tensor, cols: int) -> torch.Tensor:
+    """Unpack int32 words `[T, rows, nw]` into a bool tensor `[T, rows, cols]`."""
+    t, rows, nw = words.shape
+    bits = (words.unsqueeze(-1) >> _shifts(words.device)) & 1
+    return bits.reshape(t, rows, nw * WORD_BITS)[..., :cols].bool()
+
+
+class PackedMasks:
+    """`T` binary masks over one weight, stored as 1 bit per weight.
+
+    Attributes:
+        words: `torch.int32` tensor `[T, rows, ceil(cols / 32)]` (the layout above).
+        shape: the weight shape the masks cover (`torch.Size`).
+    """
+
+    __slots__ = ("words", "shape")
+
+    def __init__(self, words: torch.Tensor, shape: Sequence[int]):
+        if not isinstance(words, torch.Tensor):
+            raise TypeError(f"words must be a torch.Tensor, got {type(words).__name__}")
+        if words.dtype != torch.int32:
+            raise TypeError(f"words must be torch.int32, got {words.dtype}")
+        shape = torch.Size(int(s) for s in shape)
+        rows, cols = rows_cols(shape)
+        if rows == 0 or cols == 0:
+            raise ValueError(f"cannot pack masks over an empty weight of shape {tuple(shape)}")
+        if words.dim() != 3 or words.shape[0] < 1 or tuple(words.shape[1:]) != (rows, num_words(cols)):
+            raise ValueError(
+                f"words of shape {tuple(words.shape)} do not fit a weight of shape {tuple(shape)}: "
+                f"expected [T >= 1, {rows}, {num_words(cols)}]"
+            )
+        self.words = words
+        self.shape = shape
+
+    @property
+    def num_masks(self) -> int:
+        return self.words.shape[0]
+
+    @property
+    def rows(self) -> int:
+        return self.words.shape[1]
+
+    @property
+    def cols(self) -> int:
+        return rows_cols(self.shape)[1]
+
+    @property
+    def device(self) -> torch.device:
+        return self.words.device
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the packed words occupy (row padding included)."""
+        return self.words.numel() * self.words.element_size()
+
+    def unpack(self) -> torch.Tensor:
+        """The masks as a bool tensor `[T, *shape]`."""
+        return unpack_bits(self.words, self.cols).reshape(self.num_masks, *self.shape)
+
+    def to(self, device) -> "PackedMasks":
+        return PackedMasks(self.words.to(device), self.shape)
+
+    def __getitem__(self, index) -> "PackedMasks":
+        """A subset of the masks (an int keeps the mask axis: `packed[3].num_masks == 1`)."""
+        if isinstance(index, int):
+            index = slice(index, index + 1 if index != -1 else None)
+        return PackedMasks(self.words[index], self.shape)
+
+    def __len__(self) -> int:
+        return self.num_masks
+
+    def __eq__(self, other) -> bool:
+        return (
+            isinstance(other, PackedMasks)
+            and self.shape == other.shape
+            and self.words.shape == other.words.shape
+            and bool(torch.equal(self.words.cpu(), other.words.cpu()))
+        )
+
+    __hash__ = None  # mutable tensors inside
+
+    def __repr__(self) -> str:
+        return (
+            f"PackedMasks(num_masks={self.num_masks}, shape={tuple(self.shape)}, "
+            f"nbytes={self.nbytes}, device={self.device})"
+        )
+
+    @staticmethod
+    def cat(parts: Sequence["PackedMasks"]) -> "PackedMasks":
+        """Stack the masks of several `PackedMasks` over the same weight shape."""
+        parts = list(parts)
+        if not parts:
+            raise ValueError("PackedMasks.cat needs at least one PackedMasks")
+        shape = parts[0].shape
+        for p in parts:
+            if not isinstance(p, PackedMasks):
+                raise TypeError(f"PackedMasks.cat takes PackedMasks, got {type(p).__name__}")
+            if p.shape != shape:
+                raise ValueError(f"cannot stack masks of shapes {tuple(shape)} and {tuple(p.shape)}")
+        return PackedMasks(torch.cat([p.words for p in parts]), shape)
+
+
+def pack_masks(masks: torch.Tensor) -> PackedMasks:
+    """Pack a bool or 0/1 tensor of shape `[T, *wshape]` (`T >= 1`) into `PackedMasks`."""
+    if not isinstance(masks, torch.Tensor):
+        raise TypeError(f"masks must be a torch.Tensor, got {type(masks).__name__}")
+    if masks.is_complex() or masks.dtype in (torch.quint8, torch.qint8, torch.qint32):
+        raise TypeError(f"masks must be bool, integer or floating 0/1 values, got {masks.dtype}")
+    if masks.dim() < 2:
+        raise ValueError(
+            f"masks must have shape [T, *weight_shape] with a weight of at least one dimension, "
+            f"got shape {tuple(masks.shape)}"
+        )
+    if masks.numel() == 0:
+        raise ValueError(f"cannot pack an empty tensor of shape {tuple(masks.shape)}")
+    if masks.dtype != torch.bool:
+        if not bool(((masks == 0) | (masks == 1)).all()):
+            raise ValueError("masks must hold only 0 and 1 (or be a bool tensor)")
+        masks = masks != 0
+    t, wshape = masks.shape[0], masks.shape[1:]
+    rows, cols = rows_cols(wshape)
+    words = pack_bits(masks.reshape(t, rows, cols))
+    return PackedMasks(words, wshape)

@@ -1,0 +1,80 @@
+"""The architectures of the paper as plain PyTorch models; `impresslearn.convert` makes them
+mask models (their weights are rebuilt from a seed there, so the init here does not matter).
+
+    lenet_300_100   784-300-100-outputs MLP without biases (SupSup's and the paper's MNIST net)
+    cifar_resnet18  SupSup's CIFAR ResNet-18: 3x3 stem, no max-pool, configurable width
+    resnet50        torchvision's ResNet-50 (ImageNet)
+"""
+
+from __future__ import annotations
+
+import torch.nn as nn
+import torchvision
+
+
+def lenet_300_100(num_outputs: int = 10, in_features: int = 784, hidden: tuple[int, int] = (300, 100)) -> nn.Sequential:
+    """LeNet-300-100 without biases. `num_outputs=100` gives SupSup's superfluous output neurons."""
+    h1, h2 = hidden
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(in_features, h1, bias=False),
+        nn.ReLU(),
+        nn.Linear(h1, h2, bias=False),
+        nn.ReLU(),
+        nn.Linear(h2, num_outputs, bias=False),
+    )
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes))
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """ResNet for 32x32 inputs: 3x3 stem without max-pool, four stages, global pool, linear head."""
+
+    def __init__(self, blocks: tuple[int, ...] = (2, 2, 2, 2), num_classes: int = 100, width: int = 64, in_channels: int = 3):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU()
+        stages, in_planes = [], width
+        for i, n in enumerate(blocks):
+            planes = width * 2**i
+            layers = []
+            for j in range(n):
+                layers.append(BasicBlock(in_planes, planes, stride=2 if (i > 0 and j == 0) else 1))
+                in_planes = planes
+            stages.append(nn.Sequential(*layers))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(in_planes, num_classes, bias=False)
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
+        return self.fc(self.pool(out).flatten(1))
+
+
+def cifar_resnet18(num_classes: int = 100, width: int = 64) -> CifarResNet:
+    return CifarResNet((2, 2, 2, 2), num_classes=num_classes, width=width)
+
+
+def resnet50(num_classes: int = 1000) -> nn.Module:
+    """torchvision's ResNet-50, randomly initialised (convert() rebuilds its weights from a seed)."""
+    return torchvision.models.resnet50(weights=None, num_classes=num_classes)

@@ -1,0 +1,415 @@
+"""Autograd-aware functional ops, registered with `torch.library` (namespace `impresslearn`).
+
+This is the only place that chooses a backend: each op checks its inputs, then calls the
+primitive of the same name in the backend that `impresslearn.backend(...)` forces, or, under
+"auto", the first of `backends.auto_order(device)` that runs on the inputs' device.
+
+Public functions (DESIGN.md section 2):
+
+    combine(weight, packed, alpha)                 weight * Σ_t alpha[t] * masks[t]
+    impress_linear(x, weight, packed, alpha, bias) F.linear(x, combine(...), bias)
+    impress_conv2d(x, weight, packed, alpha, bias, stride, padding, dilation, groups)
+    popup_mask(scores, density)                    top-k mask, straight-through backward
+    popup_pack(scores, density)                    the same mask as a one-mask PackedMasks
+    threshold_mask(scores)                         scores >= 0, straight-through backward
+
+`alpha` is `[T]` (one coefficient per mask for the layer) or `[T, rows]` (per output channel).
+Backward of combine: d alpha = Σ G ⊙ W ⊙ M_t and d weight = G ⊙ Σ_t alpha_t M_t, which is
+`combine(G, packed, alpha)` again, so each backend needs only two combine primitives.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import types
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import backends, reference
+from .format import PackedMasks, num_words, rows_cols
+
+__all__ = [
+    "combine",
+    "impress_linear",
+    "impress_conv2d",
+    "popup_mask",
+    "popup_pack",
+    "threshold_mask",
+    "popup_k",
+    "backend_for",
+]
+
+
+# --------------------------------------------------------------------------- backend choice
+
+def _select(device: torch.device) -> types.ModuleType:
+    name = backends.requested()
+    if name == "auto":
+        for candidate in backends.auto_order(device):
+            mod = backends._load(candidate)
+            if mod is not None and mod.supports(device):
+                return mod
+        return reference
+    mod = backends.module(name)
+    if not mod.supports(device):
+        raise RuntimeError(
+            f"backend {name!r} cannot run on {device.type} tensors"
+            + (" (set TRITON_INTERPRET=1 before importing triton to run it on the CPU)" if name == "triton" else "")
+        )
+    return mod
+
+
+def backend_for(device: torch.device | str) -> str:
+    """The name of the backend an op on `device` would use here and now."""
+    return backends.name_of(_select(torch.device(device)))
+
+
+# --------------------------------------------------------------------------- input checks
+
+def _check_same_device(**tensors: Optional[Tensor]) -> None:
+    present = {k: t.device for k, t in tensors.items() if t is not None}
+    if len(set(present.values())) > 1:
+        raise ValueError("tensors must be on one device, got " + ", ".join(f"{k} on {d}" for k, d in present.items()))
+
+
+def _check_combine(weight: Tensor, words: Tensor, alpha: Tensor) -> None:
+    if not weight.is_floating_point():
+        raise TypeError(f"weight must be a floating-point tensor, got {weight.dtype}")
+    if not alpha.is_floating_point():
+        raise TypeError(f"alpha must be a floating-point tensor, got {alpha.dtype}")
+    if words.dtype != torch.int32:
+        raise TypeError(f"packed words must be torch.int32, got {words.dtype}")
+    rows, cols = rows_cols(weight.shape)
+    if words.dim() != 3 or tuple(words.shape[1:]) != (rows, num_words(cols)):
+        raise ValueError(
+            f"packed words of shape {tuple(words.shape)} do not fit a weight of shape {tuple(weight.shape)} "
+            f"(expected [T, {rows}, {num_words(cols)}])"
+        )
+    t = words.shape[0]
+    if tuple(alpha.shape) not in ((t,), (t, rows)):
+        raise ValueError(
+            f"alpha must have shape [{t}] (per layer) or [{t}, {rows}] (per output channel) "
+            f"for {t} masks, got {tuple(alpha.shape)}"
+        )
+    _check_same_device(weight=weight, words=words, alpha=alpha)
+
+
+def _check_packed(weight: Tensor, packed: PackedMasks) -> None:
+    if not isinstance(packed, PackedMasks):
+        raise TypeError(f"packed must be impresslearn.PackedMasks, got {type(packed).__name__}")
+    if tuple(packed.shape) != tuple(weight.shape):
+        raise ValueError(f"masks of shape {tuple(packed.shape)} do not cover a weight of shape {tuple(weight.shape)}")
+
+
+def _check_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> None:
+    if weight.dim() != 2:
+        raise ValueError(f"impress_linear needs a 2-D weight, got shape {tuple(weight.shape)}")
+    if x.dim() < 1 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"input of shape {tuple(x.shape)} does not match a weight of shape {tuple(weight.shape)}")
+    if x.dtype != weight.dtype:
+        raise TypeError(f"input dtype {x.dtype} differs from weight dtype {weight.dtype}")
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"bias must have shape [{weight.shape[0]}], got {tuple(bias.shape)}")
+    _check_same_device(x=x, weight=weight, bias=bias)
+
+
+def _check_scores(scores: Tensor) -> None:
+    if not scores.is_floating_point():
+        raise TypeError(f"scores must be a floating-point tensor, got {scores.dtype}")
+    if scores.numel() == 0:
+        raise ValueError("scores must not be empty")
+
+
+def popup_k(numel: int, density: float) -> int:
+    """Entries kept at `density`: `numel - floor((1 - density) * numel)` (the contract's count)."""
+    if isinstance(density, bool) or not isinstance(density, numbers.Real):
+        raise TypeError(f"density must be a real number, got {type(density).__name__}")
+    density = float(density)
+    if not 0.0 < density <= 1.0:
+        raise ValueError(f"density must lie in (0, 1], got {density}")
+    return numel - math.floor((1.0 - density) * numel)
+
+
+# --------------------------------------------------------------------------- combine
+
+@torch.library.custom_op("impresslearn::combine", mutates_args=())
+def _combine(weight: Tensor, words: Tensor, alpha: Tensor) -> Tensor:
+    _check_combine(weight, words, alpha)
+    return _select(weight.device).combine(weight.contiguous(), words.contiguous(), alpha.contiguous())
+
+
+@_combine.register_fake
+def _(weight, words, alpha):
+    _check_combine(weight, words, alpha)
+    return weight.new_empty(weight.shape)
+
+
+@torch.library.custom_op("impresslearn::combine_grad_alpha", mutates_args=())
+def _combine_grad_alpha(grad: Tensor, weight: Tensor, words: Tensor, alpha: Tensor) -> Tensor:
+    _check_combine(weight, words, alpha)
+    if grad.shape != weight.shape:
+        raise ValueError(f"grad of shape {tuple(grad.shape)} does not match weight {tuple(weight.shape)}")
+    return _select(weight.device).combine_grad_alpha(
+        grad.contiguous(), weight.contiguous(), words.contiguous(), alpha.contiguous()
+    )
+
+
+@_combine_grad_alpha.register_fake
+def _(grad, weight, words, alpha):
+    _check_combine(weight, words, alpha)
+    return alpha.new_empty(alpha.shape)
+
+
+def _combine_setup(ctx, inputs, output):
+    weight, words, alpha = inputs
+    ctx.save_for_backward(weight, words, alpha)
+
+
+def _combine_backward(ctx, grad):
+    weight, words, alpha = ctx.saved_tensors
+    grad_weight = _combine(grad, words, alpha) if ctx.needs_input_grad[0] else None
+    grad_alpha = _combine_grad_alpha(grad, weight, words, alpha) if ctx.needs_input_grad[2] else None
+    return grad_weight, None, grad_alpha
+
+
+_combine.register_autograd(_combine_backward, setup_context=_combine_setup)
+
+
+def combine(weight: Tensor, packed: PackedMasks, alpha: Tensor) -> Tensor:
+    """`weight * Σ_t alpha[t] * masks[t]`, differentiable in `weight` and `alpha`."""
+    _check_packed(weight, packed)
+    return _combine(weight, packed.words, alpha)
+
+
+def _grads_of_effective_weight(g_eff: Tensor, weight: Tensor, words: Tensor, alpha: Tensor, needs_weight: bool, needs_alpha: bool):
+    """Chain a gradient w.r.t. `W_eff = combine(weight, words, alpha)` back to weight and alpha."""
+    grad_weight = _combine(g_eff, words, alpha) if needs_weight else None
+    grad_alpha = _combine_grad_alpha(g_eff, weight, words, alpha) if needs_alpha else None
+    return grad_weight, grad_alpha
+
+
+# --------------------------------------------------------------------------- impress_linear
+
+@torch.library.custom_op("impresslearn::impress_linear", mutates_args=())
+def _impress_linear(x: Tensor, weight: Tensor, words: Tensor, alpha: Tensor, bias: Optional[Tensor]) -> Tensor:
+    _check_combine(weight, words, alpha)
+    _check_linear(x, weight, bias)
+    return _select(x.device).impress_linear(
+        x.contiguous(), weight.contiguous(), words.contiguous(), alpha.contiguous(),
+        None if bias is None else bias.contiguous(),
+    )
+
+
+@_impress_linear.register_fake
+def _(x, weight, words, alpha, bias):
+    _check_combine(weight, words, alpha)
+    _check_linear(x, weight, bias)
+    return x.new_empty((*x.shape[:-1], weight.shape[0]))
+
+
+def _impress_linear_setup(ctx, inputs, output):
+    x, weight, words, alpha, bias = inputs
+    ctx.has_bias = bias is not None
+    ctx.save_for_backward(x, weight, words, alpha)
+
+
+def _impress_linear_backward(ctx, grad):
+    x, weight, words, alpha = ctx.saved_tensors
+    needs_x, needs_w, _, needs_a, needs_b = ctx.needs_input_grad
+    rows, cols = weight.shape
+    grad_x = grad_weight = grad_alpha = grad_bias = None
+    if needs_x:
+        grad_x = grad @ _combine(weight, words, alpha)
+    if needs_w or needs_a:
+        g_eff = grad.reshape(-1, rows).t() @ x.reshape(-1, cols)
+        grad_weight, grad_alpha = _grads_of_effective_weight(g_eff, weight, words, alpha, needs_w, needs_a)
+    if ctx.has_bias and needs_b:
+        grad_bias = grad.reshape(-1, rows).sum(0)
+    return grad_x, grad_weight, None, grad_alpha, grad_bias
+
+
+_impress_linear.register_autograd(_impress_linear_backward, setup_context=_impress_linear_setup)
+
+
+def impress_linear(x: Tensor, weight: Tensor, packed: PackedMasks, alpha: Tensor, bias: Optional[Tensor] = None) -> Tensor:
+    """`F.linear(x, combine(weight, packed, alpha), bias)`."""
+    _check_packed(weight, packed)
+    return _impress_linear(x, weight, packed.words, alpha, bias)
+
+
+# --------------------------------------------------------------------------- impress_conv2d
+
+def _pair(v, name: str) -> list[int]:
+    if isinstance(v, numbers.Integral):
+        return [int(v), int(v)]
+    v = [int(i) for i in v]
+    if len(v) != 2:
+        raise ValueError(f"{name} must be an int or a pair, got {v}")
+    return v
+
+
+def _explicit_padding(padding, weight: Tensor, dilation: list[int]) -> list[int]:
+    """Turn nn.Conv2d's 'valid'/'same' into explicit symmetric padding (the op schema takes ints)."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return [0, 0]
+        if padding == "same":
+            pads = []
+            for d, k in zip(dilation, weight.shape[2:]):
+                total = d * (int(k) - 1)
+                if total % 2:
+                    raise ValueError("padding='same' with an even effective kernel size is asymmetric; pad the input explicitly")
+                pads.append(total // 2)
+            return pads
+        raise ValueError(f"padding must be 'valid', 'same', an int or a pair, got {padding!r}")
+    return _pair(padding, "padding")
+
+
+def _check_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor], groups: int) -> None:
+    if weight.dim() != 4:
+        raise ValueError(f"impress_conv2d needs a 4-D weight, got shape {tuple(weight.shape)}")
+    if x.dim() not in (3, 4) or x.shape[-3] != weight.shape[1] * groups:
+        raise ValueError(
+            f"input of shape {tuple(x.shape)} does not match a weight of shape {tuple(weight.shape)} with groups={groups}"
+        )
+    if x.dtype != weight.dtype:
+        raise TypeError(f"input dtype {x.dtype} differs from weight dtype {weight.dtype}")
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"bias must have shape [{weight.shape[0]}], got {tuple(bias.shape)}")
+    _check_same_device(x=x, weight=weight, bias=bias)
+
+
+@torch.library.custom_op("impresslearn::impress_conv2d", mutates_args=())
+def _impress_conv2d(x: Tensor, weight: Tensor, words: Tensor, alpha: Tensor, bias: Optional[Tensor],
+                    stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int], groups: int) -> Tensor:
+    _check_combine(weight, words, alpha)
+    _check_conv(x, weight, bias, groups)
+    w_eff = _select(weight.device).combine(weight.contiguous(), words.contiguous(), alpha.contiguous())
+    return F.conv2d(x, w_eff, bias, stride, padding, dilation, groups)
+
+
+@_impress_conv2d.register_fake
+def _(x, weight, words, alpha, bias, stride, padding, dilation, groups):
+    _check_combine(weight, words, alpha)
+    _check_conv(x, weight, bias, groups)
+    return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+
+def _impress_conv2d_setup(ctx, inputs, output):
+    x, weight, words, alpha, bias, stride, padding, dilation, groups = inputs
+    ctx.conv_args = (list(stride), list(padding), list(dilation), groups)
+    ctx.has_bias = bias is not None
+    # W_eff is recomputed in backward rather than kept: the packed bits are far smaller.
+    ctx.save_for_backward(x, weight, words, alpha)
+
+
+def _impress_conv2d_backward(ctx, grad):
+    x, weight, words, alpha = ctx.saved_tensors
+    stride, padding, dilation, groups = ctx.conv_args
+    needs_x, needs_w, _, needs_a, needs_b = ctx.needs_input_grad[:5]
+    w_eff = _combine(weight, words, alpha)
+    batched = x.dim() == 4
+    xb, gb = (x, grad) if batched else (x.unsqueeze(0), grad.unsqueeze(0))
+    grad_x, g_eff, grad_bias = torch.ops.aten.convolution_backward(
+        gb, xb, w_eff, [weight.shape[0]] if ctx.has_bias else None,
+        stride, padding, dilation, False, [0, 0], groups,
+        [needs_x, needs_w or needs_a, ctx.has_bias and needs_b],
+    )
+    if grad_x is not None and not batched:
+        grad_x = grad_x.squeeze(0)
+    grad_weight = grad_alpha = None
+    if needs_w or needs_a:
+        grad_weight, grad_alpha = _grads_of_effective_weight(g_eff, weight, words, alpha, needs_w, needs_a)
+    return grad_x, grad_weight, None, grad_alpha, grad_bias, None, None, None, None
+
+
+_impress_conv2d.register_autograd(_impress_conv2d_backward, setup_context=_impress_conv2d_setup)
+
+
+def impress_conv2d(x: Tensor, weight: Tensor, packed: PackedMasks, alpha: Tensor, bias: Optional[Tensor] = None,
+                   stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
+    """`F.conv2d(x, combine(weight, packed, alpha), bias, stride, padding, dilation, groups)`."""
+    _check_packed(weight, packed)
+    dilation = _pair(dilation, "dilation")
+    return _impress_conv2d(x, weight, packed.words, alpha, bias, _pair(stride, "stride"),
+                           _explicit_padding(padding, weight, dilation), dilation, int(groups))
+
+
+# --------------------------------------------------------------------------- masks from scores
+
+def _check_k(scores: Tensor, k: int) -> None:
+    _check_scores(scores)
+    if not 1 <= k <= scores.numel():
+        raise ValueError(f"k must lie in [1, {scores.numel()}], got {k}")
+
+
+def _straight_through(ctx, grad):
+    return grad, None
+
+
+@torch.library.custom_op("impresslearn::popup_mask", mutates_args=())
+def _popup_mask(scores: Tensor, k: int) -> Tensor:
+    _check_k(scores, k)
+    return _select(scores.device).popup_mask(scores.contiguous(), k)
+
+
+@_popup_mask.register_fake
+def _(scores, k):
+    _check_k(scores, k)
+    return scores.new_empty(scores.shape)
+
+
+_popup_mask.register_autograd(_straight_through)
+
+
+def popup_mask(scores: Tensor, density: float) -> Tensor:
+    """1.0 at the `k = numel - floor((1 - density) * numel)` largest entries, ties toward the
+    lower flat index, 0.0 elsewhere; the gradient passes straight through to `scores`.
+
+    Layers pass `scores.abs()` (edge-popup), so the scores receive `sign(S) * grad`.
+    """
+    _check_scores(scores)
+    return _popup_mask(scores, popup_k(scores.numel(), density))
+
+
+@torch.library.custom_op("impresslearn::popup_pack", mutates_args=())
+def _popup_pack(scores: Tensor, k: int) -> Tensor:
+    _check_k(scores, k)
+    return _select(scores.device).popup_pack(scores.contiguous(), k)
+
+
+@_popup_pack.register_fake
+def _(scores, k):
+    _check_k(scores, k)
+    rows, cols = rows_cols(scores.shape)
+    return scores.new_empty((1, rows, num_words(cols)), dtype=torch.int32)
+
+
+def popup_pack(scores: Tensor, density: float) -> PackedMasks:
+    """The `popup_mask` of `scores` as a one-mask `PackedMasks` (no gradient)."""
+    _check_scores(scores)
+    return PackedMasks(_popup_pack(scores, popup_k(scores.numel(), density)), scores.shape)
+
+
+@torch.library.custom_op("impresslearn::threshold_mask", mutates_args=())
+def _threshold_mask(scores: Tensor) -> Tensor:
+    _check_scores(scores)
+    return _select(scores.device).threshold_mask(scores.contiguous())
+
+
+@_threshold_mask.register_fake
+def _(scores):
+    _check_scores(scores)
+    return scores.new_empty(scores.shape)
+
+
+_threshold_mask.register_autograd(lambda ctx, grad: grad)
+
+
+def threshold_mask(scores: Tensor) -> Tensor:
+    """1.0 where `scores >= 0`, else 0.0 (SupSup's fast masks); straight-through backward."""
+    return _threshold_mask(scores)

@@ -1,0 +1,83 @@
+"""Pure-PyTorch reference of every primitive: the oracle the other backends are tested against.
+
+Tensors in, tensors out; no autograd here (the op layer adds it). Each function has the
+signature the Triton (`impresslearn.kernels`) and native (`impresslearn.native`) backends
+implement. Shapes:
+
+    weight  [rows, ...]                 any float dtype
+    words   int32 [T, rows, nw]         the packed basis (see `impresslearn.format`)
+    alpha   [T] (per layer) or [T, rows] (per output channel)
+
+These unpack the masks into dense tensors; they are written to be obviously right, not fast.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .format import rows_cols, pack_bits, unpack_bits
+
+def supports(device: torch.device) -> bool:
+    """The reference runs wherever PyTorch does."""
+    return True
+
+
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _dense_coefficients(words: torch.Tensor, alpha: torch.Tensor, cols: int, acc: torch.dtype) -> torch.Tensor:
+    """`Σ_t alpha_t M_t` as a dense `[rows, cols]` tensor in the accumulation dtype."""
+    masks = unpack_bits(words, cols).to(acc)  # [T, rows, cols]
+    a = alpha.to(acc)
+    if a.dim() == 1:
+        return torch.einsum("t,trc->rc", a, masks)
+    return torch.einsum("tr,trc->rc", a, masks)
+
+
+def combine(weight: torch.Tensor, words: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """`weight * Σ_t alpha[t] * masks[t]`, accumulated in fp32 (fp64 for fp64), in weight's dtype."""
+    rows, cols = rows_cols(weight.shape)
+    acc = _acc_dtype(weight.dtype)
+    coef = _dense_coefficients(words, alpha, cols, acc)
+    return (weight.reshape(rows, cols).to(acc) * coef).to(weight.dtype).reshape(weight.shape)
+
+
+def combine_grad_alpha(grad: torch.Tensor, weight: torch.Tensor, words: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """`d alpha[t] = Σ grad ⊙ weight ⊙ masks[t]` (per row for per-channel alpha), in alpha's dtype."""
+    rows, cols = rows_cols(weight.shape)
+    acc = _acc_dtype(torch.promote_types(weight.dtype, alpha.dtype))
+    gw = grad.reshape(rows, cols).to(acc) * weight.reshape(rows, cols).to(acc)
+    masks = unpack_bits(words, cols).to(acc)
+    if alpha.dim() == 1:
+        out = torch.einsum("rc,trc->t", gw, masks)
+    else:
+        out = torch.einsum("rc,trc->tr", gw, masks)
+    return out.to(alpha.dtype)
+
+
+def impress_linear(x: torch.Tensor, weight: torch.Tensor, words: torch.Tensor, alpha: torch.Tensor,
+                   bias: torch.Tensor | None) -> torch.Tensor:
+    return F.linear(x, combine(weight, words, alpha), bias)
+
+
+def popup_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """1.0 at the `k` largest entries of `scores` (ties toward the lower flat index), else 0.0."""
+    flat = scores.reshape(-1)
+    # A stable descending sort keeps equal values in index order, which is the tie rule.
+    order = torch.sort(flat, descending=True, stable=True).indices
+    out = torch.zeros_like(flat)
+    out[order[:k]] = 1
+    return out.reshape(scores.shape)
+
+
+def popup_pack(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """The `popup_mask` as packed words `[1, rows, nw]`."""
+    rows, cols = rows_cols(scores.shape)
+    return pack_bits(popup_mask(scores, k).reshape(1, rows, cols) != 0)
+
+
+def threshold_mask(scores: torch.Tensor) -> torch.Tensor:
+    """1.0 where `scores >= 0`, else 0.0 (SupSup's fast masks)."""
+    return (scores >= 0).to(scores.dtype)
