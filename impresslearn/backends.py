@@ -1,7 +1,7 @@
 """Which kernel backends exist on this machine, and the `backend(...)` context that forces one.
 
-A backend is a module with the primitives of `impresslearn.reference` (same names and
-signatures) and a `supports(device) -> bool`. The op layer (`impresslearn.ops`) is the only
+A backend is a module with primitives named and called as in `impresslearn.reference` and a
+`supports(device) -> bool`; a primitive it leaves out runs on the reference. The op layer (`impresslearn.ops`) is the only
 place that picks one for a call; this module only knows what exists and what was asked for.
 
     "reference"  pure PyTorch, always present (impresslearn.reference)

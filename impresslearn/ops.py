@@ -63,6 +63,13 @@ def _select(device: torch.device) -> types.ModuleType:
     return mod
 
 
+def _primitive(device: torch.device, name: str):
+    """The backend function `name` for `device`. A backend may leave a primitive out (a fused
+    variant that only one backend has); the reference's then runs, so results stay the same."""
+    fn = getattr(_select(device), name, None)
+    return fn if fn is not None else getattr(reference, name)
+
+
 def backend_for(device: torch.device | str) -> str:
     """The name of the backend an op on `device` would use here and now."""
     return backends.name_of(_select(torch.device(device)))
@@ -139,7 +146,7 @@ def popup_k(numel: int, density: float) -> int:
 @torch.library.custom_op("impresslearn::combine", mutates_args=())
 def _combine(weight: Tensor, words: Tensor, alpha: Tensor) -> Tensor:
     _check_combine(weight, words, alpha)
-    return _select(weight.device).combine(weight.contiguous(), words.contiguous(), alpha.contiguous())
+    return _primitive(weight.device, "combine")(weight.contiguous(), words.contiguous(), alpha.contiguous())
 
 
 @_combine.register_fake
@@ -153,7 +160,7 @@ def _combine_grad_alpha(grad: Tensor, weight: Tensor, words: Tensor, alpha: Tens
     _check_combine(weight, words, alpha)
     if grad.shape != weight.shape:
         raise ValueError(f"grad of shape {tuple(grad.shape)} does not match weight {tuple(weight.shape)}")
-    return _select(weight.device).combine_grad_alpha(
+    return _primitive(weight.device, "combine_grad_alpha")(
         grad.contiguous(), weight.contiguous(), words.contiguous(), alpha.contiguous()
     )
 
@@ -198,7 +205,7 @@ def _grads_of_effective_weight(g_eff: Tensor, weight: Tensor, words: Tensor, alp
 def _impress_linear(x: Tensor, weight: Tensor, words: Tensor, alpha: Tensor, bias: Optional[Tensor]) -> Tensor:
     _check_combine(weight, words, alpha)
     _check_linear(x, weight, bias)
-    return _select(x.device).impress_linear(
+    return _primitive(x.device, "impress_linear")(
         x.contiguous(), weight.contiguous(), words.contiguous(), alpha.contiguous(),
         None if bias is None else bias.contiguous(),
     )
@@ -288,7 +295,7 @@ def _impress_conv2d(x: Tensor, weight: Tensor, words: Tensor, alpha: Tensor, bia
                     stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int], groups: int) -> Tensor:
     _check_combine(weight, words, alpha)
     _check_conv(x, weight, bias, groups)
-    w_eff = _select(weight.device).combine(weight.contiguous(), words.contiguous(), alpha.contiguous())
+    w_eff = _primitive(weight.device, "combine")(weight.contiguous(), words.contiguous(), alpha.contiguous())
     return F.conv2d(x, w_eff, bias, stride, padding, dilation, groups)
 
 
@@ -354,7 +361,7 @@ def _straight_through(ctx, grad):
 @torch.library.custom_op("impresslearn::popup_mask", mutates_args=())
 def _popup_mask(scores: Tensor, k: int) -> Tensor:
     _check_k(scores, k)
-    return _select(scores.device).popup_mask(scores.contiguous(), k)
+    return _primitive(scores.device, "popup_mask")(scores.contiguous(), k)
 
 
 @_popup_mask.register_fake
@@ -379,7 +386,7 @@ def popup_mask(scores: Tensor, density: float) -> Tensor:
 @torch.library.custom_op("impresslearn::popup_pack", mutates_args=())
 def _popup_pack(scores: Tensor, k: int) -> Tensor:
     _check_k(scores, k)
-    return _select(scores.device).popup_pack(scores.contiguous(), k)
+    return _primitive(scores.device, "popup_pack")(scores.contiguous(), k)
 
 
 @_popup_pack.register_fake
@@ -398,7 +405,7 @@ def popup_pack(scores: Tensor, density: float) -> PackedMasks:
 @torch.library.custom_op("impresslearn::threshold_mask", mutates_args=())
 def _threshold_mask(scores: Tensor) -> Tensor:
     _check_scores(scores)
-    return _select(scores.device).threshold_mask(scores.contiguous())
+    return _primitive(scores.device, "threshold_mask")(scores.contiguous())
 
 
 @_threshold_mask.register_fake
