@@ -38,8 +38,8 @@ constexpr int64_t kWordBits = 32;
 constexpr int64_t kSegWords = 64;  // 2048 columns: 8 KiB of fp32 coefficients per segment
 constexpr int64_t kMaskChunk = 32;  // masks per pass over a segment; a multiple of 8 (byte tables)
 
-// Work (mask bits) below which a parallel loop is not worth its threads.
-constexpr int64_t kGrainBits = 1 << 16;
+// Work (mask bits) below which a parallel loop is not worth its threads (about 0.1 ms).
+constexpr int64_t kGrainBits = 1 << 20;
 
 // One mask's words of a segment are contiguous but short (a few cache lines), too short for the
 // hardware prefetcher to start on: the kernels ask for the next masks' runs ahead of use.
@@ -466,14 +466,28 @@ const uint32_t* bit_words(const at::Tensor& words) {
   return reinterpret_cast<const uint32_t*>(words.data_ptr<int32_t>());
 }
 
-// Calls fn(r, w0, w1) for the row segments that cover flat words [begin, end).
+// Calls fn(s0, s1) for segments of at most kSegWords flat words (r * nwords + w) covering
+// [begin, end). A mask's words of a segment are contiguous even across rows, so with per-layer
+// alpha a segment may span rows (short rows then make long runs); per-channel alpha changes at
+// each row, so then (split_rows) a segment stays within one.
 template <class F>
-void for_segments(int64_t nwords, int64_t begin, int64_t end, const F& fn) {
+void for_segments(int64_t nwords, bool split_rows, int64_t begin, int64_t end, const F& fn) {
   while (begin < end) {
-    const int64_t r = begin / nwords, w0 = begin % nwords;
-    const int64_t w1 = std::min({nwords, w0 + kSegWords, w0 + (end - begin)});
-    fn(r, w0, w1);
-    begin += w1 - w0;
+    int64_t stop = std::min(end, begin + kSegWords);
+    if (split_rows) stop = std::min(stop, (begin / nwords + 1) * nwords);
+    fn(begin, stop);
+    begin = stop;
+  }
+}
+
+// Calls fn(r, w0, w1, offset) for the pieces of rows in flat words [s0, s1); `offset` is the
+// number of the segment's words before the piece.
+template <class F>
+void for_rows(int64_t nwords, int64_t s0, int64_t s1, const F& fn) {
+  for (int64_t s = s0; s < s1;) {
+    const int64_t r = s / nwords, w0 = s % nwords, w1 = std::min(nwords, w0 + (s1 - s));
+    fn(r, w0, w1, s - s0);
+    s += w1 - w0;
   }
 }
 
@@ -495,27 +509,27 @@ void combine_rows(const Layout& l, const scalar_t* weight, const uint32_t* words
     acc_t coef[kSegWords * kWordBits];
     std::vector<acc_t> row_tables;
     int64_t tables_row = -1;
-    for_segments(l.nwords, begin, end, [&](int64_t r, int64_t w0, int64_t w1) {
-      const uint32_t* wp = words + r * l.nwords + w0;
-      const acc_t* a = per_channel ? alpha + r * T : alpha;
-      const acc_t* per_mask = a;
-      if (lut) {
-        per_mask = layer_tables.data();
-        if (per_channel) {
-          if (tables_row != r) {
-            row_tables.resize(static_cast<size_t>(lut_groups(T) * kLutSize));
-            build_tables(a, T, row_tables.data());
-            tables_row = r;
-          }
-          per_mask = row_tables.data();
+    for_segments(l.nwords, per_channel, begin, end, [&](int64_t s0, int64_t s1) {
+      const int64_t r = s0 / l.nwords;  // the row of a per-channel segment
+      const acc_t* per_mask = per_channel ? alpha + r * T : alpha;
+      if (lut && per_channel) {
+        if (tables_row != r) {
+          row_tables.resize(static_cast<size_t>(lut_groups(T) * kLutSize));
+          build_tables(per_mask, T, row_tables.data());
+          tables_row = r;
         }
+        per_mask = row_tables.data();
+      } else if (lut) {
+        per_mask = layer_tables.data();
       }
-      add_coefficients<acc_t>(coef_fn, lut, wp, mask_stride, T, per_mask, w1 - w0, coef);
-      const int64_t c0 = kWordBits * w0, c1 = std::min(l.cols, kWordBits * w1);
-      const scalar_t* wr = weight + r * l.cols;
-      scalar_t* orow = out + r * l.cols;
-      for (int64_t c = c0; c < c1; ++c)
-        orow[c] = static_cast<scalar_t>(static_cast<acc_t>(wr[c]) * coef[c - c0]);
+      add_coefficients<acc_t>(coef_fn, lut, words + s0, mask_stride, T, per_mask, s1 - s0, coef);
+      for_rows(l.nwords, s0, s1, [&](int64_t row, int64_t w0, int64_t w1, int64_t offset) {
+        const int64_t c0 = kWordBits * w0, c1 = std::min(l.cols, kWordBits * w1);
+        const scalar_t* wr = weight + row * l.cols;
+        scalar_t* orow = out + row * l.cols;
+        const acc_t* cf = coef + kWordBits * offset;
+        for (int64_t c = c0; c < c1; ++c) orow[c] = static_cast<scalar_t>(static_cast<acc_t>(wr[c]) * cf[c - c0]);
+      });
     });
   });
 }
@@ -525,35 +539,50 @@ at::ScalarType acc_type(at::ScalarType t) { return t == at::kDouble ? at::kDoubl
 
 // --------------------------------------------------------------------------- grad of alpha
 
-// Per-layer alpha: fixed blocks of the flat word range (their size depends on the shape only),
-// one fp64 partial sum per mask and block, added in block order: the result does not depend on
-// the number of threads. Per-channel alpha: each row is summed by one thread.
+// grad * weight over the segment's words, zero past each row's last column.
+template <class scalar_t, class acc_t>
+void grad_times_weight(const Layout& l, const scalar_t* grad, const scalar_t* weight, int64_t s0, int64_t s1,
+                       acc_t* gw) {
+  for_rows(l.nwords, s0, s1, [&](int64_t row, int64_t w0, int64_t w1, int64_t offset) {
+    const int64_t c0 = kWordBits * w0, c1 = std::min(l.cols, kWordBits * w1);
+    const scalar_t* gr = grad + row * l.cols;
+    const scalar_t* wr = weight + row * l.cols;
+    acc_t* g = gw + kWordBits * offset;
+    for (int64_t c = c0; c < c1; ++c) g[c - c0] = static_cast<acc_t>(gr[c]) * static_cast<acc_t>(wr[c]);
+    std::fill(g + (c1 - c0), g + kWordBits * (w1 - w0), acc_t(0));  // padding (its bits are 0 anyway)
+  });
+}
+
+// Deterministic: per-channel alpha sums each row in one thread; per-layer alpha sums fixed blocks
+// of the flat word range (their size depends on the shape only) into one fp64 partial per mask
+// and block, added in block order. Neither depends on the number of threads.
 template <class scalar_t, class acc_t>
 void grad_alpha_rows(const Layout& l, const scalar_t* grad, const scalar_t* weight, const uint32_t* words,
                      bool per_channel, double* out /* [T] or [rows, T] */) {
   const int64_t T = l.num_masks, mask_stride = l.rows * l.nwords, total = l.rows * l.nwords;
   const DotFn<acc_t> dot_fn = pick_dot<acc_t>(variant());
-  const int64_t block = per_channel ? l.nwords : std::max<int64_t>(kSegWords, kGrainBits / (kWordBits * T));
-  const int64_t blocks = (total + block - 1) / block;
-  std::vector<double> partial(per_channel ? 0 : static_cast<size_t>(blocks * T), 0.0);
-  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+  const auto sum_range = [&](int64_t begin, int64_t end, double* acc) {
     acc_t gw[kSegWords * kWordBits];
-    for (int64_t b = b0; b < b1; ++b) {
-      double* acc = per_channel ? out + b * T : partial.data() + b * T;
-      for_segments(l.nwords, b * block, std::min(total, (b + 1) * block), [&](int64_t r, int64_t w0, int64_t w1) {
-        const int64_t c0 = kWordBits * w0, c1 = std::min(l.cols, kWordBits * w1);
-        const scalar_t* gr = grad + r * l.cols;
-        const scalar_t* wr = weight + r * l.cols;
-        for (int64_t c = c0; c < c1; ++c) gw[c - c0] = static_cast<acc_t>(gr[c]) * static_cast<acc_t>(wr[c]);
-        std::fill(gw + (c1 - c0), gw + kWordBits * (w1 - w0), acc_t(0));  // padding bits are 0 anyway
-        dot_fn(words + r * l.nwords + w0, mask_stride, T, gw, w1 - w0, acc);
-      });
-    }
-  });
-  if (!per_channel) {
-    for (int64_t b = 0; b < blocks; ++b)
-      for (int64_t t = 0; t < T; ++t) out[t] += partial[static_cast<size_t>(b * T + t)];
+    for_segments(l.nwords, per_channel, begin, end, [&](int64_t s0, int64_t s1) {
+      grad_times_weight(l, grad, weight, s0, s1, gw);
+      dot_fn(words + s0, mask_stride, T, gw, s1 - s0, acc);
+    });
+  };
+  if (per_channel) {
+    const int64_t grain = std::max<int64_t>(1, kGrainBits / (kWordBits * T * l.nwords));
+    at::parallel_for(0, l.rows, grain, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) sum_range(r * l.nwords, (r + 1) * l.nwords, out + r * T);
+    });
+    return;
   }
+  const int64_t block = std::max<int64_t>(kSegWords, kGrainBits / (kWordBits * T));
+  const int64_t blocks = (total + block - 1) / block;
+  std::vector<double> partial(static_cast<size_t>(blocks * T), 0.0);
+  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) sum_range(b * block, std::min(total, (b + 1) * block), partial.data() + b * T);
+  });
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t t = 0; t < T; ++t) out[t] += partial[static_cast<size_t>(b * T + t)];
 }
 
 }  // namespace
