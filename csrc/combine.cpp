@@ -3,11 +3,12 @@
 //   combine:            out[r, c]   = weight[r, c] * Σ_t alpha[t(, r)] * bit(t, r, c)
 //   combine_grad_alpha: dalpha[t(, r)] = Σ_c grad[r, c] * weight[r, c] * bit(t, r, c)
 //
-// Both walk the flat word index (row r, word w) in segments of at most kSegWords words of one
-// row, so the per-segment buffer (coefficients, or grad * weight) stays in L1. Inner loops keep
-// 32 column accumulators per word and add alpha[t] (or grad * weight) where a bit is set:
-// masked adds on AVX-512 (the word is the lane mask), compare-and-add on AVX2, a loop the
-// compiler vectorises elsewhere, or 256-entry byte tables per group of 8 masks (variant.h).
+// Both walk the flat word index r * nwords + w in segments of at most kSegWords words, so the
+// per-segment buffer (coefficients, or grad * weight) stays in L1, and take the masks
+// kMaskChunk at a time. Inner loops keep 32 column accumulators per word and add alpha[t] (or
+// grad * weight) where a bit is set: masked adds on AVX-512 (the word is the lane mask),
+// compare-and-add on AVX2, a loop the compiler vectorises elsewhere, or 256-entry byte tables
+// per group of 8 masks (variant.h says which runs).
 #include "native.h"
 #include "variant.h"
 
