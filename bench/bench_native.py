@@ -268,7 +268,8 @@ def measure_memory_here(case: Case) -> dict:
 
 def measure_memory(case: Case) -> dict:
     spec = json.dumps({"group": case.group, "method": case.method, "params": case.params})
-    proc = subprocess.run([sys.executable, __file__, "--child", spec], capture_output=True, text=True)
+    threads = ["--threads", str(torch.get_num_threads())]
+    proc = subprocess.run([sys.executable, __file__, "--child", spec, *threads], capture_output=True, text=True)
     if proc.returncode != 0:
         return {"memory_error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"rc {proc.returncode}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -356,9 +357,12 @@ def main(argv=None) -> None:
     parser.add_argument("--only", nargs="+", choices=sorted(SETUPS), help="run only these groups")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test of the script")
     parser.add_argument("--no-memory", action="store_true", help="skip the child processes that measure memory")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     parser.add_argument("--out", type=Path, default=None, help=f"results file (default {RESULTS}; --quick: none)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.child:
         spec = json.loads(args.child)
         print(json.dumps(measure_memory_here(Case(spec["group"], spec["method"], spec["params"]))))

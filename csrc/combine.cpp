@@ -275,27 +275,6 @@ void add_coefficients(CoefFn<acc_t> fn, bool lut, const uint32_t* words, int64_t
   }
 }
 
-template <class acc_t>
-CoefFn<acc_t> pick_coef(Variant v);
-
-template <>
-CoefFn<float> pick_coef<float>(Variant v) {
-#ifdef IL_X86
-  if (v == Variant::avx512) return coef_avx512_f32;
-  if (v == Variant::avx2) return coef_avx2_f32;
-#endif
-  return coef_generic<float>;
-}
-
-template <>
-CoefFn<double> pick_coef<double>(Variant v) {
-#ifdef IL_X86
-  if (v == Variant::avx512) return coef_avx512_f64;
-  if (v == Variant::avx2) return coef_avx2_auto<double>;
-#endif
-  return coef_generic<double>;
-}
-
 // --------------------------------------------------------------------------- bit dot products
 
 // partial[t] += Σ_{w < nwords} Σ_j bit j of words[t * mask_stride + w] * gw[32 * w + j]
@@ -408,25 +387,32 @@ IL_TARGET_AVX512 void dot_bits_avx512_f64(const uint32_t* words, int64_t mask_st
 template <class acc_t>
 using DotFn = void (*)(const uint32_t*, int64_t, int64_t, const acc_t*, int64_t, double*);
 
+// The coefficient and dot-product kernels of a variant ("lut" picks its tables elsewhere).
 template <class acc_t>
-DotFn<acc_t> pick_dot(Variant v);
+struct Kernels {
+  CoefFn<acc_t> coef;
+  DotFn<acc_t> dot;
+};
+
+template <class acc_t>
+Kernels<acc_t> kernels(Variant v);
 
 template <>
-DotFn<float> pick_dot<float>(Variant v) {
+Kernels<float> kernels<float>(Variant v) {
 #ifdef IL_X86
-  if (v == Variant::avx512) return dot_bits_avx512_f32;
-  if (v == Variant::avx2) return dot_bits_avx2_f32;
+  if (v == Variant::avx512) return {coef_avx512_f32, dot_bits_avx512_f32};
+  if (v == Variant::avx2) return {coef_avx2_f32, dot_bits_avx2_f32};
 #endif
-  return dot_bits_generic<float>;
+  return {coef_generic<float>, dot_bits_generic<float>};
 }
 
 template <>
-DotFn<double> pick_dot<double>(Variant v) {
+Kernels<double> kernels<double>(Variant v) {
 #ifdef IL_X86
-  if (v == Variant::avx512) return dot_bits_avx512_f64;
-  if (v == Variant::avx2) return dot_bits_avx2_auto<double>;
+  if (v == Variant::avx512) return {coef_avx512_f64, dot_bits_avx512_f64};
+  if (v == Variant::avx2) return {coef_avx2_auto<double>, dot_bits_avx2_auto<double>};
 #endif
-  return dot_bits_generic<double>;
+  return {coef_generic<double>, dot_bits_generic<double>};
 }
 
 // --------------------------------------------------------------------------- shapes and checks
@@ -499,7 +485,7 @@ void combine_rows(const Layout& l, const scalar_t* weight, const uint32_t* words
                   scalar_t* out) {
   const int64_t T = l.num_masks, mask_stride = l.rows * l.nwords;
   const bool lut = combine_uses_lut(T);
-  const CoefFn<acc_t> coef_fn = lut ? coef_lut<acc_t> : pick_coef<acc_t>(variant());
+  const CoefFn<acc_t> coef_fn = lut ? coef_lut<acc_t> : kernels<acc_t>(variant()).coef;
   std::vector<acc_t> layer_tables;
   if (lut && !per_channel) {
     layer_tables.resize(static_cast<size_t>(lut_groups(T) * kLutSize));
@@ -561,7 +547,7 @@ template <class scalar_t, class acc_t>
 void grad_alpha_rows(const Layout& l, const scalar_t* grad, const scalar_t* weight, const uint32_t* words,
                      bool per_channel, double* out /* [T] or [rows, T] */) {
   const int64_t T = l.num_masks, mask_stride = l.rows * l.nwords, total = l.rows * l.nwords;
-  const DotFn<acc_t> dot_fn = pick_dot<acc_t>(variant());
+  const DotFn<acc_t> dot_fn = kernels<acc_t>(variant()).dot;
   const auto sum_range = [&](int64_t begin, int64_t end, double* acc) {
     acc_t gw[kSegWords * kWordBits];
     for_segments(l.nwords, per_channel, begin, end, [&](int64_t s0, int64_t s1) {

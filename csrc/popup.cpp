@@ -177,7 +177,7 @@ inline uint32_t pack_word(const scalar_t* x, int64_t n, const Pred& pred) {
 }
 
 #ifdef __SSE2__
-// Whole fp32/fp64 words by compare + movemask, four (two) bits at a time.
+// Whole fp32 words by compare + movemask, four bits at a time.
 inline uint32_t pack_word(const float* x, int64_t n, const ValueAtLeast<float>& pred) {
   if (n != 32) return pack_word_loop(x, n, pred);
   const __m128 v = _mm_set1_ps(pred.v);
@@ -187,14 +187,6 @@ inline uint32_t pack_word(const float* x, int64_t n, const ValueAtLeast<float>& 
   return word;
 }
 
-inline uint32_t pack_word(const double* x, int64_t n, const ValueAtLeast<double>& pred) {
-  if (n != 32) return pack_word_loop(x, n, pred);
-  const __m128d v = _mm_set1_pd(pred.v);
-  uint32_t word = 0;
-  for (int q = 0; q < 16; ++q)
-    word |= static_cast<uint32_t>(_mm_movemask_pd(_mm_cmpnlt_pd(_mm_loadu_pd(x + 2 * q), v))) << (2 * q);
-  return word;
-}
 #endif
 
 // Fixed chunks, one per thread: each owns its histogram or count, whatever thread runs it.

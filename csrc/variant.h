@@ -20,8 +20,9 @@
 namespace impresslearn_native {
 
 // generic: portable loops the compiler vectorises for the baseline ISA (SSE2 on x86-64, NEON on arm64)
-// lut:     combine through 256-entry byte tables per group of 8 masks (other kernels: generic)
-// avx2, avx512: hand-vectorised x86 paths
+// lut:     combine through 256-entry byte tables per group of 8 masks (other kernels: generic);
+//          measured no faster than generic, so only used when chosen
+// avx2, avx512: hand-vectorised x86 paths (the default where the CPU has them)
 enum class Variant : int { generic = 0, lut = 1, avx2 = 2, avx512 = 3 };
 
 // The variant in use: the best this CPU supports, unless set_variant (or the environment variable

@@ -19,11 +19,13 @@ def test_native_backend_was_built():
 
 
 def test_missing_library_is_reported(tmp_path, monkeypatch):
+    monkeypatch.delenv("IMPRESSLEARN_NO_NATIVE", raising=False)
     monkeypatch.setattr(native, "LIBRARY", tmp_path / "_native.so")
     assert "was not built" in native._load()
 
 
 def test_library_for_another_torch_is_not_loaded(tmp_path, monkeypatch):
+    monkeypatch.delenv("IMPRESSLEARN_NO_NATIVE", raising=False)
     library = tmp_path / "_native.so"
     library.write_bytes(b"not a library: loading it would fail loudly")
     monkeypatch.setattr(native, "LIBRARY", library)
