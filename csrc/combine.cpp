@@ -43,10 +43,21 @@ constexpr int64_t kMaskChunk = 32;  // masks per pass over a segment; a multiple
 constexpr int64_t kGrainBits = 1 << 20;
 
 // One mask's words of a segment are contiguous but short (a few cache lines), too short for the
-// hardware prefetcher to start on: the kernels ask for the next masks' runs ahead of use.
+// hardware prefetcher to start on: the kernels ask for the runs they read next ahead of use.
 IL_ALWAYS_INLINE void prefetch_run(const uint32_t* p, int64_t nwords) {
   for (int64_t w = 0; w < nwords; w += 16) IL_PREFETCH(p + w);
 }
+
+// Prefetches mask `t`'s run of the segment at `words` or, past the last mask, the run of mask
+// t - num_masks in the next segment (which starts nwords later: segments follow each other in
+// the flat word order). Addresses past the tensor are harmless: prefetches do not fault.
+IL_ALWAYS_INLINE void prefetch_mask(const uint32_t* words, int64_t mask_stride, int64_t num_masks, int64_t nwords,
+                                    int64_t t) {
+  prefetch_run(t < num_masks ? words + t * mask_stride : words + (t - num_masks) * mask_stride + nwords, nwords);
+}
+
+// Masks the dot-product kernels prefetch ahead: a run takes ~100 ns, about one DRAM latency.
+constexpr int64_t kPrefetchMasks = 4;
 
 // --------------------------------------------------------------------------- coefficients
 
@@ -268,9 +279,11 @@ void add_coefficients(CoefFn<acc_t> fn, bool lut, const uint32_t* words, int64_t
                       const acc_t* per_mask, int64_t nwords, acc_t* coef) {
   std::fill(coef, coef + kWordBits * nwords, acc_t(0));
   for (int64_t t0 = 0; t0 < num_masks; t0 += kMaskChunk) {
-    const int64_t next_end = std::min(num_masks, t0 + 2 * kMaskChunk);
-    for (int64_t t = t0 + kMaskChunk; t < next_end; ++t) prefetch_run(words + t * mask_stride, nwords);
-    fn(words + t0 * mask_stride, mask_stride, std::min(kMaskChunk, num_masks - t0),
+    // The next kMaskChunk masks after this chunk, counting on into the next segment's.
+    const int64_t n = std::min(kMaskChunk, num_masks - t0);
+    const int64_t end = std::min(t0 + n + kMaskChunk, num_masks + std::min(num_masks, kMaskChunk));
+    for (int64_t t = t0 + n; t < end; ++t) prefetch_mask(words, mask_stride, num_masks, nwords, t);
+    fn(words + t0 * mask_stride, mask_stride, n,
        lut ? per_mask + (t0 / 8) * kLutSize : per_mask + t0, nwords, coef);
   }
 }
@@ -284,7 +297,7 @@ IL_ALWAYS_INLINE void dot_bits_body(const uint32_t* words, int64_t mask_stride, 
                                     int64_t nwords, double* partial) {
   for (int64_t t = 0; t < num_masks; ++t) {
     const uint32_t* p = words + t * mask_stride;
-    prefetch_run(p + mask_stride, nwords);  // the next mask's words of this segment
+    prefetch_mask(words, mask_stride, num_masks, nwords, t + kPrefetchMasks);
     acc_t acc[kWordBits] = {};
     for (int64_t w = 0; w < nwords; ++w) {
       const uint32_t bits = p[w];
@@ -318,7 +331,7 @@ IL_TARGET_AVX2 void dot_bits_avx2_f32(const uint32_t* words, int64_t mask_stride
   const __m256i sel[4] = {avx2_bit_select(0), avx2_bit_select(1), avx2_bit_select(2), avx2_bit_select(3)};
   for (int64_t t = 0; t < num_masks; ++t) {
     const uint32_t* p = words + t * mask_stride;
-    prefetch_run(p + mask_stride, nwords);  // the next mask's words of this segment
+    prefetch_mask(words, mask_stride, num_masks, nwords, t + kPrefetchMasks);
     __m256 acc[4];
     for (auto& v : acc) v = _mm256_setzero_ps();
     for (int64_t w = 0; w < nwords; ++w) {
@@ -341,7 +354,7 @@ IL_TARGET_AVX512 void dot_bits_avx512_f32(const uint32_t* words, int64_t mask_st
                                           const float* gw, int64_t nwords, double* partial) {
   for (int64_t t = 0; t < num_masks; ++t) {
     const uint32_t* p = words + t * mask_stride;
-    prefetch_run(p + mask_stride, nwords);  // the next mask's words of this segment
+    prefetch_mask(words, mask_stride, num_masks, nwords, t + kPrefetchMasks);
     __m512 acc[4];
     for (auto& v : acc) v = _mm512_setzero_ps();
     int64_t w = 0;
@@ -369,7 +382,7 @@ IL_TARGET_AVX512 void dot_bits_avx512_f64(const uint32_t* words, int64_t mask_st
                                           const double* gw, int64_t nwords, double* partial) {
   for (int64_t t = 0; t < num_masks; ++t) {
     const uint32_t* p = words + t * mask_stride;
-    prefetch_run(p + mask_stride, nwords);  // the next mask's words of this segment
+    prefetch_mask(words, mask_stride, num_masks, nwords, t + kPrefetchMasks);
     __m512d acc[4];
     for (auto& v : acc) v = _mm512_setzero_pd();
     for (int64_t w = 0; w < nwords; ++w) {
