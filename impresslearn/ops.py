@@ -67,9 +67,14 @@ def _select(device: torch.device) -> types.ModuleType:
 
 def _primitive(device: torch.device, name: str):
     """The backend function `name` for `device`. A backend may leave a primitive out (a fused
-    variant that only one backend has); the reference's then runs, so results stay the same."""
+    variant that only one backend has); the reference's then runs, so results stay the same.
+
+    Results are made contiguous: the fake implementations promise contiguous outputs, and
+    torch.compile checks the real strides against them (an einsum may return a transposed view)."""
     fn = getattr(_select(device), name, None)
-    return fn if fn is not None else getattr(reference, name)
+    if fn is None:
+        fn = getattr(reference, name)
+    return lambda *args: fn(*args).contiguous()
 
 
 def backend_for(device: torch.device | str) -> str:
@@ -171,6 +176,23 @@ def _combine_grad_alpha(grad: Tensor, weight: Tensor, words: Tensor, alpha: Tens
 def _(grad, weight, words, alpha):
     _check_combine(weight, words, alpha)
     return alpha.new_empty(alpha.shape)
+
+
+def _combine_grad_alpha_setup(ctx, inputs, output):
+    grad, weight, words, alpha = inputs
+    ctx.save_for_backward(grad, weight, words)
+
+
+def _combine_grad_alpha_backward(ctx, gg):
+    # d alpha_t = Σ G ⊙ W ⊙ M_t is bilinear in G and W and does not depend on alpha's value:
+    # pulling gg back gives W ⊙ Σ_t gg_t M_t for G and G ⊙ Σ_t gg_t M_t for W (double backward).
+    grad, weight, words = ctx.saved_tensors
+    d_grad = _combine(weight, words, gg) if ctx.needs_input_grad[0] else None
+    d_weight = _combine(grad, words, gg) if ctx.needs_input_grad[1] else None
+    return d_grad, d_weight, None, None
+
+
+_combine_grad_alpha.register_autograd(_combine_grad_alpha_backward, setup_context=_combine_grad_alpha_setup)
 
 
 def _combine_setup(ctx, inputs, output):

@@ -64,18 +64,19 @@ def coefficient_tile(words_ptr, table_ptr, r, c, valid, n_rows, nw, n_masks,
 
 
 @triton.jit
-def _build_lut_kernel(alpha_ptr, lut_ptr, n_masks, alpha_mask_stride, alpha_row_stride, ACC: tl.constexpr):
-    """lut[r, g, b] = Σ_{j<8, 8g+j<T} alpha[8g + j, r] · bit_j(b); one program per (row, group)."""
-    r = tl.program_id(0)
+def _build_lut_kernel(alpha_ptr, lut_ptr, n_rows, n_masks, n_groups, alpha_mask_stride, alpha_row_stride,
+                      ACC: tl.constexpr, BLOCK_R: tl.constexpr):
+    """lut[r, g, b] = Σ_{j<8, 8g+j<T} alpha[8g + j, r] · bit_j(b); a program per (block of rows, group)."""
+    r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)[:, None]
     g = tl.program_id(1)
-    n_groups = tl.num_programs(1)
-    b = tl.arange(0, 256)
-    acc = tl.zeros((256,), dtype=ACC)
+    b = tl.arange(0, 256)[None, :]
+    acc = tl.zeros((BLOCK_R, 256), dtype=ACC)
     for j in tl.static_range(8):
         t = g * 8 + j
-        a = tl.load(alpha_ptr + t * alpha_mask_stride + r * alpha_row_stride, mask=t < n_masks, other=0.0).to(ACC)
+        a = tl.load(alpha_ptr + t * alpha_mask_stride + r * alpha_row_stride, mask=(r < n_rows) & (r * 0 + t < n_masks),
+                    other=0.0).to(ACC)
         acc += tl.where(((b >> j) & 1) != 0, a, 0.0)
-    tl.store(lut_ptr + (r * n_groups + g) * 256 + b, acc)
+    tl.store(lut_ptr + (r * n_groups + g) * 256 + b, acc, mask=(r < n_rows) & (b < 256))
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,10 @@ class Table:
         table_rows = a.shape[1] if a.dim() == 2 else 1
         lut = torch.empty((table_rows, n_groups, 256), dtype=acc, device=a.device)
         mask_stride, row_stride = (a.shape[1], 1) if a.dim() == 2 else (1, 0)
+        block_r = min(16, triton.next_power_of_2(table_rows))
         with device_guard(a):
-            _build_lut_kernel[(table_rows, n_groups)](a, lut, t, mask_stride, row_stride, ACC=tl_dtype(acc))
+            _build_lut_kernel[(triton.cdiv(table_rows, block_r), n_groups)](
+                a, lut, table_rows, t, n_groups, mask_stride, row_stride, ACC=tl_dtype(acc), BLOCK_R=block_r)
         return Table(lut, n_groups * 256 if a.dim() == 2 else 0, 0, True)
 
 
