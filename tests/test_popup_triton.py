@@ -22,14 +22,15 @@ def scores_of(shape, levels=0, dtype=torch.float32, seed=0):
     return s.to(dtype).to(DEVICE)
 
 
-def check(scores, k):
+def check(scores, k, packed=True):
     mask = kernels.popup_mask(scores, k)
     expected = popup_oracle(scores.cpu(), k)
     assert mask.dtype == scores.dtype and mask.shape == scores.shape
     assert int(mask.sum()) == k
     assert torch.equal(mask.cpu(), expected)
-    words = kernels.popup_pack(scores, k)
-    assert torch.equal(words.cpu(), reference.popup_pack(scores.cpu(), k))
+    if packed:
+        words = kernels.popup_pack(scores, k)
+        assert torch.equal(words.cpu(), reference.popup_pack(scores.cpu(), k))
 
 
 # Several histogram blocks and several counting/writing blocks (ties ranked across blocks).
@@ -42,8 +43,9 @@ assert MULTI_BLOCK[0] * MULTI_BLOCK[1] > max(HIST_BLOCK, 32 * WRITE_WORDS)
 def test_popup_matches_oracle(shape, levels):
     n = torch.Size(shape).numel()
     scores = scores_of(shape, levels, seed=n + levels)
-    for k in sorted({1, max(1, n // 3), popup_k_oracle(n, 0.1), n}):
-        check(scores, k)
+    for k in sorted({1, popup_k_oracle(n, 0.1), n}):
+        check(scores, k, packed=False)
+    check(scores, max(1, n // 3))  # the packed words too (the interpreter is slow: one k)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
