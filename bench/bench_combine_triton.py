@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from impresslearn import dense, pack_masks, reference
-from triton_timing import Setup, measure_ms, out_of_memory, peak_memory_mb
+from triton_timing import Setup, out_of_memory, peak_memory_mb, timed_row
 
 RESNET50_SHAPES = {
     "conv1": (64, 3, 7, 7),
@@ -109,18 +109,14 @@ def run(setup: Setup, peak_gbps) -> list[dict]:
                 if stacked is None and impl.startswith("dense"):
                     rows.append(dict(row, error="out of memory (stacked masks)"))
                     continue
-                try:
-                    ms = measure_ms(setup, fn)
-                    row.update(ms=ms, gbps=floor_bytes / ms / 1e6, peak_mb=peak_memory_mb(setup, fn))
+                def more(ms, fn=fn, impl=impl, op=op, floor_bytes=floor_bytes):
+                    extra = dict(gbps=floor_bytes / ms / 1e6, peak_mb=peak_memory_mb(setup, fn))
                     if peak_gbps:
-                        row["peak_fraction"] = row["gbps"] / peak_gbps
+                        extra["peak_fraction"] = extra["gbps"] / peak_gbps
                     if impl == "triton":
-                        row["max_rel_error_vs_reference"] = checks[op]()
-                except Exception as err:
-                    if not out_of_memory(err):
-                        raise
-                    torch.cuda.empty_cache()
-                    row["error"] = "out of memory"
-                rows.append(row)
+                        extra["max_rel_error_vs_reference"] = checks[op]()
+                    return extra
+
+                rows.append(timed_row(setup, fn, row, more))
         del stacked
     return rows

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 import impresslearn
 from impresslearn import dense, ops, pack_masks
-from triton_timing import Setup, measure_ms, out_of_memory
+from triton_timing import Setup, timed_row
 
 LINEAR_SHAPES = {"lenet.fc1": (300, 784), "resnet50.fc": (1000, 2048), "square4096": (4096, 4096)}
 BATCHES = (1, 16, 128, 1024)
@@ -101,15 +101,7 @@ def _conv_impls(x, weight, packed, alpha, stacked):
 def _time_all(setup, impls_by_op, base_row, rows):
     for op, impls in impls_by_op.items():
         for impl, fn in impls.items():
-            row = dict(base_row, op=op, impl=impl)
-            try:
-                row["ms"] = measure_ms(setup, fn)
-            except Exception as err:
-                if not out_of_memory(err):
-                    raise
-                torch.cuda.empty_cache()
-                row["error"] = "out of memory"
-            rows.append(row)
+            rows.append(timed_row(setup, fn, dict(base_row, op=op, impl=impl)))
 
 
 def _setup_layer(shape, t, dtype, device, gen):

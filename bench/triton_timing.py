@@ -92,3 +92,18 @@ def peak_memory_mb(setup: Setup, fn: Callable[[], object]) -> Optional[float]:
 
 def out_of_memory(err: BaseException) -> bool:
     return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err)
+
+
+def timed_row(setup: Setup, fn: Callable[[], object], row: dict,
+              more: Optional[Callable[[float], dict]] = None) -> dict:
+    """`row` with `ms` (and what `more(ms)` adds), or with an `error` when the GPU ran out of memory."""
+    try:
+        row["ms"] = measure_ms(setup, fn)
+        if more is not None:
+            row.update(more(row["ms"]))
+    except Exception as err:
+        if not out_of_memory(err):
+            raise
+        torch.cuda.empty_cache()
+        row["error"] = "out of memory"
+    return row

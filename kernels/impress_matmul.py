@@ -20,12 +20,14 @@ programs (about four per SM) and sum the fp32 partials in a fixed order.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from .coefficients import coefficient_tile, table_for
+from .coefficients import Table, coefficient_tile, table_for
 from .combine import combine
 from .runtime import INTERPRETED, cast, check_numel, device_guard, dot_precision, num_programs_target, tl_dtype
 
@@ -127,6 +129,39 @@ def _use_fused(rows: int, dtype: torch.dtype, fused_max_batch: int) -> bool:
     return 0 < rows <= fused_max_batch and dtype != torch.float64
 
 
+@dataclass(frozen=True)
+class _FusedLaunch:
+    """Table, grid and output buffer of a fused GEMM over `rows x cols` outputs reducing over one axis."""
+
+    table: Table
+    grid: tuple[int, int, int]
+    per_split: int
+    out: torch.Tensor  # [splits, rows, cols] fp32 partials when split, else [rows, cols]
+    constexprs: dict
+
+    @staticmethod
+    def plan(rows: int, cols: int, col_block: int, reduced: int, reduce_block: int, weight: torch.Tensor,
+             alpha: torch.Tensor, device: torch.device, split) -> "_FusedLaunch":
+        table, acc = table_for(alpha, weight.shape[1], weight.dtype)
+        block_m = min(BLOCK_M_MAX, max(16, triton.next_power_of_2(rows)))
+        grid = (triton.cdiv(rows, block_m), triton.cdiv(cols, col_block))
+        n_split, per_split = _splits(grid[0] * grid[1], reduced, reduce_block, device, split)
+        out = (torch.empty((n_split, rows, cols), dtype=torch.float32, device=device) if n_split > 1
+               else torch.empty((rows, cols), dtype=weight.dtype, device=device))
+        constexprs = dict(SPLIT=n_split > 1, USE_LUT=table.lut, ACC=tl_dtype(acc), DOT=_dot_dtype(weight.dtype),
+                          PRECISION=dot_precision(), BLOCK_M=block_m, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K)
+        return _FusedLaunch(table, (*grid, n_split), per_split, out, constexprs)
+
+    def result(self, dtype: torch.dtype, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """The output in `dtype`; split partials are summed in a fixed order, then the bias added."""
+        if self.out.dim() == 2:
+            return self.out
+        out = self.out.sum(0)
+        if bias is not None:
+            out += bias.float()
+        return out.to(dtype)
+
+
 def impress_linear(x: torch.Tensor, weight: torch.Tensor, words: torch.Tensor, alpha: torch.Tensor,
                    bias: torch.Tensor | None, *, fused_max_batch: int = FUSED_MAX_BATCH,
                    split: int | None = None) -> torch.Tensor:
@@ -137,25 +172,13 @@ def impress_linear(x: torch.Tensor, weight: torch.Tensor, words: torch.Tensor, a
     if not _use_fused(m, weight.dtype, fused_max_batch):
         return F.linear(x, combine(weight, words, alpha), bias)
     check_numel(x2, weight, words)
-    table, acc = table_for(alpha, k, weight.dtype)
-    block_m = min(BLOCK_M_MAX, max(16, triton.next_power_of_2(m)))
-    grid_mn = (triton.cdiv(m, block_m), triton.cdiv(n, BLOCK_N))
-    n_split, k_per_split = _splits(grid_mn[0] * grid_mn[1], k, BLOCK_K, x.device, split)
-    out = (torch.empty((n_split, m, n), dtype=torch.float32, device=x.device) if n_split > 1
-           else torch.empty((m, n), dtype=x.dtype, device=x.device))
+    launch = _FusedLaunch.plan(m, n, BLOCK_N, k, BLOCK_K, weight, alpha, x.device, split)
     with device_guard(x):
-        _linear_kernel[(*grid_mn, n_split)](
-            x2, weight, words, table.data, bias if bias is not None else x2, out, m, n, k, words.shape[2],
-            words.shape[0], table.row_stride, table.mask_stride, k_per_split,
-            HAS_BIAS=bias is not None, SPLIT=n_split > 1, USE_LUT=table.lut, ACC=tl_dtype(acc),
-            DOT=_dot_dtype(weight.dtype), PRECISION=dot_precision(),
-            BLOCK_M=block_m, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K)
-    if n_split > 1:
-        out = out.sum(0)
-        if bias is not None:
-            out += bias.float()
-        out = out.to(x.dtype)
-    return out.reshape(*x.shape[:-1], n)
+        _linear_kernel[launch.grid](
+            x2, weight, words, launch.table.data, bias if bias is not None else x2, launch.out, m, n, k,
+            words.shape[2], words.shape[0], launch.table.row_stride, launch.table.mask_stride, launch.per_split,
+            HAS_BIAS=bias is not None, **launch.constexprs)
+    return launch.result(weight.dtype, bias).reshape(*x.shape[:-1], n)
 
 
 def impress_linear_grad_input(grad: torch.Tensor, weight: torch.Tensor, words: torch.Tensor, alpha: torch.Tensor, *,
@@ -167,18 +190,9 @@ def impress_linear_grad_input(grad: torch.Tensor, weight: torch.Tensor, words: t
     if not _use_fused(m, weight.dtype, fused_max_batch):
         return grad @ combine(weight, words, alpha)
     check_numel(g2, weight, words)
-    table, acc = table_for(alpha, k, weight.dtype)
-    block_m = min(BLOCK_M_MAX, max(16, triton.next_power_of_2(m)))
-    grid_mk = (triton.cdiv(m, block_m), triton.cdiv(k, BLOCK_K))
-    n_split, n_per_split = _splits(grid_mk[0] * grid_mk[1], n, BLOCK_N, grad.device, split)
-    out = (torch.empty((n_split, m, k), dtype=torch.float32, device=grad.device) if n_split > 1
-           else torch.empty((m, k), dtype=grad.dtype, device=grad.device))
+    launch = _FusedLaunch.plan(m, k, BLOCK_K, n, BLOCK_N, weight, alpha, grad.device, split)
     with device_guard(grad):
-        _linear_grad_input_kernel[(*grid_mk, n_split)](
-            g2, weight, words, table.data, out, m, n, k, words.shape[2], words.shape[0],
-            table.row_stride, table.mask_stride, n_per_split,
-            SPLIT=n_split > 1, USE_LUT=table.lut, ACC=tl_dtype(acc), DOT=_dot_dtype(weight.dtype),
-            PRECISION=dot_precision(), BLOCK_M=block_m, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K)
-    if n_split > 1:
-        out = out.sum(0).to(grad.dtype)
-    return out.reshape(*grad.shape[:-1], k)
+        _linear_grad_input_kernel[launch.grid](
+            g2, weight, words, launch.table.data, launch.out, m, n, k, words.shape[2], words.shape[0],
+            launch.table.row_stride, launch.table.mask_stride, launch.per_split, **launch.constexprs)
+    return launch.result(weight.dtype).reshape(*grad.shape[:-1], k)
