@@ -20,8 +20,10 @@ from impresslearn.format import rows_cols
 from .coefficients import LUT_MIN_MASKS, LUT_PER_CHANNEL_MIN_COLS, coefficient_tile, table_for
 from .runtime import acc_dtype, cast, check_numel, device_guard, tl_dtype
 
-# Elements per program: enough to keep the loads wide, few enough registers for T loads in flight.
-COMBINE_TILE = 2048
+# Elements per program (4 warps). combine: 1024 keeps the lookup-table path, with 8 word loads
+# in flight per element, at 127 registers and no spills in ptxas for sm_90 (2048 needed 255).
+# grad-alpha: 4096 at 128 registers. Chosen from those static counts, not timed.
+COMBINE_TILE = 1024
 GRAD_ALPHA_TILE = 4096
 
 

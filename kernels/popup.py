@@ -50,9 +50,12 @@ def _sort_keys(x, WIDE: tl.constexpr):
 def _state_key(state_ptr, WIDE: tl.constexpr):
     """The prefix found so far (after the last pass: the k-th largest key), stored as int64."""
     raw = tl.load(state_ptr)
+    # One return statement: compiled Triton rejects returns of different types (the interpreter does not).
     if WIDE:
-        return raw.to(tl.uint64, bitcast=True)
-    return raw.to(tl.uint32)
+        key = raw.to(tl.uint64, bitcast=True)
+    else:
+        key = raw.to(tl.uint32)
+    return key
 
 
 @triton.jit

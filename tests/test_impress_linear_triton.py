@@ -33,7 +33,7 @@ BATCHES = [((1,), None), ((2, 3), 2), ((5,), 3), ((FUSED_MAX_BATCH + 6,), None)]
 
 
 @pytest.mark.parametrize("batch, split", BATCHES)
-@pytest.mark.parametrize("rows, cols, t", [(13, 95, 1), (13, 95, 9), (70, 33, 8), (5, 130, 33)])
+@pytest.mark.parametrize("rows, cols, t", [(13, 95, 1), (13, 95, 9), (70, 33, 8), (5, 70, 33)])
 def test_impress_linear_matches_oracle(rows, cols, t, batch, split):
     for per_channel, with_bias in [(False, False), (True, True)]:
         weight, masks, words, alpha = inputs(rows, cols, t, per_channel=per_channel, seed=t)
@@ -45,7 +45,7 @@ def test_impress_linear_matches_oracle(rows, cols, t, batch, split):
 
 
 @pytest.mark.parametrize("batch, split", BATCHES)
-@pytest.mark.parametrize("rows, cols, t", [(13, 95, 9), (70, 33, 8), (5, 130, 33)])
+@pytest.mark.parametrize("rows, cols, t", [(13, 95, 9), (70, 33, 8), (5, 70, 33)])
 def test_grad_input_matches_oracle(rows, cols, t, batch, split):
     """grad @ W_eff, walking the packed words along the output rows."""
     for per_channel in (False, True):
