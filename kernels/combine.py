@@ -18,7 +18,7 @@ import triton.language as tl
 from impresslearn.format import rows_cols
 
 from .coefficients import LUT_MIN_MASKS, LUT_PER_CHANNEL_MIN_COLS, coefficient_tile, table_for
-from .runtime import acc_dtype, cast, check_numel, device_guard, tl_dtype
+from .runtime import acc_dtype, cast, check_tensors, device_guard, tl_dtype
 
 # Elements per program (4 warps). combine: 1024 keeps the lookup-table path, with 8 word loads
 # in flight per element, at 127 registers and no spills in ptxas for sm_90 (2048 needed 255).
@@ -51,7 +51,7 @@ def combine(weight: torch.Tensor, words: torch.Tensor, alpha: torch.Tensor, *,
             lut_min_masks: int = LUT_MIN_MASKS, lut_per_channel_min_cols: int = LUT_PER_CHANNEL_MIN_COLS) -> torch.Tensor:
     """`weight * Σ_t alpha[t] * masks[t]` in weight's dtype (inputs contiguous, checked by the op layer)."""
     rows, cols = rows_cols(weight.shape)
-    check_numel(weight, words)
+    check_tensors(weight, words)
     table, acc = table_for(alpha, cols, weight.dtype, lut_min_masks=lut_min_masks,
                            lut_per_channel_min_cols=lut_per_channel_min_cols)
     out = torch.empty_like(weight)
@@ -93,7 +93,7 @@ def _grad_alpha_kernel(g_ptr, w_ptr, words_ptr, part_ptr, n_rows, n_cols, nw, n_
 def combine_grad_alpha(grad: torch.Tensor, weight: torch.Tensor, words: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """`d alpha[t] = Σ grad ⊙ weight ⊙ masks[t]` (per row for per-channel alpha), in alpha's dtype."""
     rows, cols = rows_cols(weight.shape)
-    check_numel(weight, words)
+    check_tensors(grad, weight, words)
     t = words.shape[0]
     acc = acc_dtype(weight.dtype, alpha.dtype)
     per_channel = alpha.dim() == 2

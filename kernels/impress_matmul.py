@@ -29,7 +29,7 @@ import triton.language as tl
 
 from .coefficients import Table, coefficient_tile, table_for
 from .combine import combine
-from .runtime import INTERPRETED, cast, check_numel, device_guard, dot_precision, num_programs_target, tl_dtype
+from .runtime import INTERPRETED, cast, check_tensors, device_guard, dot_precision, num_programs_target, tl_dtype
 
 FUSED_MAX_BATCH = 64
 BLOCK_M_MAX = 64
@@ -175,7 +175,7 @@ def impress_linear(x: torch.Tensor, weight: torch.Tensor, words: torch.Tensor, a
     m = x2.shape[0]
     if not _use_fused(m, weight.dtype, fused_max_batch):
         return F.linear(x, combine(weight, words, alpha), bias)
-    check_numel(x2, weight, words)
+    check_tensors(x2, weight, words, *([] if bias is None else [bias]))
     launch = _FusedLaunch.plan(m, n, BLOCK_N, k, BLOCK_K, weight, alpha, x.device, split)
     with device_guard(x):
         _linear_kernel[launch.grid](
@@ -193,7 +193,7 @@ def impress_linear_grad_input(grad: torch.Tensor, weight: torch.Tensor, words: t
     m = g2.shape[0]
     if not _use_fused(m, weight.dtype, fused_max_batch):
         return grad @ combine(weight, words, alpha)
-    check_numel(g2, weight, words)
+    check_tensors(g2, weight, words)
     launch = _FusedLaunch.plan(m, k, BLOCK_K, n, BLOCK_N, weight, alpha, grad.device, split)
     with device_guard(grad):
         _linear_grad_input_kernel[launch.grid](

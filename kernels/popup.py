@@ -22,7 +22,7 @@ import triton.language as tl
 
 from impresslearn.format import num_words, rows_cols
 
-from .runtime import cast, check_numel, device_guard
+from .runtime import cast, check_tensors, device_guard
 
 HIST_BLOCK = 4096
 WRITE_WORDS = 64  # words of 32 elements per program of the counting and writing passes
@@ -165,7 +165,7 @@ def _kth_state(flat: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def _select(scores: torch.Tensor, k: int, packed: bool, write_mask: bool):
-    check_numel(scores)
+    check_tensors(scores)
     flat = scores.reshape(-1)
     wide = flat.dtype == torch.float64
     rows, cols = rows_cols(scores.shape) if packed else (1, flat.numel())

@@ -66,8 +66,11 @@ def device_guard(tensor: torch.Tensor):
     return contextlib.nullcontext()
 
 
-def check_numel(*tensors: torch.Tensor) -> None:
+def check_tensors(*tensors: torch.Tensor) -> None:
+    """The launchers index contiguous tensors with int32 offsets (the op layer passes such tensors)."""
     for t in tensors:
+        if not t.is_contiguous():
+            raise ValueError("the Triton kernels take contiguous tensors")
         if t.numel() > MAX_NUMEL:
             raise ValueError(f"the Triton kernels index with int32: a tensor of {t.numel()} elements is too large")
 
