@@ -2,7 +2,8 @@
 
 Implementations, side by side on the same tensors:
 
-    triton        impresslearn.kernels (packed words, one pass)
+    triton        impresslearn.kernels (packed words, one pass), default coefficient path
+    triton_lut, triton_shift_add   the same kernel with each coefficient path forced
     reference     impresslearn.reference (unpacks the masks)
     dense_supsup  masks kept as stacked float tensors, `(alpha * stacked).sum(0) * weight`, with
                   autograd for alpha's gradient (what SupSup-style code does)
@@ -35,6 +36,7 @@ RESNET50_SHAPES = {
 }
 MASK_COUNTS = (1, 8, 32, 75, 256)
 SMOKE_SHAPES = {"tiny": (6, 3, 3, 3)}
+PATHS = {"lut": dict(lut_min_masks=1, lut_per_channel_min_cols=1), "shift_add": dict(lut_min_masks=1 << 30)}
 SMOKE_MASK_COUNTS = (1, 9)
 
 
@@ -85,6 +87,9 @@ def run(setup: Setup, peak_gbps) -> list[dict]:
         ops = {
             "forward": (2 * w_bytes + words.numel() * 4, {
                 "triton": lambda: kernels.combine(weight, words, alpha),
+                # both coefficient paths forced, to choose the default by measurement
+                "triton_lut": lambda: kernels.combine(weight, words, alpha, **PATHS["lut"]),
+                "triton_shift_add": lambda: kernels.combine(weight, words, alpha, **PATHS["shift_add"]),
                 "reference": lambda: reference.combine(weight, words, alpha),
                 "dense_supsup": lambda: dense.combine_dense(weight, stacked, alpha),
                 "dense_matvec": lambda: dense.combine_matvec(weight, stacked, alpha),

@@ -32,7 +32,10 @@ def _panel(ax, series, title, xlabel, ylabel, logx=False):
     if logx:
         ax.set_xscale("log")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    if series:
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "not run", transform=ax.transAxes, ha="center")
 
 
 def plot(results: dict, path: Path) -> None:

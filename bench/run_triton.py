@@ -56,6 +56,16 @@ def summarize(rows: list[dict]) -> dict:
         fr = [f for f in fr if f is not None]
         if fr:
             summary[f"combine_T{t}_peak_fraction"] = {"best": max(fr), "median": statistics.median(fr), "target": 0.7}
+    # Which coefficient path of combine is faster, per alpha mode and T (median over layers).
+    for alpha in ("per_layer", "per_channel"):
+        for t in sorted({r["masks"] for r in pick(bench="combine")}):
+            medians = {}
+            for impl in ("triton_lut", "triton_shift_add"):
+                times = [r["ms"] for r in pick(bench="combine", op="forward", impl=impl, masks=t, alpha=alpha)]
+                if times:
+                    medians[impl] = statistics.median(times)
+            if len(medians) == 2:
+                summary[f"combine_{alpha}_T{t}_faster_path"] = min(medians, key=medians.get)
     # the ImpressLearn training step of a ResNet-50 conv layer at T = 75 vs the dense baseline.
     for r in pick(bench="conv_step", impl="triton", masks=75):
         dense_ms = ms_of("dense", bench="conv_step", layer=r["layer"], masks=75)

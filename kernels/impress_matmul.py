@@ -140,7 +140,7 @@ class _FusedLaunch:
     grid: tuple[int, int, int]
     per_split: int
     out: torch.Tensor  # [splits, rows, cols] fp32 partials when split, else [rows, cols]
-    constexprs: dict  # and the launch option num_warps
+    launch_args: dict  # constexprs and num_warps
 
     @staticmethod
     def plan(rows: int, cols: int, col_block: int, reduced: int, reduce_block: int, weight: torch.Tensor,
@@ -151,10 +151,10 @@ class _FusedLaunch:
         n_split, per_split = _splits(grid[0] * grid[1], reduced, reduce_block, device, split)
         out = (torch.empty((n_split, rows, cols), dtype=torch.float32, device=device) if n_split > 1
                else torch.empty((rows, cols), dtype=weight.dtype, device=device))
-        constexprs = dict(SPLIT=n_split > 1, USE_LUT=table.lut, ACC=tl_dtype(acc), DOT=_dot_dtype(weight.dtype),
-                          PRECISION=dot_precision(), BLOCK_M=block_m, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K,
-                          num_warps=NUM_WARPS)
-        return _FusedLaunch(table, (*grid, n_split), per_split, out, constexprs)
+        launch_args = dict(SPLIT=n_split > 1, USE_LUT=table.lut, ACC=tl_dtype(acc), DOT=_dot_dtype(weight.dtype),
+                           PRECISION=dot_precision(), BLOCK_M=block_m, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K,
+                           num_warps=NUM_WARPS)
+        return _FusedLaunch(table, (*grid, n_split), per_split, out, launch_args)
 
     def result(self, dtype: torch.dtype, bias: torch.Tensor | None = None) -> torch.Tensor:
         """The output in `dtype`; split partials are summed in a fixed order, then the bias added."""
@@ -181,7 +181,7 @@ def impress_linear(x: torch.Tensor, weight: torch.Tensor, words: torch.Tensor, a
         _linear_kernel[launch.grid](
             x2, weight, words, launch.table.data, bias if bias is not None else x2, launch.out, m, n, k,
             words.shape[2], words.shape[0], launch.table.row_stride, launch.table.mask_stride, launch.per_split,
-            HAS_BIAS=bias is not None, **launch.constexprs)
+            HAS_BIAS=bias is not None, **launch.launch_args)
     return launch.result(weight.dtype, bias).reshape(*x.shape[:-1], n)
 
 
@@ -198,5 +198,5 @@ def impress_linear_grad_input(grad: torch.Tensor, weight: torch.Tensor, words: t
     with device_guard(grad):
         _linear_grad_input_kernel[launch.grid](
             g2, weight, words, launch.table.data, launch.out, m, n, k, words.shape[2], words.shape[0],
-            launch.table.row_stride, launch.table.mask_stride, launch.per_split, **launch.constexprs)
+            launch.table.row_stride, launch.table.mask_stride, launch.per_split, **launch.launch_args)
     return launch.result(weight.dtype).reshape(*grad.shape[:-1], k)
