@@ -131,9 +131,13 @@ def test_opcheck_triton():
     """Registration (schema, fake tensors, autograd) with the Triton primitives; numerics are tested above."""
     weight, masks, words, alpha = inputs((5, 37), 2, dtype=torch.float64, per_channel=True)
     grad = torch.randn(5, 37, dtype=torch.float64).to(DEVICE)
+    cw, _, cwords, calpha = inputs((4, 2, 3, 3), 2, dtype=torch.float64)
+    x = torch.randn(2, 2, 5, 5, dtype=torch.float64).to(DEVICE)
     with impresslearn.backend("triton"):
         torch.library.opcheck(ops._combine, (weight.requires_grad_(), words, alpha.double().requires_grad_()))
         torch.library.opcheck(ops._combine_grad_alpha, (grad, weight.detach(), words, alpha.double()))
+        torch.library.opcheck(ops._impress_conv2d, (x.requires_grad_(), cw.requires_grad_(), cwords,
+                                                    calpha.double().requires_grad_(), None, [1, 1], [1, 1], [1, 1], 1))
 
 
 def test_conv_weights_through_triton():
