@@ -69,7 +69,8 @@ def measure_ms(setup: Setup, fn: Callable[[], object]) -> float:
         import triton.testing
 
         return float(triton.testing.do_bench(fn, warmup=setup.warmup_ms, rep=setup.rep_ms, return_mode="median"))
-    fn()  # warm-up (compiles nothing on a CPU, but fills caches)
+    if not setup.smoke:
+        fn()  # warm-up (fills caches)
     times = []
     for _ in range(1 if setup.smoke else 5):
         start = time.perf_counter()

@@ -13,10 +13,9 @@ from impresslearn import ops
 PROBE = "import impresslearn; print(impresslearn.backends.why_unavailable('triton'))"
 
 
-def run_probe(interpret: str | None) -> str:
+def run_probe() -> str:
+    """Why the triton backend is unavailable, in a process without TRITON_INTERPRET ("None" if it is available)."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    if interpret is not None:
-        env["TRITON_INTERPRET"] = interpret
     done = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
@@ -24,9 +23,9 @@ def run_probe(interpret: str | None) -> str:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only machine")
 def test_unavailable_without_cuda_or_interpreter():
-    reason = run_probe(None)
+    # (with TRITON_INTERPRET=1, as in this process, it is available: the other Triton tests run)
+    reason = run_probe()
     assert "CUDA" in reason and "TRITON_INTERPRET" in reason
-    assert run_probe("1") == "None"
 
 
 def test_auto_never_picks_the_interpreter_on_cpu():
