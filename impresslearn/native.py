@@ -88,6 +88,12 @@ def impress_linear(x: torch.Tensor, weight: torch.Tensor, words: torch.Tensor, a
     return F.linear(x, combine(weight, words, alpha), bias)
 
 
+def impress_linear_grad_input(grad: torch.Tensor, weight: torch.Tensor, words: torch.Tensor,
+                              alpha: torch.Tensor) -> torch.Tensor:
+    """`grad @ combine(weight, words, alpha)`: the input gradient of `impress_linear`."""
+    return grad @ combine(weight, words, alpha)
+
+
 def popup_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     """1.0 at the `k` largest entries (ties toward the lower flat index), else 0.0; radix select."""
     return _op("popup_mask")(scores, k)

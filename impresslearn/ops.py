@@ -17,6 +17,8 @@ Public functions (DESIGN.md section 2):
 `alpha` is `[T]` (one coefficient per mask for the layer) or `[T, rows]` (per output channel).
 Backward of combine: d alpha = Σ G ⊙ W ⊙ M_t and d weight = G ⊙ Σ_t alpha_t M_t, which is
 `combine(G, packed, alpha)` again, so each backend needs only two combine primitives.
+Backward of impress_linear takes its input gradient from `impress_linear_grad_input`
+(`grad @ W_eff`, a primitive so that a backend can read the packed words transposed).
 """
 
 from __future__ import annotations
@@ -68,9 +70,14 @@ def _select(device: torch.device) -> types.ModuleType:
 
 def _primitive(device: torch.device, name: str):
     """The backend function `name` for `device`. A backend may leave a primitive out (a fused
-    variant that only one backend has); the reference's then runs, so results stay the same."""
+    variant that only one backend has); the reference's then runs, so results stay the same.
+
+    Results are made contiguous: the fake implementations promise contiguous outputs, and
+    torch.compile checks the real strides against them (an einsum may return a transposed view)."""
     fn = getattr(_select(device), name, None)
-    return fn if fn is not None else getattr(reference, name)
+    if fn is None:
+        fn = getattr(reference, name)
+    return lambda *args: fn(*args).contiguous()
 
 
 def backend_for(device: torch.device | str) -> str:
@@ -174,6 +181,23 @@ def _(grad, weight, words, alpha):
     return alpha.new_empty(alpha.shape)
 
 
+def _combine_grad_alpha_setup(ctx, inputs, output):
+    grad, weight, words, alpha = inputs
+    ctx.save_for_backward(grad, weight, words)
+
+
+def _combine_grad_alpha_backward(ctx, gg):
+    # d alpha_t = Σ G ⊙ W ⊙ M_t is bilinear in G and W and does not depend on alpha's value:
+    # pulling gg back gives W ⊙ Σ_t gg_t M_t for G and G ⊙ Σ_t gg_t M_t for W (double backward).
+    grad, weight, words = ctx.saved_tensors
+    d_grad = _combine(weight, words, gg) if ctx.needs_input_grad[0] else None
+    d_weight = _combine(grad, words, gg) if ctx.needs_input_grad[1] else None
+    return d_grad, d_weight, None, None
+
+
+_combine_grad_alpha.register_autograd(_combine_grad_alpha_backward, setup_context=_combine_grad_alpha_setup)
+
+
 def _combine_setup(ctx, inputs, output):
     weight, words, alpha = inputs
     ctx.save_for_backward(weight, words, alpha)
@@ -233,7 +257,7 @@ def _impress_linear_backward(ctx, grad):
     rows, cols = weight.shape
     grad_x = grad_weight = grad_alpha = grad_bias = None
     if needs_x:
-        grad_x = grad @ _combine(weight, words, alpha)
+        grad_x = _impress_linear_grad_input(grad, weight, words, alpha)
     if needs_w or needs_a:
         g_eff = grad.reshape(-1, rows).t() @ x.reshape(-1, cols)
         grad_weight, grad_alpha = _grads_of_effective_weight(g_eff, weight, words, alpha, needs_w, needs_a)
@@ -243,6 +267,54 @@ def _impress_linear_backward(ctx, grad):
 
 
 _impress_linear.register_autograd(_impress_linear_backward, setup_context=_impress_linear_setup)
+
+
+def _check_grad_output(grad: Tensor, weight: Tensor) -> None:
+    if grad.dim() < 1 or grad.shape[-1] != weight.shape[0]:
+        raise ValueError(f"gradient of shape {tuple(grad.shape)} does not match a weight of shape {tuple(weight.shape)}")
+    if grad.dtype != weight.dtype:
+        raise TypeError(f"gradient dtype {grad.dtype} differs from weight dtype {weight.dtype}")
+    _check_same_device(grad=grad, weight=weight)
+
+
+# The input gradient is its own op so that a backend can walk the packed words transposed
+# (grad @ W_eff) instead of forming W_eff; it is differentiable for double backward.
+@torch.library.custom_op("impresslearn::impress_linear_grad_input", mutates_args=())
+def _impress_linear_grad_input(grad: Tensor, weight: Tensor, words: Tensor, alpha: Tensor) -> Tensor:
+    _check_combine(weight, words, alpha)
+    _check_grad_output(grad, weight)
+    return _primitive(grad.device, "impress_linear_grad_input")(
+        grad.contiguous(), weight.contiguous(), words.contiguous(), alpha.contiguous()
+    )
+
+
+@_impress_linear_grad_input.register_fake
+def _(grad, weight, words, alpha):
+    _check_combine(weight, words, alpha)
+    _check_grad_output(grad, weight)
+    return grad.new_empty((*grad.shape[:-1], weight.shape[1]))
+
+
+def _impress_linear_grad_input_setup(ctx, inputs, output):
+    grad, weight, words, alpha = inputs
+    ctx.save_for_backward(grad, weight, words, alpha)
+
+
+def _impress_linear_grad_input_backward(ctx, gg):
+    grad, weight, words, alpha = ctx.saved_tensors
+    needs_g, needs_w, _, needs_a = ctx.needs_input_grad
+    rows, cols = weight.shape
+    d_grad = grad_weight = grad_alpha = None
+    if needs_g:  # out = grad @ W_eff, so d grad = gg @ W_eff^T
+        d_grad = _impress_linear(gg, weight, words, alpha, None)
+    if needs_w or needs_a:
+        g_eff = grad.reshape(-1, rows).t() @ gg.reshape(-1, cols)
+        grad_weight, grad_alpha = _grads_of_effective_weight(g_eff, weight, words, alpha, needs_w, needs_a)
+    return d_grad, grad_weight, None, grad_alpha
+
+
+_impress_linear_grad_input.register_autograd(_impress_linear_grad_input_backward,
+                                             setup_context=_impress_linear_grad_input_setup)
 
 
 def impress_linear(x: Tensor, weight: Tensor, packed: PackedMasks, alpha: Tensor, bias: Optional[Tensor] = None) -> Tensor:

@@ -1,6 +1,29 @@
 """Triton kernels (installed as `impresslearn.kernels`): the "triton" backend.
 
-Not written yet; the backend registry reports it unavailable until it is.
+Primitives with the names and signatures of `impresslearn.reference`:
+
+    combine, combine_grad_alpha                 kernels/combine.py
+    impress_linear, impress_linear_grad_input   kernels/impress_matmul.py
+    popup_mask, popup_pack                      kernels/popup.py
+
+`threshold_mask` is left to the reference (one elementwise comparison gains nothing from a
+kernel). Runs on CUDA tensors, or on CPU tensors when `TRITON_INTERPRET=1` was set before the
+kernels were defined (how the tests run without a GPU). Reported unavailable when Triton is
+missing or when there is neither a CUDA device nor the interpreter.
 """
 
-UNAVAILABLE = "the Triton kernels are not implemented yet"
+try:
+    import triton  # noqa: F401
+except Exception as err:  # missing, or broken for this platform
+    UNAVAILABLE = f"triton cannot be imported: {type(err).__name__}: {err}"
+else:
+    import torch
+
+    from .runtime import INTERPRETED, supports
+
+    if not INTERPRETED and not torch.cuda.is_available():
+        UNAVAILABLE = "no CUDA device (set TRITON_INTERPRET=1 before importing triton to interpret the kernels on the CPU)"
+    else:
+        from .combine import combine, combine_grad_alpha
+        from .impress_matmul import impress_linear, impress_linear_grad_input
+        from .popup import popup_mask, popup_pack

@@ -62,3 +62,23 @@ def popup_oracle(scores: torch.Tensor, k: int) -> torch.Tensor:
 
 def popup_k_oracle(numel: int, density: float) -> int:
     return numel - math.floor((1 - density) * numel)
+
+
+# --------------------------------------------------------------------------- comparing backends
+
+# Where backend tests run: CUDA when present, else CPU tensors (the Triton tests then run in
+# Triton's interpreter, which tests/conftest.py switches on).
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def assert_within_torch_error(out, ref, exact, dtype, factor=2.0):
+    """`out` is as close to the float64 `exact` result as the same-dtype reference `ref` is.
+
+    The FlashAttention rule: |out - exact| <= factor * max|ref - exact| + atol(dtype), elementwise
+    against the worst error of the reference, so a tolerance follows the dtype's own rounding.
+    """
+    exact = exact.double()
+    ref_err = (ref.double() - exact).abs().max().item()
+    atol = TOL[dtype]["atol"] * max(1.0, exact.abs().max().item())
+    err = (out.double() - exact).abs().max().item()
+    assert err <= factor * ref_err + atol, f"error {err:.3g} > {factor} x reference error {ref_err:.3g} + {atol:.3g}"

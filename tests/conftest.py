@@ -1,9 +1,16 @@
 import os
 from pathlib import Path
 
-import pytest
 import torch
-from hypothesis import HealthCheck, settings
+
+# Without a GPU the Triton kernels run in Triton's interpreter on CPU tensors. It must be chosen
+# before the kernels are defined (they are imported lazily, by the backend registry), and torch
+# does not import triton on its own, so setting it here is early enough. An explicit setting wins.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile("ci", deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -32,6 +32,15 @@ def test_impress_linear_gradcheck(per_channel):
                                         (x, weight, alpha, bias))
 
 
+def test_impress_linear_double_backward():
+    """The input gradient is its own op (impress_linear_grad_input), differentiable again."""
+    weight, packed, alpha, _ = f64((5, 37), 4, True)
+    x = torch.randn(3, 37, dtype=torch.float64, requires_grad=True)
+    with impresslearn.backend("reference"):
+        assert torch.autograd.gradgradcheck(lambda *a: ops.impress_linear(a[0], a[1], packed, a[2]),
+                                            (x, weight, alpha), fast_mode=True)
+
+
 @pytest.mark.parametrize("per_channel", [False, True])
 @pytest.mark.parametrize("stride, padding, dilation, groups, batched", [
     (1, 0, 1, 1, True), (2, 1, 1, 1, True), (1, "same", 2, 2, True), ((2, 1), (0, 1), 1, 1, False)])
@@ -89,13 +98,14 @@ def _opcheck_cases():
         (ops._impress_linear, (x, weight, packed.words, alpha, torch.randn(5, dtype=torch.float64))),
         (ops._impress_linear, (x, weight, packed.words, alpha, None)),
         (ops._impress_conv2d, (xc, cw, cp.words, ca, None, [2, 2], [1, 1], [1, 1], 1)),
+        (ops._impress_linear_grad_input, (torch.randn(4, 5, dtype=torch.float64, requires_grad=True), weight, packed.words, alpha)),
         (ops._popup_mask, (scores, 19)),
         (ops._popup_pack, (scores.detach(), 19)),
         (ops._threshold_mask, (scores,)),
     ]
 
 
-@pytest.mark.parametrize("case", range(8))
+@pytest.mark.parametrize("case", range(9))
 def test_opcheck(case):
     op, args = _opcheck_cases()[case]
     with impresslearn.backend("reference"):
