@@ -148,6 +148,8 @@ def test_gradcheck_through_ops(per_channel):
                                         (x, weight, alpha, bias))
         assert torch.autograd.gradcheck(lambda *a: ops.impress_conv2d(a[0], a[1], cp, a[2], None, 1, 1),
                                         (xc, cw, ca), fast_mode=True)
+        assert torch.autograd.gradgradcheck(lambda *a: ops.impress_linear(a[0], a[1], packed, a[2]),
+                                            (x, weight, alpha), fast_mode=True)
 
 
 def test_opcheck_native_ops():
