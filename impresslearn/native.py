@@ -49,7 +49,8 @@ def _load() -> str | None:
     built = {"torch": _release(str(info.get("torch"))), "cxx11_abi": info.get("cxx11_abi")}
     if built != runtime:
         # A library built against another torch may load and then crash: do not load it.
-        return f"the C++ extension was built for torch {built} but torch {runtime} is running; {_REBUILD}"
+        return (f"the C++ extension was built for torch {built['torch']} (C++11 ABI {built['cxx11_abi']}) but torch "
+                f"{runtime['torch']} (C++11 ABI {runtime['cxx11_abi']}) is running; {_REBUILD}")
     try:
         torch.ops.load_library(str(LIBRARY))
     except (OSError, RuntimeError) as err:
