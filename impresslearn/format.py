@@ -7,7 +7,9 @@
 walks a row's words contiguously along K.
 
 The pure-PyTorch `pack_bits` / `unpack_bits` here define the layout; the kernel backends
-reproduce it.
+reproduce it. `pack_masks` and `PackedMasks.unpack` go through a codec that starts as these two;
+the op layer swaps in its backend-dispatching versions (`set_bit_codec`), so that packing runs on
+the native CPU ops when they are built, without this module importing the layers above it.
 """
 
 from __future__ import annotations
@@ -75,6 +77,18 @@ def unpack_bits(words: torch.Tensor, cols: int) -> torch.Tensor:
     return bits.reshape(t, rows, nw * WORD_BITS)[..., :cols].bool()
 
 
+# The codec pack_masks and PackedMasks.unpack use: pack(bits [T, rows, cols] bool) -> words and
+# unpack(words, cols) -> bool [T, rows, cols], with exactly the layout above. impresslearn.ops sets
+# it when imported (importing impresslearn imports ops); until then, and for this module alone,
+# it is the pure-PyTorch pair.
+_codec = {"pack": pack_bits, "unpack": unpack_bits}
+
+
+def set_bit_codec(pack, unpack) -> None:
+    """Install the functions `pack_masks` and `PackedMasks.unpack` pack and unpack with."""
+    _codec["pack"], _codec["unpack"] = pack, unpack
+
+
 class PackedMasks:
     """`T` binary masks over one weight, stored as 1 bit per weight.
 
@@ -125,7 +139,7 @@ class PackedMasks:
 
     def unpack(self) -> torch.Tensor:
         """The masks as a bool tensor `[T, *shape]`."""
-        return unpack_bits(self.words, self.cols).reshape(self.num_masks, *self.shape)
+        return _codec["unpack"](self.words, self.cols).reshape(self.num_masks, *self.shape)
 
     def to(self, device) -> "PackedMasks":
         return PackedMasks(self.words.to(device), self.shape)
@@ -189,5 +203,5 @@ def pack_masks(masks: torch.Tensor) -> PackedMasks:
         masks = masks != 0
     t, wshape = masks.shape[0], masks.shape[1:]
     rows, cols = rows_cols(wshape)
-    words = pack_bits(masks.reshape(t, rows, cols))
+    words = _codec["pack"](masks.reshape(t, rows, cols))
     return PackedMasks(words, wshape)

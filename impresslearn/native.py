@@ -1,6 +1,173 @@
-"""The "native" backend: C++ CPU ops compiled from csrc/.
+"""The "native" backend: C++ CPU ops compiled from csrc/ into `impresslearn/_native.so`.
 
-Not written yet; the backend registry reports it unavailable until it is.
+The library registers the ops `torch.ops.impresslearn_native.*` (its own namespace: the Python
+ops of `impresslearn.ops` own `impresslearn`); this module loads it, gives the ops their fake
+(meta) implementations, and exposes them as backend primitives named and called as in
+`impresslearn.reference`. Nothing here allocates a dense `[T, ...]` mask.
+
+When the library is missing (no compiler or no torch at install time), was built against another
+torch, or fails to load, `UNAVAILABLE` holds the reason and the backend registry reports it;
+everything then runs on the reference. IMPRESSLEARN_NO_NATIVE=1 turns the backend off at import.
+
+Kernel variants (AVX-512, AVX2, portable loops, byte lookup tables) are chosen per CPU when the
+library loads; `variant()` / `set_variant(name)` read and switch them for tests and benchmarks.
 """
 
-UNAVAILABLE = "the native C++ ops are not built yet"
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .format import num_words, rows_cols
+
+LIBRARY = Path(__file__).with_name("_native.so")
+BUILD_INFO = LIBRARY.with_name("_native.json")
+_REBUILD = 'reinstall to rebuild it: pip install --no-build-isolation -e . (or pip install -e ".[dev]")'
+
+
+def _release(version: str) -> str:
+    """Torch's version without the local tag: 2.15.0+cu132 and 2.15.0+cpu share the C++ ABI."""
+    return version.split("+")[0]
+
+
+def _load() -> str | None:
+    """Load the library; the reason it cannot be used, or None."""
+    if os.environ.get("IMPRESSLEARN_NO_NATIVE", "0") not in ("", "0"):
+        return "turned off by IMPRESSLEARN_NO_NATIVE"
+    if not LIBRARY.exists():
+        return (f"the C++ extension was not built (no C++ compiler or no torch when the package was "
+                f"installed); {_REBUILD}")
+    try:
+        info = json.loads(BUILD_INFO.read_text())
+    except (OSError, ValueError) as err:
+        return f"{LIBRARY.name} has no readable build record {BUILD_INFO.name} ({err}); {_REBUILD}"
+    runtime = {"torch": _release(torch.__version__), "cxx11_abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI)}
+    built = {"torch": _release(str(info.get("torch"))), "cxx11_abi": info.get("cxx11_abi")}
+    if built != runtime:
+        # A library built against another torch may load and then crash: do not load it.
+        return (f"the C++ extension was built for torch {built['torch']} (C++11 ABI {built['cxx11_abi']}) but torch "
+                f"{runtime['torch']} (C++11 ABI {runtime['cxx11_abi']}) is running; {_REBUILD}")
+    try:
+        torch.ops.load_library(str(LIBRARY))
+    except (OSError, RuntimeError) as err:
+        return f"loading {LIBRARY} failed: {err}"
+    return None
+
+
+UNAVAILABLE = _load()
+
+
+def supports(device: torch.device) -> bool:
+    """The native ops take CPU tensors."""
+    return torch.device(device).type == "cpu"
+
+
+def _op(name: str):
+    return getattr(torch.ops.impresslearn_native, name)
+
+
+# --------------------------------------------------------------------------- primitives
+# Same names, signatures and results as impresslearn.reference (the ops layer checks inputs).
+
+def combine(weight: torch.Tensor, words: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """`weight * Σ_t alpha[t] * masks[t]` from the packed words, accumulated in fp32 (fp64 for fp64)."""
+    return _op("combine")(weight, words, alpha)
+
+
+def combine_grad_alpha(grad: torch.Tensor, weight: torch.Tensor, words: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """`d alpha[t] = Σ grad ⊙ weight ⊙ masks[t]` (per row for per-channel alpha), in alpha's dtype."""
+    return _op("combine_grad_alpha")(grad, weight, words, alpha)
+
+
+def impress_linear(x: torch.Tensor, weight: torch.Tensor, words: torch.Tensor, alpha: torch.Tensor,
+                   bias: torch.Tensor | None) -> torch.Tensor:
+    """Native combine, then one dense GEMM: at batch sizes that train, the GEMM dominates."""
+    return F.linear(x, combine(weight, words, alpha), bias)
+
+
+def impress_linear_grad_input(grad: torch.Tensor, weight: torch.Tensor, words: torch.Tensor,
+                              alpha: torch.Tensor) -> torch.Tensor:
+    """`grad @ combine(weight, words, alpha)`: the input gradient of `impress_linear`."""
+    return grad @ combine(weight, words, alpha)
+
+
+def popup_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """1.0 at the `k` largest entries (ties toward the lower flat index), else 0.0; radix select."""
+    return _op("popup_mask")(scores, k)
+
+
+def popup_pack(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """The `popup_mask` as packed words `[1, rows, nw]`, written directly."""
+    return _op("popup_pack")(scores, k)
+
+
+def threshold_mask(scores: torch.Tensor) -> torch.Tensor:
+    """1.0 where `scores >= 0`, else 0.0."""
+    return _op("threshold_mask")(scores)
+
+
+def pack_bits(bits: torch.Tensor) -> torch.Tensor:
+    """A bool (or 0/1) tensor `[T, rows, cols]` as int32 words `[T, rows, ceil(cols / 32)]`."""
+    return _op("pack_bits")(bits)
+
+
+def unpack_bits(words: torch.Tensor, cols: int) -> torch.Tensor:
+    """Int32 words `[T, rows, nw]` as a bool tensor `[T, rows, cols]`."""
+    return _op("unpack_bits")(words, cols)
+
+
+# --------------------------------------------------------------------------- kernel variants
+
+def variant() -> str:
+    """The inner-loop variant in use: "avx512", "avx2", "generic" or "lut"."""
+    return _op("variant")()
+
+
+def set_variant(name: str) -> str:
+    """Switch variants ("auto" restores the CPU's best); returns the previous one."""
+    return _op("set_variant")(name)
+
+
+# --------------------------------------------------------------------------- fake implementations
+
+def _register_fakes() -> None:
+    lib = "impresslearn_native::"
+
+    @torch.library.register_fake(lib + "combine")
+    def _(weight, words, alpha):
+        return torch.empty_like(weight, memory_format=torch.contiguous_format)
+
+    @torch.library.register_fake(lib + "combine_grad_alpha")
+    def _(grad, weight, words, alpha):
+        return torch.empty_like(alpha, memory_format=torch.contiguous_format)
+
+    @torch.library.register_fake(lib + "popup_mask")
+    def _(scores, k):
+        return torch.empty_like(scores, memory_format=torch.contiguous_format)
+
+    @torch.library.register_fake(lib + "popup_pack")
+    def _(scores, k):
+        rows, cols = rows_cols(scores.shape)
+        return scores.new_empty((1, rows, num_words(cols)), dtype=torch.int32)
+
+    @torch.library.register_fake(lib + "threshold_mask")
+    def _(scores):
+        return torch.empty_like(scores, memory_format=torch.contiguous_format)
+
+    @torch.library.register_fake(lib + "pack_bits")
+    def _(bits):
+        t, rows, cols = bits.shape
+        return bits.new_empty((t, rows, num_words(cols)), dtype=torch.int32)
+
+    @torch.library.register_fake(lib + "unpack_bits")
+    def _(words, cols):
+        t, rows, _ = words.shape
+        return words.new_empty((t, rows, cols), dtype=torch.bool)
+
+
+if UNAVAILABLE is None:
+    _register_fakes()

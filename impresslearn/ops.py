@@ -12,6 +12,7 @@ Public functions (DESIGN.md section 2):
     popup_mask(scores, density)                    top-k mask, straight-through backward
     popup_pack(scores, density)                    the same mask as a one-mask PackedMasks
     threshold_mask(scores)                         scores >= 0, straight-through backward
+    pack_bits(bits), unpack_bits(words, cols)      the packed format's codec, on the backend
 
 `alpha` is `[T]` (one coefficient per mask for the layer) or `[T, rows]` (per output channel).
 Backward of combine: d alpha = Σ G ⊙ W ⊙ M_t and d weight = G ⊙ Σ_t alpha_t M_t, which is
@@ -32,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import backends, reference
-from .format import PackedMasks, num_words, rows_cols
+from .format import PackedMasks, num_words, rows_cols, set_bit_codec
 
 __all__ = [
     "combine",
@@ -43,6 +44,8 @@ __all__ = [
     "threshold_mask",
     "popup_k",
     "backend_for",
+    "pack_bits",
+    "unpack_bits",
 ]
 
 
@@ -492,3 +495,59 @@ _threshold_mask.register_autograd(lambda ctx, grad: grad)
 def threshold_mask(scores: Tensor) -> Tensor:
     """1.0 where `scores >= 0`, else 0.0 (SupSup's fast masks); straight-through backward."""
     return _threshold_mask(scores)
+
+
+# --------------------------------------------------------------------------- packing
+
+def _check_bits(bits: Tensor) -> None:
+    if bits.dim() != 3:
+        raise ValueError(f"bits must have shape [T, rows, cols], got {tuple(bits.shape)}")
+    if bits.is_complex():
+        raise TypeError(f"bits must be bool, integer or floating, got {bits.dtype}")
+
+
+@torch.library.custom_op("impresslearn::pack_bits", mutates_args=())
+def _pack_bits(bits: Tensor) -> Tensor:
+    _check_bits(bits)
+    return _primitive(bits.device, "pack_bits")(bits.contiguous())
+
+
+@_pack_bits.register_fake
+def _(bits):
+    _check_bits(bits)
+    t, rows, cols = bits.shape
+    return bits.new_empty((t, rows, num_words(cols)), dtype=torch.int32)
+
+
+def _check_words(words: Tensor, cols: int) -> None:
+    if words.dtype != torch.int32 or words.dim() != 3:
+        raise ValueError(f"words must be int32 [T, rows, nw], got {words.dtype} {tuple(words.shape)}")
+    if cols < 0 or num_words(cols) != words.shape[2]:
+        raise ValueError(f"{words.shape[2]} words per row cannot hold {cols} columns")
+
+
+@torch.library.custom_op("impresslearn::unpack_bits", mutates_args=())
+def _unpack_bits(words: Tensor, cols: int) -> Tensor:
+    _check_words(words, cols)
+    return _primitive(words.device, "unpack_bits")(words.contiguous(), cols)
+
+
+@_unpack_bits.register_fake
+def _(words, cols):
+    _check_words(words, cols)
+    t, rows, _ = words.shape
+    return words.new_empty((t, rows, cols), dtype=torch.bool)
+
+
+def pack_bits(bits: Tensor) -> Tensor:
+    """A bool (nonzero = 1) tensor `[T, rows, cols]` as int32 words `[T, rows, ceil(cols / 32)]`."""
+    return _pack_bits(bits)
+
+
+def unpack_bits(words: Tensor, cols: int) -> Tensor:
+    """Int32 words `[T, rows, nw]` as a bool tensor `[T, rows, cols]`."""
+    return _unpack_bits(words, int(cols))
+
+
+# pack_masks and PackedMasks.unpack (layer 1) pack through the backends from now on.
+set_bit_codec(pack_bits, unpack_bits)

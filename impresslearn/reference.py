@@ -9,6 +9,8 @@ implement. Shapes:
     alpha   [T] (per layer) or [T, rows] (per output channel)
 
 These unpack the masks into dense tensors; they are written to be obviously right, not fast.
+`pack_bits(bits) -> words` and `unpack_bits(words, cols) -> bool` are the format's own (imported
+below), the oracle of the backends' packing primitives.
 """
 
 from __future__ import annotations
