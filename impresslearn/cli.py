@@ -71,6 +71,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="rotated-mnist: the ImpressLearn authors' variant, every image rotated at random in "
                         "[-90, 90] degrees for every task (all tasks then share one distribution)")
     g = p.add_argument_group("ImpressLearn")
+    g.add_argument("--no-impresslearn", dest="impresslearn", action="store_false",
+                   help="SupSup only: skip the basis and the alphas (e.g. for task-inference runs)")
     g.add_argument("--basis", default="heterogeneous", choices=["heterogeneous", "homogeneous", "random"])
     g.add_argument("--basis-size", "-K", type=int, default=10)
     g.add_argument("--per-channel", action="store_true", help="alpha per output channel ([K, rows]) instead of per layer")
@@ -83,6 +85,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--alpha-lr", type=float)
     g.add_argument("--alpha-epochs", type=float, help="epochs (L-BFGS: 20 iterations per 'epoch')")
     g.add_argument("--alpha-batch-size", type=int)
+    g.add_argument("--alpha-schedule", choices=["constant", "cosine"], help="learning-rate schedule of the alpha fit")
     g = p.add_argument_group("measurements")
     g.add_argument("--incorrect-tasks", type=int, default=10,
                    help="incorrect-mask matrix over the first N new tasks' SupSup masks")

@@ -72,6 +72,7 @@ class RunConfig:
     new_angles: Optional[list] = None      # rotated-mnist: angles of the new tasks (default: between basis angles)
     random_rotation: bool = False          # rotated-mnist: the ImpressLearn authors' per-image random rotation
     # ImpressLearn
+    impresslearn: bool = True              # False: SupSup only (the basis and alphas are skipped)
     basis: str = "heterogeneous"
     basis_size: int = 10
     per_channel: bool = False
@@ -82,6 +83,7 @@ class RunConfig:
     alpha_lr: Optional[float] = None
     alpha_epochs: Optional[float] = None
     alpha_batch_size: Optional[int] = None
+    alpha_schedule: Optional[str] = None
     # extra measurements
     incorrect_tasks: int = 10              # incorrect-mask matrix over the first n new tasks
     basis_gn: int = 0                      # basis-GN on the first n basis tasks (heterogeneous)
@@ -143,7 +145,7 @@ class RunConfig:
             raise ValueError(f"alpha preset must be one of {sorted(ALPHA_PRESETS)}, got {self.alpha_preset!r}")
         tr = TrainConfig(**ALPHA_PRESETS[self.alpha_preset])
         return bb.replace(tr, optimizer=self.alpha_optimizer, lr=self.alpha_lr, epochs=self.alpha_epochs,
-                          batch_size=self.alpha_batch_size)
+                          batch_size=self.alpha_batch_size, schedule=self.alpha_schedule)
 
 
 # The alpha-fitting settings `impresslearn run` offers: the paper's, the issue's prototype, and
@@ -428,14 +430,17 @@ class Runner:
         if cfg.gn_objectives and "supsup" in cfg.gn_on:
             self.run_gn(inference.superposition_model(self.backbone, supsup), "supsup")
 
-        basis = self.build_basis()
-        self.save()
-        impress = self.learn_alphas(basis)
-        if cfg.basis_gn:
-            self.results["basis_gn"] = self.run_basis_gn(basis)
+        if cfg.impresslearn:
+            basis = self.build_basis()
             self.save()
-        if cfg.gn_objectives and "impresslearn" in cfg.gn_on:
-            self.run_gn(impress, "impresslearn")
+            impress = self.learn_alphas(basis)
+            if cfg.basis_gn:
+                self.results["basis_gn"] = self.run_basis_gn(basis)
+                self.save()
+            if cfg.gn_objectives and "impresslearn" in cfg.gn_on:
+                self.run_gn(impress, "impresslearn")
+        else:
+            self.results["impresslearn"].update(new_task_acc=[], mean_acc=None, skipped=True)
         self.results["status"] = "done"
         self.save()
         return self.results

@@ -13,6 +13,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd", "lbfgs")
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclasses.dataclass
@@ -29,12 +30,15 @@ class TrainConfig:
     batch_size: int = 128
     momentum: float = 0.9
     weight_decay: float = 0.0
+    schedule: str = "constant"   # or "cosine": the learning rate decays to 0 over the steps
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.lr <= 0 or self.epochs <= 0 or self.batch_size < 1:
             raise ValueError(f"lr, epochs and batch_size must be positive, got {self.lr}, {self.epochs}, {self.batch_size}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.iterations is not None and self.iterations < 1:
             raise ValueError(f"iterations must be at least 1, got {self.iterations}")
 
@@ -77,7 +81,8 @@ def fit(model: torch.nn.Module, params: Sequence[Tensor], batches: Iterable, cfg
     if cfg.optimizer == "lbfgs":
         loss = _fit_lbfgs(model, opt, batches, penalty, steps, bar)
     else:
-        loss = _fit_minibatch(model, opt, batches, penalty, steps, bar)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if cfg.schedule == "cosine" else None
+        loss = _fit_minibatch(model, opt, sched, batches, penalty, steps, bar)
     bar.close()
     return {"steps": steps, "loss": loss}
 
@@ -87,7 +92,7 @@ def _objective(model, x, y, penalty) -> Tensor:
     return loss + penalty() if penalty is not None else loss
 
 
-def _fit_minibatch(model, opt, batches, penalty, steps, bar) -> float:
+def _fit_minibatch(model, opt, sched, batches, penalty, steps, bar) -> float:
     step, epoch_losses = 0, []
     while step < steps:
         epoch_losses = []
@@ -96,6 +101,8 @@ def _fit_minibatch(model, opt, batches, penalty, steps, bar) -> float:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if sched is not None:
+                sched.step()
             epoch_losses.append(loss.item())
             step += 1
             bar.update(1)
