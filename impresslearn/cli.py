@@ -79,8 +79,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--hybrid", action="store_true", help="a SupSup mask in the last layer, alphas elsewhere")
     g.add_argument("--lam", type=float, default=0.0, help="eq. 2 penalty weight: lam * sum (sum |alpha| - 1)^2")
     g.add_argument("--alpha-preset", default="tuned", choices=sorted(ALPHA_PRESETS),
-                   help="; ".join(f"{k}: {v['optimizer']} lr {v['lr']:g}, {v['epochs']:g} epochs, batch {v['batch_size']}"
-                                  for k, v in sorted(ALPHA_PRESETS.items())))
+                   help="; ".join(f"{k}: {v['optimizer']} lr {v['lr']:g}{' cosine' if v.get('schedule') == 'cosine' else ''}, "
+                                  f"{v['epochs']:g} epochs, batch {v['batch_size']}" for k, v in sorted(ALPHA_PRESETS.items())))
     g.add_argument("--alpha-optimizer", choices=["adam", "rmsprop", "sgd", "lbfgs"])
     g.add_argument("--alpha-lr", type=float)
     g.add_argument("--alpha-epochs", type=float, help="epochs (L-BFGS: 20 iterations per 'epoch')")
