@@ -4,6 +4,7 @@
     impresslearn run ...        one experiment, results to a JSON file (see `run --help`)
     impresslearn storage        the ImpressLearn paper's Table 2, recomputed
     impresslearn plot R.json..  accuracy against bytes per task, and box plots by impressions
+    impresslearn table R.json.. one markdown row per run: accuracies and bytes per task
 """
 
 from __future__ import annotations
@@ -187,6 +188,29 @@ def storage_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n" + note
 
 
+def results_rows(paths: Sequence[str]) -> str:
+    """A markdown table with one row per results file."""
+    import json
+
+    head = ["run", "new tasks", "SupSup", "ImpressLearn", "SupSup B/task (packed / 16-bit)", "ImpressLearn B/task",
+            "ratio (packed)", "incorrect mask"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for path in paths:
+        r = json.loads(open(path).read())
+        imp, st = r["impresslearn"], r["storage"]
+        if imp.get("skipped"):
+            kind, acc, ib, ratio = "SupSup only", "-", "-", "-"
+        else:
+            kind = (f"{imp['basis']} K={imp['basis_size']} {'per-channel' if imp['per_channel'] else 'per-layer'}"
+                    + (" hybrid" if imp["hybrid"] else "") + (f" λ={imp['lam']:g}" if imp["lam"] else ""))
+            acc, ib, ratio = _pct(imp.get("mean_acc")), _bytes(st["impresslearn"]), f"{st['compression_vs_packed']:.0f}×"
+        status = "" if r.get("status") == "done" else f" ({r.get('status')})"
+        lines.append(f"| {r['config']['benchmark']} {kind}{status} | {len(r['tasks']['new'])} | {_pct(r['supsup']['mean_acc'])} "
+                     f"| {acc} | {_bytes(st['supsup_packed'])} / {_bytes(st['supsup_index16'])} | {ib} | {ratio} "
+                     f"| {_pct(r.get('incorrect_mask_mean'))} |")
+    return "\n".join(lines)
+
+
 def cmd_plot(a: argparse.Namespace) -> int:
     from . import plots
 
@@ -219,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="plots from results JSON files")
     pl.add_argument("results", nargs="+")
     pl.add_argument("--out-dir", default=".")
+    t = sub.add_parser("table", help="a markdown table of results JSON files")
+    t.add_argument("results", nargs="+")
     return p
 
 
@@ -231,6 +257,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return cmd_storage(a)
     if a.command == "plot":
         return cmd_plot(a)
+    if a.command == "table":
+        print(results_rows(a.results))
+        return 0
     return cmd_quickstart(a)
 
 

@@ -49,6 +49,8 @@ def test_tiny_run_writes_results_and_plots(tmp_path, capsys):
     assert r["task_inference"]["supsup"][0]["batches"] == 4
     printed = capsys.readouterr().out
     assert "SupSup" in printed and "ImpressLearn (random K=2, per-channel)" in printed
+    assert cli.main(["table", str(out)]) == 0
+    assert "| permuted-mnist random K=2 per-channel | 2 |" in capsys.readouterr().out
     assert cli.main(["plot", str(out), "--out-dir", str(tmp_path)]) == 0
     pngs = sorted(p.name for p in tmp_path.glob("*.png"))
     assert pngs == ["permuted-mnist-accuracy-vs-bytes.png", "permuted-mnist-impressions.png"]
