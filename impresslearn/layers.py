@@ -192,16 +192,25 @@ class _Supermask(_Backbone):
         if packed.shape != self.weight.shape:
             raise ValueError(f"masks of shape {tuple(packed.shape)} do not fit weight {tuple(self.weight.shape)}")
         self.set_num_tasks(packed.num_masks)
-        dense = packed.to(self.weight.device).unpack()
         for t in range(packed.num_masks):
-            m = dense[t]
-            if self.mask_mode == "topk" and int(m.sum()) != ops.popup_k(m.numel(), self.density):
-                raise ValueError(
-                    f"mask {t} keeps {int(m.sum())} of {m.numel()} weights, not the {ops.popup_k(m.numel(), self.density)} "
-                    f"that density {self.density} keeps"
-                )
-            # |1| beats |0| in a top-k, and 1 >= 0 > -1 under a threshold: the mask comes back exactly.
-            self.scores[t].copy_(m.to(self.weight.dtype) * 2 - 1 if self.mask_mode == "threshold" else m.to(self.weight.dtype))
+            self.load_mask(t, packed[t])
+
+    @torch.no_grad()
+    def load_mask(self, task: int, packed: PackedMasks) -> None:
+        """Set the scores of one existing `task` so that its mask is the one mask in `packed`."""
+        if packed.shape != self.weight.shape or packed.num_masks != 1:
+            raise ValueError(f"expected one mask of shape {tuple(self.weight.shape)}, got {packed!r}")
+        if not 0 <= task < self.num_tasks:
+            raise IndexError(f"task {task} out of range for {self.num_tasks} tasks")
+        m = packed.to(self.weight.device).unpack()[0]
+        if self.mask_mode == "topk" and int(m.sum()) != ops.popup_k(m.numel(), self.density):
+            raise ValueError(
+                f"mask {task} keeps {int(m.sum())} of {m.numel()} weights, not the {ops.popup_k(m.numel(), self.density)} "
+                f"that density {self.density} keeps"
+            )
+        # |1| beats |0| in a top-k, and 1 >= 0 > -1 under a threshold: the mask comes back exactly.
+        m = m.to(self.weight.dtype)
+        self.scores[task].copy_(m * 2 - 1 if self.mask_mode == "threshold" else m)
 
 
 class SupermaskLinear(_Supermask):

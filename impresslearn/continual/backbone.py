@@ -1,0 +1,100 @@
+"""The frozen seeded backbone a continual-learning run shares, and the mask models built on it.
+
+`BackboneConfig` fixes everything that must agree between the SupSup model that learns masks
+and the ImpressLearn / task-inference models that reuse them: architecture, outputs (more than
+the classes gives SupSup's superfluous neurons), weight init, density scaling, mask mode and
+seed. Layers rebuild their weights from (init, seed, layer name), so two models built from one
+config share the same backbone exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping, Optional
+
+import torch.nn as nn
+
+from .. import models
+from ..format import PackedMasks
+from ..layers import ImpressLinear, ImpressConv2d, SupermaskConv2d, SupermaskLinear, convert
+
+ARCHS = ("lenet_300_100",)
+
+
+@dataclasses.dataclass
+class BackboneConfig:
+    """arch: "lenet_300_100"; outputs: size of the head (10 classes; 100 for SupSup's G objective);
+    mask: "topk" (keep `density` of the weights) or "threshold" (SupSup's `scores >= 0`);
+    init: "kaiming_normal" or "signed_constant"; scale: multiply the std by 1/sqrt(density)."""
+
+    arch: str = "lenet_300_100"
+    outputs: int = 10
+    classes: int = 10
+    density: float = 0.1
+    mask: str = "topk"
+    init: str = "signed_constant"
+    scale: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.outputs < self.classes:
+            raise ValueError(f"outputs ({self.outputs}) must be at least the number of classes ({self.classes})")
+
+
+def network(cfg: BackboneConfig) -> nn.Module:
+    """The plain (unconverted) network of `cfg`."""
+    return models.lenet_300_100(num_outputs=cfg.outputs)
+
+
+def supermask_model(cfg: BackboneConfig, num_tasks: int = 1) -> nn.Module:
+    """A SupSup model: one learned mask per task over the frozen backbone."""
+    return convert(network(cfg), "supermask", density=cfg.density, mask=cfg.mask, init=cfg.init,
+                   scale=cfg.scale, seed=cfg.seed, num_tasks=num_tasks)
+
+
+def impress_model(cfg: BackboneConfig, basis: Mapping[str, PackedMasks], *, per_channel: bool = False,
+                  num_tasks: int = 1, hybrid: bool = False) -> nn.Module:
+    """An ImpressLearn model over `basis` (masks per layer name). `hybrid` keeps a SupSup mask,
+    learned per task, in the last layer instead of alphas."""
+    net = network(cfg)
+    overrides = {last_layer_name(net): "supermask"} if hybrid else None
+    return convert(net, "impress", basis=basis, density=cfg.density, mask=cfg.mask, init=cfg.init, scale=cfg.scale,
+                   seed=cfg.seed, per_channel=per_channel, num_tasks=num_tasks, overrides=overrides)
+
+
+MASK_LAYERS = (SupermaskLinear, SupermaskConv2d, ImpressLinear, ImpressConv2d)
+
+
+def mask_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(name, layer) of every Supermask* and Impress* layer, in order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, MASK_LAYERS)]
+
+
+def last_layer_name(net: nn.Module) -> str:
+    names = [n for n, m in net.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    if not names:
+        raise ValueError("the network has no Linear or Conv2d layer")
+    return names[-1]
+
+
+def weight_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    """Weight shape of every maskable layer (plain Linear/Conv2d or a converted one), by name."""
+    out = {}
+    for n, m in model.named_modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d) + MASK_LAYERS):
+            out[n] = tuple(m.weight.shape)
+    return out
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def replace(cfg, **changes):
+    return dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
+
+
+__all__ = ["BackboneConfig", "network", "supermask_model", "impress_model", "mask_layers", "last_layer_name",
+           "weight_shapes", "to_dict", "replace"]

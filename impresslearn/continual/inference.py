@@ -1,0 +1,151 @@
+"""Task inference without task labels (SupSup's GN scenario), for SupSup and ImpressLearn tasks.
+
+The `n` learned tasks are superposed with coefficients `beta_s = 1/n`; the gradient of an
+objective with respect to beta tells which task the data belongs to (the most negative
+component). For SupSup masks the superposition `W ⊙ Σ_s beta_s M_s` is an Impress model whose
+basis is the n task masks and whose task s has a one-hot alpha (`superposition_model`); for
+ImpressLearn tasks it is `alpha = beta @ A` over the same basis, which the Impress layers
+compute when given a mixture (`set_task(model, beta)`), through the same combine op.
+
+    entropy(logits)                H: per-sample output entropy, averaged over the batch
+    g_objective(logits, classes)   G: logsumexp over all outputs with the real ones detached,
+                                   so only the superfluous neurons carry gradient (SupSup's)
+    infer_task(model, x, ...)      one-shot (one gradient) or binary search (halve the
+                                   candidates by gradient until one is left)
+    task_inference(model, ...)     how often the right task is found, and the accuracy with the
+                                   inferred task, over test batches of every task
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable, Mapping, Optional, Sequence
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from ..layers import set_task, task_modules
+from .alpha import impress_layers
+from .backbone import BackboneConfig, impress_model
+from .masks import supermask_layers, task_masks
+
+METHODS = ("oneshot", "binary")
+OBJECTIVES = ("G", "H")
+
+
+def entropy(logits: Tensor) -> Tensor:
+    """H: mean over the batch of the entropy of softmax(logits)."""
+    logp = logits.log_softmax(1)
+    return -(logp.exp() * logp).sum(1).mean()
+
+
+def g_objective(logits: Tensor, classes: int = 10) -> Tensor:
+    """G: mean over the batch of logsumexp of all outputs, the first `classes` (real) outputs
+    detached, so that only the superfluous outputs pass gradient to beta."""
+    if logits.shape[1] <= classes:
+        raise ValueError(f"G needs superfluous outputs: the model has {logits.shape[1]} outputs for {classes} classes "
+                         "(build it with more outputs, e.g. outputs=100)")
+    real = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
+    real[:classes] = True
+    mixed = torch.where(real, logits.detach(), logits)
+    return mixed.logsumexp(1).mean()
+
+
+def objective_fn(name: str, classes: int = 10) -> Callable[[Tensor], Tensor]:
+    if name == "H":
+        return entropy
+    if name == "G":
+        return lambda logits: g_objective(logits, classes)
+    raise ValueError(f"objective must be one of {OBJECTIVES}, got {name!r}")
+
+
+def num_tasks(model: nn.Module) -> int:
+    counts = {m.num_tasks for _, m in task_modules(model)}
+    if len(counts) != 1:
+        raise ValueError(f"task-aware modules disagree on the number of tasks: {sorted(counts)}")
+    return counts.pop()
+
+
+def superposition_model(cfg: BackboneConfig, supsup: nn.Module, tasks: Optional[Sequence[int]] = None) -> nn.Module:
+    """An Impress model whose basis is the SupSup masks of `tasks` (all by default) and whose task
+    s has alpha one-hot at s: task s computes exactly with mask s, and a mixture beta computes
+    `W ⊙ Σ_s beta_s M_s`, SupSup's superposition."""
+    if not supermask_layers(supsup):
+        raise ValueError("superposition_model needs a SupSup model (Supermask layers)")
+    basis = task_masks(supsup, tasks)
+    n = next(iter(basis.values())).num_masks
+    model = impress_model(cfg, basis, num_tasks=n)
+    with torch.no_grad():
+        for _, m in impress_layers(model):
+            for s in range(n):
+                m.alpha[s].copy_(torch.nn.functional.one_hot(torch.tensor(s), n).float())
+    return model.to(next(supsup.buffers()).device)
+
+
+def _gradient(model: nn.Module, x: Tensor, objective, beta: Tensor) -> Tensor:
+    beta = beta.detach().requires_grad_(True)
+    set_task(model, beta)
+    loss = objective(model(x))
+    (g,) = torch.autograd.grad(loss, beta)
+    return g
+
+
+def infer_task(model: nn.Module, x: Tensor, objective: str | Callable = "H", *, method: str = "oneshot",
+               classes: int = 10, first_image: bool = False) -> int:
+    """The task whose superposition coefficient has the most negative gradient of `objective`
+    (one-shot), or the survivor of repeatedly keeping the half of the candidates with the most
+    negative gradients (binary). `first_image` infers from `x[:1]` only, as SupSup's paper does."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    obj = objective_fn(objective, classes) if isinstance(objective, str) else objective
+    if first_image:
+        x = x[:1]
+    n = num_tasks(model)
+    device = x.device
+    was_training = model.training
+    model.eval()
+    try:
+        if method == "oneshot" or n == 1:
+            g = _gradient(model, x, obj, torch.full((n,), 1.0 / n, device=device))
+            return int(g.argmin())
+        alive = torch.ones(n, dtype=torch.bool, device=device)
+        while int(alive.sum()) > 1:
+            beta = alive.float() / alive.sum()
+            g = _gradient(model, x, obj, beta)
+            keep = math.ceil(int(alive.sum()) / 2)
+            g = torch.where(alive, g, torch.full_like(g, math.inf))
+            alive = torch.zeros_like(alive)
+            alive[torch.topk(g, keep, largest=False).indices] = True
+        return int(alive.nonzero()[0])
+    finally:
+        model.train(was_training)
+
+
+def task_inference(model: nn.Module, test_batches: Callable[[int], Iterable], tasks: Sequence[int], *,
+                   objective: str = "H", method: str = "oneshot", classes: int = 10, first_image: bool = False,
+                   progress: Optional[Callable[[], None]] = None) -> dict:
+    """For every model task s (data: stream task `tasks[s]`), infer the task of each test batch.
+    Returns the fraction of batches whose task was found (`task_acc`), the classification
+    accuracy with the inferred task (`acc`, wrong tasks included) and the confusion counts."""
+    n = len(tasks)
+    if n != num_tasks(model):
+        raise ValueError(f"{n} stream tasks given for a model with {num_tasks(model)} tasks")
+    confusion = [[0] * n for _ in range(n)]
+    found = batches = correct = samples = 0
+    for s, stream_task in enumerate(tasks):
+        for x, y in test_batches(stream_task):
+            guess = infer_task(model, x, objective, method=method, classes=classes, first_image=first_image)
+            confusion[s][guess] += 1
+            found += guess == s
+            batches += 1
+            set_task(model, guess)
+            with torch.no_grad():
+                model.eval()
+                correct += (model(x).argmax(1) == y).sum().item()
+            samples += y.numel()
+            if progress is not None:
+                progress()
+    set_task(model, 0)
+    return {"task_acc": found / batches, "acc": correct / samples, "batches": batches, "confusion": confusion,
+            "objective": objective, "method": method, "first_image": first_image}

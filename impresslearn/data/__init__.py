@@ -1,0 +1,8 @@
+"""Data streams for continual learning (DESIGN.md section 3, layer 6): MNIST tensors in memory,
+PermutedMNIST and RotatedMNIST, and the real-MNIST subset that ships with the package."""
+
+from .mnist import MNIST_MEAN, MNIST_STD, MnistArrays, load_mnist, load_subset, make_subset, save_subset
+from .streams import Batches, PermutedMNIST, RotatedMNIST, TaskStream, rotate
+
+__all__ = ["MNIST_MEAN", "MNIST_STD", "MnistArrays", "load_mnist", "load_subset", "make_subset", "save_subset",
+           "Batches", "PermutedMNIST", "RotatedMNIST", "TaskStream", "rotate"]

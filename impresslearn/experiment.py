@@ -1,0 +1,455 @@
+"""One continual-learning experiment, end to end: the runner behind `impresslearn run`.
+
+    1. SupSup: a dedicated mask for each new task, learned in sequence (accuracy matrix,
+       forgetting and backward transfer measured after every task)
+    2. the basis: heterogeneous (masks of K basis tasks), homogeneous (K masks of basis task 0)
+       or random
+    3. ImpressLearn: alphas over the basis for the same new tasks, in sequence (accuracy matrix)
+    4. the incorrect-mask matrix of the new tasks' SupSup masks
+    5. optionally basis-GN (basis tasks learned without their label) and GN task inference over
+       the SupSup masks and over the ImpressLearn tasks
+    6. storage per task of each method
+
+Results go to a JSON file rewritten (atomically) after every step, so an interruption loses
+little. Learned masks can be kept in a cache folder keyed by everything that determines them, so
+that runs sharing tasks and settings (a grid over K and basis kinds) train each mask once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from . import __version__, ops
+from .continual import alpha as alpha_mod
+from .continual import backbone as bb
+from .continual import basis as basis_mod
+from .continual import inference, masks, metrics, storage
+from .continual.training import TrainConfig
+from .data import MnistArrays, PermutedMNIST, RotatedMNIST, TaskStream, load_mnist, load_subset
+from .format import PackedMasks
+from .layers import derive_seed
+
+BENCHMARKS = ("permuted-mnist", "rotated-mnist", "split-cifar100", "split-imagenet")
+LATER = {"split-cifar100": "SplitCIFAR-100", "split-imagenet": "SplitImageNet"}
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Everything one `impresslearn run` depends on (written to results.json as `config`)."""
+
+    benchmark: str = "permuted-mnist"
+    data_root: Optional[str] = None        # None: the MNIST subset shipped with the package
+    download: bool = False
+    validation: int = 0                    # >0: evaluate on the last n training images instead of the test set
+    # backbone and mask training (preset, then overrides)
+    preset: str = "topk-0.1"
+    density: Optional[float] = None
+    mask: Optional[str] = None
+    init: Optional[str] = None
+    scale: Optional[bool] = None
+    outputs: Optional[int] = None
+    mask_optimizer: Optional[str] = None
+    mask_lr: Optional[float] = None
+    mask_epochs: Optional[float] = None
+    mask_iterations: Optional[int] = None
+    # tasks
+    new_tasks: int = 5
+    first_new_task: int = 1000             # permuted-mnist: new tasks use permutation seeds from here + 1
+    angle_step: float = 10.0               # rotated-mnist: basis task t is rotated by step * t
+    new_angles: Optional[list] = None      # rotated-mnist: angles of the new tasks (default: between basis angles)
+    random_rotation: bool = False          # rotated-mnist: the ImpressLearn authors' per-image random rotation
+    # ImpressLearn
+    basis: str = "heterogeneous"
+    basis_size: int = 10
+    per_channel: bool = False
+    hybrid: bool = False
+    lam: float = 0.0
+    alpha_preset: str = "tuned"
+    alpha_optimizer: Optional[str] = None
+    alpha_lr: Optional[float] = None
+    alpha_epochs: Optional[float] = None
+    alpha_batch_size: Optional[int] = None
+    # extra measurements
+    incorrect_tasks: int = 10              # incorrect-mask matrix over the first n new tasks
+    basis_gn: int = 0                      # basis-GN on the first n basis tasks (heterogeneous)
+    gn_objectives: list = dataclasses.field(default_factory=list)   # "G", "H"
+    gn_methods: list = dataclasses.field(default_factory=lambda: ["oneshot"])
+    gn_inputs: list = dataclasses.field(default_factory=lambda: ["batch"])  # "batch", "first"
+    gn_batches: Optional[int] = None       # test batches (of 128) per task for GN (all by default)
+    gn_on: list = dataclasses.field(default_factory=lambda: ["supsup", "impresslearn"])
+    # running
+    seed: int = 0
+    device: str = "cpu"
+    cache: Optional[str] = None
+    eval_batch_size: int = 2000
+    progress: Optional[bool] = None       # progress bars: None = only on a terminal
+    verbose: bool = True                   # log lines on stderr
+
+    def check(self) -> None:
+        if self.benchmark in LATER:
+            raise NotImplementedError(f"{LATER[self.benchmark]} comes with issue 6 (ResNet benchmarks); "
+                                      "this version runs permuted-mnist and rotated-mnist")
+        if self.benchmark not in BENCHMARKS:
+            raise ValueError(f"benchmark must be one of {BENCHMARKS}, got {self.benchmark!r}")
+        if self.basis not in basis_mod.BASIS_KINDS:
+            raise ValueError(f"basis must be one of {basis_mod.BASIS_KINDS}, got {self.basis!r}")
+        if self.new_tasks < 1:
+            raise ValueError(f"new_tasks must be at least 1, got {self.new_tasks}")
+        if self.basis_size < 1:
+            raise ValueError(f"basis_size must be at least 1, got {self.basis_size}")
+        if self.basis_gn and self.basis != "heterogeneous":
+            raise ValueError("basis-GN needs a heterogeneous basis (each mask belongs to a task)")
+        if self.basis_gn > self.basis_size:
+            raise ValueError(f"basis_gn ({self.basis_gn}) cannot exceed the basis size ({self.basis_size})")
+        for o in self.gn_objectives:
+            if o not in inference.OBJECTIVES:
+                raise ValueError(f"GN objectives are {inference.OBJECTIVES}, got {o!r}")
+        for m in self.gn_methods:
+            if m not in inference.METHODS:
+                raise ValueError(f"GN methods are {inference.METHODS}, got {m!r}")
+        for i in self.gn_inputs:
+            if i not in ("batch", "first"):
+                raise ValueError(f"GN inputs are 'batch' and 'first', got {i!r}")
+        if self.hybrid and self.gn_objectives and "impresslearn" in self.gn_on:
+            raise ValueError("task inference over hybrid ImpressLearn tasks is not defined (their last layer is a "
+                             "mask per task); drop --hybrid or use --gn-on supsup")
+
+    def backbone(self) -> bb.BackboneConfig:
+        cfg, _ = masks.preset(self.preset)
+        over = dict(density=self.density, mask=self.mask, init=self.init, scale=self.scale, outputs=self.outputs,
+                    seed=self.seed)
+        return bb.replace(cfg, **over)
+
+    def mask_training(self) -> TrainConfig:
+        _, tr = masks.preset(self.preset)
+        return bb.replace(tr, optimizer=self.mask_optimizer, lr=self.mask_lr, epochs=self.mask_epochs,
+                          iterations=self.mask_iterations)
+
+    def alpha_training(self) -> TrainConfig:
+        if self.alpha_preset not in ALPHA_PRESETS:
+            raise ValueError(f"alpha preset must be one of {sorted(ALPHA_PRESETS)}, got {self.alpha_preset!r}")
+        tr = TrainConfig(**ALPHA_PRESETS[self.alpha_preset])
+        return bb.replace(tr, optimizer=self.alpha_optimizer, lr=self.alpha_lr, epochs=self.alpha_epochs,
+                          batch_size=self.alpha_batch_size)
+
+
+# The alpha-fitting settings `impresslearn run` offers: the paper's, the issue's prototype, and
+# the best found by tuning on a validation split ("tuned"; README, Continual-learning results).
+ALPHA_PRESETS = dict(alpha_mod.ALPHA_PRESETS)
+ALPHA_PRESETS["tuned"] = dict(optimizer="adam", lr=1e-2, epochs=3.0, batch_size=128)
+
+
+# --------------------------------------------------------------------------- data and tasks
+
+def load_arrays(cfg: RunConfig) -> MnistArrays:
+    arrays = load_subset() if cfg.data_root is None else load_mnist(cfg.data_root, download=cfg.download)
+    return arrays.holdout(cfg.validation) if cfg.validation else arrays
+
+
+@dataclasses.dataclass
+class Tasks:
+    stream: TaskStream
+    basis: list[int]      # stream task of each basis mask (heterogeneous), or [task] for homogeneous
+    new: list[int]        # stream tasks learned as new tasks
+
+
+def make_tasks(cfg: RunConfig, arrays: MnistArrays) -> Tasks:
+    k, n = cfg.basis_size, cfg.new_tasks
+    if cfg.benchmark == "permuted-mnist":
+        if cfg.first_new_task < k:
+            raise ValueError(f"new tasks (from {cfg.first_new_task}) would overlap the {k} basis tasks")
+        stream = PermutedMNIST(arrays, num_tasks=cfg.first_new_task + n)
+        return Tasks(stream, list(range(k)), list(range(cfg.first_new_task, cfg.first_new_task + n)))
+    basis_angles = [cfg.angle_step * t for t in range(k)]
+    new_angles = cfg.new_angles if cfg.new_angles else [cfg.angle_step * (t + 0.5) for t in range(n)]
+    if len(new_angles) != n:
+        raise ValueError(f"{len(new_angles)} new angles given for {n} new tasks")
+    stream = RotatedMNIST(arrays, angles=basis_angles + [float(a) for a in new_angles],
+                          random_rotation=cfg.random_rotation)
+    return Tasks(stream, list(range(k)), list(range(k, k + n)))
+
+
+# --------------------------------------------------------------------------- mask cache
+
+class MaskCache:
+    """Learned masks on disk, one safetensors file per (backbone, training, data, task, model slot)."""
+
+    def __init__(self, folder: Optional[str]):
+        self.folder = Path(folder) if folder else None
+        if self.folder:
+            self.folder.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def key(**parts) -> str:
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+    def get(self, key: str) -> Optional[dict[str, PackedMasks]]:
+        if not self.folder or not (self.folder / f"{key}.safetensors").exists():
+            return None
+        tensors = load_file(str(self.folder / f"{key}.safetensors"))
+        shapes = json.loads((self.folder / f"{key}.json").read_text())["shapes"]
+        return {n: PackedMasks(tensors[n], shapes[n]) for n in shapes}
+
+    def put(self, key: str, task_masks: dict[str, PackedMasks], info: dict) -> None:
+        if not self.folder:
+            return
+        meta = {"shapes": {n: list(p.shape) for n, p in task_masks.items()}, "info": info}
+        (self.folder / f"{key}.json").write_text(json.dumps(meta, default=str))
+        tmp = self.folder / f".{key}.tmp"
+        save_file({n: p.words.contiguous().cpu() for n, p in task_masks.items()}, str(tmp))
+        os.replace(tmp, self.folder / f"{key}.safetensors")
+
+
+# --------------------------------------------------------------------------- the run
+
+class Runner:
+    def __init__(self, cfg: RunConfig, out: Optional[str] = None, command: Optional[str] = None):
+        cfg.check()
+        self.cfg = cfg
+        self.out = Path(out) if out else None
+        self.device = torch.device(cfg.device)
+        self.backbone = cfg.backbone()
+        self.mask_train = cfg.mask_training()
+        self.alpha_train = cfg.alpha_training()
+        self.cache = MaskCache(cfg.cache)
+        self.t0 = time.time()
+        arrays = load_arrays(cfg)
+        self.tasks = make_tasks(cfg, arrays)
+        self.results: dict = {
+            "status": "running",
+            "command": command,
+            "config": dataclasses.asdict(cfg),
+            "backbone": bb.to_dict(self.backbone),
+            "mask_training": dataclasses.asdict(self.mask_train),
+            "alpha_training": dataclasses.asdict(self.alpha_train),
+            "data": {"source": arrays.source, "train": int(arrays.train_x.shape[0]),
+                     "eval": int(arrays.test_x.shape[0]), "eval_split": "validation" if cfg.validation else "test"},
+            "tasks": {"basis": [self.tasks.stream.describe(t) for t in self.tasks.basis],
+                      "new": [self.tasks.stream.describe(t) for t in self.tasks.new]},
+            "machine": machine_info(self.device),
+        }
+
+    # ---- bookkeeping
+    def save(self) -> None:
+        self.results["elapsed_s"] = round(time.time() - self.t0, 1)
+        if self.out is None:
+            return
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.out.with_name(f".{self.out.name}.tmp")
+        tmp.write_text(json.dumps(self.results, indent=1))
+        os.replace(tmp, self.out)
+
+    def log(self, msg: str) -> None:
+        if self.cfg.verbose:
+            print(f"[{time.time() - self.t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    def test_batches(self, task: int, batch_size: Optional[int] = None, limit=None, shuffle=False):
+        return self.tasks.stream.test(task, batch_size or self.cfg.eval_batch_size, device=self.device,
+                                      shuffle=shuffle, seed=self.cfg.seed, limit=limit)
+
+    def data_seed(self, slot: int, task: int) -> int:
+        return derive_seed(self.cfg.seed, f"data/{slot}/{task}") % (2**31)
+
+    # ---- SupSup masks
+    def learn_masks(self, stream_tasks: Sequence[int], label: str, matrix: bool) -> tuple[torch.nn.Module, dict]:
+        """A SupSup model whose task i is a mask learned on stream task `stream_tasks[i]` (from the
+        cache when present), with the accuracy matrix measured after every task if `matrix`."""
+        n = len(stream_tasks)
+        model = bb.supermask_model(self.backbone, num_tasks=n).to(self.device)
+        acc = metrics.AccuracyMatrix(n) if matrix else None
+        diag, cached = [], 0
+        for i, t in enumerate(stream_tasks):
+            key = self.mask_key(i, t)
+            found = self.cache.get(key)
+            if found is not None:
+                for name, layer in masks.supermask_layers(model):
+                    layer.load_mask(i, found[name])
+                cached += 1
+            else:
+                batches = self.tasks.stream.train(t, self.mask_train.batch_size, seed=self.data_seed(i, t), device=self.device)
+                masks.train_mask(model, i, batches, self.mask_train, progress=self.cfg.progress,
+                                 desc=f"{label} mask {i + 1}/{n}")
+                self.cache.put(key, masks.task_masks(model, [i]), {"task": self.tasks.stream.describe(t), "slot": i})
+            if acc is not None:
+                acc.measure_row(i, lambda j: metrics.accuracy(model, self.test_batches(stream_tasks[j]), task=j))
+                diag.append(acc.R[i][i])
+            else:
+                diag.append(metrics.accuracy(model, self.test_batches(t), task=i))
+            self.log(f"{label} mask {i + 1}/{n} ({self.tasks.stream.describe(t)}): {diag[-1]:.4f}")
+        info = {"task_acc": diag, "mean_acc": sum(diag) / n, "masks_from_cache": cached}
+        if acc is not None:
+            info["acc_matrix"] = acc.to_dict()
+        return model, info
+
+    def mask_key(self, slot: int, task: int) -> str:
+        # the model slot fixes the score initialisation seed; the data seed follows slot and task
+        return MaskCache.key(backbone=bb.to_dict(self.backbone), train=dataclasses.asdict(self.mask_train),
+                             stream=self.tasks.stream.name, task=self.tasks.stream.describe(task), slot=slot,
+                             data=self.results["data"]["source"], data_seed=self.data_seed(slot, task))
+
+    def build_basis(self) -> dict[str, PackedMasks]:
+        cfg, k = self.cfg, self.cfg.basis_size
+        if cfg.basis == "random":
+            return basis_mod.random_basis(self.backbone, k, seed=derive_seed(cfg.seed, "basis"))
+        if cfg.basis == "heterogeneous":
+            model, info = self.learn_masks(self.tasks.basis, "basis", matrix=False)
+            self.results["supsup"]["basis_task_acc"] = info["task_acc"]
+        else:  # homogeneous: K masks of basis task 0, each from its own slot (score seed) and data order
+            model, info = self.learn_masks([self.tasks.basis[0]] * k, "homogeneous basis", matrix=False)
+            self.results["supsup"]["homogeneous_mask_acc"] = info["task_acc"]
+        self.basis_model = model
+        return masks.task_masks(model)
+
+    # ---- ImpressLearn
+    def learn_alphas(self, basis) -> torch.nn.Module:
+        cfg, n = self.cfg, len(self.tasks.new)
+        model = bb.impress_model(self.backbone, basis, per_channel=cfg.per_channel, num_tasks=n,
+                                 hybrid=cfg.hybrid).to(self.device)
+        acc = metrics.AccuracyMatrix(n)
+        fits = []
+        for i, t in enumerate(self.tasks.new):
+            batches = self.alpha_batches(t, seed=self.data_seed(10_000 + i, t))
+            start = time.time()
+            fit = alpha_mod.fit_alpha(model, i, batches, self.alpha_train, lam=cfg.lam, progress=cfg.progress,
+                                      desc=f"alpha {i + 1}/{n}")
+            fits.append({**fit, "seconds": round(time.time() - start, 1)})
+            acc.measure_row(i, lambda j: metrics.accuracy(model, self.test_batches(self.tasks.new[j]), task=j))
+            self.log(f"ImpressLearn task {i + 1}/{n} ({self.tasks.stream.describe(t)}): {acc.R[i][i]:.4f}")
+            diag = [acc.R[j][j] for j in range(i + 1)]
+            self.results["impresslearn"].update(new_task_acc=diag, mean_acc=sum(diag) / len(diag), fits=fits)
+            self.save()
+        self.results["impresslearn"]["acc_matrix"] = acc.to_dict()
+        self.results["impresslearn"]["favoured_masks"] = [alpha_mod.favoured_masks(model, i) for i in range(n)]
+        return model
+
+    def alpha_batches(self, task: int, seed: int):
+        return self.tasks.stream.train(task, self.alpha_train.batch_size, seed=seed, device=self.device)
+
+    def run_basis_gn(self, basis) -> list:
+        out = []
+        for b in range(self.cfg.basis_gn):
+            model = bb.impress_model(self.backbone, basis, per_channel=self.cfg.per_channel).to(self.device)
+            t = self.tasks.basis[b]
+            res = alpha_mod.basis_gn(model, 0, self.alpha_batches(t, seed=self.data_seed(20_000 + b, t)),
+                                     self.alpha_train, b, lam=self.cfg.lam, progress=self.cfg.progress)
+            res["acc"] = metrics.accuracy(model, self.test_batches(t), task=0)
+            out.append(res)
+            self.log(f"basis-GN basis task {b}: favoured {res['favoured']} (found={res['found']}), acc {res['acc']:.4f}")
+        return out
+
+    # ---- task inference
+    def run_gn(self, model: torch.nn.Module, label: str) -> list:
+        cfg, out = self.cfg, []
+        if "G" in cfg.gn_objectives and self.backbone.outputs <= self.backbone.classes:
+            self.log("GN objective G skipped: it needs superfluous outputs (--outputs 100, or --preset supsup)")
+        for objective in cfg.gn_objectives:
+            if objective == "G" and self.backbone.outputs <= self.backbone.classes:
+                continue
+            for method in cfg.gn_methods:
+                for inp in cfg.gn_inputs:
+                    start = time.time()
+                    batches = lambda t: self.test_batches(t, 128, limit=cfg.gn_batches, shuffle=True)  # noqa: E731
+                    total = len(batches(self.tasks.new[0])) * len(self.tasks.new)
+                    with tqdm(total=total, desc=f"GN {label} {objective} {method} {inp}", leave=False,
+                              disable=None if cfg.progress is None else not cfg.progress, mininterval=1.0) as bar:
+                        res = inference.task_inference(
+                            model, batches, self.tasks.new, objective=objective, method=method,
+                            classes=self.backbone.classes, first_image=inp == "first", progress=lambda: bar.update(1))
+                    res["seconds"] = round(time.time() - start, 1)
+                    res["input"] = inp
+                    out.append(res)
+                    self.log(f"GN over {label} tasks, {objective} {method} from {inp}: task found for "
+                             f"{res['task_acc']:.4f} of {res['batches']} batches, accuracy {res['acc']:.4f}")
+                    self.results["task_inference"][label] = out
+                    self.save()
+        return out
+
+    # ---- storage
+    def storage(self, supsup_model) -> dict:
+        cfg = self.cfg
+        shapes = bb.weight_shapes(bb.network(self.backbone))
+        density = self.backbone.density
+        if self.backbone.mask == "threshold":  # learned density: measure it from the stored masks
+            kept = sum(int(p.unpack().sum()) for p in masks.task_masks(supsup_model).values())
+            density = kept / (storage.weight_count(shapes) * len(self.tasks.new))
+        max_tasks = storage.BENCHMARK_MAX_TASKS[cfg.benchmark]
+        hybrid_layer = bb.last_layer_name(bb.network(self.backbone)) if cfg.hybrid else None
+        imp = storage.impress_bytes(shapes, cfg.basis_size, per_channel=cfg.per_channel, max_tasks=max_tasks,
+                                    hybrid_layer=hybrid_layer)
+        packed = storage.supsup_bytes_packed(shapes)
+        index16 = storage.supsup_bytes_indices(shapes, density)
+        return {
+            "supsup_packed": packed, "supsup_index16": index16, "supsup_density": density,
+            "impresslearn": imp.per_task, "impresslearn_alphas": imp.alphas, "impresslearn_alpha_bytes": imp.alpha_bytes,
+            "impresslearn_basis_bytes": imp.basis_bytes, "impresslearn_basis_share": imp.basis_share,
+            "impresslearn_hybrid_mask_bytes": imp.mask_bytes,
+            "max_tasks": None if math.isinf(max_tasks) else max_tasks,
+            "compression_vs_packed": packed / imp.per_task, "compression_vs_index16": index16 / imp.per_task,
+        }
+
+    # ---- everything
+    def run(self) -> dict:
+        cfg = self.cfg
+        self.log(f"{cfg.benchmark}: {len(self.tasks.new)} new tasks, basis {cfg.basis} K={cfg.basis_size}, "
+                 f"{'per-channel' if cfg.per_channel else 'per-layer'}{' hybrid' if cfg.hybrid else ''}; "
+                 f"backend {ops.backend_for(self.device)}")
+        self.results["supsup"] = {}
+        self.results["impresslearn"] = {"basis": cfg.basis, "basis_size": cfg.basis_size,
+                                        "per_channel": cfg.per_channel, "hybrid": cfg.hybrid, "lam": cfg.lam}
+        self.results["task_inference"] = {}
+        supsup, info = self.learn_masks(self.tasks.new, "SupSup", matrix=True)
+        self.results["supsup"].update(info)
+        self.results["storage"] = self.storage(supsup)
+        self.save()
+
+        m = min(cfg.incorrect_tasks, len(self.tasks.new))
+        if m >= 2:
+            mat = metrics.incorrect_mask_matrix(supsup, self.tasks.new[:m], self.test_batches)
+            off = metrics.off_diagonal(mat)
+            self.results.update(incorrect_mask_matrix=mat, incorrect_mask_acc=off, incorrect_mask_mean=sum(off) / len(off))
+            self.log(f"incorrect mask: mean {sum(off) / len(off):.4f} over {len(off)} (mask, task) pairs")
+        else:
+            self.results.update(incorrect_mask_matrix=None, incorrect_mask_acc=[], incorrect_mask_mean=None)
+        self.save()
+
+        if cfg.gn_objectives and "supsup" in cfg.gn_on:
+            self.run_gn(inference.superposition_model(self.backbone, supsup), "supsup")
+
+        basis = self.build_basis()
+        self.save()
+        impress = self.learn_alphas(basis)
+        if cfg.basis_gn:
+            self.results["basis_gn"] = self.run_basis_gn(basis)
+            self.save()
+        if cfg.gn_objectives and "impresslearn" in cfg.gn_on:
+            self.run_gn(impress, "impresslearn")
+        self.results["status"] = "done"
+        self.save()
+        return self.results
+
+
+def machine_info(device: torch.device) -> dict:
+    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version(), "impresslearn": __version__, "device": str(device),
+            "backend": ops.backend_for(device)}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def run_experiment(cfg: RunConfig, out: Optional[str] = None, command: Optional[str] = None) -> dict:
+    return Runner(cfg, out, command).run()

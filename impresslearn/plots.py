@@ -1,0 +1,124 @@
+"""Plots of `impresslearn run` results (matplotlib, PNG).
+
+    accuracy_vs_bytes(results, path)    mean new-task accuracy against bytes per task, every method
+    impressions_box(results, path)      the paper's box plots: new-task accuracy by number (K) and
+                                        type (basis kind) of impressions, per-layer and per-channel
+    plot_results(paths, out_dir)        both, for each benchmark found in the JSON files
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+KIND_COLORS = {"heterogeneous": "tab:blue", "homogeneous": "tab:orange", "random": "tab:green"}
+ALPHA_MARKERS = {False: "o", True: "s"}
+
+
+def _label(alpha_per_channel: bool) -> str:
+    return "per-channel α" if alpha_per_channel else "per-layer α"
+
+
+def load(paths: Sequence[str | Path]) -> list[dict]:
+    out = []
+    for p in paths:
+        r = json.loads(Path(p).read_text())
+        if r.get("impresslearn", {}).get("new_task_acc"):
+            out.append(r)
+    return out
+
+
+def accuracy_vs_bytes(results: list[dict], path: str | Path, title: str = "") -> Path:
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    supsup = defaultdict(list)
+    seen = set()
+    for r in results:
+        imp, st = r["impresslearn"], r["storage"]
+        pc = bool(imp["per_channel"])
+        key = (imp["basis"], pc)
+        ax.scatter(st["impresslearn"], 100 * imp["mean_acc"], color=KIND_COLORS[imp["basis"]], marker=ALPHA_MARKERS[pc],
+                   label=None if key in seen else f"ImpressLearn {imp['basis']}, {_label(pc)}", zorder=3)
+        seen.add(key)
+        ax.annotate(f"K={imp['basis_size']}{' hybrid' if imp['hybrid'] else ''}", (st["impresslearn"], 100 * imp["mean_acc"]),
+                    textcoords="offset points", xytext=(4, 3), fontsize=7)
+        supsup["packed"].append((st["supsup_packed"], r["supsup"]["mean_acc"]))
+        supsup["index16"].append((st["supsup_index16"], r["supsup"]["mean_acc"]))
+    for name, marker in (("packed", "*"), ("index16", "P")):
+        if supsup[name]:
+            b = sum(v[0] for v in supsup[name]) / len(supsup[name])
+            a = sum(v[1] for v in supsup[name]) / len(supsup[name])
+            label = "SupSup, 1-bit packed mask" if name == "packed" else "SupSup, 16-bit indices (papers' count)"
+            ax.scatter(b, 100 * a, color="black", marker=marker, s=120, label=label, zorder=4)
+    ax.set_xscale("log")
+    ax.set_xlabel("bytes per task (log scale)")
+    ax.set_ylabel("mean accuracy on new tasks (%)")
+    ax.set_title(title or "Accuracy against storage per task")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def impressions_box(results: list[dict], path: str | Path, title: str = "") -> Path:
+    by = defaultdict(list)  # (per_channel, K, kind) -> accuracies of every new task
+    supsup = []
+    for r in results:
+        imp = r["impresslearn"]
+        if imp["hybrid"]:
+            continue
+        by[(bool(imp["per_channel"]), imp["basis_size"], imp["basis"])].extend(100 * a for a in imp["new_task_acc"])
+        supsup.extend(100 * a for a in r["supsup"]["task_acc"])
+    panels = sorted({k[0] for k in by})
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(6 * max(1, len(panels)), 4.5), squeeze=False)
+    for ax, pc in zip(axes[0], panels):
+        ks = sorted({k[1] for k in by if k[0] == pc})
+        kinds = [k for k in KIND_COLORS if any((pc, K, k) in by for K in ks)]
+        width = 0.8 / max(1, len(kinds))
+        for i, kind in enumerate(kinds):
+            data = [by.get((pc, K, kind), []) for K in ks]
+            pos = [x + (i - (len(kinds) - 1) / 2) * width for x in range(len(ks))]
+            keep = [(p, d) for p, d in zip(pos, data) if d]
+            if not keep:
+                continue
+            bp = ax.boxplot([d for _, d in keep], positions=[p for p, _ in keep], widths=width * 0.9, patch_artist=True)
+            for box in bp["boxes"]:
+                box.set_facecolor(KIND_COLORS[kind])
+                box.set_alpha(0.6)
+            ax.plot([], [], color=KIND_COLORS[kind], linewidth=8, alpha=0.6, label=kind)
+        if supsup:
+            ax.axhline(sum(supsup) / len(supsup), color="black", linestyle="--", label="SupSup (dedicated masks)")
+        ax.set_xticks(range(len(ks)), [str(K) for K in ks])
+        ax.set_xlabel("number of impressions K")
+        ax.set_ylabel("accuracy on new tasks (%)")
+        ax.set_title(_label(pc))
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_results(paths: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
+    results = load(paths)
+    if not results:
+        raise ValueError("none of the files holds ImpressLearn results")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for bench in sorted({r["config"]["benchmark"] for r in results}):
+        rs = [r for r in results if r["config"]["benchmark"] == bench]
+        written.append(accuracy_vs_bytes(rs, out_dir / f"{bench}-accuracy-vs-bytes.png", f"{bench}: accuracy against bytes per task"))
+        written.append(impressions_box(rs, out_dir / f"{bench}-impressions.png", f"{bench}: new-task accuracy by impressions"))
+    return written

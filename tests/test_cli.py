@@ -1,0 +1,83 @@
+"""The command line: storage table, a tiny run on the shipped subset, plots, clear errors, and one
+short real-MNIST experiment end to end."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from impresslearn import cli
+
+TINY = ["run", "--new-tasks", "2", "-K", "2", "--mask-epochs", "0.3", "--alpha-epochs", "0.3",
+        "--quiet", "--incorrect-tasks", "2"]
+
+
+def test_storage_prints_table2(capsys):
+    assert cli.main(["storage"]) == 0
+    out = capsys.readouterr().out
+    for name in ("LeNet-300-100", "ResNet-18", "ResNet-50", "55.46", "55.50", "26.20"):
+        assert name in out
+
+
+def test_later_benchmarks_say_which_issue_brings_them(capsys):
+    assert cli.main(["run", "--benchmark", "split-cifar100", "--out", "x.json"]) == 2
+    assert "issue 6" in capsys.readouterr().err
+
+
+def test_bad_options_are_rejected(tmp_path):
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--basis", "mixed"])
+    with pytest.raises(ValueError, match="GN objectives"):
+        cli.main(TINY + ["--gn", "X", "--out", str(tmp_path / "r.json")])
+    with pytest.raises(ValueError, match="heterogeneous"):
+        cli.main(TINY + ["--basis", "random", "--basis-gn", "1", "--out", str(tmp_path / "r.json")])
+
+
+def test_tiny_run_writes_results_and_plots(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert cli.main(TINY + ["--basis", "random", "--per-channel", "--gn", "H", "--gn-batches", "2",
+                            "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["status"] == "done" and r["command"].startswith("impresslearn run")
+    assert len(r["supsup"]["task_acc"]) == 2 and len(r["impresslearn"]["new_task_acc"]) == 2
+    assert len(r["incorrect_mask_acc"]) == 2
+    assert r["supsup"]["acc_matrix"]["forgetting"] == 0.0
+    st = r["storage"]
+    assert st["supsup_packed"] == 34_160 and st["impresslearn"] == 2 * 410 * 4
+    assert r["config"]["basis"] == "random" and r["config"]["per_channel"] is True
+    assert r["task_inference"]["supsup"][0]["batches"] == 4
+    printed = capsys.readouterr().out
+    assert "SupSup" in printed and "ImpressLearn (random K=2, per-channel)" in printed
+    assert cli.main(["plot", str(out), "--out-dir", str(tmp_path)]) == 0
+    pngs = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert pngs == ["permuted-mnist-accuracy-vs-bytes.png", "permuted-mnist-impressions.png"]
+    assert all((tmp_path / p).read_bytes()[:4] == b"\x89PNG" for p in pngs)
+
+
+def test_rotated_run_with_the_cache(tmp_path):
+    cache = tmp_path / "cache"
+    args = TINY + ["--benchmark", "rotated-mnist", "--new-angles", "5,15", "--cache", str(cache)]
+    cli.main(args + ["--out", str(tmp_path / "a.json")])
+    cli.main(args + ["--hybrid", "--out", str(tmp_path / "b.json")])
+    a, b = (json.loads((tmp_path / n).read_text()) for n in ("a.json", "b.json"))
+    assert a["tasks"]["new"] == ["rotation 5°", "rotation 15°"] and a["tasks"]["basis"] == ["rotation 0°", "rotation 10°"]
+    assert b["supsup"]["masks_from_cache"] == 2 and b["supsup"]["task_acc"] == a["supsup"]["task_acc"]
+    assert b["impresslearn"]["hybrid"] and b["storage"]["impresslearn_hybrid_mask_bytes"] == 160
+    assert len(list(cache.glob("*.safetensors"))) == 4  # 2 new-task masks + 2 basis masks
+
+
+@pytest.mark.slow
+def test_short_real_experiment_end_to_end(mnist_root, tmp_path):
+    """A short PermutedMNIST run on the full data through the console entry point."""
+    out = tmp_path / "real.json"
+    cmd = [sys.executable, "-m", "impresslearn.cli", "run", "--data-root", str(mnist_root), "--new-tasks", "2",
+           "-K", "3", "--mask-epochs", "0.25", "--alpha-epochs", "0.25", "--per-channel", "--gn", "H",
+           "--gn-batches", "3", "--incorrect-tasks", "2", "--quiet", "--out", str(out)]
+    subprocess.run(cmd, check=True, timeout=600)
+    r = json.loads(out.read_text())
+    assert r["data"]["train"] == 60_000 and r["data"]["eval"] == 10_000
+    assert min(r["supsup"]["task_acc"]) > 0.8            # a quarter epoch of real data
+    assert min(r["impresslearn"]["new_task_acc"]) > 0.5  # per-channel alphas over 3 impressions
+    assert max(r["incorrect_mask_acc"]) < 0.25           # wrong masks: chance
+    assert r["task_inference"]["supsup"][0]["task_acc"] >= 0.8

@@ -1,0 +1,74 @@
+"""GN task inference: objectives by hand, the superposition through the combine op, one-shot and
+binary search over SupSup masks and ImpressLearn tasks."""
+
+import math
+
+import pytest
+import torch
+
+from continual_helpers import TASKS, eval_batches, permuted, trained
+from impresslearn import set_task
+from impresslearn.continual import alpha, inference, masks
+from impresslearn.continual.backbone import impress_model
+from impresslearn.continual.training import TrainConfig
+
+
+def test_entropy_and_g_by_hand():
+    logits = torch.tensor([[0.0, 0.0, 0.0, 0.0], [10.0, 0.0, 0.0, 0.0]])
+    h = inference.entropy(logits)
+    p = torch.softmax(logits[1], 0)
+    assert h.item() == pytest.approx((math.log(4) - (p * p.log()).sum().item()) / 2)
+    logits = torch.tensor([[1.0, 2.0, 3.0, 4.0]], requires_grad=True)
+    g = inference.g_objective(logits, classes=2)
+    assert g.item() == pytest.approx(torch.logsumexp(logits[0], 0).item())
+    g.backward()
+    assert torch.all(logits.grad[0, :2] == 0) and torch.all(logits.grad[0, 2:] > 0)  # real outputs detached
+    with pytest.raises(ValueError, match="superfluous"):
+        inference.g_objective(torch.zeros(2, 10), classes=10)
+
+
+@pytest.mark.parametrize("kind,objective", [("topk", "H"), ("threshold", "G"), ("threshold", "H")])
+def test_one_shot_finds_the_task_among_three(kind, objective):
+    cfg, model = trained(kind)
+    sup = inference.superposition_model(cfg, model)
+    res = inference.task_inference(sup, lambda t: permuted().test(t, 128, shuffle=True, limit=4), list(TASKS),
+                                   objective=objective)
+    assert res["batches"] == 12
+    assert res["task_acc"] >= 0.9, res["confusion"]
+    assert res["acc"] > 0.6
+
+
+def test_binary_search_agrees_with_one_shot_on_clear_cases():
+    cfg, model = trained("threshold")
+    sup = inference.superposition_model(cfg, model)
+    for t in TASKS:
+        x, _ = next(iter(permuted().test(t, 128)))
+        one = inference.infer_task(sup, x, "G", method="oneshot")
+        two = inference.infer_task(sup, x, "G", method="binary")
+        assert one == two == TASKS.index(t)
+    with pytest.raises(ValueError):
+        inference.infer_task(sup, x, "G", method="ternary")
+
+
+def test_first_image_inference_returns_a_task():
+    cfg, model = trained("threshold")
+    sup = inference.superposition_model(cfg, model)
+    x, _ = next(iter(permuted().test(1, 128)))
+    assert inference.infer_task(sup, x, "G", first_image=True) in range(3)
+
+
+def test_impresslearn_tasks_superpose_as_beta_at_A_and_are_found():
+    cfg, model = trained("topk")
+    b = masks.task_masks(model)
+    imp = impress_model(cfg, b, per_channel=True, num_tasks=3)
+    tr = TrainConfig(optimizer="adam", lr=1e-2, epochs=1.0)
+    for s, t in enumerate((7, 8, 9)):
+        alpha.fit_alpha(imp, s, permuted().train(t, 128, seed=s), tr, progress=False)
+    beta = torch.tensor([0.2, 0.5, 0.3])
+    set_task(imp, beta)
+    layer = imp[1]
+    A = torch.stack(list(layer.alpha))
+    torch.testing.assert_close(layer.current_alpha(), torch.tensordot(beta, A, dims=1))
+    res = inference.task_inference(imp, lambda t: permuted().test(t, 128, shuffle=True, limit=4), [7, 8, 9],
+                                   objective="H")
+    assert res["task_acc"] >= 0.75, res["confusion"]
