@@ -40,7 +40,8 @@ def _bool(text: str) -> bool:
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--benchmark", default="permuted-mnist", choices=BENCHMARKS,
-                   help="split-cifar100 and split-imagenet come with issue 6")
+                   help="split-cifar100 and split-imagenet take options of their own: "
+                        "impresslearn run --benchmark split-imagenet --help")
     g.add_argument("--data-root", help="folder with MNIST/raw (torchvision layout); default: the subset shipped "
                                        "with the package")
     g.add_argument("--download", action="store_true", help="let torchvision download MNIST into --data-root")
@@ -221,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from . import cli_split
+
+    if cli_split.is_split_run(argv):  # SplitCIFAR-100 / SplitImageNet take options of their own (issue 6)
+        return cli_split.main(argv[1:])
     a = build_parser().parse_args(argv)
     if a.command == "run":
         return cmd_run(a, argv)
