@@ -104,12 +104,13 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
 
 
-def config_from_args(a: argparse.Namespace) -> RunConfig:
-    fields = {f.name for f in dataclasses.fields(RunConfig)}
+def config_from_args(a: argparse.Namespace, config_class=RunConfig):
+    """The config dataclass (RunConfig, or the split benchmarks' SplitConfig) from parsed options."""
+    fields = {f.name for f in dataclasses.fields(config_class)}
     kw = {k: v for k, v in vars(a).items() if k in fields and v is not None}
     kw["progress"] = False if a.quiet else None
     kw["verbose"] = not a.quiet
-    return RunConfig(**kw)
+    return config_class(**kw)
 
 
 def cmd_run(a: argparse.Namespace, argv: Sequence[str]) -> int:

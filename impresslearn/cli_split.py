@@ -12,7 +12,6 @@ same command runs one process or many under `torchrun`, and resumes an interrupt
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shlex
 import sys
 from typing import Sequence
@@ -20,7 +19,7 @@ from typing import Sequence
 import torch
 
 from . import distributed as dd
-from .cli import _bool
+from .cli import _bool, config_from_args
 from .split_experiment import PAPER_SETTINGS, SPLIT_BENCHMARKS, SplitConfig, run_split
 
 
@@ -89,14 +88,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(a: argparse.Namespace) -> SplitConfig:
-    fields = {f.name for f in dataclasses.fields(SplitConfig)}
-    kw = {k: v for k, v in vars(a).items() if k in fields and v is not None}
-    kw["progress"] = False if a.quiet else None
-    kw["verbose"] = not a.quiet
-    return SplitConfig(**kw)
-
-
 def summary(res: dict) -> str:
     def pct(v):
         return "-" if v is None else f"{100 * v:.1f} %"
@@ -118,7 +109,7 @@ def main(argv: Sequence[str]) -> int:
     a = build_parser().parse_args(list(argv))
     if a.threads:
         torch.set_num_threads(a.threads)
-    cfg = config_from_args(a)
+    cfg = config_from_args(a, SplitConfig)
     cfg.check()  # before joining the process group: bad options fail fast on every rank
     d = dd.init_from_env(cfg.device, timeout_minutes=a.dist_timeout)
     try:

@@ -4,7 +4,6 @@ end to end at a tiny size, learning on SplitCIFAR-100's shapes, and clear errors
 import json
 
 import pytest
-import torch
 
 from impresslearn import cli, load_checkpoint
 from impresslearn.basis_file import load_basis
