@@ -18,7 +18,7 @@ killer. On a GPU the peak is torch.cuda.max_memory_allocated, and each case also
 largest batch that fits (doubling, then bisection).
 
     python bench/bench_memory.py                    # CPU: T = 10 35 75 150, batch 2
-    python bench/bench_memory.py --device cuda      # GPU: also the largest batch per T
+    python bench/bench_memory.py --device cuda      # GPU: batch 32, and the largest batch per T
     python bench/bench_memory.py --T 10 --modes packed --batch 1 --out /tmp/m.json
 
 Results: bench/results/memory_<device>.json (every case, the machine, the command) and .md
@@ -337,7 +337,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--T", type=int, nargs="+", default=[10, 35, 75, 150], help="basis sizes")
     p.add_argument("--modes", nargs="+", default=["packed", "dense"], choices=["packed", "dense"])
-    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--batch", type=int, help="images per step (default: 2 on a CPU, 32 on a GPU)")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--device", default="cpu")
     p.add_argument("--steps", type=int, default=1, help="timed steps after one warm-up step (median reported)")
@@ -354,6 +354,8 @@ def main(argv=None) -> int:
     p.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--as-limit", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.batch is None:
+        args.batch = 32 if args.device.startswith("cuda") else 2
     if args.as_limit:  # before anything is imported or allocated
         resource.setrlimit(resource.RLIMIT_AS, (args.as_limit, args.as_limit))
     if args.probe:

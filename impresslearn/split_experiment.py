@@ -276,6 +276,7 @@ class SplitRunner:
         self.d = d or dd.Dist()
         self.device = torch.device(cfg.device) if cfg.device else self.d.device
         self.out = Path(out)
+        self.progress = cfg.progress if self.d.is_main else False  # one set of progress bars
         self.folder = RunFolder(self.out.with_suffix(".run"), self.d)
         self.t0 = time.time()
         self.stream = make_stream(cfg)
@@ -359,7 +360,7 @@ class SplitRunner:
         ckpt = self.folder.checkpoint(key, shared, progress=True)
         with dd.data_parallel(model, params, self.d if parallel else dd.Dist()) as net:
             fit = fit_resumable(net, params, batches, self.mask_train, state=task_state(model, 0), checkpoint=ckpt,
-                                every=self.cfg.checkpoint_every, desc=key, progress=self.cfg.progress)
+                                every=self.cfg.checkpoint_every, desc=key, progress=self.progress)
         self.recalibrate(model, 0, batches)
         bn = _bn_only(task_state(model, 0))
         if parallel and not self.cfg.sync_bn:
@@ -432,7 +433,7 @@ class SplitRunner:
                 with dd.data_parallel(model, params, self.d) as net:
                     fit = fit_resumable(net, params, batches, self.alpha_train, penalty=penalty,
                                         state=task_state(model, j), checkpoint=ckpt, every=cfg.checkpoint_every,
-                                        desc=f"alpha {j + 1}/{n}", progress=cfg.progress)
+                                        desc=f"alpha {j + 1}/{n}", progress=self.progress)
                 self.recalibrate(model, j, batches)
                 if self.d.active and not cfg.sync_bn:
                     dd.average_(list(_bn_only(task_state(model, j)).values()), self.d)
