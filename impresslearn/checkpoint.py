@@ -103,18 +103,24 @@ def _atomic_write(path: str, data: bytes) -> None:
         raise
 
 
+def read_safetensors(data: bytes, name: str = "data", what: str = "safetensors file") -> tuple[dict[str, torch.Tensor], dict]:
+    """The tensors and the string metadata of safetensors bytes; CheckpointError if damaged.
+    (Also used by the basis and training-state files, which keep their own metadata keys.)"""
+    try:
+        tensors = st_load(data)
+        # The safetensors layout: an 8-byte little-endian header length, then the JSON header.
+        header_len = int.from_bytes(data[:8], "little")
+        return tensors, json.loads(data[8:8 + header_len]).get("__metadata__", {})
+    except Exception as err:  # safetensors raises its own error types for damaged files
+        raise CheckpointError(f"{name} is not a readable {what} (truncated or corrupt?): {err}") from err
+
+
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
     """The header and the tensors of a checkpoint file, after checking its format version."""
     path = os.fspath(path)
     with open(path, "rb") as f:
         data = f.read()
-    try:
-        tensors = st_load(data)
-        # The safetensors layout: an 8-byte little-endian header length, then the JSON header.
-        header_len = int.from_bytes(data[:8], "little")
-        raw_meta = json.loads(data[8:8 + header_len]).get("__metadata__", {})
-    except Exception as err:  # safetensors raises its own error types for damaged files
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {err}") from err
+    tensors, raw_meta = read_safetensors(data, path, "checkpoint")
     if META_KEY not in raw_meta:
         raise CheckpointError(f"{path} is a safetensors file but not an impresslearn checkpoint")
     header = json.loads(raw_meta[META_KEY])

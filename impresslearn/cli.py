@@ -41,7 +41,8 @@ def _bool(text: str) -> bool:
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--benchmark", default="permuted-mnist", choices=BENCHMARKS,
-                   help="split-cifar100 and split-imagenet come with issue 6")
+                   help="split-cifar100 and split-imagenet take options of their own: "
+                        "impresslearn run --benchmark split-imagenet --help")
     g.add_argument("--data-root", help="folder with MNIST/raw (torchvision layout); default: the subset shipped "
                                        "with the package")
     g.add_argument("--download", action="store_true", help="let torchvision download MNIST into --data-root")
@@ -107,12 +108,13 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
 
 
-def config_from_args(a: argparse.Namespace) -> RunConfig:
-    fields = {f.name for f in dataclasses.fields(RunConfig)}
+def config_from_args(a: argparse.Namespace, config_class=RunConfig):
+    """The config dataclass (RunConfig, or the split benchmarks' SplitConfig) from parsed options."""
+    fields = {f.name for f in dataclasses.fields(config_class)}
     kw = {k: v for k, v in vars(a).items() if k in fields and v is not None}
     kw["progress"] = False if a.quiet else None
     kw["verbose"] = not a.quiet
-    return RunConfig(**kw)
+    return config_class(**kw)
 
 
 def cmd_run(a: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -250,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from . import cli_split
+
+    if cli_split.is_split_run(argv):  # SplitCIFAR-100 / SplitImageNet take options of their own (issue 6)
+        return cli_split.main(argv[1:])
     a = build_parser().parse_args(argv)
     if a.command == "run":
         return cmd_run(a, argv)

@@ -102,8 +102,8 @@ class RunConfig:
 
     def check(self) -> None:
         if self.benchmark in LATER:
-            raise NotImplementedError(f"{LATER[self.benchmark]} comes with issue 6 (ResNet benchmarks); "
-                                      "this version runs permuted-mnist and rotated-mnist")
+            raise NotImplementedError(f"{LATER[self.benchmark]} runs through impresslearn.split_experiment "
+                                      "(SplitConfig, run_split); this runner takes permuted-mnist and rotated-mnist")
         if self.benchmark not in BENCHMARKS:
             raise ValueError(f"benchmark must be one of {BENCHMARKS}, got {self.benchmark!r}")
         if self.basis not in basis_mod.BASIS_KINDS:

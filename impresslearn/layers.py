@@ -158,8 +158,8 @@ class _Supermask(_Backbone):
         return t
 
     def _truncate_tasks(self, n: int) -> None:
-        while len(self.scores) > n:
-            del self.scores[len(self.scores) - 1]
+        if len(self.scores) > n:  # nn.ParameterList has no __delitem__: keep the first n
+            self.scores = nn.ParameterList(list(self.scores)[:n])
 
     def mask(self, task: Optional[int] = None) -> Tensor:
         """The float mask of a task (the current one by default), differentiable in its scores."""
@@ -311,8 +311,8 @@ class _Impress(_Backbone):
         return len(self.alpha) - 1
 
     def _truncate_tasks(self, n: int) -> None:
-        while len(self.alpha) > n:
-            del self.alpha[len(self.alpha) - 1]
+        if len(self.alpha) > n:  # nn.ParameterList has no __delitem__: keep the first n
+            self.alpha = nn.ParameterList(list(self.alpha)[:n])
 
     def current_alpha(self) -> Tensor:
         if self.mixture is None:

@@ -26,3 +26,13 @@ def mnist_root() -> Path:
     if not (DATA_ROOT / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
         pytest.skip(f"real MNIST not found under {DATA_ROOT} (set IMPRESSLEARN_DATA)")
     return DATA_ROOT
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test with one intra-op thread (and restore the setting): small convolutions on a
+    shared 2-core machine run many times faster than with two contending OpenMP threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -20,9 +20,10 @@ def test_storage_prints_table2(capsys):
         assert name in out
 
 
-def test_later_benchmarks_say_which_issue_brings_them(capsys):
-    assert cli.main(["run", "--benchmark", "split-cifar100", "--out", "x.json"]) == 2
-    assert "issue 6" in capsys.readouterr().err
+def test_split_benchmarks_take_their_own_options():
+    # split-cifar100 / split-imagenet go to impresslearn.cli_split (tests/test_split_cli.py).
+    with pytest.raises(ValueError, match="--data-root"):
+        cli.main(["run", "--benchmark", "split-cifar100", "--out", "x.json"])
 
 
 def test_bad_options_are_rejected(tmp_path):

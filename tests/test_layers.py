@@ -217,3 +217,15 @@ def test_compiled_layers_match_eager():
     torch.testing.assert_close(compiled(x), model(x))
     compiled(x).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_set_num_tasks_shrinks_scores_and_alphas():
+    # nn.ParameterList has no __delitem__; shrinking must keep the first tasks as they were.
+    sm = layers.SupermaskLinear(7, 5, num_tasks=3, density=0.5)
+    kept = sm.scores[1].detach().clone()
+    sm.set_task(2)
+    sm.set_num_tasks(2)
+    assert sm.num_tasks == 2 and sm.task == 1 and torch.equal(sm.scores[1], kept)
+    im = layers.ImpressLinear(7, 5, layers.random_basis((5, 7), 2, 0.5), num_tasks=3)
+    im.set_num_tasks(1)
+    assert im.num_tasks == 1 and len(list(im.parameters())) == 1

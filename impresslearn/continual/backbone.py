@@ -18,14 +18,16 @@ from .. import models
 from ..format import PackedMasks
 from ..layers import ImpressLinear, ImpressConv2d, SupermaskConv2d, SupermaskLinear, convert
 
-ARCHS = ("lenet_300_100",)
+ARCHS = ("lenet_300_100", "resnet18", "resnet50")  # the ResNets: SplitCIFAR-100 and SplitImageNet (issue 6)
 
 
 @dataclasses.dataclass
 class BackboneConfig:
     """arch: "lenet_300_100"; outputs: size of the head (10 classes; 100 for SupSup's G objective);
     mask: "topk" (keep `density` of the weights) or "threshold" (SupSup's `scores >= 0`);
-    init: "kaiming_normal" or "signed_constant"; scale: multiply the std by 1/sqrt(density)."""
+    init: "kaiming_normal" or "signed_constant"; scale: multiply the std by 1/sqrt(density).
+    arch "resnet18" is SupSup's CIFAR ResNet-18 (`width` channels in its first stage),
+    "resnet50" torchvision's; both keep non-affine BatchNorm statistics per task."""
 
     arch: str = "lenet_300_100"
     outputs: int = 10
@@ -35,6 +37,7 @@ class BackboneConfig:
     init: str = "signed_constant"
     scale: bool = True
     seed: int = 0
+    width: int = 64  # resnet18 only
 
     def __post_init__(self):
         if self.arch not in ARCHS:
@@ -45,6 +48,10 @@ class BackboneConfig:
 
 def network(cfg: BackboneConfig) -> nn.Module:
     """The plain (unconverted) network of `cfg`."""
+    if cfg.arch == "resnet18":
+        return models.cifar_resnet18(num_classes=cfg.outputs, width=cfg.width)
+    if cfg.arch == "resnet50":
+        return models.resnet50(num_classes=cfg.outputs)
     return models.lenet_300_100(num_outputs=cfg.outputs)
 
 
@@ -89,7 +96,10 @@ def weight_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
 
 
 def to_dict(cfg) -> dict:
-    return dataclasses.asdict(cfg)
+    d = dataclasses.asdict(cfg)
+    if isinstance(cfg, BackboneConfig) and cfg.arch != "resnet18":
+        d.pop("width")  # only ResNet-18 has a width; MNIST mask-cache keys stay as they were
+    return d
 
 
 def replace(cfg, **changes):

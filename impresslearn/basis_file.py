@@ -1,0 +1,52 @@
+"""Basis files: the `K` packed masks of every layer of a network in one safetensors file.
+
+A basis is trained once (step 1 of ImpressLearn, possibly by several processes, see
+`impresslearn.distributed`) and reused by every later task, so it gets a file of its own in the
+checkpoint style: one int32 tensor `[K, rows, ceil(cols / 32)]` per layer (named by the layer's
+qualified name) and a JSON header under the metadata key "impresslearn-basis" with the format
+version, each layer's weight shape and any metadata given (backbone config, how the masks were
+trained). Saved atomically; no pickle on load.
+
+    save_basis(path, basis, metadata=None)
+    load_basis(path) -> (basis, metadata)       basis: dict layer name -> PackedMasks
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Mapping, Optional
+
+from safetensors.torch import save as st_save
+
+from .checkpoint import CheckpointError, _atomic_write, read_safetensors
+from .format import PackedMasks
+
+BASIS_VERSION = 1
+BASIS_KEY = "impresslearn-basis"
+
+
+def save_basis(path: str | os.PathLike, basis: Mapping[str, PackedMasks], metadata: Optional[dict] = None) -> None:
+    if not basis:
+        raise ValueError("an empty basis")
+    sizes = {p.num_masks for p in basis.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"the layers of a basis must hold the same number of masks, got {sorted(sizes)}")
+    header = {"format_version": BASIS_VERSION, "basis_size": sizes.pop(),
+              "shapes": {n: list(p.shape) for n, p in basis.items()}, "metadata": metadata or {}}
+    blob = st_save({n: p.words.detach().cpu().contiguous() for n, p in basis.items()},
+                   metadata={BASIS_KEY: json.dumps(header)})
+    _atomic_write(os.fspath(path), blob)
+
+
+def load_basis(path: str | os.PathLike) -> tuple[dict[str, PackedMasks], dict]:
+    tensors, meta = read_safetensors(Path(path).read_bytes(), str(path), "basis file")
+    if BASIS_KEY not in meta:
+        raise CheckpointError(f"{path} is not an impresslearn basis file")
+    header = json.loads(meta[BASIS_KEY])
+    if header.get("format_version") != BASIS_VERSION:
+        raise CheckpointError(f"{path} has basis format version {header.get('format_version')}; "
+                              f"this impresslearn reads version {BASIS_VERSION}")
+    basis = {n: PackedMasks(tensors[n], shape) for n, shape in header["shapes"].items()}
+    return basis, header["metadata"]

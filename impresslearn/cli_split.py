@@ -1,0 +1,141 @@
+"""`impresslearn run --benchmark split-cifar100|split-imagenet ...`: the split benchmarks' options.
+
+They take their own options (see `impresslearn run --benchmark split-imagenet --help`); the
+same command runs one process or many under `torchrun`, and resumes an interrupted run:
+
+    impresslearn run --benchmark split-cifar100 --data-root ~/data --download --out cifar.json
+    impresslearn run --benchmark split-imagenet --data-root /data/imagenet -K 75 --out inet.json
+    impresslearn run --benchmark split-imagenet --synthetic --image-size 64 --mask-iterations 2 ...
+    torchrun --nproc-per-node 8 -m impresslearn.cli run --benchmark split-imagenet ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import Sequence
+
+import torch
+
+from . import distributed as dd
+from .cli import _bool, config_from_args
+from .split_experiment import PAPER_SETTINGS, SPLIT_BENCHMARKS, SplitConfig, run_split
+
+
+def build_parser() -> argparse.ArgumentParser:
+    paper = "; ".join(f"{b}: {s['arch']}, Adam lr {s['lr']}, λ {s['lam']}, batch {s['batch_size']}"
+                      for b, s in PAPER_SETTINGS.items())
+    p = argparse.ArgumentParser(prog="impresslearn run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=f"Paper settings (the defaults): {paper}.")
+    g = p.add_argument_group("data")
+    g.add_argument("--benchmark", required=True, choices=SPLIT_BENCHMARKS)
+    g.add_argument("--data-root", help="split-cifar100: folder for torchvision CIFAR100; split-imagenet: folder "
+                                       "with train/<class>/ and val/<class>/ image folders")
+    g.add_argument("--download", action="store_true", help="let torchvision download CIFAR-100 into --data-root")
+    g.add_argument("--synthetic", action="store_true",
+                   help="generated images of the benchmark's shapes and class count instead of the data set")
+    g.add_argument("--synthetic-train", type=int, help="synthetic images per class for training")
+    g.add_argument("--synthetic-test", type=int, help="synthetic images per class for testing")
+    g.add_argument("--image-size", type=int, default=224, help="split-imagenet crop size (224; smaller for smoke runs)")
+    g = p.add_argument_group("backbone and masks")
+    g.add_argument("--arch", choices=["resnet18", "resnet50"], help="default: resnet18 (CIFAR) / resnet50 (ImageNet)")
+    g.add_argument("--width", type=int, default=64, help="resnet18's first-stage channels")
+    g.add_argument("--density", type=float, default=0.1)
+    g.add_argument("--mask", choices=["topk", "threshold"], default="topk")
+    g.add_argument("--init", choices=["kaiming_normal", "signed_constant"], default="kaiming_normal")
+    g.add_argument("--scale", type=_bool, default=False, metavar="BOOL")
+    g = p.add_argument_group("tasks and ImpressLearn")
+    g.add_argument("--basis", default="heterogeneous", choices=["heterogeneous", "homogeneous", "random"])
+    g.add_argument("--basis-size", "-K", type=int, default=10)
+    g.add_argument("--new-tasks", type=int, default=5, help="0 builds the basis only")
+    g.add_argument("--first-new-task", type=int, help="default: the first task after the basis tasks")
+    g.add_argument("--per-channel", action="store_true")
+    g.add_argument("--lam", type=float, help="eq. 2 penalty weight (default: the paper's 0.005)")
+    g.add_argument("--no-supsup", dest="supsup", action="store_false", help="skip the SupSup masks of the new tasks")
+    g.add_argument("--incorrect-tasks", type=int, default=5)
+    g = p.add_argument_group("training (defaults: the paper's)")
+    g.add_argument("--optimizer", default="adam", choices=["adam", "rmsprop", "sgd"])
+    g.add_argument("--lr", type=float, help="masks and alphas")
+    g.add_argument("--batch-size", type=int, help="global batch (divided among processes)")
+    g.add_argument("--mask-lr", type=float)
+    g.add_argument("--mask-epochs", type=float, default=1.0)
+    g.add_argument("--mask-iterations", type=int)
+    g.add_argument("--alpha-lr", type=float)
+    g.add_argument("--alpha-epochs", type=float, default=1.0)
+    g.add_argument("--alpha-iterations", type=int)
+    g = p.add_argument_group("running")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", help="default: this process's GPU if CUDA is present, else cpu")
+    g.add_argument("--threads", type=int, help="torch.set_num_threads")
+    g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes per process")
+    g.add_argument("--eval-batch-size", type=int, default=250)
+    g.add_argument("--eval-batches", type=int, help="at most this many test batches per task")
+    g.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints (0: per unit only)")
+    g.add_argument("--basis-parallel", choices=["masks", "data"], default="masks",
+                   help="several processes: share the basis masks out (masks) or train each on all (data)")
+    g.add_argument("--sync-bn", type=_bool, default=True, metavar="BOOL",
+                   help="data-parallel BatchNorm statistics over the global batch")
+    g.add_argument("--bn-recalibrate", type=int, default=50, metavar="BATCHES",
+                   help="re-estimate a task's BatchNorm statistics on this many training batches after training "
+                        "(0: keep the running averages)")
+    g.add_argument("--dist-timeout", type=float, default=360.0, metavar="MINUTES",
+                   help="how long a process waits for the others (ranks with fewer basis masks wait)")
+    g.add_argument("--restart", action="store_true", help="discard an earlier run's checkpoints instead of resuming")
+    g.add_argument("--out", default="results.json")
+    g.add_argument("--quiet", action="store_true")
+    return p
+
+
+def summary(res: dict) -> str:
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.1f} %"
+
+    st, imp, sup = res["storage"], res["impresslearn"], res["supsup"]
+    rows = [("method", "mean accuracy", "bytes per task"),
+            ("SupSup (1-bit packed mask + BN)", pct(sup.get("mean_acc")), f"{st['supsup_packed']:,.0f}"),
+            (f"ImpressLearn ({imp['basis']} K={imp['basis_size']})", pct(imp.get("mean_acc")),
+             f"{st['impresslearn']:,.0f}"),
+            ("incorrect mask", pct(res.get("incorrect_mask_mean")), "-")]
+    w = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [" | ".join(c.ljust(w[i]) for i, c in enumerate(r)) for r in rows]
+    lines.insert(1, "-+-".join("-" * x for x in w))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str]) -> int:
+    """`argv`: the arguments after `run`."""
+    a = build_parser().parse_args(list(argv))
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    cfg = config_from_args(a, SplitConfig)
+    cfg.check()  # before joining the process group: bad options fail fast on every rank
+    d = dd.init_from_env(cfg.device, timeout_minutes=a.dist_timeout)
+    try:
+        res = run_split(cfg, a.out, command="impresslearn run " + shlex.join(argv), d=d)
+    except BaseException:
+        dd.shutdown(d, wait=False)  # no barrier: the other processes may be stuck elsewhere
+        raise
+    dd.shutdown(d)
+    if d.is_main:
+        print(summary(res))
+        print(f"results: {a.out}")
+    return 0
+
+
+def is_split_run(argv: Sequence[str]) -> bool:
+    """Whether `impresslearn <argv>` is a `run` of a split benchmark (which takes these options)."""
+    argv = list(argv)
+    if not argv or argv[0] != "run":
+        return False
+    for i, arg in enumerate(argv):
+        if arg == "--benchmark" and i + 1 < len(argv):
+            return argv[i + 1] in SPLIT_BENCHMARKS
+        if arg.startswith("--benchmark="):
+            return arg.split("=", 1)[1] in SPLIT_BENCHMARKS
+    return False
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
