@@ -142,6 +142,10 @@ def _bytes(v) -> str:
     return f"{v:,.0f} B" if v < 10_000 else f"{v / 1024:,.1f} KiB"
 
 
+def _ratio(v) -> str:
+    return f"{v:.0f}×" if v >= 10 else f"{v:.2g}×"  # per-channel alphas can cost more than a mask: 0.42×
+
+
 def summary_table(res: dict, extra_rows: Sequence[tuple] = ()) -> str:
     st, imp = res["storage"], res["impresslearn"]
     kind = f"{imp['basis']} K={imp['basis_size']}, {'per-channel' if imp['per_channel'] else 'per-layer'}" + \
@@ -205,7 +209,7 @@ def results_rows(paths: Sequence[str]) -> str:
         else:
             kind = (f"{imp['basis']} K={imp['basis_size']} {'per-channel' if imp['per_channel'] else 'per-layer'}"
                     + (" hybrid" if imp["hybrid"] else "") + (f" λ={imp['lam']:g}" if imp["lam"] else ""))
-            acc, ib, ratio = _pct(imp.get("mean_acc")), _bytes(st["impresslearn"]), f"{st['compression_vs_packed']:.0f}×"
+            acc, ib, ratio = _pct(imp.get("mean_acc")), _bytes(st["impresslearn"]), _ratio(st['compression_vs_packed'])
         status = "" if r.get("status") == "done" else f" ({r.get('status')})"
         lines.append(f"| {r['config']['benchmark']} {kind}{status} | {len(r['tasks']['new'])} | {_pct(r['supsup']['mean_acc'])} "
                      f"| {acc} | {_bytes(st['supsup_packed'])} / {_bytes(st['supsup_index16'])} | {ib} | {ratio} "

@@ -84,3 +84,10 @@ def test_short_real_experiment_end_to_end(mnist_root, tmp_path):
     assert min(r["impresslearn"]["new_task_acc"]) > 0.5  # per-channel alphas over 3 impressions
     assert max(r["incorrect_mask_acc"]) < 0.25           # wrong masks: chance
     assert r["task_inference"]["supsup"][0]["task_acc"] >= 0.8
+
+
+def test_compression_ratio_below_one_is_not_rounded_to_zero():
+    # per-channel alphas with a large basis can cost more than the mask they replace
+    assert cli._ratio(0.4196) == "0.42×"
+    assert cli._ratio(4.17) == "4.2×"
+    assert cli._ratio(285.4) == "285×"
