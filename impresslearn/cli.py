@@ -217,6 +217,34 @@ def results_rows(paths: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def grid_table(paths: Sequence[str]) -> str:
+    """A markdown pivot of ImpressLearn runs: one row per basis size K, one column per (basis kind,
+    alpha per layer / per channel), each cell the mean new-task accuracy and bytes per task."""
+    import json
+
+    cells, kinds, ks, supsup = {}, [], set(), []
+    for path in paths:
+        r = json.loads(open(path).read())
+        imp = r["impresslearn"]
+        if imp.get("skipped") or imp.get("mean_acc") is None or imp["hybrid"] or imp["lam"]:
+            continue
+        col = (imp["basis"], imp["per_channel"])
+        if col not in kinds:
+            kinds.append(col)
+        ks.add(imp["basis_size"])
+        cells[(imp["basis_size"], col)] = f"{_pct(imp['mean_acc'])} ({_bytes(r['storage']['impresslearn'])})"
+        supsup.append(r["supsup"]["mean_acc"])
+    order = {"heterogeneous": 0, "homogeneous": 1, "random": 2}
+    kinds.sort(key=lambda c: (c[1], order.get(c[0], 3)))
+    head = ["K"] + [f"{kind}, {'per-channel' if pc else 'per-layer'}" for kind, pc in kinds]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for k in sorted(ks):
+        lines.append("| " + " | ".join([str(k)] + [cells.get((k, c), "-") for c in kinds]) + " |")
+    if supsup:
+        lines.append(f"\nSupSup (a dedicated mask per task) on the same new tasks: {_pct(sum(supsup) / len(supsup))} mean.")
+    return "\n".join(lines)
+
+
 def cmd_plot(a: argparse.Namespace) -> int:
     from . import plots
 
@@ -251,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--out-dir", default=".")
     t = sub.add_parser("table", help="a markdown table of results JSON files")
     t.add_argument("results", nargs="+")
+    t.add_argument("--grid", action="store_true", help="pivot: rows K, columns basis kind and alpha granularity")
     return p
 
 
@@ -268,7 +297,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if a.command == "plot":
         return cmd_plot(a)
     if a.command == "table":
-        print(results_rows(a.results))
+        print(grid_table(a.results) if a.grid else results_rows(a.results))
         return 0
     return cmd_quickstart(a)
 

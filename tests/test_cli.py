@@ -52,6 +52,11 @@ def test_tiny_run_writes_results_and_plots(tmp_path, capsys):
     assert "SupSup" in printed and "ImpressLearn (random K=2, per-channel)" in printed
     assert cli.main(["table", str(out)]) == 0
     assert "| permuted-mnist random K=2 per-channel | 2 |" in capsys.readouterr().out
+    assert cli.main(["table", "--grid", str(out)]) == 0
+    grid = capsys.readouterr().out.splitlines()
+    acc = 100 * r["impresslearn"]["mean_acc"]
+    assert grid[0] == "| K | random, per-channel |"
+    assert grid[2] == f"| 2 | {acc:.1f} % (3,280 B) |"
     assert cli.main(["plot", str(out), "--out-dir", str(tmp_path)]) == 0
     pngs = sorted(p.name for p in tmp_path.glob("*.png"))
     assert pngs == ["permuted-mnist-accuracy-vs-bytes.png", "permuted-mnist-impressions.png"]
