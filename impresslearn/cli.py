@@ -121,11 +121,6 @@ def cmd_run(a: argparse.Namespace, argv: Sequence[str]) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     cfg = config_from_args(a)
-    try:
-        cfg.check()
-    except NotImplementedError as err:
-        print(f"impresslearn run: {err}", file=sys.stderr)
-        return 2
     res = Runner(cfg, a.out, command="impresslearn " + shlex.join(argv)).run()
     print(summary_table(res))
     print(f"results: {a.out}")

@@ -19,6 +19,7 @@ on every pass from their own seeded generator.
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Callable, Iterator, Optional, Sequence
 
@@ -65,7 +66,7 @@ class Batches:
             yield ((x - MNIST_MEAN) / MNIST_STD).to(self.device), self.y[idx].to(self.device)
 
 
-class TaskStream:
+class TaskStream(abc.ABC):
     """Tasks over one MNIST set; subclasses define `num_tasks`, `transform(t)` and `describe(t)`."""
 
     name = "stream"
@@ -74,14 +75,14 @@ class TaskStream:
         self.arrays = arrays
 
     @property
-    def num_tasks(self) -> int:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def num_tasks(self) -> int: ...
 
-    def transform(self, task: int) -> Transform:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def transform(self, task: int) -> Transform: ...
 
-    def describe(self, task: int) -> str:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def describe(self, task: int) -> str: ...
 
     def _check(self, task: int) -> None:
         if not 0 <= task < self.num_tasks:
