@@ -35,13 +35,15 @@ def _sort_keys(x, WIDE: tl.constexpr):
         x = x.to(tl.float64)
         x = tl.where(x == 0, 0.0, x)  # -0.0 ties with 0.0
         bits = x.to(tl.uint64, bitcast=True)
-        key = tl.where((bits >> 63) != 0, ~bits, bits | 0x8000000000000000)
+        # `bits ^ all ones`, not `~bits`: triton 3.8's interpreter builds ~'s all-ones operand as -1,
+        # which does not fit an unsigned type.
+        key = tl.where((bits >> 63) != 0, bits ^ 0xFFFFFFFFFFFFFFFF, bits | 0x8000000000000000)
         key = tl.where(x != x, 0xFFFFFFFFFFFFFFFF, key)  # NaN above +inf, as torch.sort puts it
     else:
         x = x.to(tl.float32)
         x = tl.where(x == 0, 0.0, x)
         bits = x.to(tl.uint32, bitcast=True)
-        key = tl.where((bits >> 31) != 0, ~bits, bits | 0x80000000)
+        key = tl.where((bits >> 31) != 0, bits ^ 0xFFFFFFFF, bits | 0x80000000)
         key = tl.where(x != x, 0xFFFFFFFF, key)
     return key
 

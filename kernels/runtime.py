@@ -24,6 +24,48 @@ _ROUND_BF16_BY_HAND = tl.constexpr(INTERPRETED)
 
 
 @triton.jit
+def _loop_probe(out_ptr, n):
+    """out[0] = n, counted by a loop over a runtime bound (what every kernel here does)."""
+    count = 0
+    for _ in range(0, n):
+        count += 1
+    tl.store(out_ptr, count)
+
+
+def _loops_run() -> bool:
+    out = torch.zeros(1, dtype=torch.int32)
+    try:
+        _loop_probe[(1,)](out, 3)
+    except Exception:  # noqa: BLE001 - the interpreter wraps the TypeError in its own error
+        return False
+    return int(out[0]) == 3
+
+
+def _read_scalars_by_element() -> None:
+    """Triton 3.6's interpreter holds a kernel's int argument as a one-element array and reads it
+    back for `range(...)` with `int(array)`, which numpy >= 2.4 refuses ("only 0-dimensional arrays
+    can be converted to Python scalars", triton-lang/triton#9171, fixed in later releases): every
+    loop over a runtime bound fails. Read the element instead. Only the interpreter is touched
+    (compiled kernels never see this), and only where the probe loop fails."""
+    from triton.runtime import interpreter
+
+    patch_tensor = interpreter._patch_lang_tensor
+
+    def patched(tensor, scope):
+        patch_tensor(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.item()))
+
+    interpreter._patch_lang_tensor = patched
+
+
+if INTERPRETED and not _loops_run():
+    _read_scalars_by_element()
+    if not _loops_run():
+        raise ImportError("Triton's interpreter cannot run a loop over a kernel argument here "
+                          f"(triton {triton.__version__}); upgrade triton")
+
+
+@triton.jit
 def cast(x, dtype: tl.constexpr):
     """`x.to(dtype)`, rounding to nearest even. The interpreter truncates fp32 to bf16 (a GPU
     rounds), so there the rounding is done by hand first: then both give the same bits."""

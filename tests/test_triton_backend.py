@@ -45,3 +45,12 @@ def test_supports_matches_how_kernels_run():
     if not INTERPRETED:  # compiled kernels refuse CPU tensors with a clear message
         with impresslearn.backend("triton"), pytest.raises(RuntimeError, match="cannot run on cpu"):
             ops.threshold_mask(torch.zeros(3))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the interpreter runs only on the CPU-only machine")
+def test_interpreter_runs_loops_over_kernel_arguments():
+    # triton 3.6's interpreter with numpy >= 2.4 cannot (kernels/runtime.py reads the argument by
+    # element there); every combine and GEMM kernel loops over such a bound.
+    from impresslearn.kernels import runtime
+
+    assert runtime.INTERPRETED and runtime._loops_run()
