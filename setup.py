@@ -1,16 +1,20 @@
 """Build script: maps the top-level kernels/ folder to impresslearn.kernels and builds the native
 CPU ops of csrc/ into impresslearn/_native.so (torch.utils.cpp_extension, ninja).
 
+The native ops use only torch's stable ABI (torch/csrc/stable, torch/headeronly) and are compiled
+with TORCH_TARGET_VERSION = torch 2.11, so one build loads on every torch >= 2.11, whichever torch
+compiled it: pip's build isolation may build against a newer torch than the environment runs.
+
 The native ops are optional. Without torch or a C++ compiler at build time, or when the build
 fails, the package still installs and runs on the reference backend; `impresslearn.native.UNAVAILABLE`
-(and `available_backends()`) says why. IMPRESSLEARN_NO_NATIVE=1 skips the build.
+(and `impresslearn doctor`) says why. IMPRESSLEARN_NO_NATIVE=1 skips the build.
 
 Under build isolation (a plain `pip install`), torch is not in the build environment at first:
 setup_requires then asks for torch and ninja, but only when a C++ compiler is there to use them,
 so a machine without one does not download torch twice for nothing.
 
-Next to the library the build writes _native.json with the torch it was compiled against, so that
-impresslearn.native can refuse a library built for another torch before loading it.
+Next to the library the build writes _native.json: the torch it was compiled with and the torch
+it targets, so that impresslearn.native can refuse it on an older torch before loading it.
 """
 
 import glob
@@ -22,6 +26,10 @@ import sys
 from setuptools import find_packages, setup
 
 NATIVE = "impresslearn._native"
+# The oldest torch the native ops load on: TORCH_TARGET_VERSION's layout is one byte each of
+# major, minor and patch, then the ABI tag (torch/headeronly/version.h).
+TARGET_TORCH = (2, 11)
+TARGET_TORCH_HEX = f"0x{TARGET_TORCH[0]:02x}{TARGET_TORCH[1]:02x}000000000000"
 
 
 def _say(message: str) -> None:
@@ -61,13 +69,13 @@ def native_extension():
         _say(f"torch is not importable at build time ({err}); the native CPU ops are not built")
         return [], {}
 
-    cflags, ldflags = ["-O3"], []
-    if sys.platform.startswith("linux") and torch.backends.openmp.is_available():
-        # at::parallel_for only runs threads in code compiled with OpenMP; the library then
-        # shares torch's libgomp (same soname), so torch.set_num_threads governs it too.
-        cflags.append("-fopenmp")
-        ldflags.append("-fopenmp")
-    ext = CppExtension(NATIVE, sorted(glob.glob("csrc/*.cpp")), extra_compile_args=cflags, extra_link_args=ldflags)
+    # Every kernel reaches torch through the stable C ABI only (csrc/stable_tensor.h); the target
+    # version hides whatever newer torch headers offer beyond 2.11. Threads come from torch's own
+    # pool (torch::stable::parallel_for), so no OpenMP flags. No Python C API either: the library
+    # is loaded with torch.ops.load_library, so it is built for the limited API (torch then defines
+    # Py_LIMITED_API and leaves out libtorch_python).
+    cflags = ["-O3", f"-DTORCH_TARGET_VERSION={TARGET_TORCH_HEX}"]
+    ext = CppExtension(NATIVE, sorted(glob.glob("csrc/*.cpp")), extra_compile_args=cflags, py_limited_api=True)
 
     class OptionalBuild(BuildExtension):
         """A failed compile leaves the package installable; a good one records its torch."""
@@ -80,9 +88,9 @@ def native_extension():
                 self.extensions = []  # nothing to copy or install
                 return
             info = {
-                "torch": torch.__version__,
-                "cxx11_abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI),
-                "openmp": "-fopenmp" in cflags,
+                "abi": "stable",
+                "target_torch": ".".join(map(str, TARGET_TORCH)),
+                "built_with_torch": torch.__version__,
             }
             path = os.path.join(os.path.dirname(self.get_ext_fullpath(NATIVE)), "_native.json")
             with open(path, "w") as f:

@@ -3,6 +3,8 @@
     python bench/bench_native.py                  # everything; writes bench/results/cpu-native.json
     python bench/bench_native.py --only popup     # one group: combine, grad_alpha, popup, lenet, variants
     python bench/bench_native.py --quick          # small sizes, a smoke test of the script
+    python bench/bench_native.py --only combine --methods native --no-memory --out F.json
+                                                  # the native op alone: to compare two builds
 
 Groups (DESIGN.md section 4 / issue 5):
     combine      W ⊙ Σ_t alpha_t M_t for a 512×512×3×3 layer at T ∈ {1, 8, 32, 75, 250}
@@ -358,6 +360,8 @@ def summarize(results: list[Case]) -> tuple[str, list[dict]]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", choices=sorted(SETUPS), help="run only these groups")
+    parser.add_argument("--methods", nargs="+", help="run only these methods (e.g. native native_pack: the native "
+                                                     "ops alone, to compare two builds)")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test of the script")
     parser.add_argument("--no-memory", action="store_true", help="skip the child processes that measure memory")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
@@ -372,7 +376,8 @@ def main(argv=None) -> None:
         return
     if "native" not in impresslearn.available_backends():
         sys.exit(f"the native backend is not available: {impresslearn.backends.why_unavailable('native')}")
-    todo = [c for c in cases(args.quick) if not args.only or c.group in args.only]
+    todo = [c for c in cases(args.quick) if (not args.only or c.group in args.only)
+            and (not args.methods or c.method in args.methods or c.group == "variants")]
     for case in tqdm(todo, desc="bench", unit="case"):
         try:
             case.result.update(time_call(setup_call(case)))

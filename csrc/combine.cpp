@@ -12,13 +12,6 @@
 #include "native.h"
 #include "variant.h"
 
-#include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
-#include <ATen/ops/empty_like.h>
-#include <ATen/ops/zeros.h>
-#include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
-
 #include <algorithm>
 #include <vector>
 
@@ -434,37 +427,37 @@ struct Layout {
   int64_t num_masks, rows, cols, nwords;
 };
 
-Layout check_combine(const char* op, const at::Tensor& weight, const at::Tensor& words, const at::Tensor& alpha) {
-  TORCH_CHECK(weight.device().is_cpu() && words.device().is_cpu() && alpha.device().is_cpu(), op,
-              ": the native ops take CPU tensors");
-  TORCH_CHECK(weight.is_floating_point(), op, ": weight must be floating point, got ", weight.scalar_type());
-  TORCH_CHECK(alpha.is_floating_point(), op, ": alpha must be floating point, got ", alpha.scalar_type());
-  TORCH_CHECK(words.scalar_type() == at::kInt, op, ": packed words must be int32, got ", words.scalar_type());
-  TORCH_CHECK(weight.dim() >= 1, op, ": weight must have at least one dimension");
+Layout check_combine(const char* op, const Tensor& weight, const Tensor& words, const Tensor& alpha) {
+  IL_CHECK(weight.is_cpu() && words.is_cpu() && alpha.is_cpu(), op, ": the native ops take CPU tensors");
+  IL_CHECK(is_floating(weight.scalar_type()), op, ": weight must be floating point, got ",
+           torch::headeronly::toString(weight.scalar_type()));
+  IL_CHECK(is_floating(alpha.scalar_type()), op, ": alpha must be floating point, got ",
+           torch::headeronly::toString(alpha.scalar_type()));
+  IL_CHECK(words.scalar_type() == ScalarType::Int, op, ": packed words must be int32, got ",
+           torch::headeronly::toString(words.scalar_type()));
+  IL_CHECK(weight.dim() >= 1, op, ": weight must have at least one dimension");
   Layout l;
   l.rows = weight.size(0);
   l.cols = weight.dim() > 1 ? weight.numel() / std::max<int64_t>(l.rows, 1) : 1;
   l.nwords = (l.cols + kWordBits - 1) / kWordBits;
-  TORCH_CHECK(words.dim() == 3 && words.size(1) == l.rows && words.size(2) == l.nwords, op, ": packed words of shape ",
-              words.sizes(), " do not fit a weight of shape ", weight.sizes(), " (expected [T, ", l.rows, ", ",
-              l.nwords, "])");
+  IL_CHECK(words.dim() == 3 && words.size(1) == l.rows && words.size(2) == l.nwords, op, ": packed words of shape ",
+           shape_of(words), " do not fit a weight of shape ", shape_of(weight), " (expected [T, ", l.rows, ", ",
+           l.nwords, "])");
   l.num_masks = words.size(0);
   const bool per_layer = alpha.dim() == 1 && alpha.size(0) == l.num_masks;
   const bool per_channel = alpha.dim() == 2 && alpha.size(0) == l.num_masks && alpha.size(1) == l.rows;
-  TORCH_CHECK(per_layer || per_channel, op, ": alpha must have shape [", l.num_masks, "] or [", l.num_masks, ", ",
-              l.rows, "], got ", alpha.sizes());
+  IL_CHECK(per_layer || per_channel, op, ": alpha must have shape [", l.num_masks, "] or [", l.num_masks, ", ",
+           l.rows, "], got ", shape_of(alpha));
   return l;
 }
 
 // alpha in the accumulation dtype, laid out [rows, T] when per channel so each row reads it contiguously.
-at::Tensor alpha_rows(const at::Tensor& alpha, at::ScalarType acc) {
-  const at::Tensor a = alpha.to(acc);
-  return (alpha.dim() == 2 ? a.t() : a).contiguous();
+Tensor alpha_rows(const Tensor& alpha, ScalarType acc) {
+  const Tensor a = to_dtype(alpha, acc);
+  return torch::stable::contiguous(alpha.dim() == 2 ? torch::stable::transpose(a, 0, 1) : a);
 }
 
-const uint32_t* bit_words(const at::Tensor& words) {
-  return reinterpret_cast<const uint32_t*>(words.data_ptr<int32_t>());
-}
+const uint32_t* bit_words(const Tensor& words) { return data_of<uint32_t>(words); }
 
 // Calls fn(s0, s1) for segments of at most kSegWords flat words (r * nwords + w) covering
 // [begin, end). A mask's words of a segment are contiguous even across rows, so with per-layer
@@ -505,7 +498,7 @@ void combine_rows(const Layout& l, const scalar_t* weight, const uint32_t* words
     build_tables(alpha, T, layer_tables.data());
   }
   const int64_t grain = std::max<int64_t>(1, kGrainBits / (kWordBits * T));
-  at::parallel_for(0, l.rows * l.nwords, grain, [&](int64_t begin, int64_t end) {
+  parallel_for(0, l.rows * l.nwords, grain, [&](int64_t begin, int64_t end) {
     acc_t coef[kSegWords * kWordBits];
     std::vector<acc_t> row_tables;
     int64_t tables_row = -1;
@@ -535,7 +528,7 @@ void combine_rows(const Layout& l, const scalar_t* weight, const uint32_t* words
 }
 
 // fp64 weights or alpha accumulate in fp64, everything else in fp32 (as the reference does).
-at::ScalarType acc_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
+ScalarType acc_type(ScalarType t) { return t == ScalarType::Double ? ScalarType::Double : ScalarType::Float; }
 
 // --------------------------------------------------------------------------- grad of alpha
 
@@ -570,7 +563,7 @@ void grad_alpha_rows(const Layout& l, const scalar_t* grad, const scalar_t* weig
   };
   if (per_channel) {
     const int64_t grain = std::max<int64_t>(1, kGrainBits / (kWordBits * T * l.nwords));
-    at::parallel_for(0, l.rows, grain, [&](int64_t r0, int64_t r1) {
+    parallel_for(0, l.rows, grain, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) sum_range(r * l.nwords, (r + 1) * l.nwords, out + r * T);
     });
     return;
@@ -578,7 +571,7 @@ void grad_alpha_rows(const Layout& l, const scalar_t* grad, const scalar_t* weig
   const int64_t block = std::max<int64_t>(kSegWords, kGrainBits / (kWordBits * T));
   const int64_t blocks = (total + block - 1) / block;
   std::vector<double> partial(static_cast<size_t>(blocks * T), 0.0);
-  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+  parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) sum_range(b * block, std::min(total, (b + 1) * block), partial.data() + b * T);
   });
   for (int64_t b = 0; b < blocks; ++b)
@@ -587,53 +580,57 @@ void grad_alpha_rows(const Layout& l, const scalar_t* grad, const scalar_t* weig
 
 }  // namespace
 
-at::Tensor combine(const at::Tensor& weight_in, const at::Tensor& words_in, const at::Tensor& alpha_in) {
+Tensor combine(const Tensor& weight_in, const Tensor& words_in, const Tensor& alpha_in) {
   const Layout l = check_combine("combine", weight_in, words_in, alpha_in);
-  const at::Tensor weight = weight_in.contiguous(), words = words_in.contiguous();
-  at::Tensor out = at::empty_like(weight, at::MemoryFormat::Contiguous);
+  const Tensor weight = torch::stable::contiguous(weight_in), words = torch::stable::contiguous(words_in);
+  Tensor out = empty_like_cpu(weight);
   if (weight.numel() == 0) return out;
   const bool per_channel = alpha_in.dim() == 2;
-  const at::ScalarType acc = acc_type(weight.scalar_type());
-  const at::Tensor alpha = alpha_rows(alpha_in, acc);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, weight.scalar_type(), "impresslearn_native::combine", [&] {
-    if (acc == at::kDouble) {
-      combine_rows<scalar_t, double>(l, weight.const_data_ptr<scalar_t>(), bit_words(words),
-                                     alpha.const_data_ptr<double>(), per_channel, out.mutable_data_ptr<scalar_t>());
+  const ScalarType acc = acc_type(weight.scalar_type());
+  const Tensor alpha = alpha_rows(alpha_in, acc);
+  dispatch_floating(weight.scalar_type(), "combine: weight must be floating point", [&](auto tag) {
+    using scalar_t = decltype(tag);
+    if (acc == ScalarType::Double) {
+      combine_rows<scalar_t, double>(l, data_of<scalar_t>(weight), bit_words(words), data_of<double>(alpha),
+                                     per_channel, mutable_data_of<scalar_t>(out));
     } else {
-      combine_rows<scalar_t, float>(l, weight.const_data_ptr<scalar_t>(), bit_words(words),
-                                    alpha.const_data_ptr<float>(), per_channel, out.mutable_data_ptr<scalar_t>());
+      combine_rows<scalar_t, float>(l, data_of<scalar_t>(weight), bit_words(words), data_of<float>(alpha),
+                                    per_channel, mutable_data_of<scalar_t>(out));
     }
   });
   return out;
 }
 
-at::Tensor combine_grad_alpha(const at::Tensor& grad_in, const at::Tensor& weight_in, const at::Tensor& words_in,
-                              const at::Tensor& alpha) {
+Tensor combine_grad_alpha(const Tensor& grad_in, const Tensor& weight_in, const Tensor& words_in,
+                          const Tensor& alpha) {
   const Layout l = check_combine("combine_grad_alpha", weight_in, words_in, alpha);
-  TORCH_CHECK(grad_in.sizes() == weight_in.sizes(), "combine_grad_alpha: grad of shape ", grad_in.sizes(),
-              " does not match weight ", weight_in.sizes());
-  TORCH_CHECK(grad_in.device().is_cpu() && grad_in.is_floating_point(),
-              "combine_grad_alpha: grad must be a floating-point CPU tensor");
+  IL_CHECK(sizes_of(grad_in) == sizes_of(weight_in), "combine_grad_alpha: grad of shape ", shape_of(grad_in),
+           " does not match weight ", shape_of(weight_in));
+  IL_CHECK(grad_in.is_cpu() && is_floating(grad_in.scalar_type()),
+           "combine_grad_alpha: grad must be a floating-point CPU tensor");
   // grad and weight in one dtype; fp64 anywhere means fp64 accumulation (as the reference does).
-  const at::ScalarType common = c10::promoteTypes(grad_in.scalar_type(), weight_in.scalar_type());
-  const at::Tensor grad = grad_in.to(common).contiguous(), weight = weight_in.to(common).contiguous();
-  const at::Tensor words = words_in.contiguous();
-  const at::ScalarType acc = acc_type(c10::promoteTypes(common, alpha.scalar_type()));
+  const ScalarType common = promote_floating(grad_in.scalar_type(), weight_in.scalar_type());
+  const Tensor grad = torch::stable::contiguous(to_dtype(grad_in, common));
+  const Tensor weight = torch::stable::contiguous(to_dtype(weight_in, common));
+  const Tensor words = torch::stable::contiguous(words_in);
+  const ScalarType acc = acc_type(promote_floating(common, alpha.scalar_type()));
   const bool per_channel = alpha.dim() == 2;
-  at::Tensor sums = at::zeros(per_channel ? at::IntArrayRef{l.rows, l.num_masks} : at::IntArrayRef{l.num_masks},
-                              weight.options().dtype(at::kDouble));
+  Tensor sums = per_channel ? zeros_cpu({l.rows, l.num_masks}, ScalarType::Double)
+                            : zeros_cpu({l.num_masks}, ScalarType::Double);
   if (weight.numel() > 0) {
-    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, common, "impresslearn_native::combine_grad_alpha", [&] {
-      if (acc == at::kDouble) {
-        grad_alpha_rows<scalar_t, double>(l, grad.const_data_ptr<scalar_t>(), weight.const_data_ptr<scalar_t>(),
-                                          bit_words(words), per_channel, sums.mutable_data_ptr<double>());
+    dispatch_floating(common, "combine_grad_alpha: grad must be floating point", [&](auto tag) {
+      using scalar_t = decltype(tag);
+      if (acc == ScalarType::Double) {
+        grad_alpha_rows<scalar_t, double>(l, data_of<scalar_t>(grad), data_of<scalar_t>(weight), bit_words(words),
+                                          per_channel, mutable_data_of<double>(sums));
       } else {
-        grad_alpha_rows<scalar_t, float>(l, grad.const_data_ptr<scalar_t>(), weight.const_data_ptr<scalar_t>(),
-                                         bit_words(words), per_channel, sums.mutable_data_ptr<double>());
+        grad_alpha_rows<scalar_t, float>(l, data_of<scalar_t>(grad), data_of<scalar_t>(weight), bit_words(words),
+                                         per_channel, mutable_data_of<double>(sums));
       }
     });
   }
-  return (per_channel ? sums.t() : sums).to(alpha.scalar_type()).contiguous();
+  const Tensor ordered = per_channel ? torch::stable::transpose(sums, 0, 1) : sums;
+  return torch::stable::contiguous(to_dtype(ordered, alpha.scalar_type()));
 }
 
 }  // namespace impresslearn_native

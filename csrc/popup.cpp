@@ -9,13 +9,6 @@
 // the float mask or the packed words directly.
 #include "native.h"
 
-#include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
-#include <ATen/ops/empty_like.h>
-#include <ATen/ops/zeros.h>
-#include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -80,17 +73,17 @@ inline uint32_t half_key(uint16_t u) {
 }
 
 template <>
-struct Key<c10::Half> {
+struct Key<Half> {
   using type = uint32_t;
   static constexpr int bits = 16;
-  static inline type of(c10::Half v) { return half_key<0x7C00u>(v.x); }
+  static inline type of(Half v) { return half_key<0x7C00u>(v.x); }
 };
 
 template <>
-struct Key<c10::BFloat16> {
+struct Key<BFloat16> {
   using type = uint32_t;
   static constexpr int bits = 16;
-  static inline type of(c10::BFloat16 v) { return half_key<0x7F80u>(v.x); }
+  static inline type of(BFloat16 v) { return half_key<0x7F80u>(v.x); }
 };
 
 // Keys of a block of scores, in a loop of its own so that it vectorises (the histogram's
@@ -190,11 +183,11 @@ inline uint32_t pack_word(const float* x, int64_t n, const ValueAtLeast<float>& 
 #endif
 
 // Fixed chunks, one per thread: each owns its histogram or count, whatever thread runs it.
-int64_t num_chunks(int64_t n) { return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), n / kGrain)); }
+int64_t num_chunks(int64_t n) { return std::max<int64_t>(1, std::min<int64_t>(num_threads(), n / kGrain)); }
 
 template <class F>
 void for_chunks(int64_t n, int64_t chunks, const F& fn) {
-  at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+  parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) fn(c, n * c / chunks, n * (c + 1) / chunks);
   });
 }
@@ -217,7 +210,7 @@ int64_t cut_after(const scalar_t* x, int64_t n, typename Key<scalar_t>::type tau
     for (int64_t i = n * c / chunks;; ++i)
       if (Key<scalar_t>::of(x[i]) == tau && --m == 0) return i + 1;
   }
-  TORCH_CHECK(false, "popup: internal error, fewer tied scores than counted");
+  fail("popup: internal error, fewer tied scores than counted");
 }
 
 template <class scalar_t>
@@ -261,27 +254,29 @@ Threshold<typename Key<scalar_t>::type> select_top(const scalar_t* x, int64_t n,
   return {prefix, cut_after(x, n, prefix, remaining)};
 }
 
-void check_scores(const char* op, const at::Tensor& scores, int64_t k) {
-  TORCH_CHECK(scores.device().is_cpu(), op, ": the native ops take CPU tensors");
-  TORCH_CHECK(scores.is_floating_point(), op, ": scores must be floating point, got ", scores.scalar_type());
-  TORCH_CHECK(scores.dim() >= 1 && scores.numel() > 0, op, ": scores must be a non-empty tensor");
-  TORCH_CHECK(1 <= k && k <= scores.numel(), op, ": k must lie in [1, ", scores.numel(), "], got ", k);
-  TORCH_CHECK(scores.numel() < (int64_t(1) << 32), op, ": at most 2^32 - 1 scores are supported");
+void check_scores(const char* op, const Tensor& scores, int64_t k) {
+  IL_CHECK(scores.is_cpu(), op, ": the native ops take CPU tensors");
+  IL_CHECK(is_floating(scores.scalar_type()), op, ": scores must be floating point, got ",
+           torch::headeronly::toString(scores.scalar_type()));
+  IL_CHECK(scores.dim() >= 1 && scores.numel() > 0, op, ": scores must be a non-empty tensor");
+  IL_CHECK(1 <= k && k <= scores.numel(), op, ": k must lie in [1, ", scores.numel(), "], got ", k);
+  IL_CHECK(scores.numel() < (int64_t(1) << 32), op, ": at most 2^32 - 1 scores are supported");
 }
 
 }  // namespace
 
-at::Tensor popup_mask(const at::Tensor& scores_in, int64_t k) {
+Tensor popup_mask(const Tensor& scores_in, int64_t k) {
   check_scores("popup_mask", scores_in, k);
-  const at::Tensor scores = scores_in.contiguous();
-  at::Tensor out = at::empty_like(scores, at::MemoryFormat::Contiguous);
+  const Tensor scores = torch::stable::contiguous(scores_in);
+  Tensor out = empty_like_cpu(scores);
   const int64_t n = scores.numel();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, scores.scalar_type(), "impresslearn_native::popup_mask", [&] {
-    const scalar_t* x = scores.const_data_ptr<scalar_t>();
-    scalar_t* o = out.mutable_data_ptr<scalar_t>();
+  dispatch_floating(scores.scalar_type(), "popup_mask: scores must be floating point", [&](auto tag) {
+    using scalar_t = decltype(tag);
+    const scalar_t* x = data_of<scalar_t>(scores);
+    scalar_t* o = mutable_data_of<scalar_t>(out);
     const auto th = select_top(x, n, k);
     with_sides<scalar_t>(th, [&](const auto& before, const auto& after) {
-      at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) {
+      parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) {
         const int64_t mid = std::min(std::max(b, th.cut), e);
         write_range(x + b, o + b, mid - b, before);
         write_range(x + mid, o + mid, e - mid, after);
@@ -291,17 +286,18 @@ at::Tensor popup_mask(const at::Tensor& scores_in, int64_t k) {
   return out;
 }
 
-at::Tensor popup_pack(const at::Tensor& scores_in, int64_t k) {
+Tensor popup_pack(const Tensor& scores_in, int64_t k) {
   check_scores("popup_pack", scores_in, k);
-  const at::Tensor scores = scores_in.contiguous();
+  const Tensor scores = torch::stable::contiguous(scores_in);
   const int64_t n = scores.numel(), rows = scores.size(0), cols = n / rows, nwords = (cols + 31) / 32;
-  at::Tensor out = at::empty({1, rows, nwords}, scores.options().dtype(at::kInt));
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, scores.scalar_type(), "impresslearn_native::popup_pack", [&] {
-    const scalar_t* x = scores.const_data_ptr<scalar_t>();
-    uint32_t* o = reinterpret_cast<uint32_t*>(out.mutable_data_ptr<int32_t>());
+  Tensor out = empty_cpu({1, rows, nwords}, ScalarType::Int);
+  dispatch_floating(scores.scalar_type(), "popup_pack: scores must be floating point", [&](auto tag) {
+    using scalar_t = decltype(tag);
+    const scalar_t* x = data_of<scalar_t>(scores);
+    uint32_t* o = mutable_data_of<uint32_t>(out);
     const auto th = select_top(x, n, k);
     with_sides<scalar_t>(th, [&](const auto& before, const auto& after) {
-      at::parallel_for(0, rows * nwords, std::max<int64_t>(1, kGrain / 32), [&](int64_t b, int64_t e) {
+      parallel_for(0, rows * nwords, std::max<int64_t>(1, kGrain / 32), [&](int64_t b, int64_t e) {
         for (int64_t q = b; q < e; ++q) {
           const int64_t r = q / nwords, c0 = 32 * (q % nwords), n = std::min<int64_t>(32, cols - c0);
           const int64_t start = r * cols + c0, split = std::min(std::max<int64_t>(th.cut - start, 0), n);
@@ -317,17 +313,16 @@ at::Tensor popup_pack(const at::Tensor& scores_in, int64_t k) {
   return out;
 }
 
-at::Tensor threshold_mask(const at::Tensor& scores_in) {
-  TORCH_CHECK(scores_in.device().is_cpu(), "threshold_mask: the native ops take CPU tensors");
-  TORCH_CHECK(scores_in.is_floating_point(), "threshold_mask: scores must be floating point, got ",
-              scores_in.scalar_type());
-  const at::Tensor scores = scores_in.contiguous();
-  at::Tensor out = at::empty_like(scores, at::MemoryFormat::Contiguous);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, scores.scalar_type(), "impresslearn_native::threshold_mask", [&] {
-    const scalar_t* x = scores.const_data_ptr<scalar_t>();
-    scalar_t* o = out.mutable_data_ptr<scalar_t>();
+Tensor threshold_mask(const Tensor& scores_in) {
+  IL_CHECK(scores_in.is_cpu(), "threshold_mask: the native ops take CPU tensors");
+  const Tensor scores = torch::stable::contiguous(scores_in);
+  Tensor out = empty_like_cpu(scores);
+  dispatch_floating(scores.scalar_type(), "threshold_mask: scores must be floating point", [&](auto tag) {
+    using scalar_t = decltype(tag);
+    const scalar_t* x = data_of<scalar_t>(scores);
+    scalar_t* o = mutable_data_of<scalar_t>(out);
     const scalar_t one(1), zero(0);
-    at::parallel_for(0, scores.numel(), kGrain, [&](int64_t b, int64_t e) {
+    parallel_for(0, scores.numel(), kGrain, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) o[i] = x[i] >= scalar_t(0) ? one : zero;  // NaN: 0
     });
   });

@@ -2,7 +2,7 @@
 // measured rule for when combine uses byte tables.
 #include "variant.h"
 
-#include <c10/util/Exception.h>
+#include "stable_tensor.h"
 
 #include <atomic>
 #include <cstdlib>
@@ -40,12 +40,11 @@ Variant parse(const std::string& name) {
   for (int i = 0; i < 4; ++i) {
     if (name == kNames[i]) {
       const auto v = static_cast<Variant>(i);
-      TORCH_CHECK(cpu_runs(v), "impresslearn native: this CPU cannot run the '", name, "' kernels");
+      IL_CHECK(cpu_runs(v), "impresslearn native: this CPU cannot run the '", name, "' kernels");
       return v;
     }
   }
-  TORCH_CHECK(false, "impresslearn native: unknown kernel variant '", name,
-              "'; choose auto, generic, lut, avx2 or avx512");
+  fail("impresslearn native: unknown kernel variant '", name, "'; choose auto, generic, lut, avx2 or avx512");
 }
 
 Variant initial() {
@@ -72,7 +71,7 @@ bool combine_uses_lut(int64_t num_masks) {
 
 std::string variant_name() { return kNames[static_cast<int>(variant())]; }
 
-std::string set_variant(const std::string& name) {
+std::string set_variant(std::string name) {
   std::string previous = variant_name();
   current().store(static_cast<int>(parse(name)), std::memory_order_relaxed);
   return previous;

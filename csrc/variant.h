@@ -34,6 +34,6 @@ bool combine_uses_lut(int64_t num_masks);
 // Ops for tests and benchmarks: the current name, and switch ("auto" restores the default); the
 // switch returns the previous name and refuses a variant this CPU cannot run.
 std::string variant_name();
-std::string set_variant(const std::string& name);
+std::string set_variant(std::string name);
 
 }  // namespace impresslearn_native

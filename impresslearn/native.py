@@ -5,8 +5,10 @@ ops of `impresslearn.ops` own `impresslearn`); this module loads it, gives the o
 (meta) implementations, and exposes them as backend primitives named and called as in
 `impresslearn.reference`. Nothing here allocates a dense `[T, ...]` mask.
 
-When the library is missing (no compiler or no torch at install time), was built against another
-torch, or fails to load, `UNAVAILABLE` holds the reason and the backend registry reports it;
+The library uses only torch's stable ABI and targets torch 2.11 (setup.py), so it loads on any
+torch at or above its target, whichever torch built it. When it is missing (no compiler or no
+torch at install time), targets a newer torch than the one running, or fails to load,
+`UNAVAILABLE` holds the reason and the backend registry (and `impresslearn doctor`) reports it;
 everything then runs on the reference. IMPRESSLEARN_NO_NATIVE=1 turns the backend off at import.
 
 Kernel variants (AVX-512, AVX2, portable loops, byte lookup tables) are chosen per CPU when the
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -29,9 +32,20 @@ BUILD_INFO = LIBRARY.with_name("_native.json")
 _REBUILD = 'reinstall to rebuild it: pip install --no-build-isolation -e . (or pip install -e ".[dev]")'
 
 
-def _release(version: str) -> str:
-    """Torch's version without the local tag: 2.15.0+cu132 and 2.15.0+cpu share the C++ ABI."""
-    return version.split("+")[0]
+def version_tuple(version: str) -> tuple[int, int]:
+    """(major, minor) of a torch version: (2, 15) from "2.15.0+cu132" or "2.15.0a0+git1234"."""
+    match = re.match(r"(\d+)\.(\d+)", version)
+    if match is None:
+        raise ValueError(f"not a version: {version!r}")
+    return int(match[1]), int(match[2])
+
+
+def build_info() -> dict | None:
+    """The build record written beside the library (None if there is none)."""
+    try:
+        return json.loads(BUILD_INFO.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _load() -> str | None:
@@ -41,16 +55,15 @@ def _load() -> str | None:
     if not LIBRARY.exists():
         return (f"the C++ extension was not built (no C++ compiler or no torch when the package was "
                 f"installed); {_REBUILD}")
-    try:
-        info = json.loads(BUILD_INFO.read_text())
-    except (OSError, ValueError) as err:
-        return f"{LIBRARY.name} has no readable build record {BUILD_INFO.name} ({err}); {_REBUILD}"
-    runtime = {"torch": _release(torch.__version__), "cxx11_abi": bool(torch._C._GLIBCXX_USE_CXX11_ABI)}
-    built = {"torch": _release(str(info.get("torch"))), "cxx11_abi": info.get("cxx11_abi")}
-    if built != runtime:
-        # A library built against another torch may load and then crash: do not load it.
-        return (f"the C++ extension was built for torch {built['torch']} (C++11 ABI {built['cxx11_abi']}) but torch "
-                f"{runtime['torch']} (C++11 ABI {runtime['cxx11_abi']}) is running; {_REBUILD}")
+    info = build_info()
+    if info is None or info.get("abi") != "stable" or "target_torch" not in info:
+        # A record from before the stable-ABI port, or none: the library may be tied to one torch.
+        return f"{LIBRARY.name} has no stable-ABI build record {BUILD_INFO.name}; {_REBUILD}"
+    if version_tuple(torch.__version__) < version_tuple(str(info["target_torch"])):
+        # The library calls stable-ABI functions that this older torch does not have.
+        return (f"the C++ extension targets torch >= {info['target_torch']} (built with torch "
+                f"{info.get('built_with_torch')}) but torch {torch.__version__} is running; upgrade torch, "
+                f"or {_REBUILD}")
     try:
         torch.ops.load_library(str(LIBRARY))
     except (OSError, RuntimeError) as err:

@@ -1,5 +1,5 @@
-"""The native backend's loading: CI demands it, and a missing or mismatched build is reported,
-never loaded."""
+"""The native backend's loading: CI demands it; a missing build, or one that targets a newer torch
+than the one running, is reported and never loaded; a build made with a newer torch loads."""
 
 import json
 import os
@@ -24,16 +24,41 @@ def test_missing_library_is_reported(tmp_path, monkeypatch):
     assert "was not built" in native._load()
 
 
-def test_library_for_another_torch_is_not_loaded(tmp_path, monkeypatch):
+def test_library_for_a_newer_torch_is_not_loaded(tmp_path, monkeypatch):
     monkeypatch.delenv("IMPRESSLEARN_NO_NATIVE", raising=False)
     library = tmp_path / "_native.so"
     library.write_bytes(b"not a library: loading it would fail loudly")
     monkeypatch.setattr(native, "LIBRARY", library)
     monkeypatch.setattr(native, "BUILD_INFO", tmp_path / "_native.json")
-    assert "no readable build record" in native._load()
-    (tmp_path / "_native.json").write_text(json.dumps({"torch": "1.0.0", "cxx11_abi": True}))
+    assert "no stable-ABI build record" in native._load()
+    # a record of the build before the stable ABI: tied to one torch, refused
+    (tmp_path / "_native.json").write_text(json.dumps({"torch": "2.14.1", "cxx11_abi": True}))
+    assert "no stable-ABI build record" in native._load()
+    # a target above the running torch: refused before loading, with the way out
+    major, minor = native.version_tuple(torch.__version__)
+    newer = f"{major}.{minor + 1}"
+    (tmp_path / "_native.json").write_text(json.dumps({"abi": "stable", "target_torch": newer,
+                                                        "built_with_torch": newer + ".0"}))
     reason = native._load()
-    assert "built for torch" in reason and "1.0.0" in reason and "--no-build-isolation" in reason
+    assert f"targets torch >= {newer}" in reason and torch.__version__ in reason and "--no-build-isolation" in reason
+
+
+def test_library_built_with_a_newer_torch_is_loaded(tmp_path, monkeypatch):
+    # What pip's build isolation does: it compiles with the newest torch. The target decides.
+    monkeypatch.delenv("IMPRESSLEARN_NO_NATIVE", raising=False)
+    library = tmp_path / "_native.so"
+    library.write_bytes(b"not a library")
+    monkeypatch.setattr(native, "LIBRARY", library)
+    monkeypatch.setattr(native, "BUILD_INFO", tmp_path / "_native.json")
+    (tmp_path / "_native.json").write_text(json.dumps({"abi": "stable", "target_torch": "2.11",
+                                                        "built_with_torch": "9.99.0"}))
+    assert native._load().startswith("loading")  # it got past the version check to the loader
+
+
+@pytest.mark.parametrize("text, expected", [("2.11.0", (2, 11)), ("2.15.0+cu132", (2, 15)),
+                                            ("2.16.0a0+git1234abc", (2, 16)), ("10.2", (10, 2))])
+def test_version_tuple(text, expected):
+    assert native.version_tuple(text) == expected
 
 
 def test_turned_off_by_environment(monkeypatch):
