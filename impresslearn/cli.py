@@ -5,6 +5,7 @@
     impresslearn storage        the ImpressLearn paper's Table 2, recomputed
     impresslearn plot R.json..  accuracy against bytes per task, and box plots by impressions
     impresslearn table R.json.. one markdown row per run: accuracies and bytes per task
+    impresslearn doctor         versions, backends (and why one is missing), native build, CUDA, threads
 """
 
 from __future__ import annotations
@@ -275,7 +276,20 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("table", help="a markdown table of results JSON files")
     t.add_argument("results", nargs="+")
     t.add_argument("--grid", action="store_true", help="pivot: rows K, columns basis kind and alpha granularity")
+    d = sub.add_parser("doctor", help="what this installation runs: versions, backends and why one is missing, "
+                                      "the native build, CUDA devices, threads")
+    d.add_argument("--json", action="store_true", help="the report as JSON")
     return p
+
+
+def cmd_doctor(a: argparse.Namespace) -> int:
+    import json
+
+    from .doctor import format_report, report
+
+    r = report()
+    print(json.dumps(r, indent=1) if a.json else format_report(r))
+    return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -291,6 +305,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return cmd_storage(a)
     if a.command == "plot":
         return cmd_plot(a)
+    if a.command == "doctor":
+        return cmd_doctor(a)
     if a.command == "table":
         print(grid_table(a.results) if a.grid else results_rows(a.results))
         return 0
