@@ -13,14 +13,11 @@ trained). Saved atomically; no pickle on load.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Mapping, Optional
 
-from safetensors.torch import save as st_save
-
-from .checkpoint import CheckpointError, _atomic_write, read_safetensors
+from .files import atomic_write, read_header, read_safetensors, safetensors_bytes
 from .format import PackedMasks
 
 BASIS_VERSION = 1
@@ -35,18 +32,11 @@ def save_basis(path: str | os.PathLike, basis: Mapping[str, PackedMasks], metada
         raise ValueError(f"the layers of a basis must hold the same number of masks, got {sorted(sizes)}")
     header = {"format_version": BASIS_VERSION, "basis_size": sizes.pop(),
               "shapes": {n: list(p.shape) for n, p in basis.items()}, "metadata": metadata or {}}
-    blob = st_save({n: p.words.detach().cpu().contiguous() for n, p in basis.items()},
-                   metadata={BASIS_KEY: json.dumps(header)})
-    _atomic_write(os.fspath(path), blob)
+    atomic_write(path, safetensors_bytes({n: p.words for n, p in basis.items()}, BASIS_KEY, header))
 
 
 def load_basis(path: str | os.PathLike) -> tuple[dict[str, PackedMasks], dict]:
     tensors, meta = read_safetensors(Path(path).read_bytes(), str(path), "basis file")
-    if BASIS_KEY not in meta:
-        raise CheckpointError(f"{path} is not an impresslearn basis file")
-    header = json.loads(meta[BASIS_KEY])
-    if header.get("format_version") != BASIS_VERSION:
-        raise CheckpointError(f"{path} has basis format version {header.get('format_version')}; "
-                              f"this impresslearn reads version {BASIS_VERSION}")
+    header = read_header(meta, BASIS_KEY, BASIS_VERSION, str(path), "basis file")
     basis = {n: PackedMasks(tensors[n], shape) for n, shape in header["shapes"].items()}
     return basis, header["metadata"]

@@ -18,35 +18,30 @@ Tensor names, for a layer with qualified name `L`:
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from typing import Any, Optional
 
 import torch
 import torch.nn as nn
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 
+from .files import CheckpointError, atomic_write, read_header, read_safetensors, safetensors_bytes
 from .format import PackedMasks
-from .layers import TaskBatchNorm2d, _Backbone, _Impress, _Supermask, task_modules
+from .layers import BackboneLayer, ImpressLayer, SupermaskLayer, TaskBatchNorm2d, task_modules
+
+__all__ = ["CheckpointError", "FORMAT_VERSION", "load_checkpoint", "read_checkpoint", "save_checkpoint"]
 
 FORMAT_VERSION = 1
 META_KEY = "impresslearn"
 
 
-class CheckpointError(ValueError):
-    """A file that is not a checkpoint this version can read, or one that does not fit the model."""
-
-
 def _layer_record(layer: nn.Module) -> dict[str, Any]:
     rec: dict[str, Any] = {"kind": type(layer).__name__, "num_tasks": layer.num_tasks}
-    if isinstance(layer, _Backbone):
+    if isinstance(layer, BackboneLayer):
         rec.update(shape=list(layer.weight.shape), init=layer.init, seed=layer.seed,
                    scale_density=layer.scale_density, bias=layer.bias is not None)
-    if isinstance(layer, _Supermask):
+    if isinstance(layer, SupermaskLayer):
         rec.update(density=layer.density, mask=layer.mask_mode)
-    if isinstance(layer, _Impress):
+    if isinstance(layer, ImpressLayer):
         rec.update(basis_size=layer.basis_size, per_channel=layer.per_channel)
     return rec
 
@@ -64,16 +59,16 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, metadata: Opti
         layers[name] = rec = _layer_record(m)
         prefix = f"{name}." if name else ""
         owned.update(prefix + k for k in m.state_dict())
-        if isinstance(m, _Backbone) and (include_weights or m.init == "keep"):
+        if isinstance(m, BackboneLayer) and (include_weights or m.init == "keep"):
             rec["weights_included"] = True
             tensors[prefix + "weight"] = m.weight
             if m.bias is not None:
                 tensors[prefix + "bias"] = m.bias
-        if isinstance(m, _Supermask):
+        if isinstance(m, SupermaskLayer):
             tensors[prefix + "masks"] = m.export_masks().words
             if include_scores:
                 tensors[prefix + "scores"] = torch.stack([s.detach() for s in m.scores])
-        if isinstance(m, _Impress):
+        if isinstance(m, ImpressLayer):
             tensors[prefix + "basis"] = m.basis_words
             tensors[prefix + "alpha"] = torch.stack([a.detach() for a in m.alpha])
         if isinstance(m, TaskBatchNorm2d):
@@ -83,36 +78,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, metadata: Opti
         if key not in owned:
             tensors["state." + key] = value
     header = {"format_version": FORMAT_VERSION, "layers": layers, "metadata": metadata or {}}
-    blob = st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()},
-                   metadata={META_KEY: json.dumps(header)})
-    _atomic_write(os.fspath(path), blob)
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def read_safetensors(data: bytes, name: str = "data", what: str = "safetensors file") -> tuple[dict[str, torch.Tensor], dict]:
-    """The tensors and the string metadata of safetensors bytes; CheckpointError if damaged.
-    (Also used by the basis and training-state files, which keep their own metadata keys.)"""
-    try:
-        tensors = st_load(data)
-        # The safetensors layout: an 8-byte little-endian header length, then the JSON header.
-        header_len = int.from_bytes(data[:8], "little")
-        return tensors, json.loads(data[8:8 + header_len]).get("__metadata__", {})
-    except Exception as err:  # safetensors raises its own error types for damaged files
-        raise CheckpointError(f"{name} is not a readable {what} (truncated or corrupt?): {err}") from err
+    atomic_write(path, safetensors_bytes(tensors, META_KEY, header))
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -121,14 +87,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tens
     with open(path, "rb") as f:
         data = f.read()
     tensors, raw_meta = read_safetensors(data, path, "checkpoint")
-    if META_KEY not in raw_meta:
-        raise CheckpointError(f"{path} is a safetensors file but not an impresslearn checkpoint")
-    header = json.loads(raw_meta[META_KEY])
-    version = header.get("format_version")
-    if version != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path} has checkpoint format version {version}; this impresslearn reads version {FORMAT_VERSION}"
-        )
+    header = read_header(raw_meta, META_KEY, FORMAT_VERSION, path, "checkpoint")
     return header, tensors
 
 
@@ -159,7 +118,7 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module) -> dict:
 def _load_layer(name: str, m: nn.Module, rec: dict, tensors: dict, prefix: str) -> None:
     if type(m).__name__ != rec["kind"]:
         raise CheckpointError(f"layer {name!r} is a {type(m).__name__} in the model but a {rec['kind']} in the checkpoint")
-    if isinstance(m, _Backbone):
+    if isinstance(m, BackboneLayer):
         if list(m.weight.shape) != rec["shape"]:
             raise CheckpointError(f"layer {name!r}: weight shape {list(m.weight.shape)} != checkpoint {rec['shape']}")
         m.init, m.seed, m.scale_density = rec["init"], rec["seed"], rec["scale_density"]
@@ -170,14 +129,14 @@ def _load_layer(name: str, m: nn.Module, rec: dict, tensors: dict, prefix: str) 
         else:
             m.reset_backbone()
     device = next(iter(m.buffers())).device
-    if isinstance(m, _Supermask):
+    if isinstance(m, SupermaskLayer):
         m.density, m.mask_mode = rec["density"], rec["mask"]
         words = tensors[prefix + "masks"].to(device)
         m.load_masks(PackedMasks(words, m.weight.shape))
         if prefix + "scores" in tensors:
             for s, saved in zip(m.scores, tensors[prefix + "scores"]):
                 s.copy_(saved)
-    if isinstance(m, _Impress):
+    if isinstance(m, ImpressLayer):
         m.basis_words = tensors[prefix + "basis"].to(device)
         m.per_channel = rec["per_channel"]
         m.alpha = nn.ParameterList()

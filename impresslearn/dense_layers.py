@@ -15,13 +15,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .dense import combine_dense, stack_masks
-from .layers import ImpressConv2d, ImpressLinear, _Impress, _TaskAware, _set_submodule
+from .layers import ImpressConv2d, ImpressLinear, ImpressLayer, TaskAware, set_submodule
 
 
-class _DenseImpress(_TaskAware):
+class _DenseImpress(TaskAware):
     """Frozen weight and bias, stacked float masks, per-task alpha copied from an Impress layer."""
 
-    def _copy_from(self, src: _Impress, dtype: torch.dtype) -> None:
+    def _copy_from(self, src: ImpressLayer, dtype: torch.dtype) -> None:
         self.register_buffer("weight", src.weight.detach().clone())
         self.register_buffer("bias", None if src.bias is None else src.bias.detach().clone())
         # Unpacked one layer at a time, so building it never holds more than this layer twice.
@@ -80,5 +80,5 @@ def densify(model: nn.Module, dtype: torch.dtype = torch.float32) -> nn.Module:
         raise ValueError("the model has no Impress layers to densify")
     for name, layer in found:
         twin = DenseImpressConv2d(layer, dtype) if isinstance(layer, ImpressConv2d) else DenseImpressLinear(layer, dtype)
-        _set_submodule(model, name, twin)
+        set_submodule(model, name, twin)
     return model

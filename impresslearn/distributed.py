@@ -33,7 +33,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from .format import PackedMasks, num_words, rows_cols
-from .layers import _set_submodule
+from .layers import set_submodule
 
 
 @dataclasses.dataclass
@@ -168,7 +168,7 @@ def sync_batchnorm(model: nn.Module, d: Dist) -> nn.Module:
                               device=bn.running_mean.device if bn.running_mean is not None else None)
         g.load_state_dict(bn.state_dict())
         g.group = d.bn_group
-        _set_submodule(model, name, g)
+        set_submodule(model, name, g)
     return model
 
 

@@ -40,7 +40,8 @@ from .continual import inference, masks, metrics, storage
 from .continual.training import TrainConfig
 from .data import MnistArrays, PermutedMNIST, RotatedMNIST, TaskStream, load_mnist, load_subset
 from .format import PackedMasks
-from .layers import derive_seed
+from .layers import supermask_layers
+from .seeding import derive_seed
 
 BENCHMARKS = ("permuted-mnist", "rotated-mnist", "split-cifar100", "split-imagenet")
 SPLIT_BENCHMARKS = {"split-cifar100": "SplitCIFAR-100", "split-imagenet": "SplitImageNet"}
@@ -277,7 +278,7 @@ class Runner:
             key = self.mask_key(i, t)
             found = self.cache.get(key)
             if found is not None:
-                for name, layer in masks.supermask_layers(model):
+                for name, layer in supermask_layers(model):
                     layer.load_mask(i, found[name])
                 cached += 1
             else:

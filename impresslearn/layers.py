@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import zlib
 from typing import Callable, Mapping, Optional, Sequence
 
 import torch
@@ -31,47 +30,14 @@ from torch import Tensor
 
 from . import ops
 from .format import PackedMasks, pack_masks
+from .seeding import INITS, check_density, derive_seed, init_backbone
 
-INITS = ("kaiming_normal", "signed_constant")
 MASK_MODES = ("topk", "threshold")
 
 
-# --------------------------------------------------------------------------- backbone
+# --------------------------------------------------------------------------- task-aware bases
 
-def derive_seed(seed: int, name: str) -> int:
-    """A per-layer seed from the model seed and the layer's qualified name (stable across runs)."""
-    return (int(seed) * 1_000_003 + zlib.crc32(name.encode())) % (2**63 - 1)
-
-
-def init_backbone(shape: Sequence[int], *, init: str = "kaiming_normal", seed: int = 0,
-                  density: Optional[float] = None) -> Tensor:
-    """The frozen random weight of one layer, on the CPU in float32, the same on every machine.
-
-    kaiming_normal: N(0, gain^2 / fan_in) with the ReLU gain sqrt(2); signed_constant:
-    sign(N(0, 1)) * gain / sqrt(fan_in) (SupSup's). With `density` the fan is multiplied by it
-    (std grows by 1/sqrt(density)), so a mask keeping that fraction preserves the scale.
-    """
-    if init not in INITS:
-        raise ValueError(f"init must be one of {INITS}, got {init!r}")
-    shape = tuple(int(s) for s in shape)
-    fan_in = math.prod(shape[1:]) if len(shape) > 1 else 1
-    if density is not None:
-        _check_density(density)
-        fan_in = fan_in * density
-    std = math.sqrt(2.0) / math.sqrt(fan_in)
-    gen = torch.Generator().manual_seed(int(seed))
-    w = torch.randn(shape, generator=gen)
-    if init == "signed_constant":
-        return torch.where(w >= 0, std, -std)
-    return w * std
-
-
-def _check_density(density) -> None:
-    if isinstance(density, bool) or not isinstance(density, numbers.Real) or not 0.0 < float(density) <= 1.0:
-        raise ValueError(f"density must lie in (0, 1], got {density!r}")
-
-
-class _TaskAware(nn.Module):
+class TaskAware(nn.Module):
     """Shared task bookkeeping. Subclasses keep their per-task state and define `num_tasks`,
     `add_task()` and `_truncate_tasks(n)`; this class adds `task`, `mixture` and `set_task`."""
 
@@ -102,7 +68,7 @@ class _TaskAware(nn.Module):
         self.set_task(min(self.task, n - 1))
 
 
-class _Backbone(_TaskAware):
+class BackboneLayer(TaskAware):
     """A frozen weight (and optional frozen bias) rebuilt from (init, seed, density)."""
 
     def _init_backbone(self, shape, bias: bool, init: str, seed: int, scale_density: Optional[float]) -> None:
@@ -124,14 +90,14 @@ class _Backbone(_TaskAware):
 
 # --------------------------------------------------------------------------- supermask layers
 
-class _Supermask(_Backbone):
+class SupermaskLayer(BackboneLayer):
     """Per-task trainable scores; the mask is a top-k of |scores| or `scores >= 0`."""
 
     def _init_supermask(self, num_tasks: int, density: float, mask: str) -> None:
         if mask not in MASK_MODES:
             raise ValueError(f"mask must be one of {MASK_MODES}, got {mask!r}")
         if mask == "topk":
-            _check_density(density)
+            check_density(density)
         self.density = float(density)
         self.mask_mode = mask
         self.scores = nn.ParameterList()
@@ -213,7 +179,7 @@ class _Supermask(_Backbone):
         self.scores[task].copy_(m * 2 - 1 if self.mask_mode == "threshold" else m)
 
 
-class SupermaskLinear(_Supermask):
+class SupermaskLinear(SupermaskLayer):
     """`nn.Linear` with a frozen random weight and a learned binary mask per task."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = False, *, num_tasks: int = 1,
@@ -248,7 +214,7 @@ class _ConvArgs:
                 f"padding={self.padding}, groups={self.groups}")
 
 
-class SupermaskConv2d(_ConvArgs, _Supermask):
+class SupermaskConv2d(_ConvArgs, SupermaskLayer):
     """`nn.Conv2d` with a frozen random weight and a learned binary mask per task."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
@@ -268,7 +234,7 @@ class SupermaskConv2d(_ConvArgs, _Supermask):
 
 # --------------------------------------------------------------------------- impress layers
 
-class _Impress(_Backbone):
+class ImpressLayer(BackboneLayer):
     """A packed basis of T masks and per-task alpha `[T]` or `[T, rows]`, initialised to 1/T."""
 
     def _init_impress(self, basis: PackedMasks, num_tasks: int, per_channel: bool) -> None:
@@ -324,7 +290,7 @@ class _Impress(_Backbone):
         return ops.combine(self.weight, self.basis, self.current_alpha())
 
 
-class ImpressLinear(_Impress):
+class ImpressLinear(ImpressLayer):
     """`nn.Linear` whose weight is `W ⊙ Σ_t alpha[task, t] M_t` over a frozen packed basis."""
 
     def __init__(self, in_features: int, out_features: int, basis: PackedMasks, bias: bool = False, *,
@@ -343,7 +309,7 @@ class ImpressLinear(_Impress):
                 f"tasks={self.num_tasks}, per_channel={self.per_channel}")
 
 
-class ImpressConv2d(_ConvArgs, _Impress):
+class ImpressConv2d(_ConvArgs, ImpressLayer):
     """`nn.Conv2d` whose weight is `W ⊙ Σ_t alpha[task, t] M_t` over a frozen packed basis."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, basis: PackedMasks, stride=1, padding=0,
@@ -364,7 +330,7 @@ class ImpressConv2d(_ConvArgs, _Impress):
 
 # --------------------------------------------------------------------------- batch norm
 
-class TaskBatchNorm2d(_TaskAware):
+class TaskBatchNorm2d(TaskAware):
     """One non-affine `BatchNorm2d` per task: each task keeps its own running statistics.
 
     Under a task mixture (task inference) the batch's own statistics are used.
@@ -402,9 +368,19 @@ class TaskBatchNorm2d(_TaskAware):
 
 # --------------------------------------------------------------------------- whole models
 
-def task_modules(model: nn.Module):
+def task_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """(name, module) of every task-aware module in `model`."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, _TaskAware)]
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, TaskAware)]
+
+
+def supermask_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(name, layer) of every SupSup layer (SupermaskLinear, SupermaskConv2d) in `model`."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, SupermaskLayer)]
+
+
+def impress_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(name, layer) of every ImpressLearn layer (ImpressLinear, ImpressConv2d) in `model`."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, ImpressLayer)]
 
 
 def set_task(model: nn.Module, task) -> None:
@@ -429,7 +405,7 @@ def add_task(model: nn.Module) -> int:
 
 def random_basis(shape: Sequence[int], num_masks: int, density: float, seed: int = 0) -> PackedMasks:
     """`num_masks` uniformly random masks keeping exactly the top-k count of `density` each."""
-    _check_density(density)
+    check_density(density)
     gen = torch.Generator().manual_seed(int(seed))
     return PackedMasks.cat([ops.popup_pack(torch.rand(tuple(shape), generator=gen), density) for _ in range(num_masks)])
 
@@ -457,7 +433,7 @@ def convert(model: nn.Module, mode: str = "impress", *, basis: Optional[Mapping[
         raise ValueError(f"batchnorm must be 'per_task' or 'keep', got {batchnorm!r}")
     if init != "keep" and init not in INITS:
         raise ValueError(f"init must be 'keep' or one of {INITS}, got {init!r}")
-    _check_density(density)
+    check_density(density)
     overrides = dict(overrides or {})
     targets = [(n, m) for n, m in model.named_modules()
                if type(m) in (nn.Linear, nn.Conv2d) and (include is None or include(n, m))]
@@ -470,11 +446,11 @@ def convert(model: nn.Module, mode: str = "impress", *, basis: Optional[Mapping[
         layer_mode = overrides.get(name, mode)
         new = _convert_layer(name, old, layer_mode, basis, basis_size, density, mask, init, scale, seed,
                              per_channel, num_tasks)
-        _set_submodule(model, name, new.to(device=old.weight.device, dtype=old.weight.dtype))
+        set_submodule(model, name, new.to(device=old.weight.device, dtype=old.weight.dtype))
     if batchnorm == "per_task":
         for name, old in [(n, m) for n, m in model.named_modules() if type(m) is nn.BatchNorm2d]:
             bn = TaskBatchNorm2d(old.num_features, num_tasks, old.eps, old.momentum or 0.1)
-            _set_submodule(model, name, bn.to(old.weight.device if old.weight is not None else "cpu"))
+            set_submodule(model, name, bn.to(old.weight.device if old.weight is not None else "cpu"))
     return model
 
 
@@ -516,7 +492,7 @@ def _convert_layer(name, old, mode, basis, basis_size, density, mask, init, scal
     return new
 
 
-def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+def set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, module)

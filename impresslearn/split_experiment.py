@@ -50,14 +50,15 @@ from .checkpoint import save_checkpoint
 from .continual import backbone as bb
 from .continual import basis as basis_mod
 from .continual import batchnorm, metrics, storage
-from .continual.alpha import alpha_params, alpha_penalty, impress_layers
-from .continual.masks import supermask_layers, task_masks, task_scores
+from .continual.alpha import alpha_params, alpha_penalty
+from .continual.masks import task_masks, task_scores
 from .continual.resume import FileCheckpoint, fit_resumable, load_task_state, parse_state, state_bytes, task_state
 from .continual.training import TrainConfig
 from .data.split import SplitStream, split_cifar100, split_imagenet
 from .experiment import machine_info
 from .format import PackedMasks
-from .layers import derive_seed, set_task
+from .layers import impress_layers, set_task, supermask_layers
+from .seeding import derive_seed
 
 SPLIT_BENCHMARKS = ("split-cifar100", "split-imagenet")
 

@@ -46,7 +46,7 @@ def test_impress_round_trip_with_batchnorm_and_scores(tmp_path):
     il.set_task(model, 1)
     with torch.no_grad():
         for _, m in layers.task_modules(model):
-            if isinstance(m, layers._Impress):
+            if isinstance(m, layers.ImpressLayer):
                 m.alpha[1].normal_()
         model(torch.randn(4, 3, 32, 32))  # moves task 1's BatchNorm statistics
     path = tmp_path / "impress.safetensors"

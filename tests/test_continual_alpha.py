@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from continual_helpers import TASKS, eval_batches, permuted, trained
-from impresslearn import set_task
+from impresslearn import layers, set_task
 from impresslearn.continual import alpha, basis, masks, metrics
 from impresslearn.continual.backbone import impress_model
 from impresslearn.continual.inference import superposition_model
@@ -36,7 +36,7 @@ def test_alphas_start_at_one_over_k_and_have_the_right_shapes():
     cfg, b = task_basis()
     per_layer = impress_model(cfg, b)
     per_channel = impress_model(cfg, b, per_channel=True)
-    for (name, m), (_, mc) in zip(alpha.impress_layers(per_layer), alpha.impress_layers(per_channel)):
+    for (name, m), (_, mc) in zip(layers.impress_layers(per_layer), layers.impress_layers(per_channel)):
         assert tuple(m.alpha[0].shape) == (3,) and torch.allclose(m.alpha[0], torch.full((3,), 1 / 3))
         assert tuple(mc.alpha[0].shape) == (3, m.weight.shape[0])
 
@@ -46,7 +46,7 @@ def test_penalty_is_eq2_by_hand():
     model = impress_model(cfg, b)
     vals = [torch.tensor([0.5, -0.25, 1.0]), torch.tensor([0.1, 0.1, 0.1]), torch.tensor([-1.0, 0.0, 0.0])]
     with torch.no_grad():
-        for (_, m), v in zip(alpha.impress_layers(model), vals):
+        for (_, m), v in zip(layers.impress_layers(model), vals):
             m.alpha[0].copy_(v)
     expected = (1.75 - 1) ** 2 + (0.3 - 1) ** 2 + (1.0 - 1) ** 2
     assert alpha.alpha_penalty(model, 0).item() == pytest.approx(expected)
@@ -69,11 +69,11 @@ def test_large_lambda_pulls_the_alpha_sums_to_one():
     cfg, b = task_basis()
     model = impress_model(cfg, b)
     with torch.no_grad():
-        for _, m in alpha.impress_layers(model):
+        for _, m in layers.impress_layers(model):
             m.alpha[0].mul_(3)  # sums start at 3
     alpha.fit_alpha(model, 0, permuted().train(7, 128), TrainConfig(optimizer="adam", lr=5e-2, iterations=60),
                     lam=100.0, progress=False)
-    sums = [m.alpha[0].abs().sum().item() for _, m in alpha.impress_layers(model)]
+    sums = [m.alpha[0].abs().sum().item() for _, m in layers.impress_layers(model)]
     assert all(abs(s - 1) < 0.2 for s in sums), sums  # from 3, against the cross-entropy
     with pytest.raises(ValueError):
         alpha.fit_alpha(model, 0, permuted().train(7, 128), FAST, lam=-1.0)

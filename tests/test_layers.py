@@ -12,7 +12,7 @@ import torchvision
 import impresslearn as il
 from cases import coefficients_oracle, popup_oracle
 from impresslearn import layers, pack_masks
-from impresslearn.layers import init_backbone
+from impresslearn.seeding import init_backbone
 
 
 def test_backbone_init_statistics_and_seed():
@@ -157,7 +157,7 @@ def test_converted_resnet18_equals_effective_weights(batchnorm):
                            batchnorm=batchnorm, seed=1)
     with torch.no_grad():
         for _, m in layers.task_modules(converted):
-            if isinstance(m, layers._Impress):
+            if isinstance(m, layers.ImpressLayer):
                 m.alpha[0].normal_()
     plain = copy.deepcopy(original)
     _write_effective_weights(plain, converted)
@@ -165,7 +165,7 @@ def test_converted_resnet18_equals_effective_weights(batchnorm):
     x = torch.randn(2, 3, 40, 40)
     with torch.no_grad():
         torch.testing.assert_close(converted(x), plain(x), rtol=1e-4, atol=1e-4)
-    n_impress = sum(isinstance(m, layers._Impress) for m in converted.modules())
+    n_impress = sum(isinstance(m, layers.ImpressLayer) for m in converted.modules())
     assert n_impress == 21  # 20 convolutions and the fc layer
     assert all(type(m) is not nn.Conv2d for m in converted.modules())
 

@@ -20,11 +20,9 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..layers import ImpressConv2d, ImpressLinear, set_task
-from .masks import supermask_layers
+from ..layers import impress_layers, set_task, supermask_layers
 from .training import TrainConfig, fit
 
-IMPRESS_LAYERS = (ImpressLinear, ImpressConv2d)
 
 # Alpha-fitting settings: the paper's (Table 3, MNIST) and the prototype; the default of
 # `impresslearn run` is the best found when tuning on a validation split (README).
@@ -33,9 +31,6 @@ ALPHA_PRESETS: dict[str, dict] = {
     "prototype": dict(optimizer="adam", lr=1e-2, epochs=3.0, batch_size=128),
 }
 
-
-def impress_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, IMPRESS_LAYERS)]
 
 
 def alpha_params(model: nn.Module, task: int) -> list[Tensor]:

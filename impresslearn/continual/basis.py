@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 from ..format import PackedMasks
-from ..layers import derive_seed, random_basis as random_layer_basis
+from ..layers import random_basis as random_layer_basis
+from ..seeding import derive_seed
 from .backbone import BackboneConfig, network, supermask_model, weight_shapes
 from .masks import task_masks, train_mask
 from .training import TrainConfig

@@ -25,10 +25,9 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..layers import set_task, task_modules
-from .alpha import impress_layers
+from ..layers import impress_layers, set_task, supermask_layers, task_modules
 from .backbone import BackboneConfig, impress_model
-from .masks import supermask_layers, task_masks
+from .masks import task_masks
 
 METHODS = ("oneshot", "binary")
 OBJECTIVES = ("G", "H")

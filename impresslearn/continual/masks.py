@@ -16,11 +16,10 @@ from typing import Iterable, Mapping, Optional, Sequence
 import torch.nn as nn
 
 from ..format import PackedMasks
-from ..layers import SupermaskConv2d, SupermaskLinear, set_task
+from ..layers import set_task, supermask_layers
 from .backbone import BackboneConfig
 from .training import TrainConfig, fit
 
-SUPERMASK_LAYERS = (SupermaskLinear, SupermaskConv2d)
 
 # name: (backbone settings, training settings)
 MASK_PRESETS: dict[str, tuple[dict, dict]] = {
@@ -38,9 +37,6 @@ MASK_PRESETS: dict[str, tuple[dict, dict]] = {
               dict(optimizer="rmsprop", lr=1e-4, epochs=1.0, batch_size=128)),
 }
 
-
-def supermask_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, SUPERMASK_LAYERS)]
 
 
 def task_scores(model: nn.Module, task: int) -> list:

@@ -26,12 +26,11 @@ from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn as nn
-from safetensors.torch import save as st_save
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..checkpoint import CheckpointError, _atomic_write, read_safetensors
-from ..layers import TaskBatchNorm2d, _Impress, _Supermask, task_modules
+from ..files import atomic_write, read_header, read_safetensors, safetensors_bytes
+from ..layers import ImpressLayer, SupermaskLayer, TaskBatchNorm2d, task_modules
 from .training import TrainConfig, _objective, make_optimizer, num_steps
 
 STATE_KEY = "impresslearn-train-state"
@@ -45,9 +44,9 @@ def task_state(model: nn.Module, task: int) -> dict[str, Tensor]:
     them restores it."""
     out: dict[str, Tensor] = {}
     for name, m in task_modules(model):
-        if isinstance(m, _Supermask):
+        if isinstance(m, SupermaskLayer):
             out[f"{name}.scores"] = m.scores[task]
-        elif isinstance(m, _Impress):
+        elif isinstance(m, ImpressLayer):
             out[f"{name}.alpha"] = m.alpha[task]
         elif isinstance(m, TaskBatchNorm2d):
             for key in BN_KEYS:
@@ -99,22 +98,18 @@ def state_bytes(tensors: dict[str, Tensor], *, optimizer: Optional[torch.optim.O
     """Named tensors, an optimizer's state and a JSON-serialisable position as safetensors bytes."""
     if any(k.startswith("opt.") for k in tensors):
         raise ValueError("tensor names starting with 'opt.' are reserved for the optimizer state")
-    blob = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    blob = dict(tensors)
     header = {"version": STATE_VERSION, "position": position or {}, "optimizer": None}
     if optimizer is not None:
         opt_tensors, header["optimizer"] = _split_optimizer(optimizer)
-        blob.update({k: v.detach().cpu().contiguous() for k, v in opt_tensors.items()})
-    return st_save(blob, metadata={STATE_KEY: json.dumps(header)})
+        blob.update(opt_tensors)
+    return safetensors_bytes(blob, STATE_KEY, header)
 
 
 def parse_state(data: bytes, name: str = "state") -> tuple[dict[str, Tensor], Optional[dict], dict]:
     """(named tensors, optimizer state dict or None, position) from `state_bytes` output."""
     tensors, meta = read_safetensors(data, name, "training state")
-    if STATE_KEY not in meta:
-        raise CheckpointError(f"{name} is not an impresslearn training state")
-    header = json.loads(meta[STATE_KEY])
-    if header.get("version") != STATE_VERSION:
-        raise CheckpointError(f"{name} has state version {header.get('version')}; this impresslearn reads {STATE_VERSION}")
+    header = read_header(meta, STATE_KEY, STATE_VERSION, name, "training state", field="version")
     own = {k: v for k, v in tensors.items() if not k.startswith("opt.")}
     opt = _join_optimizer(tensors, header["optimizer"]) if header["optimizer"] is not None else None
     return own, opt, header["position"]
@@ -143,7 +138,7 @@ class FileCheckpoint:
 
     def save(self, data: bytes) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(os.fspath(self.path), data)
+        atomic_write(self.path, data)
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 from torchvision.transforms import v2
 
-from ..layers import derive_seed
+from ..seeding import derive_seed
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
