@@ -46,6 +46,13 @@ def num_words(cols: int) -> int:
     return (cols + WORD_BITS - 1) // WORD_BITS
 
 
+def words_shape(wshape: Sequence[int], num_masks: int = 1) -> tuple[int, int, int]:
+    """The shape `[T, rows, ceil(cols / 32)]` of the packed words of `num_masks` masks of a weight
+    of shape `wshape` (what every op that writes packed words, and its fake, returns)."""
+    rows, cols = rows_cols(wshape)
+    return int(num_masks), rows, num_words(cols)
+
+
 def pack_bits(bits: torch.Tensor) -> torch.Tensor:
     """Pack a bool tensor `[T, rows, cols]` into int32 words `[T, rows, ceil(cols / 32)]`.
 

@@ -3,7 +3,8 @@
 The library registers the ops `torch.ops.impresslearn_native.*` (its own namespace: the Python
 ops of `impresslearn.ops` own `impresslearn`); this module loads it, gives the ops their fake
 (meta) implementations, and exposes them as backend primitives named and called as in
-`impresslearn.reference`. Nothing here allocates a dense `[T, ...]` mask.
+`impresslearn.reference`. Nothing here allocates a dense `[T, ...]` mask. The fused linear
+primitives are left out: `impresslearn.ops` builds them from this backend's combine.
 
 The library uses only torch's stable ABI and targets torch 2.11 (setup.py), so it loads on any
 torch at or above its target, whichever torch built it. When it is missing (no compiler or no
@@ -23,9 +24,8 @@ import re
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from .format import num_words, rows_cols
+from .format import words_shape
 
 LIBRARY = Path(__file__).with_name("_native.so")
 BUILD_INFO = LIBRARY.with_name("_native.json")
@@ -96,18 +96,6 @@ def combine_grad_alpha(grad: torch.Tensor, weight: torch.Tensor, words: torch.Te
     return _op("combine_grad_alpha")(grad, weight, words, alpha)
 
 
-def impress_linear(x: torch.Tensor, weight: torch.Tensor, words: torch.Tensor, alpha: torch.Tensor,
-                   bias: torch.Tensor | None) -> torch.Tensor:
-    """Native combine, then one dense GEMM: at batch sizes that train, the GEMM dominates."""
-    return F.linear(x, combine(weight, words, alpha), bias)
-
-
-def impress_linear_grad_input(grad: torch.Tensor, weight: torch.Tensor, words: torch.Tensor,
-                              alpha: torch.Tensor) -> torch.Tensor:
-    """`grad @ combine(weight, words, alpha)`: the input gradient of `impress_linear`."""
-    return grad @ combine(weight, words, alpha)
-
-
 def popup_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     """1.0 at the `k` largest entries (ties toward the lower flat index), else 0.0; radix select."""
     return _op("popup_mask")(scores, k)
@@ -164,8 +152,7 @@ def _register_fakes() -> None:
 
     @torch.library.register_fake(lib + "popup_pack")
     def _(scores, k):
-        rows, cols = rows_cols(scores.shape)
-        return scores.new_empty((1, rows, num_words(cols)), dtype=torch.int32)
+        return scores.new_empty(words_shape(scores.shape), dtype=torch.int32)
 
     @torch.library.register_fake(lib + "threshold_mask")
     def _(scores):
@@ -173,8 +160,7 @@ def _register_fakes() -> None:
 
     @torch.library.register_fake(lib + "pack_bits")
     def _(bits):
-        t, rows, cols = bits.shape
-        return bits.new_empty((t, rows, num_words(cols)), dtype=torch.int32)
+        return bits.new_empty(words_shape(bits.shape[1:], bits.shape[0]), dtype=torch.int32)
 
     @torch.library.register_fake(lib + "unpack_bits")
     def _(words, cols):

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import backends, reference
-from .format import PackedMasks, num_words, rows_cols, set_bit_codec
+from .format import PackedMasks, num_words, rows_cols, set_bit_codec, words_shape
 
 __all__ = [
     "combine",
@@ -68,13 +68,30 @@ def _select(device: torch.device) -> types.ModuleType:
     return mod
 
 
+def _linear_from(combine):
+    return lambda x, weight, words, alpha, bias: F.linear(x, combine(weight, words, alpha), bias)
+
+
+def _grad_input_from(combine):
+    return lambda grad, weight, words, alpha: grad @ combine(weight, words, alpha)
+
+
+# Fused primitives a backend may leave out, and how they are built from that backend's combine:
+# at batch sizes that train, combine then one dense GEMM is what a fused kernel must beat.
+_COMPOSED = {"impress_linear": _linear_from, "impress_linear_grad_input": _grad_input_from}
+
+
 def _primitive(device: torch.device, name: str):
-    """The backend function `name` for `device`. A backend may leave a primitive out (a fused
-    variant that only one backend has); the reference's then runs, so results stay the same.
+    """The backend function `name` for `device`. A backend may leave out a fused primitive
+    (`_COMPOSED`): it is then built from the backend's own combine. Any other primitive it
+    leaves out runs on the reference (e.g. `threshold_mask` on Triton), so results stay the same.
 
     Results are made contiguous: the fake implementations promise contiguous outputs, and
     torch.compile checks the real strides against them (an einsum may return a transposed view)."""
-    fn = getattr(_select(device), name, None)
+    mod = _select(device)
+    fn = getattr(mod, name, None)
+    if fn is None and name in _COMPOSED and hasattr(mod, "combine"):
+        fn = _COMPOSED[name](mod.combine)
     if fn is None:
         fn = getattr(reference, name)
     return lambda *args: fn(*args).contiguous()
@@ -467,8 +484,7 @@ def _popup_pack(scores: Tensor, k: int) -> Tensor:
 @_popup_pack.register_fake
 def _(scores, k):
     _check_k(scores, k)
-    rows, cols = rows_cols(scores.shape)
-    return scores.new_empty((1, rows, num_words(cols)), dtype=torch.int32)
+    return scores.new_empty(words_shape(scores.shape), dtype=torch.int32)
 
 
 def popup_pack(scores: Tensor, density: float) -> PackedMasks:
@@ -515,8 +531,7 @@ def _pack_bits(bits: Tensor) -> Tensor:
 @_pack_bits.register_fake
 def _(bits):
     _check_bits(bits)
-    t, rows, cols = bits.shape
-    return bits.new_empty((t, rows, num_words(cols)), dtype=torch.int32)
+    return bits.new_empty(words_shape(bits.shape[1:], bits.shape[0]), dtype=torch.int32)
 
 
 def _check_words(words: Tensor, cols: int) -> None:

@@ -186,3 +186,23 @@ def test_compile_matches_eager():
     eager = f(x, weight, alpha)
     compiled = torch.compile(f, fullgraph=True)(x, weight, alpha)
     torch.testing.assert_close(compiled, eager)
+
+
+@pytest.mark.skipif("native" not in impresslearn.available_backends(), reason="needs the native backend")
+def test_fused_linear_is_built_from_the_backends_own_combine(monkeypatch):
+    # The native backend has no fused impress_linear: ops composes it from native.combine (and
+    # the input gradient too), never from the reference's slow combine.
+    from impresslearn import native, reference
+
+    assert not hasattr(native, "impress_linear") and not hasattr(native, "impress_linear_grad_input")
+    calls = []
+    real = native.combine
+    monkeypatch.setattr(native, "combine", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(reference, "combine", lambda *a: pytest.fail("the reference combine ran"))
+    weight, masks, alpha = make_combine_inputs((7, 37), 3)
+    x = torch.randn(5, 37, requires_grad=True)
+    with impresslearn.backend("native"):
+        out = ops.impress_linear(x, weight, pack_masks(masks), alpha)
+        out.sum().backward()
+    assert len(calls) >= 2  # forward, and the input gradient
+    torch.testing.assert_close(out, F.linear(x, combine_oracle(weight, masks, alpha).float()))
