@@ -52,8 +52,8 @@ from .continual import basis as basis_mod
 from .continual import batchnorm, metrics, storage
 from .continual.alpha import alpha_params, alpha_penalty
 from .continual.masks import task_masks, task_scores
-from .continual.resume import FileCheckpoint, fit_resumable, load_task_state, parse_state, state_bytes, task_state
-from .continual.training import TrainConfig
+from .continual.resume import FileCheckpoint, load_task_state, parse_state, state_bytes, task_state
+from .continual.training import TrainConfig, fit
 from .data.split import SplitStream, split_cifar100, split_imagenet
 from .experiment import machine_info
 from .format import PackedMasks
@@ -360,15 +360,15 @@ class SplitRunner:
         batches = self.train_batches(task, self.mask_train.batch_size, data_seed, parallel)
         ckpt = self.folder.checkpoint(key, shared, progress=True)
         with dd.data_parallel(model, params, self.d if parallel else dd.Dist()) as net:
-            fit = fit_resumable(net, params, batches, self.mask_train, state=task_state(model, 0), checkpoint=ckpt,
-                                every=self.cfg.checkpoint_every, desc=key, progress=self.progress)
+            trained = fit(net, params, batches, self.mask_train, state=task_state(model, 0), checkpoint=ckpt,
+                          every=self.cfg.checkpoint_every, desc=key, progress=self.progress)
         self.recalibrate(model, 0, batches)
         bn = _bn_only(task_state(model, 0))
         if parallel and not self.cfg.sync_bn:
             dd.average_(list(bn.values()), self.d)
         acc = metrics.accuracy(model, self.test_batches(task), task=0)
         masks = task_masks(model, [0])
-        info = {"acc": acc, "task": task, **fit, "seconds": round(time.time() - start, 1)}
+        info = {"acc": acc, "task": task, **trained, "seconds": round(time.time() - start, 1)}
         self.folder.finish(key, shared, {**{f"{n}.mask": p.words for n, p in masks.items()}, **bn}, info)
         return masks, bn, info
 
@@ -432,14 +432,14 @@ class SplitRunner:
                 batches = self.train_batches(task, self.alpha_train.batch_size, self.data_seed("alpha", j), True)
                 ckpt = self.folder.checkpoint(key, True, progress=True)
                 with dd.data_parallel(model, params, self.d) as net:
-                    fit = fit_resumable(net, params, batches, self.alpha_train, penalty=penalty,
-                                        state=task_state(model, j), checkpoint=ckpt, every=cfg.checkpoint_every,
-                                        desc=f"alpha {j + 1}/{n}", progress=self.progress)
+                    trained = fit(net, params, batches, self.alpha_train, penalty=penalty,
+                                  state=task_state(model, j), checkpoint=ckpt, every=cfg.checkpoint_every,
+                                  desc=f"alpha {j + 1}/{n}", progress=self.progress)
                 self.recalibrate(model, j, batches)
                 if self.d.active and not cfg.sync_bn:
                     dd.average_(list(_bn_only(task_state(model, j)).values()), self.d)
                 acc = metrics.accuracy(model, self.test_batches(task), task=j)
-                info = {"acc": acc, "task": task, **fit, "seconds": round(time.time() - start, 1)}
+                info = {"acc": acc, "task": task, **trained, "seconds": round(time.time() - start, 1)}
                 self.folder.finish(key, True, task_state(model, j), info)
             diag.append(info["acc"])
             fits.append(info)

@@ -16,9 +16,8 @@ from impresslearn import cli
 from impresslearn.basis_file import load_basis, save_basis
 from impresslearn.checkpoint import CheckpointError
 from impresslearn.continual import backbone as bb
-from impresslearn.continual.resume import (FileCheckpoint, fit_resumable, load_state, load_task_state, save_state,
-                                           task_state)
-from impresslearn.continual.training import TrainConfig
+from impresslearn.continual.resume import FileCheckpoint, load_state, load_task_state, save_state, task_state
+from impresslearn.continual.training import TrainConfig, fit
 from impresslearn.data.split import split_cifar100
 from impresslearn.layers import random_basis
 
@@ -89,21 +88,24 @@ def _alphas(model):
     return [m.alpha[0] for m in model.modules() if hasattr(m, "alpha")]
 
 
-def test_fit_resumable_continues_exactly(tmp_path, one_thread):
-    cfg = TrainConfig(optimizer="adam", lr=0.05, epochs=3, batch_size=5)  # 5 batches per epoch: 15 steps
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_resumed_training_continues_exactly(tmp_path, one_thread, schedule):
+    # The one training loop, uninterrupted and interrupted-then-resumed: the same steps, loss and
+    # tensors, the learning-rate schedule included.
+    cfg = TrainConfig(optimizer="adam", lr=0.05, epochs=3, batch_size=5, schedule=schedule)  # 5 batches an epoch: 15 steps
     ref, batches = _impress_task()
-    out_ref = fit_resumable(ref, _alphas(ref), batches, cfg, state=task_state(ref, 0))
+    out_ref = fit(ref, _alphas(ref), batches, cfg, state=task_state(ref, 0))
     model, batches = _impress_task()
     ckpt = FailingCheckpoint(tmp_path / "p.safetensors", after=2)
     with pytest.raises(Interrupt):  # stopped right after the checkpoint of step 8 (mid-epoch)
-        fit_resumable(model, _alphas(model), batches, cfg, state=task_state(model, 0), checkpoint=ckpt, every=4)
+        fit(model, _alphas(model), batches, cfg, state=task_state(model, 0), checkpoint=ckpt, every=4)
     # What the checkpoint holds is what the model had learned at that point.
     saved, _, pos = load_state(ckpt.path)
     assert pos["step"] == 8 and pos["epoch"] == 1 and pos["batch"] == 3
     assert all(torch.equal(saved[k], v.detach().cpu()) for k, v in task_state(model, 0).items())
     # A fresh process would start from a fresh model: resuming from the file gives the uninterrupted result.
     fresh, batches = _impress_task()
-    out = fit_resumable(fresh, _alphas(fresh), batches, cfg, state=task_state(fresh, 0), checkpoint=ckpt.path, every=4)
+    out = fit(fresh, _alphas(fresh), batches, cfg, state=task_state(fresh, 0), checkpoint=ckpt.path, every=4)
     assert out["resumed_from"] == 8 and out["steps"] == out_ref["steps"] == 15 and out["loss"] == out_ref["loss"]
     for k, v in task_state(ref, 0).items():
         assert torch.equal(task_state(fresh, 0)[k], v), k
@@ -113,13 +115,13 @@ def test_fit_resumable_continues_exactly(tmp_path, one_thread):
     assert all(torch.equal(a, b) for a, b in zip(_alphas(other), _alphas(fresh)))
 
 
-def test_fit_resumable_rejects_what_it_cannot_resume():
+def test_resumable_training_rejects_what_it_cannot_resume(tmp_path):
     model, batches = _impress_task()
     with pytest.raises(ValueError, match="lbfgs"):
-        fit_resumable(model, _alphas(model), batches, TrainConfig(optimizer="lbfgs"))
+        fit(model, _alphas(model), batches, TrainConfig(optimizer="lbfgs"), checkpoint=tmp_path / "s")
     with pytest.raises(TypeError, match="epoch_iter"):
-        fit_resumable(model, _alphas(model), [(torch.zeros(1, 3, 32, 32), torch.zeros(1, dtype=torch.long))],
-                      TrainConfig())
+        fit(model, _alphas(model), [(torch.zeros(1, 3, 32, 32), torch.zeros(1, dtype=torch.long))],
+            TrainConfig(), checkpoint=tmp_path / "s")
 
 
 RUN = ["run", "--benchmark", "split-cifar100", "--synthetic", "--synthetic-train", "8", "--synthetic-test", "2",

@@ -1,4 +1,4 @@
-"""Training that survives interruption: step checkpoints with optimizer state and data position.
+"""Training states that survive interruption: the tensors, optimizer state and data position of a run.
 
     task_state(model, task)             the tensors one task owns: its scores or alphas in every
                                         mask layer and its BatchNorm statistics (live references)
@@ -9,12 +9,8 @@
                                         (`state_bytes` / `parse_state`: the same in memory)
     load_state(path)                    the same, read back
     FileCheckpoint(path)                where a state is kept: load / save (atomic) / clear
-    fit_resumable(model, params, batches, cfg, checkpoint=, every=)
-                                        the minibatch loop of `training.fit`, saving its state
-                                        every `every` steps and continuing from the saved state
-                                        when there is one; the result is the same as an
-                                        uninterrupted run's (data order and augmentation are
-                                        functions of seed, epoch and sample: `SplitBatches`)
+
+`training.fit(..., checkpoint=, every=)` saves and resumes through these.
 """
 
 from __future__ import annotations
@@ -27,11 +23,9 @@ from typing import Callable, Optional, Sequence
 import torch
 import torch.nn as nn
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ..files import atomic_write, read_header, read_safetensors, safetensors_bytes
 from ..layers import ImpressLayer, SupermaskLayer, TaskBatchNorm2d, task_modules
-from .training import TrainConfig, _objective, make_optimizer, num_steps
 
 STATE_KEY = "impresslearn-train-state"
 STATE_VERSION = 1
@@ -142,72 +136,3 @@ class FileCheckpoint:
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
-
-
-# --------------------------------------------------------------------------- the loop
-
-def fit_resumable(model: nn.Module, params: Sequence[Tensor], batches, cfg: TrainConfig, *,
-                  penalty: Optional[Callable[[], Tensor]] = None, state: Optional[dict[str, Tensor]] = None,
-                  checkpoint: Optional[FileCheckpoint | str | os.PathLike] = None, every: int = 0,
-                  desc: str = "train", progress: Optional[bool] = None) -> dict:
-    """Minimise cross-entropy (+ `penalty()`) over `batches` in `params`, as `training.fit` does
-    for minibatch optimizers, saving its state to `checkpoint` (a path or a `FileCheckpoint`)
-    every `every` steps (0: never).
-
-    `state`: the named tensors to save and restore with the optimizer (by default `params`
-    by position); include whatever else training changes, such as BatchNorm statistics.
-    `batches` must offer `epoch_iter(epoch, start)` (e.g. `SplitBatches`). If the checkpoint
-    holds a state, training continues from it. `model` may be a DistributedDataParallel wrapper.
-    Returns the step count, the mean loss of the last epoch and the step it resumed from.
-    """
-    params = list(params)
-    if not params:
-        raise ValueError("nothing to train: no parameters given")
-    if cfg.optimizer == "lbfgs":
-        raise ValueError("resumable training takes minibatch optimizers (adam, rmsprop, sgd), not lbfgs")
-    if not hasattr(batches, "epoch_iter"):
-        raise TypeError("resumable training needs batches with epoch_iter(epoch, start), e.g. SplitBatches")
-    if every < 0:
-        raise ValueError(f"every must be >= 0, got {every}")
-    if len(batches) == 0:
-        raise ValueError("no batches to train on")
-    state = state if state is not None else {f"param.{i}": p for i, p in enumerate(params)}
-    opt = make_optimizer(params, cfg)
-    steps = num_steps(cfg, len(batches))
-    pos = {"step": 0, "epoch": 0, "batch": 0, "losses": []}
-    if checkpoint is not None and not isinstance(checkpoint, FileCheckpoint):
-        checkpoint = FileCheckpoint(checkpoint)
-    data = checkpoint.load() if checkpoint is not None else None
-    if data is not None:
-        saved, opt_state, pos = parse_state(data, str(checkpoint.path))
-        with torch.no_grad():
-            for k, t in state.items():
-                t.copy_(saved[k])
-        opt.load_state_dict(opt_state)
-    resumed_from = pos["step"]
-    model.train()
-    bar = tqdm(total=steps, initial=pos["step"], desc=desc, leave=False,
-               disable=None if progress is None else not progress, mininterval=1.0)
-    step, epoch, batch, losses = pos["step"], pos["epoch"], pos["batch"], list(pos["losses"])
-    while step < steps:
-        if batch == 0:
-            losses = []
-        for x, y in batches.epoch_iter(epoch, batch):
-            loss = _objective(model, x, y, penalty)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            step, batch = step + 1, batch + 1
-            bar.update(1)
-            if step % 50 == 0:
-                bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
-            if step >= steps:
-                break
-            if checkpoint is not None and every and step % every == 0:
-                checkpoint.save(state_bytes(state, optimizer=opt, position={"step": step, "epoch": epoch,
-                                                                             "batch": batch, "losses": losses}))
-        else:
-            epoch, batch = epoch + 1, 0
-    bar.close()
-    return {"steps": steps, "loss": sum(losses) / max(1, len(losses)), "resumed_from": resumed_from}

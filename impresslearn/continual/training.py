@@ -1,16 +1,25 @@
-"""The training loop mask and alpha fitting share: optimizer choice, epochs or an iteration cap,
-progress bars, and the loss (cross-entropy over all outputs, as SupSup trains)."""
+"""The one training loop: mask training, alpha fitting and the split runs all call `fit`.
+
+Optimizer choice, epochs or an iteration cap, the learning-rate schedule, progress bars, the
+loss (cross-entropy over all outputs, as SupSup trains, plus an optional penalty), and, when a
+checkpoint is given, resumption: the loop saves its state (the trained tensors, the optimizer's
+and the schedule's state, the position in the data) every `every` steps and continues from a
+saved state, with the same result as an uninterrupted run.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Callable, Iterable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
+
+from .resume import FileCheckpoint, parse_state, state_bytes
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd", "lbfgs")
 SCHEDULES = ("constant", "cosine")
@@ -67,50 +76,103 @@ def num_steps(cfg: TrainConfig, batches_per_epoch: int) -> int:
 
 
 def fit(model: torch.nn.Module, params: Sequence[Tensor], batches: Iterable, cfg: TrainConfig, *,
-        penalty: Optional[Callable[[], Tensor]] = None, desc: str = "train", progress: Optional[bool] = None) -> dict:
-    """Minimise cross-entropy (+ `penalty()`) over `batches` in `params` only. Returns the step count
-    and the mean loss of the last epoch (or of the final L-BFGS pass). `progress`: show a tqdm
-    bar (None: only on a terminal)."""
+        penalty: Optional[Callable[[], Tensor]] = None, desc: str = "train", progress: Optional[bool] = None,
+        checkpoint: Optional[FileCheckpoint | str | os.PathLike] = None, every: int = 0,
+        state: Optional[dict[str, Tensor]] = None) -> dict:
+    """Minimise cross-entropy (+ `penalty()`) over `batches` in `params` only.
+
+    Returns the step count, the mean loss of the last epoch (or of the final L-BFGS pass) and the
+    step it resumed from. `progress`: show a tqdm bar (None: only on a terminal).
+
+    Resumable training (minibatch optimizers): with `checkpoint` (a path or a `FileCheckpoint`)
+    the state is saved every `every` steps (0: never) and, if the checkpoint holds one, training
+    continues from it. `state`: the named tensors saved and restored with the optimizer (default:
+    `params` by position; add whatever else training changes, such as BatchNorm statistics).
+    Resuming mid-epoch needs `batches` that can start there, `epoch_iter(epoch, start)` (e.g.
+    `SplitBatches`, whose order and augmentation depend only on seed, epoch and sample).
+    `model` may be a DistributedDataParallel wrapper.
+    """
     params = list(params)
     if not params:
         raise ValueError("nothing to train: no parameters given")
+    if every < 0:
+        raise ValueError(f"every must be >= 0, got {every}")
+    if checkpoint is not None:
+        if cfg.optimizer == "lbfgs":
+            raise ValueError("resumable training takes minibatch optimizers (adam, rmsprop, sgd), not lbfgs")
+        if not hasattr(batches, "epoch_iter"):
+            raise TypeError("resumable training needs batches with epoch_iter(epoch, start), e.g. SplitBatches")
+        if not isinstance(checkpoint, FileCheckpoint):
+            checkpoint = FileCheckpoint(checkpoint)
+    if len(batches) == 0:
+        raise ValueError("no batches to train on")
     opt = make_optimizer(params, cfg)
     model.train()
     steps = num_steps(cfg, len(batches))
-    bar = tqdm(total=steps, desc=desc, leave=False, disable=None if progress is None else not progress, mininterval=1.0)
     if cfg.optimizer == "lbfgs":
+        bar = _bar(steps, 0, desc, progress)
         loss = _fit_lbfgs(model, opt, batches, penalty, steps, bar)
-    else:
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if cfg.schedule == "cosine" else None
-        loss = _fit_minibatch(model, opt, sched, batches, penalty, steps, bar)
-    bar.close()
-    return {"steps": steps, "loss": loss}
-
-
-def _objective(model, x, y, penalty) -> Tensor:
-    loss = F.cross_entropy(model(x), y)
-    return loss + penalty() if penalty is not None else loss
-
-
-def _fit_minibatch(model, opt, sched, batches, penalty, steps, bar) -> float:
-    step, epoch_losses = 0, []
+        bar.close()
+        return {"steps": steps, "loss": loss, "resumed_from": 0}
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if cfg.schedule == "cosine" else None
+    state = state if state is not None else {f"param.{i}": p for i, p in enumerate(params)}
+    pos = {"step": 0, "epoch": 0, "batch": 0, "losses": []}
+    data = checkpoint.load() if checkpoint is not None else None
+    if data is not None:
+        saved, opt_state, pos = parse_state(data, str(checkpoint.path))
+        with torch.no_grad():
+            for k, t in state.items():
+                t.copy_(saved[k])
+        opt.load_state_dict(opt_state)
+        if sched is not None:
+            sched.load_state_dict(pos["schedule"])
+    resumed_from = pos["step"]
+    bar = _bar(steps, resumed_from, desc, progress)
+    step, epoch, batch, losses = pos["step"], pos["epoch"], pos["batch"], list(pos["losses"])
     while step < steps:
-        epoch_losses = []
-        for x, y in batches:
+        if batch == 0:
+            losses = []
+        for x, y in _epoch(batches, epoch, batch):
             loss = _objective(model, x, y, penalty)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             if sched is not None:
                 sched.step()
-            epoch_losses.append(loss.item())
-            step += 1
+            losses.append(loss.item())
+            step, batch = step + 1, batch + 1
             bar.update(1)
             if step % 50 == 0:
-                bar.set_postfix(loss=f"{sum(epoch_losses[-50:]) / len(epoch_losses[-50:]):.3f}")
+                bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
             if step >= steps:
                 break
-    return sum(epoch_losses) / max(1, len(epoch_losses))
+            if checkpoint is not None and every and step % every == 0:
+                position = {"step": step, "epoch": epoch, "batch": batch, "losses": losses}
+                if sched is not None:
+                    position["schedule"] = sched.state_dict()
+                checkpoint.save(state_bytes(state, optimizer=opt, position=position))
+        else:
+            epoch, batch = epoch + 1, 0
+    bar.close()
+    return {"steps": steps, "loss": sum(losses) / max(1, len(losses)), "resumed_from": resumed_from}
+
+
+def _bar(steps: int, initial: int, desc: str, progress: Optional[bool]):
+    return tqdm(total=steps, initial=initial, desc=desc, leave=False,
+                disable=None if progress is None else not progress, mininterval=1.0)
+
+
+def _epoch(batches, epoch: int, start: int):
+    """The batches of `epoch` from batch `start` on (batches with epoch_iter draw a new order per
+    epoch; a plain iterable gives the same batches every epoch, and is only started at 0)."""
+    if hasattr(batches, "epoch_iter"):
+        return batches.epoch_iter(epoch, start)
+    return iter(batches)
+
+
+def _objective(model, x, y, penalty) -> Tensor:
+    loss = F.cross_entropy(model(x), y)
+    return loss + penalty() if penalty is not None else loss
 
 
 def _fit_lbfgs(model, opt, batches, penalty, steps, bar) -> float:
