@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from impresslearn import distributed as dd
+from impresslearn.continual import distributed as dd
 from impresslearn.layers import random_basis
 
 

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from impresslearn import cli
+from impresslearn.experiments import tables
 
 TINY = ["run", "--new-tasks", "2", "-K", "2", "--mask-epochs", "0.3", "--alpha-epochs", "0.3",
         "--quiet", "--incorrect-tasks", "2"]
@@ -21,7 +22,7 @@ def test_storage_prints_table2(capsys):
 
 
 def test_split_benchmarks_take_their_own_options():
-    # split-cifar100 / split-imagenet go to impresslearn.cli_split (tests/test_split_cli.py).
+    # split-cifar100 / split-imagenet go to impresslearn.cli.split (tests/test_split_cli.py).
     with pytest.raises(ValueError, match="--data-root"):
         cli.main(["run", "--benchmark", "split-cifar100", "--out", "x.json"])
 
@@ -93,6 +94,6 @@ def test_short_real_experiment_end_to_end(mnist_root, tmp_path):
 
 def test_compression_ratio_below_one_is_not_rounded_to_zero():
     # per-channel alphas with a large basis can cost more than the mask they replace
-    assert cli._ratio(0.4196) == "0.42×"
-    assert cli._ratio(4.17) == "4.2×"
-    assert cli._ratio(285.4) == "285×"
+    assert tables.ratio(0.4196) == "0.42×"
+    assert tables.ratio(4.17) == "4.2×"
+    assert tables.ratio(285.4) == "285×"

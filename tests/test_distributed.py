@@ -15,7 +15,7 @@ import torch.nn as nn
 from safetensors.torch import load_file
 
 import distributed_workers
-from impresslearn import distributed as dd
+from impresslearn.continual import distributed as dd
 from impresslearn.layers import random_basis
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),

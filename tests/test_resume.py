@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from impresslearn import cli
-from impresslearn.basis_file import load_basis, save_basis
+from impresslearn.continual.basis_file import load_basis, save_basis
 from impresslearn.checkpoint import CheckpointError
 from impresslearn.continual import backbone as bb
 from impresslearn.continual.resume import FileCheckpoint, load_state, load_task_state, save_state, task_state

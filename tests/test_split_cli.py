@@ -6,9 +6,9 @@ import json
 import pytest
 
 from impresslearn import cli, load_checkpoint
-from impresslearn.basis_file import load_basis
+from impresslearn.continual.basis_file import load_basis
 from impresslearn.continual import backbone as bb
-from impresslearn.split_experiment import SplitConfig
+from impresslearn.experiments.split import SplitConfig
 
 
 def test_split_imagenet_resnet50_smoke(tmp_path, capsys, one_thread):

@@ -122,7 +122,7 @@ def load_state(path: str | os.PathLike) -> tuple[dict[str, Tensor], Optional[dic
 class FileCheckpoint:
     """Where a training state lives: `load()` the bytes (None if nothing was saved), `save(bytes)`
     atomically, `clear()`. Subclasses decide who reads and writes when several processes train
-    together (`impresslearn.split_experiment.SharedCheckpoint`)."""
+    together (`impresslearn.experiments.split.SharedCheckpoint`)."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)

@@ -16,7 +16,7 @@ Settings default to the paper's (Table 3): ResNet-18 (SupSup's CIFAR variant) wi
 λ 0.005, batch 64 on SplitCIFAR-100; torchvision's ResNet-50 with Adam lr 0.0025, λ 0.005,
 batch 96 on SplitImageNet. Masks train with the same optimizer and lr unless told otherwise.
 
-Several processes (`torchrun`, see `impresslearn.distributed`): the basis masks are shared
+Several processes (`torchrun`, see `impresslearn.continual.distributed`): the basis masks are shared
 out, mask i trained alone by rank i mod world_size (`--basis-parallel masks`, the default;
 the masks are bit-identical to a single process's) or each trained by all ranks together; the
 SupSup masks and the alphas train data-parallel (DDP), with BatchNorm statistics of the global
@@ -36,7 +36,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -44,23 +43,22 @@ from typing import Callable, Optional
 import torch
 import torch.nn as nn
 
-from . import distributed as dd
-from .basis_file import save_basis
-from .checkpoint import save_checkpoint
-from .continual import backbone as bb
-from .continual import basis as basis_mod
-from .continual import batchnorm, metrics, storage
-from .continual.alpha import alpha_params, alpha_penalty
-from .continual.masks import task_masks, task_scores
-from .continual.resume import FileCheckpoint, load_task_state, parse_state, state_bytes, task_state
-from .continual.training import TrainConfig, fit
-from .data.split import SplitStream, split_cifar100, split_imagenet
-from .experiment import machine_info
-from .format import PackedMasks
-from .layers import impress_layers, set_task, supermask_layers
-from .seeding import derive_seed
-
-SPLIT_BENCHMARKS = ("split-cifar100", "split-imagenet")
+from ..checkpoint import save_checkpoint
+from ..continual import backbone as bb
+from ..continual import basis as basis_mod
+from ..continual import batchnorm, metrics, storage
+from ..continual import distributed as dd
+from ..continual.alpha import alpha_params, alpha_penalty
+from ..continual.basis_file import save_basis
+from ..continual.masks import task_masks, task_scores
+from ..continual.resume import FileCheckpoint, load_task_state, parse_state, state_bytes, task_state
+from ..continual.training import TrainConfig, fit
+from ..data.split import SplitStream, split_cifar100, split_imagenet
+from ..files import atomic_write
+from ..format import PackedMasks
+from ..layers import impress_layers, set_task, supermask_layers
+from ..seeding import derive_seed
+from .base import SPLIT_BENCHMARKS, RunnerBase, machine_info, storage_record
 
 # The paper's settings (Table 3) and each benchmark's shape.
 PAPER_SETTINGS = {
@@ -143,7 +141,7 @@ class SplitConfig:
 
     def check(self) -> None:
         if self.benchmark not in SPLIT_BENCHMARKS:
-            raise ValueError(f"benchmark must be one of {SPLIT_BENCHMARKS}, got {self.benchmark!r}")
+            raise ValueError(f"benchmark must be one of {tuple(SPLIT_BENCHMARKS)}, got {self.benchmark!r}")
         if self.basis not in basis_mod.BASIS_KINDS:
             raise ValueError(f"basis must be one of {basis_mod.BASIS_KINDS}, got {self.basis!r}")
         if self.basis_size < 1 or self.new_tasks < 0:
@@ -250,7 +248,7 @@ class RunFolder:
                 verdict = ("error", diff) if diff else ("resume", [])
             else:
                 self.path.mkdir(parents=True, exist_ok=True)
-                cfg_file.write_text(json.dumps(config, indent=1))
+                atomic_write(cfg_file, json.dumps(config, indent=1))
                 verdict = ("new", [])
         verdict = dd.all_gather_objects(verdict, d)[0]
         if verdict[0] == "error":
@@ -269,7 +267,7 @@ def _bn_only(tensors: dict) -> dict:
     return {k: v for k, v in tensors.items() if k.endswith(BN_SUFFIXES)}
 
 
-class SplitRunner:
+class SplitRunner(RunnerBase):
     def __init__(self, cfg: SplitConfig, out: str = "results.json", command: Optional[str] = None,
                  d: Optional[dd.Dist] = None):
         cfg.check()
@@ -279,7 +277,7 @@ class SplitRunner:
         self.out = Path(out)
         self.progress = cfg.progress if self.d.is_main else False  # one set of progress bars
         self.folder = RunFolder(self.out.with_suffix(".run"), self.d)
-        self.t0 = time.time()
+        self.start_clock()
         self.stream = make_stream(cfg)
         self.backbone = cfg.backbone()
         self.mask_train, self.alpha_train = cfg.mask_training(), cfg.alpha_training()
@@ -304,22 +302,13 @@ class SplitRunner:
                                            "per_channel": cfg.per_channel, "lam": cfg.setting("lam")},
         }
 
-    # ---- bookkeeping
-    def save(self) -> None:
-        self.results["elapsed_s"] = round(time.time() - self.t0, 1)
+    # ---- bookkeeping (RunnerBase: save, log, data_seed)
+    @property
+    def writes(self) -> bool:
+        return self.d.is_main  # only rank 0 writes results and logs
+
+    def before_save(self) -> None:
         self.results["units_from_checkpoints"] = self.loaded_units
-        if self.d.is_main:
-            self.out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.out.with_name(f".{self.out.name}.tmp")
-            tmp.write_text(json.dumps(self.results, indent=1))
-            tmp.replace(self.out)
-
-    def log(self, msg: str) -> None:
-        if self.cfg.verbose and self.d.is_main:
-            print(f"[{time.time() - self.t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
-
-    def data_seed(self, kind: str, index: int) -> int:
-        return derive_seed(self.cfg.seed, f"data/{kind}/{index}") % (2**31)
 
     def test_batches(self, task: int):
         return self.stream.test(task, self.cfg.eval_batch_size, device=self.device, limit=self.cfg.eval_batches,
@@ -457,19 +446,15 @@ class SplitRunner:
         """M[i][j]: SupSup mask i (with its BatchNorm statistics) on new task j's test data, through
         an Impress model whose basis is the masks and whose task i has alpha one-hot at i."""
         m = len(kept)
-        if m < 2:
-            self.results.update(incorrect_mask_matrix=None, incorrect_mask_acc=[], incorrect_mask_mean=None)
-            return
-        masks = basis_mod.concat([k[0] for k in kept])
-        model = bb.impress_model(self.backbone, masks, num_tasks=m).to(self.device)
-        for i, (_, bn) in enumerate(kept):
-            onehot = {f"{name}.alpha": torch.nn.functional.one_hot(torch.tensor(i), m).float()
-                      for name, _ in impress_layers(model)}
-            load_task_state(model, i, {**bn, **onehot})
-        mat = metrics.incorrect_mask_matrix(model, self.new_tasks[:m], self.test_batches)
-        off = metrics.off_diagonal(mat)
-        self.results.update(incorrect_mask_matrix=mat, incorrect_mask_acc=off, incorrect_mask_mean=sum(off) / len(off))
-        self.log(f"incorrect mask: mean {sum(off) / len(off):.4f} over {len(off)} (mask, task) pairs")
+        model = None
+        if m >= 2:
+            masks = basis_mod.concat([k[0] for k in kept])
+            model = bb.impress_model(self.backbone, masks, num_tasks=m).to(self.device)
+            for i, (_, bn) in enumerate(kept):
+                onehot = {f"{name}.alpha": torch.nn.functional.one_hot(torch.tensor(i), m).float()
+                          for name, _ in impress_layers(model)}
+                load_task_state(model, i, {**bn, **onehot})
+        self.measure_incorrect_masks(model, self.new_tasks[:m], self.test_batches)
 
     def storage(self) -> dict:
         bn = storage.batchnorm_bytes(self.plain)
@@ -477,10 +462,7 @@ class SplitRunner:
         imp = storage.impress_bytes(self.shapes, k, per_channel=self.cfg.per_channel, max_tasks=max_tasks, state_bytes=bn)
         packed = storage.supsup_bytes_packed(self.shapes) + bn
         index16 = storage.supsup_bytes_indices(self.shapes, self.backbone.density) + bn
-        return {"supsup_packed": packed, "supsup_index16": index16, "impresslearn": imp.per_task,
-                "impresslearn_alphas": imp.alphas, "impresslearn_basis_bytes": imp.basis_bytes,
-                "impresslearn_basis_share": imp.basis_share, "batchnorm_bytes": bn, "max_tasks": max_tasks,
-                "compression_vs_packed": packed / imp.per_task, "compression_vs_index16": index16 / imp.per_task}
+        return storage_record(packed, index16, imp, max_tasks, batchnorm_bytes=bn)
 
     def run(self) -> dict:
         cfg = self.cfg

@@ -15,8 +15,8 @@ import tempfile
 import time
 from typing import Optional
 
-from .cli import _bytes, _pct, summary_table
-from .experiment import RunConfig, Runner
+from .mnist import RunConfig, Runner
+from .tables import nbytes, pct, summary_table
 
 QUICKSTART = RunConfig(benchmark="permuted-mnist", data_root=None, new_tasks=2, basis="heterogeneous", basis_size=3,
                        mask_epochs=3.0, gn_objectives=["H"], gn_on=["supsup"], incorrect_tasks=2)
@@ -30,8 +30,8 @@ def quickstart(out: Optional[str] = None, verbose: bool = True) -> dict:
         cfg_pc = dataclasses.replace(cfg, per_channel=True, gn_objectives=[], incorrect_tasks=0)
         res_pc = Runner(cfg_pc, command="impresslearn quickstart").run()
     imp = res_pc["impresslearn"]
-    row = (f"ImpressLearn ({imp['basis']} K={imp['basis_size']}, per-channel)", _pct(imp["mean_acc"]),
-           _bytes(res_pc["storage"]["impresslearn"]))
+    row = (f"ImpressLearn ({imp['basis']} K={imp['basis_size']}, per-channel)", pct(imp["mean_acc"]),
+           nbytes(res_pc["storage"]["impresslearn"]))
     print(f"\nimpresslearn quickstart: {res['data']['source']}, {res['data']['train']} training images; "
           f"new tasks: {', '.join(res['tasks']['new'])}; basis tasks: {', '.join(res['tasks']['basis'])}\n")
     print(summary_table(res, extra_rows=[row]))

@@ -1,4 +1,5 @@
-"""One continual-learning experiment, end to end: the runner behind `impresslearn run`.
+"""One continual-learning experiment on MNIST, end to end: the runner behind `impresslearn run`
+(PermutedMNIST and RotatedMNIST; the split benchmarks have `split.SplitRunner`).
 
     1. SupSup: a dedicated mask for each new task, learned in sequence (accuracy matrix,
        forgetting and backward transfer measured after every task)
@@ -20,31 +21,26 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
-import os
-import platform
-import sys
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from . import __version__, ops
-from .continual import alpha as alpha_mod
-from .continual import backbone as bb
-from .continual import basis as basis_mod
-from .continual import inference, masks, metrics, storage
-from .continual.training import TrainConfig
-from .data import MnistArrays, PermutedMNIST, RotatedMNIST, TaskStream, load_mnist, load_subset
-from .format import PackedMasks
-from .layers import supermask_layers
-from .seeding import derive_seed
-
-BENCHMARKS = ("permuted-mnist", "rotated-mnist", "split-cifar100", "split-imagenet")
-SPLIT_BENCHMARKS = {"split-cifar100": "SplitCIFAR-100", "split-imagenet": "SplitImageNet"}
+from .. import ops
+from ..continual import alpha as alpha_mod
+from ..continual import backbone as bb
+from ..continual import basis as basis_mod
+from ..continual import inference, masks, metrics, storage
+from ..continual.training import TrainConfig
+from ..data import MnistArrays, PermutedMNIST, RotatedMNIST, TaskStream, load_mnist, load_subset
+from ..files import atomic_write, safetensors_bytes
+from ..format import PackedMasks
+from ..layers import supermask_layers
+from ..seeding import derive_seed
+from .base import BENCHMARKS, SPLIT_BENCHMARKS, RunnerBase, machine_info, storage_record
 
 
 @dataclasses.dataclass
@@ -103,8 +99,8 @@ class RunConfig:
 
     def check(self) -> None:
         if self.benchmark in SPLIT_BENCHMARKS:
-            raise ValueError(f"{SPLIT_BENCHMARKS[self.benchmark]} runs through impresslearn.split_experiment "
-                                      "(SplitConfig, run_split); this runner takes permuted-mnist and rotated-mnist")
+            raise ValueError(f"{SPLIT_BENCHMARKS[self.benchmark]} runs through impresslearn.experiments.split "
+                             "(SplitConfig, run_split); this runner takes permuted-mnist and rotated-mnist")
         if self.benchmark not in BENCHMARKS:
             raise ValueError(f"benchmark must be one of {BENCHMARKS}, got {self.benchmark!r}")
         if self.basis not in basis_mod.BASIS_KINDS:
@@ -210,15 +206,14 @@ class MaskCache:
         if not self.folder:
             return
         meta = {"shapes": {n: list(p.shape) for n, p in task_masks.items()}, "info": info}
-        (self.folder / f"{key}.json").write_text(json.dumps(meta, default=str))
-        tmp = self.folder / f".{key}.tmp"
-        save_file({n: p.words.contiguous().cpu() for n, p in task_masks.items()}, str(tmp))
-        os.replace(tmp, self.folder / f"{key}.safetensors")
+        atomic_write(self.folder / f"{key}.json", json.dumps(meta, default=str))
+        atomic_write(self.folder / f"{key}.safetensors",
+                     safetensors_bytes({n: p.words for n, p in task_masks.items()}, "impresslearn-mask-cache", meta))
 
 
 # --------------------------------------------------------------------------- the run
 
-class Runner:
+class Runner(RunnerBase):
     def __init__(self, cfg: RunConfig, out: Optional[str] = None, command: Optional[str] = None):
         cfg.check()
         self.cfg = cfg
@@ -228,7 +223,7 @@ class Runner:
         self.mask_train = cfg.mask_training()
         self.alpha_train = cfg.alpha_training()
         self.cache = MaskCache(cfg.cache)
-        self.t0 = time.time()
+        self.start_clock()
         arrays = load_arrays(cfg)
         self.tasks = make_tasks(cfg, arrays)
         self.results: dict = {
@@ -245,26 +240,10 @@ class Runner:
             "machine": machine_info(self.device),
         }
 
-    # ---- bookkeeping
-    def save(self) -> None:
-        self.results["elapsed_s"] = round(time.time() - self.t0, 1)
-        if self.out is None:
-            return
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.out.with_name(f".{self.out.name}.tmp")
-        tmp.write_text(json.dumps(self.results, indent=1))
-        os.replace(tmp, self.out)
-
-    def log(self, msg: str) -> None:
-        if self.cfg.verbose:
-            print(f"[{time.time() - self.t0:7.1f}s] {msg}", file=sys.stderr, flush=True)
-
+    # ---- data
     def test_batches(self, task: int, batch_size: Optional[int] = None, limit=None, shuffle=False):
         return self.tasks.stream.test(task, batch_size or self.cfg.eval_batch_size, device=self.device,
                                       shuffle=shuffle, seed=self.cfg.seed, limit=limit)
-
-    def data_seed(self, slot: int, task: int) -> int:
-        return derive_seed(self.cfg.seed, f"data/{slot}/{task}") % (2**31)
 
     # ---- SupSup masks
     def learn_masks(self, stream_tasks: Sequence[int], label: str, matrix: bool) -> tuple[torch.nn.Module, dict]:
@@ -392,16 +371,9 @@ class Runner:
         hybrid_layer = bb.last_layer_name(bb.network(self.backbone)) if cfg.hybrid else None
         imp = storage.impress_bytes(shapes, cfg.basis_size, per_channel=cfg.per_channel, max_tasks=max_tasks,
                                     hybrid_layer=hybrid_layer)
-        packed = storage.supsup_bytes_packed(shapes)
-        index16 = storage.supsup_bytes_indices(shapes, density)
-        return {
-            "supsup_packed": packed, "supsup_index16": index16, "supsup_density": density,
-            "impresslearn": imp.per_task, "impresslearn_alphas": imp.alphas, "impresslearn_alpha_bytes": imp.alpha_bytes,
-            "impresslearn_basis_bytes": imp.basis_bytes, "impresslearn_basis_share": imp.basis_share,
-            "impresslearn_hybrid_mask_bytes": imp.mask_bytes,
-            "max_tasks": None if math.isinf(max_tasks) else max_tasks,
-            "compression_vs_packed": packed / imp.per_task, "compression_vs_index16": index16 / imp.per_task,
-        }
+        return storage_record(storage.supsup_bytes_packed(shapes), storage.supsup_bytes_indices(shapes, density), imp,
+                              max_tasks, supsup_density=density, impresslearn_alpha_bytes=imp.alpha_bytes,
+                              impresslearn_hybrid_mask_bytes=imp.mask_bytes)
 
     # ---- everything
     def run(self) -> dict:
@@ -418,14 +390,7 @@ class Runner:
         self.results["storage"] = self.storage(supsup)
         self.save()
 
-        m = min(cfg.incorrect_tasks, len(self.tasks.new))
-        if m >= 2:
-            mat = metrics.incorrect_mask_matrix(supsup, self.tasks.new[:m], self.test_batches)
-            off = metrics.off_diagonal(mat)
-            self.results.update(incorrect_mask_matrix=mat, incorrect_mask_acc=off, incorrect_mask_mean=sum(off) / len(off))
-            self.log(f"incorrect mask: mean {sum(off) / len(off):.4f} over {len(off)} (mask, task) pairs")
-        else:
-            self.results.update(incorrect_mask_matrix=None, incorrect_mask_acc=[], incorrect_mask_mean=None)
+        self.measure_incorrect_masks(supsup, self.tasks.new[:cfg.incorrect_tasks], self.test_batches)
         self.save()
 
         if cfg.gn_objectives and "supsup" in cfg.gn_on:
@@ -445,16 +410,6 @@ class Runner:
         self.results["status"] = "done"
         self.save()
         return self.results
-
-
-def machine_info(device: torch.device) -> dict:
-    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "impresslearn": __version__, "device": str(device),
-            "backend": ops.backend_for(device)}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def run_experiment(cfg: RunConfig, out: Optional[str] = None, command: Optional[str] = None) -> dict:

@@ -1,7 +1,7 @@
 """Basis files: the `K` packed masks of every layer of a network in one safetensors file.
 
 A basis is trained once (step 1 of ImpressLearn, possibly by several processes, see
-`impresslearn.distributed`) and reused by every later task, so it gets a file of its own in the
+`impresslearn.continual.distributed`) and reused by every later task, so it gets a file of its own in the
 checkpoint style: one int32 tensor `[K, rows, ceil(cols / 32)]` per layer (named by the layer's
 qualified name) and a JSON header under the metadata key "impresslearn-basis" with the format
 version, each layer's weight shape and any metadata given (backbone config, how the masks were
@@ -17,8 +17,8 @@ import os
 from pathlib import Path
 from typing import Mapping, Optional
 
-from .files import atomic_write, read_header, read_safetensors, safetensors_bytes
-from .format import PackedMasks
+from ..files import atomic_write, read_header, read_safetensors, safetensors_bytes
+from ..format import PackedMasks
 
 BASIS_VERSION = 1
 BASIS_KEY = "impresslearn-basis"

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from typing import Sequence
 
 import torch
 
-from . import distributed as dd
-from .cli import _bool, config_from_args
-from .split_experiment import PAPER_SETTINGS, SPLIT_BENCHMARKS, SplitConfig, run_split
+from ..continual import distributed as dd
+from ..experiments import PAPER_SETTINGS, SPLIT_BENCHMARKS, SplitConfig, run_split
+from ..experiments.tables import split_summary
+from .options import config_from_args, parse_bool
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=f"Paper settings (the defaults): {paper}.")
     g = p.add_argument_group("data")
-    g.add_argument("--benchmark", required=True, choices=SPLIT_BENCHMARKS)
+    g.add_argument("--benchmark", required=True, choices=tuple(SPLIT_BENCHMARKS))
     g.add_argument("--data-root", help="split-cifar100: folder for torchvision CIFAR100; split-imagenet: folder "
                                        "with train/<class>/ and val/<class>/ image folders")
     g.add_argument("--download", action="store_true", help="let torchvision download CIFAR-100 into --data-root")
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--density", type=float, default=0.1)
     g.add_argument("--mask", choices=["topk", "threshold"], default="topk")
     g.add_argument("--init", choices=["kaiming_normal", "signed_constant"], default="kaiming_normal")
-    g.add_argument("--scale", type=_bool, default=False, metavar="BOOL")
+    g.add_argument("--scale", type=parse_bool, default=False, metavar="BOOL")
     g = p.add_argument_group("tasks and ImpressLearn")
     g.add_argument("--basis", default="heterogeneous", choices=["heterogeneous", "homogeneous", "random"])
     g.add_argument("--basis-size", "-K", type=int, default=10)
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints (0: per unit only)")
     g.add_argument("--basis-parallel", choices=["masks", "data"], default="masks",
                    help="several processes: share the basis masks out (masks) or train each on all (data)")
-    g.add_argument("--sync-bn", type=_bool, default=True, metavar="BOOL",
+    g.add_argument("--sync-bn", type=parse_bool, default=True, metavar="BOOL",
                    help="data-parallel BatchNorm statistics over the global batch")
     g.add_argument("--bn-recalibrate", type=int, default=50, metavar="BATCHES",
                    help="re-estimate a task's BatchNorm statistics on this many training batches after training "
@@ -86,22 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default="results.json")
     g.add_argument("--quiet", action="store_true")
     return p
-
-
-def summary(res: dict) -> str:
-    def pct(v):
-        return "-" if v is None else f"{100 * v:.1f} %"
-
-    st, imp, sup = res["storage"], res["impresslearn"], res["supsup"]
-    rows = [("method", "mean accuracy", "bytes per task"),
-            ("SupSup (1-bit packed mask + BN)", pct(sup.get("mean_acc")), f"{st['supsup_packed']:,.0f}"),
-            (f"ImpressLearn ({imp['basis']} K={imp['basis_size']})", pct(imp.get("mean_acc")),
-             f"{st['impresslearn']:,.0f}"),
-            ("incorrect mask", pct(res.get("incorrect_mask_mean")), "-")]
-    w = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = [" | ".join(c.ljust(w[i]) for i, c in enumerate(r)) for r in rows]
-    lines.insert(1, "-+-".join("-" * x for x in w))
-    return "\n".join(lines)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -119,7 +103,7 @@ def main(argv: Sequence[str]) -> int:
         raise
     dd.shutdown(d)
     if d.is_main:
-        print(summary(res))
+        print(split_summary(res))
         print(f"results: {a.out}")
     return 0
 
@@ -137,5 +121,3 @@ def is_split_run(argv: Sequence[str]) -> bool:
     return False
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

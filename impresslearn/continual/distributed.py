@@ -32,8 +32,8 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch import Tensor
 
-from .format import PackedMasks, num_words, rows_cols
-from .layers import set_submodule
+from ..format import PackedMasks, num_words, rows_cols
+from ..layers import set_submodule
 
 
 @dataclasses.dataclass

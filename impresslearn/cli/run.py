@@ -1,0 +1,97 @@
+"""`impresslearn run` for PermutedMNIST and RotatedMNIST: its options and the command.
+
+(The split benchmarks take options of their own: `cli/split.py`.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from typing import Sequence
+
+import torch
+
+from ..continual import masks as masks_mod
+from ..experiments import ALPHA_PRESETS, BENCHMARKS, RunConfig, Runner
+from ..experiments.tables import summary_table
+from .options import config_from_args, parse_bool, parse_floats, parse_names
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--benchmark", default="permuted-mnist", choices=BENCHMARKS,
+                   help="split-cifar100 and split-imagenet take options of their own: "
+                        "impresslearn run --benchmark split-imagenet --help")
+    g.add_argument("--data-root", help="folder with MNIST/raw (torchvision layout); default: the subset shipped "
+                                       "with the package")
+    g.add_argument("--download", action="store_true", help="let torchvision download MNIST into --data-root")
+    g.add_argument("--validation", type=int, default=0, metavar="N",
+                   help="evaluate on the last N training images instead of the test set (for tuning)")
+    g = p.add_argument_group("backbone and SupSup masks")
+    g.add_argument("--preset", default="topk-0.1", choices=sorted(masks_mod.MASK_PRESETS),
+                   help="topk-0.1: top-10%% masks, density-scaled signed constant, RMSprop 3e-4, 1 epoch; "
+                        "supsup: SupSup's PermutedMNIST settings (threshold masks, unscaled signed constant, "
+                        "100 outputs, RMSprop 1e-4, 1000 iterations); paper: Kaiming normal, top-10%%, RMSprop 1e-4")
+    g.add_argument("--density", type=float, help="fraction of weights a top-k mask keeps (and of random basis masks)")
+    g.add_argument("--mask", choices=["topk", "threshold"])
+    g.add_argument("--init", choices=["kaiming_normal", "signed_constant"])
+    g.add_argument("--scale", type=parse_bool, metavar="BOOL", help="scale the backbone by 1/sqrt(density)")
+    g.add_argument("--outputs", type=int, help="output neurons (100 gives SupSup's superfluous neurons for G)")
+    g.add_argument("--mask-optimizer", choices=["adam", "rmsprop", "sgd"])
+    g.add_argument("--mask-lr", type=float)
+    g.add_argument("--mask-epochs", type=float)
+    g.add_argument("--mask-iterations", type=int)
+    g = p.add_argument_group("tasks")
+    g.add_argument("--new-tasks", type=int, default=5, help="new tasks learned by SupSup and by ImpressLearn")
+    g.add_argument("--first-new-task", type=int, default=1000,
+                   help="permuted-mnist: the first new task (permutation seed = task + 1); basis tasks are 0..K-1")
+    g.add_argument("--angle-step", type=float, default=10.0, help="rotated-mnist: basis task t is rotated by step*t")
+    g.add_argument("--new-angles", type=parse_floats, help="rotated-mnist: comma-separated angles of the new tasks "
+                                                      "(default: between basis angles, step*(t+0.5))")
+    g.add_argument("--random-rotation", action="store_true",
+                   help="rotated-mnist: the ImpressLearn authors' variant, every image rotated at random in "
+                        "[-90, 90] degrees for every task (all tasks then share one distribution)")
+    g = p.add_argument_group("ImpressLearn")
+    g.add_argument("--no-impresslearn", dest="impresslearn", action="store_false",
+                   help="SupSup only: skip the basis and the alphas (e.g. for task-inference runs)")
+    g.add_argument("--basis", default="heterogeneous", choices=["heterogeneous", "homogeneous", "random"])
+    g.add_argument("--basis-size", "-K", type=int, default=10)
+    g.add_argument("--per-channel", action="store_true", help="alpha per output channel ([K, rows]) instead of per layer")
+    g.add_argument("--hybrid", action="store_true", help="a SupSup mask in the last layer, alphas elsewhere")
+    g.add_argument("--lam", type=float, default=0.0, help="eq. 2 penalty weight: lam * sum (sum |alpha| - 1)^2")
+    g.add_argument("--alpha-preset", default="tuned", choices=sorted(ALPHA_PRESETS),
+                   help="; ".join(f"{k}: {v['optimizer']} lr {v['lr']:g}{' cosine' if v.get('schedule') == 'cosine' else ''}, "
+                                  f"{v['epochs']:g} epochs, batch {v['batch_size']}" for k, v in sorted(ALPHA_PRESETS.items())))
+    g.add_argument("--alpha-optimizer", choices=["adam", "rmsprop", "sgd", "lbfgs"])
+    g.add_argument("--alpha-lr", type=float)
+    g.add_argument("--alpha-epochs", type=float, help="epochs (L-BFGS: 20 iterations per 'epoch')")
+    g.add_argument("--alpha-batch-size", type=int)
+    g.add_argument("--alpha-schedule", choices=["constant", "cosine"], help="learning-rate schedule of the alpha fit")
+    g = p.add_argument_group("measurements")
+    g.add_argument("--incorrect-tasks", type=int, default=10,
+                   help="incorrect-mask matrix over the first N new tasks' SupSup masks")
+    g.add_argument("--basis-gn", type=int, default=0, metavar="N",
+                   help="basis-GN: learn the first N basis tasks again without their label")
+    g.add_argument("--gn", type=parse_names, default=[], metavar="OBJ", dest="gn_objectives",
+                   help="task inference without labels with these objectives, e.g. G,H")
+    g.add_argument("--gn-methods", type=parse_names, default=["oneshot"], help="oneshot,binary")
+    g.add_argument("--gn-inputs", type=parse_names, default=["batch"], help="batch,first (infer from the first image)")
+    g.add_argument("--gn-batches", type=int, help="test batches of 128 per task for GN (default: all)")
+    g.add_argument("--gn-on", type=parse_names, default=["supsup", "impresslearn"], help="supsup,impresslearn")
+    g = p.add_argument_group("running")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="cpu")
+    g.add_argument("--threads", type=int, help="torch.set_num_threads")
+    g.add_argument("--cache", help="folder keeping learned masks, shared between runs")
+    g.add_argument("--out", default="results.json")
+    g.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+
+
+def cmd_run(a: argparse.Namespace, argv: Sequence[str]) -> int:
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    cfg = config_from_args(a, RunConfig)
+    res = Runner(cfg, a.out, command="impresslearn " + shlex.join(argv)).run()
+    print(summary_table(res))
+    print(f"results: {a.out}")
+    return 0
