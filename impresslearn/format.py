@@ -1,4 +1,4 @@
-"""The bit-packed mask format: `PackedMasks` and `pack_masks` (DESIGN.md section 2).
+"""The bit-packed mask format: `PackedMasks` and `pack_masks` (docs/design.md §3.1).
 
 `T` binary masks over a weight of shape `wshape` are stored as `int32` words of shape
 `[T, rows, ceil(cols / 32)]`, with `rows = wshape[0]` and `cols = prod(wshape[1:])` (1 for a

@@ -14,7 +14,7 @@ Every task-aware module has `.task` (the selected task), `.num_tasks`, `add_task
 
 For task inference an Impress layer also takes a *mixture*: `set_task(model, beta)` with a
 tensor `beta [num_tasks]` makes each layer use `alpha = beta @ stack(alpha_per_task)`, which is
-again one combine (DESIGN.md section 1); the BatchNorm layers then use batch statistics.
+again one combine (docs/design.md §2.6); the BatchNorm layers then use batch statistics.
 """
 
 from __future__ import annotations

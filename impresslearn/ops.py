@@ -4,7 +4,7 @@ This is the only place that chooses a backend: each op checks its inputs, then c
 primitive of the same name in the backend that `impresslearn.backend(...)` forces, or, under
 "auto", the first of `backends.auto_order(device)` that runs on the inputs' device.
 
-Public functions (DESIGN.md section 2):
+Public functions (docs/design.md §4.2):
 
     combine(weight, packed, alpha)                 weight * Σ_t alpha[t] * masks[t]
     impress_linear(x, weight, packed, alpha, bias) F.linear(x, combine(...), bias)

@@ -1,4 +1,4 @@
-"""The packed format of DESIGN.md section 2, checked against bit arithmetic on Python ints."""
+"""The packed format of docs/design.md §3.1, checked against bit arithmetic on Python ints."""
 
 import math
 

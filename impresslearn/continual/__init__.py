@@ -1,4 +1,4 @@
-"""Continual-learning algorithms (DESIGN.md section 3, layer 5): plain functions over the layers.
+"""Continual-learning algorithms (docs/design.md §6, layer 5): plain functions over the layers.
 
     backbone    BackboneConfig, the SupSup / ImpressLearn models built on one frozen backbone
     training    TrainConfig and the shared fitting loop (Adam, RMSprop, SGD, full-batch L-BFGS)

@@ -25,7 +25,7 @@ from .training import TrainConfig, fit
 
 
 # Alpha-fitting settings: the paper's (Table 3, MNIST) and the prototype; the default of
-# `impresslearn run` is the best found when tuning on a validation split (README).
+# `impresslearn run` is the best found when tuning on a validation split (docs/results.md).
 ALPHA_PRESETS: dict[str, dict] = {
     "paper": dict(optimizer="rmsprop", lr=2e-3, epochs=3.0, batch_size=128),
     "prototype": dict(optimizer="adam", lr=1e-2, epochs=3.0, batch_size=128),

@@ -1,4 +1,4 @@
-"""Data streams for continual learning (DESIGN.md section 3, layer 6): MNIST tensors in memory,
+"""Data streams for continual learning (docs/design.md §6, layer 5): MNIST tensors in memory,
 PermutedMNIST and RotatedMNIST, and the real-MNIST subset that ships with the package."""
 
 from .mnist import MNIST_MEAN, MNIST_STD, MnistArrays, load_mnist, load_subset, make_subset, save_subset

@@ -146,7 +146,7 @@ class RunConfig:
 
 
 # The alpha-fitting settings `impresslearn run` offers: the paper's, the prototype, and
-# the best found by tuning on a validation split ("tuned"; README, Continual-learning results).
+# the best found by tuning on a validation split ("tuned"; docs/results.md).
 ALPHA_PRESETS = dict(alpha_mod.ALPHA_PRESETS)
 ALPHA_PRESETS["tuned"] = dict(optimizer="adam", lr=0.1, epochs=5.0, batch_size=1024, schedule="cosine")
 
