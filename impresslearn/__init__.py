@@ -2,6 +2,7 @@
 
 from . import ops
 from .backends import available_backends, backend
+from .checkpoint import load_checkpoint, save_checkpoint
 from .format import PackedMasks, pack_masks
 from .layers import (
     ImpressConv2d,
@@ -13,7 +14,6 @@ from .layers import (
     convert,
     set_task,
 )
-from .checkpoint import load_checkpoint, save_checkpoint
 
 __version__ = "0.1.0"
 

@@ -16,7 +16,7 @@ import contextlib
 import contextvars
 import importlib
 import types
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 

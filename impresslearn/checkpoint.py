@@ -19,7 +19,7 @@ Tensor names, for a layer with qualified name `L`:
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -46,7 +46,7 @@ def _layer_record(layer: nn.Module) -> dict[str, Any]:
     return rec
 
 
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, metadata: Optional[dict] = None,
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, metadata: dict | None = None,
                     include_weights: bool = False, include_scores: bool = False) -> None:
     """Save `model`'s masks, bases, alphas and per-task BatchNorm statistics to `path` atomically.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 from safetensors.torch import load as st_load

@@ -15,7 +15,7 @@ the native CPU ops when they are built, without this module importing the layers
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -148,10 +148,10 @@ class PackedMasks:
         """The masks as a bool tensor `[T, *shape]`."""
         return _codec["unpack"](self.words, self.cols).reshape(self.num_masks, *self.shape)
 
-    def to(self, device) -> "PackedMasks":
+    def to(self, device) -> PackedMasks:
         return PackedMasks(self.words.to(device), self.shape)
 
-    def __getitem__(self, index) -> "PackedMasks":
+    def __getitem__(self, index) -> PackedMasks:
         """A subset of the masks (an int keeps the mask axis: `packed[3].num_masks == 1`)."""
         if isinstance(index, int):
             index = slice(index, index + 1 if index != -1 else None)
@@ -177,7 +177,7 @@ class PackedMasks:
         )
 
     @staticmethod
-    def cat(parts: Sequence["PackedMasks"]) -> "PackedMasks":
+    def cat(parts: Sequence[PackedMasks]) -> PackedMasks:
         """Stack the masks of several `PackedMasks` over the same weight shape."""
         parts = list(parts)
         if not parts:

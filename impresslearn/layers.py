@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Callable, Mapping, Optional, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -43,7 +43,7 @@ class TaskAware(nn.Module):
 
     def _init_tasks(self) -> None:
         self.task = 0
-        self.mixture: Optional[Tensor] = None
+        self.mixture: Tensor | None = None
 
     def set_task(self, task) -> None:
         if isinstance(task, Tensor):
@@ -71,7 +71,7 @@ class TaskAware(nn.Module):
 class BackboneLayer(TaskAware):
     """A frozen weight (and optional frozen bias) rebuilt from (init, seed, density)."""
 
-    def _init_backbone(self, shape, bias: bool, init: str, seed: int, scale_density: Optional[float]) -> None:
+    def _init_backbone(self, shape, bias: bool, init: str, seed: int, scale_density: float | None) -> None:
         self.init = init
         self.seed = int(seed)
         self.scale_density = scale_density
@@ -112,7 +112,7 @@ class SupermaskLayer(BackboneLayer):
     def score_seed(self, task: int) -> int:
         return derive_seed(self.seed, f"scores/{task}")
 
-    def add_task(self, seed: Optional[int] = None) -> int:
+    def add_task(self, seed: int | None = None) -> int:
         """Append scores for a new task, initialised as SupSup does (kaiming_uniform, a=sqrt(5)),
         from `seed` or from the layer seed and the task index. Returns the new task's index."""
         t = len(self.scores)
@@ -127,7 +127,7 @@ class SupermaskLayer(BackboneLayer):
         if len(self.scores) > n:  # nn.ParameterList has no __delitem__: keep the first n
             self.scores = nn.ParameterList(list(self.scores)[:n])
 
-    def mask(self, task: Optional[int] = None) -> Tensor:
+    def mask(self, task: int | None = None) -> Tensor:
         """The float mask of a task (the current one by default), differentiable in its scores."""
         s = self.scores[self.task if task is None else task]
         if self.mask_mode == "topk":
@@ -140,7 +140,7 @@ class SupermaskLayer(BackboneLayer):
         return self.weight * self.mask()
 
     @torch.no_grad()
-    def export_masks(self, tasks: Optional[Sequence[int]] = None) -> PackedMasks:
+    def export_masks(self, tasks: Sequence[int] | None = None) -> PackedMasks:
         """The learned masks of `tasks` (all by default) as one `PackedMasks`, 1 bit per weight."""
         tasks = range(self.num_tasks) if tasks is None else tasks
         parts = []
@@ -264,7 +264,7 @@ class ImpressLayer(BackboneLayer):
     def alpha_shape(self) -> tuple[int, ...]:
         return (self.basis_size, self.weight.shape[0]) if self.per_channel else (self.basis_size,)
 
-    def add_task(self, init: Optional[Tensor] = None) -> int:
+    def add_task(self, init: Tensor | None = None) -> int:
         """Append alpha for a new task (1/T everywhere unless `init` is given). Returns its index."""
         shape = self.alpha_shape()
         if init is None:
@@ -295,7 +295,7 @@ class ImpressLinear(ImpressLayer):
 
     def __init__(self, in_features: int, out_features: int, basis: PackedMasks, bias: bool = False, *,
                  num_tasks: int = 1, per_channel: bool = False, init: str = "kaiming_normal",
-                 scale_density: Optional[float] = None, seed: int = 0):
+                 scale_density: float | None = None, seed: int = 0):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self._init_backbone((out_features, in_features), bias, init, seed, scale_density)
@@ -314,7 +314,7 @@ class ImpressConv2d(_ConvArgs, ImpressLayer):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, basis: PackedMasks, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = False, *, num_tasks: int = 1, per_channel: bool = False,
-                 init: str = "kaiming_normal", scale_density: Optional[float] = None, seed: int = 0):
+                 init: str = "kaiming_normal", scale_density: float | None = None, seed: int = 0):
         super().__init__()
         shape = self._init_conv(in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
         self._init_backbone(shape, bias, init, seed, scale_density)
@@ -410,11 +410,11 @@ def random_basis(shape: Sequence[int], num_masks: int, density: float, seed: int
     return PackedMasks.cat([ops.popup_pack(torch.rand(tuple(shape), generator=gen), density) for _ in range(num_masks)])
 
 
-def convert(model: nn.Module, mode: str = "impress", *, basis: Optional[Mapping[str, PackedMasks]] = None,
-            basis_size: Optional[int] = None, density: float = 0.1, mask: str = "topk",
+def convert(model: nn.Module, mode: str = "impress", *, basis: Mapping[str, PackedMasks] | None = None,
+            basis_size: int | None = None, density: float = 0.1, mask: str = "topk",
             init: str = "kaiming_normal", scale: bool = False, seed: int = 0, per_channel: bool = False,
-            num_tasks: int = 1, batchnorm: str = "per_task", overrides: Optional[Mapping[str, str]] = None,
-            include: Optional[Callable[[str, nn.Module], bool]] = None) -> nn.Module:
+            num_tasks: int = 1, batchnorm: str = "per_task", overrides: Mapping[str, str] | None = None,
+            include: Callable[[str, nn.Module], bool] | None = None) -> nn.Module:
     """Swap the `nn.Linear` / `nn.Conv2d` modules of `model` (in place) for mask layers; returns `model`.
 
     mode: "supermask" (per-task learned masks) or "impress" (alphas over a basis).

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import numbers
 import types
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -104,7 +104,7 @@ def backend_for(device: torch.device | str) -> str:
 
 # --------------------------------------------------------------------------- input checks
 
-def _check_same_device(**tensors: Optional[Tensor]) -> None:
+def _check_same_device(**tensors: Tensor | None) -> None:
     present = {k: t.device for k, t in tensors.items() if t is not None}
     if len(set(present.values())) > 1:
         raise ValueError("tensors must be on one device, got " + ", ".join(f"{k} on {d}" for k, d in present.items()))
@@ -139,7 +139,7 @@ def _check_packed(weight: Tensor, packed: PackedMasks) -> None:
         raise ValueError(f"masks of shape {tuple(packed.shape)} do not cover a weight of shape {tuple(weight.shape)}")
 
 
-def _check_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> None:
+def _check_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> None:
     if weight.dim() != 2:
         raise ValueError(f"impress_linear needs a 2-D weight, got shape {tuple(weight.shape)}")
     if x.dim() < 1 or x.shape[-1] != weight.shape[1]:
@@ -236,7 +236,8 @@ def combine(weight: Tensor, packed: PackedMasks, alpha: Tensor) -> Tensor:
     return _combine(weight, packed.words, alpha)
 
 
-def _grads_of_effective_weight(g_eff: Tensor, weight: Tensor, words: Tensor, alpha: Tensor, needs_weight: bool, needs_alpha: bool):
+def _grads_of_effective_weight(g_eff: Tensor, weight: Tensor, words: Tensor, alpha: Tensor, needs_weight: bool,
+                               needs_alpha: bool):
     """Chain a gradient w.r.t. `W_eff = combine(weight, words, alpha)` back to weight and alpha."""
     grad_weight = _combine(g_eff, words, alpha) if needs_weight else None
     grad_alpha = _combine_grad_alpha(g_eff, weight, words, alpha) if needs_alpha else None
@@ -246,7 +247,7 @@ def _grads_of_effective_weight(g_eff: Tensor, weight: Tensor, words: Tensor, alp
 # --------------------------------------------------------------------------- impress_linear
 
 @torch.library.custom_op("impresslearn::impress_linear", mutates_args=())
-def _impress_linear(x: Tensor, weight: Tensor, words: Tensor, alpha: Tensor, bias: Optional[Tensor]) -> Tensor:
+def _impress_linear(x: Tensor, weight: Tensor, words: Tensor, alpha: Tensor, bias: Tensor | None) -> Tensor:
     _check_combine(weight, words, alpha)
     _check_linear(x, weight, bias)
     return _primitive(x.device, "impress_linear")(
@@ -334,7 +335,7 @@ _impress_linear_grad_input.register_autograd(_impress_linear_grad_input_backward
                                              setup_context=_impress_linear_grad_input_setup)
 
 
-def impress_linear(x: Tensor, weight: Tensor, packed: PackedMasks, alpha: Tensor, bias: Optional[Tensor] = None) -> Tensor:
+def impress_linear(x: Tensor, weight: Tensor, packed: PackedMasks, alpha: Tensor, bias: Tensor | None = None) -> Tensor:
     """`F.linear(x, combine(weight, packed, alpha), bias)`."""
     _check_packed(weight, packed)
     return _impress_linear(x, weight, packed.words, alpha, bias)
@@ -368,7 +369,7 @@ def _explicit_padding(padding, weight: Tensor, dilation: list[int]) -> list[int]
     return _pair(padding, "padding")
 
 
-def _check_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor], groups: int) -> None:
+def _check_conv(x: Tensor, weight: Tensor, bias: Tensor | None, groups: int) -> None:
     if weight.dim() != 4:
         raise ValueError(f"impress_conv2d needs a 4-D weight, got shape {tuple(weight.shape)}")
     if x.dim() not in (3, 4) or x.shape[-3] != weight.shape[1] * groups:
@@ -383,7 +384,7 @@ def _check_conv(x: Tensor, weight: Tensor, bias: Optional[Tensor], groups: int) 
 
 
 @torch.library.custom_op("impresslearn::impress_conv2d", mutates_args=())
-def _impress_conv2d(x: Tensor, weight: Tensor, words: Tensor, alpha: Tensor, bias: Optional[Tensor],
+def _impress_conv2d(x: Tensor, weight: Tensor, words: Tensor, alpha: Tensor, bias: Tensor | None,
                     stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int], groups: int) -> Tensor:
     _check_combine(weight, words, alpha)
     _check_conv(x, weight, bias, groups)
@@ -429,7 +430,7 @@ def _impress_conv2d_backward(ctx, grad):
 _impress_conv2d.register_autograd(_impress_conv2d_backward, setup_context=_impress_conv2d_setup)
 
 
-def impress_conv2d(x: Tensor, weight: Tensor, packed: PackedMasks, alpha: Tensor, bias: Optional[Tensor] = None,
+def impress_conv2d(x: Tensor, weight: Tensor, packed: PackedMasks, alpha: Tensor, bias: Tensor | None = None,
                    stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
     """`F.conv2d(x, combine(weight, packed, alpha), bias, stride, padding, dilation, groups)`."""
     _check_packed(weight, packed)

@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .format import rows_cols, pack_bits, unpack_bits
+from .format import pack_bits, rows_cols, unpack_bits
+
 
 def supports(device: torch.device) -> bool:
     """The reference runs wherever PyTorch does."""

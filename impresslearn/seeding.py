@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 import zlib
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -26,7 +26,7 @@ def derive_seed(seed: int, name: str) -> int:
 
 
 def init_backbone(shape: Sequence[int], *, init: str = "kaiming_normal", seed: int = 0,
-                  density: Optional[float] = None) -> Tensor:
+                  density: float | None = None) -> Tensor:
     """The frozen random weight of one layer, on the CPU in float32, the same on every machine.
 
     kaiming_normal: N(0, gain^2 / fan_in) with the ReLU gain sqrt(2); signed_constant:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -84,7 +84,7 @@ COMMANDS = {"quickstart": cmd_quickstart, "storage": cmd_storage, "plot": cmd_pl
             "doctor": cmd_doctor}
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if split.is_split_run(argv):  # SplitCIFAR-100 / SplitImageNet take options of their own
         return split.main(argv[1:])

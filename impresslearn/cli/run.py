@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

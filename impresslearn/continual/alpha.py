@@ -14,7 +14,7 @@ the task instead, trained jointly with the alphas.
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 import torch
 import torch.nn as nn
@@ -22,7 +22,6 @@ from torch import Tensor
 
 from ..layers import impress_layers, set_task, supermask_layers
 from .training import TrainConfig, fit
-
 
 # Alpha-fitting settings: the paper's (Table 3, MNIST) and the issue's prototype; the default of
 # `impresslearn run` is the best found when tuning on a validation split (docs/results.md).
@@ -49,7 +48,7 @@ def alpha_penalty(model: nn.Module, task: int) -> Tensor:
 
 
 def fit_alpha(model: nn.Module, task: int, batches: Iterable, cfg: TrainConfig, *, lam: float = 0.0,
-              desc: Optional[str] = None, progress: Optional[bool] = None) -> dict:
+              desc: str | None = None, progress: bool | None = None) -> dict:
     """Fit the alphas of `task` (and its hybrid mask) on `batches`; the basis and backbone stay frozen."""
     if lam < 0:
         raise ValueError(f"lam must be non-negative, got {lam}")
@@ -74,7 +73,7 @@ def favoured_masks(model: nn.Module, task: int) -> dict[str, int]:
 
 
 def basis_gn(model: nn.Module, task: int, batches: Iterable, cfg: TrainConfig, basis_index: int, *,
-             lam: float = 0.0, progress: Optional[bool] = None) -> dict:
+             lam: float = 0.0, progress: bool | None = None) -> dict:
     """basis-GN: data of basis task `basis_index`, given without its label, is learned as task
     `task` of `model` (a new one); reports which mask each layer favours, whether it is the
     task's own, and the fitted alphas."""

@@ -10,13 +10,13 @@ config share the same backbone exactly.
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 import torch.nn as nn
 
 from .. import models
 from ..format import PackedMasks
-from ..layers import ImpressLinear, ImpressConv2d, SupermaskConv2d, SupermaskLinear, convert
+from ..layers import ImpressConv2d, ImpressLinear, SupermaskConv2d, SupermaskLinear, convert
 
 ARCHS = ("lenet_300_100", "resnet18", "resnet50")  # the ResNets: SplitCIFAR-100 and SplitImageNet (issue 6)
 

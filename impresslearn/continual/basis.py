@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping, Optional, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from ..format import PackedMasks
 from ..layers import random_basis as random_layer_basis
@@ -46,7 +46,7 @@ def select(basis: Mapping[str, PackedMasks], indices: Sequence[int]) -> Basis:
     return {n: PackedMasks(p.words[idx], p.shape) for n, p in basis.items()}
 
 
-def random_basis(cfg: BackboneConfig, size: int, density: Optional[float] = None, seed: int = 0) -> Basis:
+def random_basis(cfg: BackboneConfig, size: int, density: float | None = None, seed: int = 0) -> Basis:
     """`size` uniformly random masks per layer at `density` (the backbone's by default)."""
     d = cfg.density if density is None else density
     return {name: random_layer_basis(shape, size, d, seed=derive_seed(seed, f"random-basis/{name}"))
@@ -54,7 +54,7 @@ def random_basis(cfg: BackboneConfig, size: int, density: Optional[float] = None
 
 
 def homogeneous_basis(cfg: BackboneConfig, size: int, batches: Callable[[int], Iterable], train: TrainConfig, *,
-                      progress: Optional[bool] = None) -> Basis:
+                      progress: bool | None = None) -> Basis:
     """`size` masks all learned on one task: mask t starts from its own score seed and draws
     its batches from `batches(t)` (a data order of its own). Same backbone for all."""
     model = supermask_model(cfg, num_tasks=size)  # task t's scores start from a seed of their own

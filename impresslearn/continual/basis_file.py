@@ -14,8 +14,8 @@ trained). Saved atomically; no pickle on load.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, Optional
 
 from ..files import atomic_write, read_header, read_safetensors, safetensors_bytes
 from ..format import PackedMasks
@@ -24,7 +24,7 @@ BASIS_VERSION = 1
 BASIS_KEY = "impresslearn-basis"
 
 
-def save_basis(path: str | os.PathLike, basis: Mapping[str, PackedMasks], metadata: Optional[dict] = None) -> None:
+def save_basis(path: str | os.PathLike, basis: Mapping[str, PackedMasks], metadata: dict | None = None) -> None:
     if not basis:
         raise ValueError("an empty basis")
     sizes = {p.num_masks for p in basis.values()}

@@ -10,7 +10,7 @@ parameters, in training mode and without gradients.
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from collections.abc import Iterable
 
 import torch
 import torch.nn as nn
@@ -19,7 +19,7 @@ from ..layers import TaskBatchNorm2d, set_task, task_modules
 
 
 @torch.no_grad()
-def recalibrate(model: nn.Module, task: int, batches: Iterable, max_batches: Optional[int] = None) -> int:
+def recalibrate(model: nn.Module, task: int, batches: Iterable, max_batches: int | None = None) -> int:
     """Re-estimate task `task`'s BatchNorm statistics on `batches` (at most `max_batches`).
     Returns the number of batches used (0 if the model keeps no per-task BatchNorm)."""
     bns = [m.bns[task] for _, m in task_modules(model) if isinstance(m, TaskBatchNorm2d)]

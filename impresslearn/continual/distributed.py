@@ -25,7 +25,8 @@ import dataclasses
 import datetime
 import inspect
 import os
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -44,7 +45,7 @@ class Dist:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
-    backend: Optional[str] = None
+    backend: str | None = None
     bn_group: Any = None  # a group of its own for BatchNorm statistics (see GlobalBatchNorm2d)
 
     @property
@@ -64,7 +65,7 @@ class Dist:
         return {"world_size": self.world_size, "rank": self.rank, "backend": self.backend, "device": str(self.device)}
 
 
-def init_from_env(device: Optional[str] = None, backend: Optional[str] = None,
+def init_from_env(device: str | None = None, backend: str | None = None,
                   timeout_minutes: float = 30.0) -> Dist:
     """Join the process group torchrun describes in the environment; a single-process `Dist`
     if there is none. `device`: "cpu" forces CPUs (gloo); by default GPU `LOCAL_RANK` if CUDA
@@ -277,7 +278,7 @@ def average_(tensors: Sequence[Tensor], d: Dist) -> None:
         t.copy_((buf / d.world_size).to(t.device, t.dtype))
 
 
-def broadcast_bytes(data: Optional[bytes], d: Dist, src: int = 0) -> Optional[bytes]:
+def broadcast_bytes(data: bytes | None, d: Dist, src: int = 0) -> bytes | None:
     """`data` as rank `src` has it (None included) on every rank: how one file read by the main
     process (a checkpoint) reaches the others, with or without a shared file system."""
     if not d.active:

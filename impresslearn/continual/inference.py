@@ -19,7 +19,7 @@ compute when given a mixture (`set_task(model, beta)`), through the same combine
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, Mapping, Optional, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 import torch.nn as nn
@@ -66,7 +66,7 @@ def num_tasks(model: nn.Module) -> int:
     return counts.pop()
 
 
-def superposition_model(cfg: BackboneConfig, supsup: nn.Module, tasks: Optional[Sequence[int]] = None) -> nn.Module:
+def superposition_model(cfg: BackboneConfig, supsup: nn.Module, tasks: Sequence[int] | None = None) -> nn.Module:
     """An Impress model whose basis is the SupSup masks of `tasks` (all by default) and whose task
     s has alpha one-hot at s: task s computes exactly with mask s, and a mixture beta computes
     `W ⊙ Σ_s beta_s M_s`, SupSup's superposition."""
@@ -123,7 +123,7 @@ def infer_task(model: nn.Module, x: Tensor, objective: str | Callable = "H", *, 
 
 def task_inference(model: nn.Module, test_batches: Callable[[int], Iterable], tasks: Sequence[int], *,
                    objective: str = "H", method: str = "oneshot", classes: int = 10, first_image: bool = False,
-                   progress: Optional[Callable[[], None]] = None) -> dict:
+                   progress: Callable[[], None] | None = None) -> dict:
     """For every model task s (data: stream task `tasks[s]`), infer the task of each test batch.
     Returns the fraction of batches whose task was found (`task_acc`), the classification
     accuracy with the inferred task (`acc`, wrong tasks included) and the confusion counts."""

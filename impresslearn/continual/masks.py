@@ -11,7 +11,7 @@ Presets (`MASK_PRESETS`) name the settings that SupSup's code and the issue's pr
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Optional, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch.nn as nn
 
@@ -19,7 +19,6 @@ from ..format import PackedMasks
 from ..layers import set_task, supermask_layers
 from .backbone import BackboneConfig
 from .training import TrainConfig, fit
-
 
 # name: (backbone settings, training settings)
 MASK_PRESETS: dict[str, tuple[dict, dict]] = {
@@ -48,13 +47,13 @@ def task_scores(model: nn.Module, task: int) -> list:
 
 
 def train_mask(model: nn.Module, task: int, batches: Iterable, cfg: TrainConfig, *,
-               desc: Optional[str] = None, progress: Optional[bool] = None) -> dict:
+               desc: str | None = None, progress: bool | None = None) -> dict:
     """Learn the mask of `task` (its scores only) on `batches`. Returns steps and final loss."""
     set_task(model, task)
     return fit(model, task_scores(model, task), batches, cfg, desc=desc or f"mask {task}", progress=progress)
 
 
-def task_masks(model: nn.Module, tasks: Optional[Sequence[int]] = None) -> dict[str, PackedMasks]:
+def task_masks(model: nn.Module, tasks: Sequence[int] | None = None) -> dict[str, PackedMasks]:
     """The masks of `tasks` (all by default) of every SupSup layer, 1 bit per weight."""
     return {name: m.export_masks(tasks) for name, m in supermask_layers(model)}
 

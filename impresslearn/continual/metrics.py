@@ -13,7 +13,7 @@ minus its final accuracy; backward transfer (Lopez-Paz & Ranzato 2017) is the me
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, Optional, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 import torch.nn as nn
@@ -22,7 +22,7 @@ from ..layers import set_task
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, batches: Iterable, task=None, classes: Optional[int] = None) -> float:
+def accuracy(model: nn.Module, batches: Iterable, task=None, classes: int | None = None) -> float:
     """Fraction of correct top-1 predictions over `batches` with `task` selected (the model's
     current task if None). The prediction is the argmax over all outputs, superfluous ones
     included, as SupSup evaluates; `classes` restricts it to the first `classes` outputs."""
@@ -53,7 +53,7 @@ class AccuracyMatrix:
     def record(self, after: int, on: int, acc: float) -> None:
         self.R[after][on] = float(acc)
 
-    def measure_row(self, after: int, evaluate: Callable[[int], float], tasks: Optional[Sequence[int]] = None) -> None:
+    def measure_row(self, after: int, evaluate: Callable[[int], float], tasks: Sequence[int] | None = None) -> None:
         """Fill row `after` by calling `evaluate(j)` for each task j learned so far (all of `tasks`)."""
         for j in (range(after + 1) if tasks is None else tasks):
             self.record(after, j, evaluate(j))

@@ -15,10 +15,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -87,8 +85,8 @@ def _join_optimizer(tensors: dict[str, Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def state_bytes(tensors: dict[str, Tensor], *, optimizer: Optional[torch.optim.Optimizer] = None,
-                position: Optional[dict] = None) -> bytes:
+def state_bytes(tensors: dict[str, Tensor], *, optimizer: torch.optim.Optimizer | None = None,
+                position: dict | None = None) -> bytes:
     """Named tensors, an optimizer's state and a JSON-serialisable position as safetensors bytes."""
     if any(k.startswith("opt.") for k in tensors):
         raise ValueError("tensor names starting with 'opt.' are reserved for the optimizer state")
@@ -100,7 +98,7 @@ def state_bytes(tensors: dict[str, Tensor], *, optimizer: Optional[torch.optim.O
     return safetensors_bytes(blob, STATE_KEY, header)
 
 
-def parse_state(data: bytes, name: str = "state") -> tuple[dict[str, Tensor], Optional[dict], dict]:
+def parse_state(data: bytes, name: str = "state") -> tuple[dict[str, Tensor], dict | None, dict]:
     """(named tensors, optimizer state dict or None, position) from `state_bytes` output."""
     tensors, meta = read_safetensors(data, name, "training state")
     header = read_header(meta, STATE_KEY, STATE_VERSION, name, "training state", field="version")
@@ -109,13 +107,13 @@ def parse_state(data: bytes, name: str = "state") -> tuple[dict[str, Tensor], Op
     return own, opt, header["position"]
 
 
-def save_state(path: str | os.PathLike, tensors: dict[str, Tensor], *, optimizer: Optional[torch.optim.Optimizer] = None,
-               position: Optional[dict] = None) -> None:
+def save_state(path: str | os.PathLike, tensors: dict[str, Tensor], *, optimizer: torch.optim.Optimizer | None = None,
+               position: dict | None = None) -> None:
     """`state_bytes` written to `path` atomically."""
     FileCheckpoint(path).save(state_bytes(tensors, optimizer=optimizer, position=position))
 
 
-def load_state(path: str | os.PathLike) -> tuple[dict[str, Tensor], Optional[dict], dict]:
+def load_state(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict | None, dict]:
     return parse_state(Path(path).read_bytes(), str(path))
 
 
@@ -127,7 +125,7 @@ class FileCheckpoint:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
 
-    def load(self) -> Optional[bytes]:
+    def load(self) -> bytes | None:
         return self.path.read_bytes() if self.path.exists() else None
 
     def save(self, data: bytes) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch.nn as nn
 
@@ -85,7 +85,7 @@ class ImpressStorage:
 
 
 def impress_bytes(shapes: Shapes, basis_size: int, *, per_channel: bool = False, max_tasks: float = math.inf,
-                  hybrid_layer: Optional[str] = None, state_bytes: int = 0) -> ImpressStorage:
+                  hybrid_layer: str | None = None, state_bytes: int = 0) -> ImpressStorage:
     """Bytes per ImpressLearn task: alphas + basis / max_tasks (+ the hybrid layer's own mask and
     the per-task BatchNorm statistics). The basis is stored packed, 1 bit per weight."""
     if basis_size < 1:
@@ -107,10 +107,10 @@ class PaperRow:
     basis_size: int
     max_tasks: float
     # the paper's figures (None where the paper or our notes give none)
-    paper_params: Optional[float]
-    paper_mask_kb: Optional[float]
+    paper_params: float | None
+    paper_mask_kb: float | None
     paper_alphas: int
-    paper_phi_kb: Optional[float]
+    paper_phi_kb: float | None
     paper_cx: float
 
 

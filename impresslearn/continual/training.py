@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Callable, Iterable, Optional, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +35,7 @@ class TrainConfig:
     optimizer: str = "rmsprop"
     lr: float = 3e-4
     epochs: float = 1.0
-    iterations: Optional[int] = None
+    iterations: int | None = None
     batch_size: int = 128
     momentum: float = 0.9
     weight_decay: float = 0.0
@@ -76,9 +76,9 @@ def num_steps(cfg: TrainConfig, batches_per_epoch: int) -> int:
 
 
 def fit(model: torch.nn.Module, params: Sequence[Tensor], batches: Iterable, cfg: TrainConfig, *,
-        penalty: Optional[Callable[[], Tensor]] = None, desc: str = "train", progress: Optional[bool] = None,
-        checkpoint: Optional[FileCheckpoint | str | os.PathLike] = None, every: int = 0,
-        state: Optional[dict[str, Tensor]] = None) -> dict:
+        penalty: Callable[[], Tensor] | None = None, desc: str = "train", progress: bool | None = None,
+        checkpoint: FileCheckpoint | str | os.PathLike | None = None, every: int = 0,
+        state: dict[str, Tensor] | None = None) -> dict:
     """Minimise cross-entropy (+ `penalty()`) over `batches` in `params` only.
 
     Returns the step count, the mean loss of the last epoch (or of the final L-BFGS pass) and the
@@ -157,7 +157,7 @@ def fit(model: torch.nn.Module, params: Sequence[Tensor], batches: Iterable, cfg
     return {"steps": steps, "loss": sum(losses) / max(1, len(losses)), "resumed_from": resumed_from}
 
 
-def _bar(steps: int, initial: int, desc: str, progress: Optional[bool]):
+def _bar(steps: int, initial: int, desc: str, progress: bool | None):
     return tqdm(total=steps, initial=initial, desc=desc, leave=False,
                 disable=None if progress is None else not progress, mininterval=1.0)
 

@@ -41,7 +41,7 @@ class MnistArrays:
                 raise ValueError(f"{name}: expected uint8 images [N, H, W] and N labels, "
                                  f"got {x.dtype} {tuple(x.shape)} and {tuple(y.shape)}")
 
-    def holdout(self, n: int) -> "MnistArrays":
+    def holdout(self, n: int) -> MnistArrays:
         """The last `n` training images become the test set (a validation split for tuning)."""
         if not 0 < n < self.train_x.shape[0]:
             raise ValueError(f"a validation split needs 0 < n < {self.train_x.shape[0]}, got {n}")

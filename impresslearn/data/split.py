@@ -26,8 +26,8 @@ slice of every global batch) see exactly the images a single uninterrupted proce
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -135,7 +135,7 @@ class SplitBatches:
     """
 
     def __init__(self, dataset, indices: Sequence[int], label_map: dict[int, int], transform: Callable,
-                 batch_size: int, *, shuffle: bool, seed: int = 0, device="cpu", limit: Optional[int] = None,
+                 batch_size: int, *, shuffle: bool, seed: int = 0, device="cpu", limit: int | None = None,
                  rank: int = 0, world_size: int = 1, workers: int = 0, drop_last: bool = False):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -250,7 +250,7 @@ class SplitStream:
 
 def _class_index(dataset) -> dict[int, list[int]]:
     """Sample indices of each class, from the data set's `targets` (torchvision's and ours)."""
-    targets = np.asarray(getattr(dataset, "targets"))
+    targets = np.asarray(dataset.targets)
     order = np.argsort(targets, kind="stable")
     classes, starts = np.unique(targets[order], return_index=True)
     bounds = list(starts[1:]) + [len(order)]
@@ -270,7 +270,7 @@ def contiguous_tasks(order: Sequence[int], num_tasks: int) -> list[list[int]]:
     return [list(order[t * per:(t + 1) * per]) for t in range(num_tasks)]
 
 
-def split_cifar100(root: Optional[str] = None, *, download: bool = False, synthetic: bool = False,
+def split_cifar100(root: str | None = None, *, download: bool = False, synthetic: bool = False,
                    num_tasks: int = 20, synthetic_train: int = 20, synthetic_test: int = 10,
                    seed: int = 0) -> SplitStream:
     """SplitCIFAR-100: task t holds classes 5t..5t+4 (for 20 tasks), relabelled 0..4."""
@@ -290,7 +290,7 @@ def split_cifar100(root: Optional[str] = None, *, download: bool = False, synthe
                        cifar_transform(True), cifar_transform(False), source)
 
 
-def split_imagenet(root: Optional[str] = None, *, synthetic: bool = False, num_tasks: int = 100,
+def split_imagenet(root: str | None = None, *, synthetic: bool = False, num_tasks: int = 100,
                    image_size: int = 224, synthetic_train: int = 10, synthetic_test: int = 5,
                    seed: int = 0) -> SplitStream:
     """SplitImageNet: ImageFolder classes in SupSup's shuffled order, `num_tasks` tasks of

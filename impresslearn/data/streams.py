@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import abc
 import math
-from typing import Callable, Iterator, Optional, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ class Batches:
     """Batches of (normalised flat images, labels) drawn from tensors in memory."""
 
     def __init__(self, x: Tensor, y: Tensor, transform: Transform, batch_size: int, *, shuffle: bool,
-                 seed: int = 0, device: torch.device | str = "cpu", limit: Optional[int] = None):
+                 seed: int = 0, device: torch.device | str = "cpu", limit: int | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.x, self.y, self.transform = x, y, transform
@@ -149,7 +149,7 @@ class RotatedMNIST(TaskStream):
 
     name = "rotated-mnist"
 
-    def __init__(self, arrays: MnistArrays, angles: Optional[Sequence[float]] = None, num_tasks: int = 36,
+    def __init__(self, arrays: MnistArrays, angles: Sequence[float] | None = None, num_tasks: int = 36,
                  step: float = 10.0, random_rotation: bool = False, max_angle: float = 90.0):
         super().__init__(arrays)
         self.angles = [float(a) for a in angles] if angles is not None else [step * t for t in range(num_tasks)]

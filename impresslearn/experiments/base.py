@@ -14,8 +14,8 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -47,7 +47,7 @@ class RunnerBase:
     may override `writes` (only one process of several writes) and `before_save`."""
 
     cfg: object
-    out: Optional[Path]
+    out: Path | None
     results: dict
 
     def start_clock(self) -> None:
@@ -77,7 +77,7 @@ class RunnerBase:
         """The seed of one training data stream (its order and augmentation), from the run's seed."""
         return derive_seed(self.cfg.seed, f"data/{kind}/{index}") % (2**31)
 
-    def measure_incorrect_masks(self, model: Optional[torch.nn.Module], tasks: Sequence[int],
+    def measure_incorrect_masks(self, model: torch.nn.Module | None, tasks: Sequence[int],
                                 test_batches: Callable) -> None:
         """M[i][j]: task i's mask (model task i) on task j's test data, and the off-diagonal mean:
         near chance when masks are task-specific. Fewer than two tasks (or no model): nothing."""

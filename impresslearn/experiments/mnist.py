@@ -22,8 +22,8 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import torch
 from safetensors.torch import load_file
@@ -48,25 +48,25 @@ class RunConfig:
     """Everything one `impresslearn run` depends on (written to results.json as `config`)."""
 
     benchmark: str = "permuted-mnist"
-    data_root: Optional[str] = None        # None: the MNIST subset shipped with the package
+    data_root: str | None = None        # None: the MNIST subset shipped with the package
     download: bool = False
     validation: int = 0                    # >0: evaluate on the last n training images instead of the test set
     # backbone and mask training (preset, then overrides)
     preset: str = "topk-0.1"
-    density: Optional[float] = None
-    mask: Optional[str] = None
-    init: Optional[str] = None
-    scale: Optional[bool] = None
-    outputs: Optional[int] = None
-    mask_optimizer: Optional[str] = None
-    mask_lr: Optional[float] = None
-    mask_epochs: Optional[float] = None
-    mask_iterations: Optional[int] = None
+    density: float | None = None
+    mask: str | None = None
+    init: str | None = None
+    scale: bool | None = None
+    outputs: int | None = None
+    mask_optimizer: str | None = None
+    mask_lr: float | None = None
+    mask_epochs: float | None = None
+    mask_iterations: int | None = None
     # tasks
     new_tasks: int = 5
     first_new_task: int = 1000             # permuted-mnist: new tasks use permutation seeds from here + 1
     angle_step: float = 10.0               # rotated-mnist: basis task t is rotated by step * t
-    new_angles: Optional[list] = None      # rotated-mnist: angles of the new tasks (default: between basis angles)
+    new_angles: list | None = None      # rotated-mnist: angles of the new tasks (default: between basis angles)
     random_rotation: bool = False          # rotated-mnist: the ImpressLearn authors' per-image random rotation
     # ImpressLearn
     impresslearn: bool = True              # False: SupSup only (the basis and alphas are skipped)
@@ -76,25 +76,25 @@ class RunConfig:
     hybrid: bool = False
     lam: float = 0.0
     alpha_preset: str = "tuned"
-    alpha_optimizer: Optional[str] = None
-    alpha_lr: Optional[float] = None
-    alpha_epochs: Optional[float] = None
-    alpha_batch_size: Optional[int] = None
-    alpha_schedule: Optional[str] = None
+    alpha_optimizer: str | None = None
+    alpha_lr: float | None = None
+    alpha_epochs: float | None = None
+    alpha_batch_size: int | None = None
+    alpha_schedule: str | None = None
     # extra measurements
     incorrect_tasks: int = 10              # incorrect-mask matrix over the first n new tasks
     basis_gn: int = 0                      # basis-GN on the first n basis tasks (heterogeneous)
     gn_objectives: list = dataclasses.field(default_factory=list)   # "G", "H"
     gn_methods: list = dataclasses.field(default_factory=lambda: ["oneshot"])
     gn_inputs: list = dataclasses.field(default_factory=lambda: ["batch"])  # "batch", "first"
-    gn_batches: Optional[int] = None       # test batches (of 128) per task for GN (all by default)
+    gn_batches: int | None = None       # test batches (of 128) per task for GN (all by default)
     gn_on: list = dataclasses.field(default_factory=lambda: ["supsup", "impresslearn"])
     # running
     seed: int = 0
     device: str = "cpu"
-    cache: Optional[str] = None
+    cache: str | None = None
     eval_batch_size: int = 2000
-    progress: Optional[bool] = None       # progress bars: None = only on a terminal
+    progress: bool | None = None       # progress bars: None = only on a terminal
     verbose: bool = True                   # log lines on stderr
 
     def check(self) -> None:
@@ -186,7 +186,7 @@ def make_tasks(cfg: RunConfig, arrays: MnistArrays) -> Tasks:
 class MaskCache:
     """Learned masks on disk, one safetensors file per (backbone, training, data, task, model slot)."""
 
-    def __init__(self, folder: Optional[str]):
+    def __init__(self, folder: str | None):
         self.folder = Path(folder) if folder else None
         if self.folder:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -195,7 +195,7 @@ class MaskCache:
     def key(**parts) -> str:
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
-    def get(self, key: str) -> Optional[dict[str, PackedMasks]]:
+    def get(self, key: str) -> dict[str, PackedMasks] | None:
         if not self.folder or not (self.folder / f"{key}.safetensors").exists():
             return None
         tensors = load_file(str(self.folder / f"{key}.safetensors"))
@@ -214,7 +214,7 @@ class MaskCache:
 # --------------------------------------------------------------------------- the run
 
 class Runner(RunnerBase):
-    def __init__(self, cfg: RunConfig, out: Optional[str] = None, command: Optional[str] = None):
+    def __init__(self, cfg: RunConfig, out: str | None = None, command: str | None = None):
         cfg.check()
         self.cfg = cfg
         self.out = Path(out) if out else None
@@ -241,7 +241,7 @@ class Runner(RunnerBase):
         }
 
     # ---- data
-    def test_batches(self, task: int, batch_size: Optional[int] = None, limit=None, shuffle=False):
+    def test_batches(self, task: int, batch_size: int | None = None, limit=None, shuffle=False):
         return self.tasks.stream.test(task, batch_size or self.cfg.eval_batch_size, device=self.device,
                                       shuffle=shuffle, seed=self.cfg.seed, limit=limit)
 
@@ -412,5 +412,5 @@ class Runner(RunnerBase):
         return self.results
 
 
-def run_experiment(cfg: RunConfig, out: Optional[str] = None, command: Optional[str] = None) -> dict:
+def run_experiment(cfg: RunConfig, out: str | None = None, command: str | None = None) -> dict:
     return Runner(cfg, out, command).run()

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -119,6 +119,7 @@ def plot_results(paths: Sequence[str | Path], out_dir: str | Path) -> list[Path]
     written = []
     for bench in sorted({r["config"]["benchmark"] for r in results}):
         rs = [r for r in results if r["config"]["benchmark"] == bench]
-        written.append(accuracy_vs_bytes(rs, out_dir / f"{bench}-accuracy-vs-bytes.png", f"{bench}: accuracy against bytes per task"))
+        written.append(accuracy_vs_bytes(rs, out_dir / f"{bench}-accuracy-vs-bytes.png",
+                                         f"{bench}: accuracy against bytes per task"))
         written.append(impressions_box(rs, out_dir / f"{bench}-impressions.png", f"{bench}: new-task accuracy by impressions"))
     return written

@@ -13,7 +13,6 @@ import dataclasses
 import json
 import tempfile
 import time
-from typing import Optional
 
 from .mnist import RunConfig, Runner
 from .tables import nbytes, pct, summary_table
@@ -22,7 +21,7 @@ QUICKSTART = RunConfig(benchmark="permuted-mnist", data_root=None, new_tasks=2, 
                        mask_epochs=3.0, gn_objectives=["H"], gn_on=["supsup"], incorrect_tasks=2)
 
 
-def quickstart(out: Optional[str] = None, verbose: bool = True) -> dict:
+def quickstart(out: str | None = None, verbose: bool = True) -> dict:
     start = time.time()
     with tempfile.TemporaryDirectory() as cache:  # the per-channel run reuses the masks of the first
         cfg = dataclasses.replace(QUICKSTART, cache=cache, verbose=verbose)

@@ -37,8 +37,8 @@ import dataclasses
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
@@ -78,14 +78,14 @@ class SplitConfig:
     """Everything a split-benchmark run depends on (written to results.json as `config`)."""
 
     benchmark: str = "split-cifar100"
-    data_root: Optional[str] = None
+    data_root: str | None = None
     download: bool = False
     synthetic: bool = False                 # the generated stand-in of the same shapes
-    synthetic_train: Optional[int] = None   # its images per class (default 20 / 10)
-    synthetic_test: Optional[int] = None    # (default 10 / 5)
+    synthetic_train: int | None = None   # its images per class (default 20 / 10)
+    synthetic_test: int | None = None    # (default 10 / 5)
     image_size: int = 224                   # split-imagenet crops (smaller for smoke runs)
     # backbone and masks
-    arch: Optional[str] = None              # resnet18 (CIFAR) / resnet50; default per benchmark
+    arch: str | None = None              # resnet18 (CIFAR) / resnet50; default per benchmark
     width: int = 64                         # resnet18's first-stage channels
     density: float = 0.1
     mask: str = "topk"
@@ -95,33 +95,33 @@ class SplitConfig:
     basis: str = "heterogeneous"
     basis_size: int = 10
     new_tasks: int = 5                      # 0: build the basis only
-    first_new_task: Optional[int] = None    # default: right after the basis tasks
+    first_new_task: int | None = None    # default: right after the basis tasks
     # training (None: the paper's)
     optimizer: str = "adam"
-    lr: Optional[float] = None
-    lam: Optional[float] = None
-    batch_size: Optional[int] = None
-    mask_lr: Optional[float] = None
+    lr: float | None = None
+    lam: float | None = None
+    batch_size: int | None = None
+    mask_lr: float | None = None
     mask_epochs: float = 1.0
-    mask_iterations: Optional[int] = None
-    alpha_lr: Optional[float] = None
+    mask_iterations: int | None = None
+    alpha_lr: float | None = None
     alpha_epochs: float = 1.0
-    alpha_iterations: Optional[int] = None
+    alpha_iterations: int | None = None
     per_channel: bool = False
     supsup: bool = True
     incorrect_tasks: int = 5
     # running
     seed: int = 0
-    device: Optional[str] = None            # default: this process's GPU if CUDA is present, else cpu
+    device: str | None = None            # default: this process's GPU if CUDA is present, else cpu
     workers: int = 0                        # DataLoader worker processes per process
     eval_batch_size: int = 250
-    eval_batches: Optional[int] = None      # at most this many test batches per task
+    eval_batches: int | None = None      # at most this many test batches per task
     checkpoint_every: int = 100             # steps between checkpoints of the unit in progress
     basis_parallel: str = "masks"           # several processes: "masks" (share out) or "data" (DDP)
     sync_bn: bool = True                    # data-parallel: BatchNorm over the global batch
     bn_recalibrate: int = 50                # training batches re-estimating a task's BatchNorm statistics
     restart: bool = False
-    progress: Optional[bool] = None
+    progress: bool | None = None
     verbose: bool = True
 
     def setting(self, name: str):
@@ -195,7 +195,7 @@ class SharedCheckpoint(FileCheckpoint):
         super().__init__(path)
         self.d = d
 
-    def load(self) -> Optional[bytes]:
+    def load(self) -> bytes | None:
         return dd.broadcast_bytes(super().load() if self.d.is_main else None, self.d)
 
     def save(self, data: bytes) -> None:
@@ -218,7 +218,7 @@ class RunFolder:
         p = self.path / "units" / f"{key}{'.progress' if progress else ''}.safetensors"
         return SharedCheckpoint(p, self.d) if shared else FileCheckpoint(p)
 
-    def done(self, key: str, shared: bool) -> Optional[tuple[dict, dict]]:
+    def done(self, key: str, shared: bool) -> tuple[dict, dict] | None:
         data = self.checkpoint(key, shared).load()
         if data is None:
             return None
@@ -268,8 +268,8 @@ def _bn_only(tensors: dict) -> dict:
 
 
 class SplitRunner(RunnerBase):
-    def __init__(self, cfg: SplitConfig, out: str = "results.json", command: Optional[str] = None,
-                 d: Optional[dd.Dist] = None):
+    def __init__(self, cfg: SplitConfig, out: str = "results.json", command: str | None = None,
+                 d: dd.Dist | None = None):
         cfg.check()
         self.cfg = cfg
         self.d = d or dd.Dist()
@@ -488,6 +488,6 @@ class SplitRunner(RunnerBase):
         return self.results
 
 
-def run_split(cfg: SplitConfig, out: str = "results.json", command: Optional[str] = None,
-              d: Optional[dd.Dist] = None) -> dict:
+def run_split(cfg: SplitConfig, out: str = "results.json", command: str | None = None,
+              d: dd.Dist | None = None) -> dict:
     return SplitRunner(cfg, out, command, d).run()

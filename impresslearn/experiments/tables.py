@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def _aligned(rows: list[tuple]) -> str:
@@ -64,7 +64,8 @@ def storage_table(rows: list[dict]) -> str:
     body = []
     for r in rows:
         p, o = r["paper"], r["ours"]
-        body.append([r["benchmark"], r["arch"], f"{r['params'] / 1e6:.2f} M", num(p["params"] and p["params"] / 1e6, ".1f") + (" M" if p["params"] else ""),
+        paper_params = num(p["params"] and p["params"] / 1e6, ".1f") + (" M" if p["params"] else "")
+        body.append([r["benchmark"], r["arch"], f"{r['params'] / 1e6:.2f} M", paper_params,
                      f"{r['mask_kb']:.1f}", num(p["mask_kb"], ".1f"), str(r["basis_size"]), str(r["alphas"]),
                      str(p["alphas"]), f"{r['phi_kb']:.2f}", num(p["phi_kb"], ".2f"), f"{r['cx']:.2f}", f"{p['cx']:.2f}",
                      nbytes(o["supsup_packed_bytes"]), nbytes(o["impress_bytes"]), f"{o['cx_packed']:.2f}"])
