@@ -14,7 +14,7 @@ if "triton" not in impresslearn.available_backends():
     pytest.skip(f"triton backend unavailable: {impresslearn.backends.why_unavailable('triton')}", allow_module_level=True)
 
 from impresslearn import kernels  # noqa: E402
-from impresslearn.kernels.impress_matmul import FUSED_MAX_BATCH  # noqa: E402
+from impresslearn.kernels.impress_linear import FUSED_MAX_BATCH  # noqa: E402
 
 
 def inputs(rows, cols, t, dtype=torch.float32, per_channel=False, seed=0):
