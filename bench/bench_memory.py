@@ -7,7 +7,7 @@ the head), on a batch of random 224x224 images with 10 classes. Two implementati
     packed   impresslearn's ImpressConv2d / ImpressLinear: the basis as 1-bit packed words, the
              combine op of the backend in use ("auto": triton on CUDA; native, else reference, on
              CPUs; the reference unpacks one layer's masks at a time, transiently)
-    dense    the SupSup-style baseline (`impresslearn.dense_layers`): the basis as stacked
+    dense    the SupSup-style baseline (`impresslearn.dense.densify`): the basis as stacked
              float32 masks [T, *shape], `combine_dense`
 
 Every case runs in a child process of its own, one at a time. On a CPU the peak is the child's
@@ -74,7 +74,7 @@ def build_model(mode: str, masks: int, arch: str, width: int, device: str):
     import torch.nn as nn
 
     from impresslearn import convert, models
-    from impresslearn.dense_layers import densify
+    from impresslearn.dense import densify
 
     net = models.resnet50(num_classes=10) if arch == "resnet50" else models.cifar_resnet18(10, width=width)
     shapes = {n: tuple(m.weight.shape) for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
@@ -113,7 +113,7 @@ def child(args) -> dict:
     import torch
 
     from impresslearn import convert, models, ops  # noqa: F401  everything imported before the baseline
-    from impresslearn.dense_layers import densify  # noqa: F401
+    from impresslearn.dense import densify  # noqa: F401
 
     torch.manual_seed(0)
     out = {"mode": args.mode, "T": args.masks, "batch": args.batch, "rss_import_mb": _status_mb("VmRSS")}
