@@ -21,6 +21,13 @@ DATA_ROOT = Path(os.environ.get("IMPRESSLEARN_DATA", Path(__file__).resolve().pa
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
+def pytest_configure(config):
+    # The kernel tests mark each case with its backend (cases.needs), so that a run can pick
+    # backends: the GPU suite runs `-m "not reference and not native"` there.
+    for name in ("reference", "native", "triton"):
+        config.addinivalue_line("markers", f"{name}: a kernel test of the {name} backend")
+
+
 @pytest.fixture
 def mnist_root() -> Path:
     if not (DATA_ROOT / "MNIST" / "raw" / "train-images-idx3-ubyte").exists():
