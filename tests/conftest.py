@@ -1,7 +1,12 @@
 import os
+import sys
 from pathlib import Path
 
 import torch
+
+# Test modules import their shared helpers (cases.py) by name, tests/kernels/ included: make this
+# folder importable whatever pytest's import mode.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # Without a GPU the Triton kernels run in Triton's interpreter on CPU tensors. It must be chosen
 # before the kernels are defined (they are imported lazily, by the backend registry), and torch
