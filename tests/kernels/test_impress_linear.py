@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import impresslearn
-from cases import (DEVICE, TOL, Flavour, assert_within_torch_error, backend_grid, case_id, combine_oracle,
+from cases import (DEVICE, Flavour, assert_within_torch_error, backend_grid, case_id, combine_oracle,
                    make_combine_inputs, only, packed_inputs)
 from impresslearn import ops, pack_masks, reference
 
