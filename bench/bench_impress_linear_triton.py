@@ -10,7 +10,8 @@ Implementations, side by side on the same tensors:
     dense                 masks as stacked float tensors: combine_dense + F.linear, autograd
     reference             ops under backend("reference")
 
-`fwd+bwd` computes the gradients of x and alpha (of x and W_eff for the floor).
+`fwd+bwd` computes the gradients of x and alpha (of x and W_eff for the floor). Layer shapes,
+batches, the forced paths and the random packed masks: bench_cases.py.
 """
 
 from __future__ import annotations
@@ -22,17 +23,16 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import impresslearn
-from impresslearn import dense, ops, pack_masks
+from bench_cases import LINEAR_BATCHES, LINEAR_SHAPES, QUICK_LINEAR, TRITON_LINEAR_PATHS, random_packed
+from impresslearn import dense, ops
 from triton_timing import Setup, timed_row
 
-LINEAR_SHAPES = {"lenet.fc1": (300, 784), "resnet50.fc": (1000, 2048), "square4096": (4096, 4096)}
-BATCHES = (1, 16, 128, 1024)
 MASK_COUNTS = (8, 75)
 DTYPES = (torch.float16, torch.float32)
 # ResNet-50 3x3 convs at batch 32: (weight shape, input shape).
 CONV_STEPS = {"layer3.conv2": ((256, 256, 3, 3), (32, 256, 14, 14)), "layer4.conv2": ((512, 512, 3, 3), (32, 512, 7, 7))}
 
-SMOKE_LINEAR_SHAPES = {"tiny": (13, 40)}
+SMOKE_LINEAR_SHAPES = {"tiny": QUICK_LINEAR}
 SMOKE_BATCHES = (1, 70)
 SMOKE_MASK_COUNTS = (9,)
 SMOKE_DTYPES = (torch.float32,)
@@ -59,14 +59,16 @@ def _linear_impls(x, weight, packed, alpha, stacked):
 
     return {
         "forward": {
-            "triton_fused": lambda: kernels.impress_linear(x, weight, words, alpha, None, fused_max_batch=1 << 30),
-            "triton_combine_gemm": lambda: kernels.impress_linear(x, weight, words, alpha, None, fused_max_batch=0),
+            "triton_fused": lambda: kernels.impress_linear(x, weight, words, alpha, None, **TRITON_LINEAR_PATHS["fused"]),
+            "triton_combine_gemm": lambda: kernels.impress_linear(x, weight, words, alpha, None,
+                                                                  **TRITON_LINEAR_PATHS["combine_gemm"]),
             "floor": lambda: F.linear(x, w_eff),
             "dense": lambda: F.linear(x, dense.combine_dense(weight, stacked, alpha)),
         },
         "grad_input": {
-            "triton_fused": lambda: kernels.impress_linear_grad_input(g, weight, words, alpha, fused_max_batch=1 << 30),
-            "triton_combine_gemm": lambda: kernels.impress_linear_grad_input(g, weight, words, alpha, fused_max_batch=0),
+            "triton_fused": lambda: kernels.impress_linear_grad_input(g, weight, words, alpha, **TRITON_LINEAR_PATHS["fused"]),
+            "triton_combine_gemm": lambda: kernels.impress_linear_grad_input(g, weight, words, alpha,
+                                                                             **TRITON_LINEAR_PATHS["combine_gemm"]),
             "floor": lambda: g @ w_eff,
         },
         "fwd+bwd": {
@@ -106,14 +108,14 @@ def _time_all(setup, impls_by_op, base_row, rows):
 
 def _setup_layer(shape, t, dtype, device, gen):
     weight = torch.randn(shape, generator=gen).to(dtype).to(device)
-    packed = pack_masks(torch.rand((t, *shape), generator=gen) < 0.3).to(device)
+    packed = random_packed(t, shape, seed=int(torch.randint(0, 2**31, (1,), generator=gen)), device=device)
     alpha = torch.rand(t, generator=gen).to(device)
     return weight, packed, alpha, dense.stack_masks(packed, dtype)
 
 
 def run(setup: Setup, peak_gbps=None) -> list[dict]:
     shapes = SMOKE_LINEAR_SHAPES if setup.smoke else LINEAR_SHAPES
-    batches = SMOKE_BATCHES if setup.smoke else BATCHES
+    batches = SMOKE_BATCHES if setup.smoke else LINEAR_BATCHES
     counts = SMOKE_MASK_COUNTS if setup.smoke else MASK_COUNTS
     dtypes = SMOKE_DTYPES if setup.smoke else DTYPES
     convs = SMOKE_CONV_STEPS if setup.smoke else CONV_STEPS

@@ -7,7 +7,7 @@ the head), on a batch of random 224x224 images with 10 classes. Two implementati
     packed   impresslearn's ImpressConv2d / ImpressLinear: the basis as 1-bit packed words, the
              combine op of the backend in use ("auto": triton on CUDA; native, else reference, on
              CPUs; the reference unpacks one layer's masks at a time, transiently)
-    dense    the SupSup-style baseline (`impresslearn.dense_layers`): the basis as stacked
+    dense    the SupSup-style baseline (`impresslearn.dense.densify`): the basis as stacked
              float32 masks [T, *shape], `combine_dense`
 
 Every case runs in a child process of its own, one at a time. On a CPU the peak is the child's
@@ -22,8 +22,8 @@ largest batch that fits (doubling, then bisection).
     python bench/bench_memory.py --T 10 --modes packed --batch 1 --out /tmp/m.json
 
 Results: bench/results/memory_<device>.json (every case, the machine, the command) and .md
-(the table the README shows). Basis masks are random bits (density 1/2): memory and time do not
-depend on the density.
+(the table the README shows). Basis masks are random bits (density 1/2, bench_cases.random_basis):
+memory and time do not depend on the density.
 """
 
 from __future__ import annotations
@@ -55,30 +55,13 @@ def _status_mb(key: str) -> float:
     return int(m.group(1)) / 1024 if m else float("nan")
 
 
-def random_basis_words(shape, count: int, seed: int):
-    """`count` random masks (each bit 1 with probability 1/2) as packed words, padding bits 0."""
-    import torch
-
-    from impresslearn import PackedMasks
-    from impresslearn.format import num_words, rows_cols
-
-    rows, cols = rows_cols(shape)
-    gen = torch.Generator().manual_seed(seed)
-    words = torch.randint(-(2**31), 2**31 - 1, (count, rows, num_words(cols)), dtype=torch.int32, generator=gen)
-    if cols % 32:
-        words[..., -1] &= (1 << (cols % 32)) - 1
-    return PackedMasks(words, shape)
-
-
 def build_model(mode: str, masks: int, arch: str, width: int, device: str):
-    import torch.nn as nn
-
+    from bench_cases import random_basis  # (here, in the child: the parent never imports torch)
     from impresslearn import convert, models
-    from impresslearn.dense_layers import densify
+    from impresslearn.dense import densify
 
     net = models.resnet50(num_classes=10) if arch == "resnet50" else models.cifar_resnet18(10, width=width)
-    shapes = {n: tuple(m.weight.shape) for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
-    basis = {n: random_basis_words(s, masks, seed=i) for i, (n, s) in enumerate(shapes.items())}
+    basis = random_basis(net, masks)
     model = convert(net, "impress", basis=basis, density=0.5)
     del basis
     if mode == "dense":
@@ -113,7 +96,7 @@ def child(args) -> dict:
     import torch
 
     from impresslearn import convert, models, ops  # noqa: F401  everything imported before the baseline
-    from impresslearn.dense_layers import densify  # noqa: F401
+    from impresslearn.dense import densify  # noqa: F401
 
     torch.manual_seed(0)
     out = {"mode": args.mode, "T": args.masks, "batch": args.batch, "rss_import_mb": _status_mb("VmRSS")}

@@ -1,32 +1,23 @@
-"""The native CPU ops side by side with the reference backend and the dense baselines.
+"""Peak memory per case of the CPU methods (native, reference, the dense and torch baselines), each
+in a fresh child process; joined with the suites' timings, the CPU tables and the issue's targets.
 
-    python bench/bench_native.py                  # everything; writes bench/results/cpu-native.json
-    python bench/bench_native.py --only popup     # one group: combine, grad_alpha, popup, lenet, variants
-    python bench/bench_native.py --quick          # small sizes, a smoke test of the script
-    python bench/bench_native.py --only combine --methods native --no-memory --out F.json
-                                                  # the native op alone: to compare two builds
+Times come from the pytest-benchmark suites (bench/test_<primitive>.py); what they cannot measure
+is the memory one call takes, which needs a process of its own per call. The cases and the calls
+are the suites' own (bench_cases.py).
 
-Groups (DESIGN.md section 4 / issue 5):
-    combine      W ⊙ Σ_t alpha_t M_t for a 512×512×3×3 layer at T ∈ {1, 8, 32, 75, 250}
-    grad_alpha   d alpha_t = Σ G ⊙ W ⊙ M_t for the same layer
-    popup        the top-10 % mask of 2.4 M and 25 M scores
-    lenet        one ImpressLearn training step (forward, cross-entropy, backward, RMSprop) of
-                 LeNet-300-100 with 100 basis masks at batch 128
-    variants     the native combine's inner loops (AVX-512, AVX2, portable, byte tables) against
-                 each other: the measurement behind csrc/variant.cpp's choice
+    python bench/bench_native.py                        # memory of every case: bench/results/cpu-native-memory.json
+    python bench/bench_native.py --only combine popup   # some primitives: combine, grad_alpha, popup, lenet_step,
+                                                        # impress_linear, impress_linear_backward
+    python bench/bench_native.py --quick                # tiny cases: a smoke test of the script (no file)
+    pytest bench --benchmark-only --benchmark-json=/tmp/t.json
+    python bench/bench_native.py --timings /tmp/t.json  # ... with the times: tables of time (× native) and
+                                                        # memory, and the targets of issue 5
 
-Methods: "native" (the C++ ops, through impresslearn.ops), "reference" (the pure-PyTorch
-backend), "dense_supsup" (masks stored as stacked float tensors and combined by broadcasting, as
-public SupSup code does: impresslearn.dense.combine_dense), "dense_matvec" (the same stack, one
-matrix-vector product: dense.combine_matvec), and for popup torch.sort-based selection (SupSup's
-GetSubnet), torch.topk and torch.kthvalue.
-
-Time: median and minimum wall time of repeated calls in this process, after one warm-up call,
-with torch's default number of threads. Memory: each (case, method) once more in a fresh child
-process: `inputs_mb` is the resident memory its inputs take (the method's own mask storage: dense
-float stacks or packed words), `peak_mb` the peak resident memory above the child's baseline
-while the call runs (inputs included), read from /proc/self/status (VmHWM, reset through
-/proc/self/clear_refs).
+Memory: `inputs_mb` is the resident memory the case's inputs take (the method's own mask storage:
+dense float stacks or packed words), `peak_mb` the peak resident memory above the child's
+baseline while one call runs (inputs included), read from /proc/self/status (VmHWM, reset
+through /proc/self/clear_refs). The results of the script before the suites existed (time and
+memory in one run) are bench/results/cpu-native*.json.
 """
 
 from __future__ import annotations
@@ -34,219 +25,33 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 from tqdm import tqdm
 
-import impresslearn
-from impresslearn import dense, models, ops
-from impresslearn.format import PackedMasks, num_words
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-RESULTS = Path(__file__).resolve().parent / "results" / "cpu-native.json"
-LAYER = (512, 512, 3, 3)
-MASK_COUNTS = (1, 8, 32, 75, 250)
-POPUP_SIZES = (2_400_000, 25_000_000)
-DENSITY = 0.1
+import bench_cases  # noqa: E402
+import impresslearn  # noqa: E402
 
-
-@dataclass
-class Case:
-    group: str
-    method: str
-    params: dict
-    result: dict = field(default_factory=dict)
+RESULTS = Path(__file__).resolve().parent / "results" / "cpu-native-memory.json"
+PRIMITIVES = ("combine", "grad_alpha", "popup", "lenet_step")
+ALL_PRIMITIVES = PRIMITIVES + ("impress_linear", "impress_linear_backward")
 
 
-# --------------------------------------------------------------------------- inputs
-
-def random_words(t: int, shape, seed: int = 0) -> PackedMasks:
-    """T random masks (density 1/2) made directly as packed words: no dense masks anywhere."""
-    rows, cols = shape[0], math.prod(shape[1:])
-    g = torch.Generator().manual_seed(seed)
-    words = torch.randint(-2**31, 2**31, (t, rows, num_words(cols)), generator=g, dtype=torch.int64).to(torch.int32)
-    if cols % 32:
-        words[..., -1] &= (1 << (cols % 32)) - 1  # padding bits are zero
-    return PackedMasks(words, shape)
+def cpu_methods(primitive: str) -> list[bench_cases.Method]:
+    """The methods that run compiled or in PyTorch on the CPU (no kernel variants: they take the
+    memory of the native default, and Triton's interpreter is no measure)."""
+    return [m for m in bench_cases.methods(primitive, variants=False) if m.device == "cpu" and m.backend != "triton"]
 
 
-def on(backend: str, fn: Callable) -> Callable:
-    def run():
-        with impresslearn.backend(backend):
-            return fn()
-    return run
-
-
-# --------------------------------------------------------------------------- the cases
-# Each setup builds the method's inputs and returns the call to time.
-
-def setup_combine(method: str, T: int, shape=LAYER) -> Callable:
-    g = torch.Generator().manual_seed(1)
-    weight, alpha = torch.randn(shape, generator=g), torch.randn(T, generator=g) / T
-    packed = random_words(T, shape)
-    if method in ("native", "reference"):
-        return on(method, lambda: ops.combine(weight, packed, alpha))
-    stacked = dense.stack_masks(packed)
-    del packed
-    combine = dense.combine_dense if method == "dense_supsup" else dense.combine_matvec
-    return lambda: combine(weight, stacked, alpha)
-
-
-def setup_grad_alpha(method: str, T: int, shape=LAYER) -> Callable:
-    g = torch.Generator().manual_seed(2)
-    weight, alpha, grad = torch.randn(shape, generator=g), torch.randn(T, generator=g), torch.randn(shape, generator=g)
-    packed = random_words(T, shape)
-    if method in ("native", "reference"):
-        return on(method, lambda: ops._combine_grad_alpha(grad, weight, packed.words, alpha))
-    stacked = dense.stack_masks(packed)
-    del packed
-    if method == "dense_supsup":  # what autograd does through combine_dense: a [T, ...] product
-        dims = tuple(range(1, stacked.dim()))
-        return lambda: (stacked * (grad * weight)).sum(dim=dims)
-    return lambda: stacked.reshape(T, -1) @ (grad * weight).reshape(-1)  # ... and through combine_matvec
-
-
-def _sort_select(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """SupSup's GetSubnet: sort all scores, zero the smallest, one the rest."""
-    out = torch.empty_like(scores)
-    _, idx = scores.flatten().sort()
-    j = scores.numel() - k
-    flat = out.flatten()
-    flat[idx[:j]] = 0
-    flat[idx[j:]] = 1
-    return out
-
-
-def _topk_select(scores: torch.Tensor, k: int) -> torch.Tensor:
-    out = torch.zeros_like(scores)
-    out.view(-1)[torch.topk(scores.view(-1), k, sorted=False).indices] = 1
-    return out
-
-
-def _kthvalue_select(scores: torch.Tensor, k: int) -> torch.Tensor:
-    threshold = torch.kthvalue(scores.view(-1), scores.numel() - k + 1).values
-    return (scores >= threshold).to(scores.dtype)
-
-
-def setup_popup(method: str, n: int) -> Callable:
-    scores = torch.randn(n // 1000, 1000, generator=torch.Generator().manual_seed(3)).abs()
-    k = ops.popup_k(n, DENSITY)
-    if method in ("native", "reference"):
-        return on(method, lambda: ops.popup_mask(scores, DENSITY))
-    if method == "native_pack":
-        return on("native", lambda: ops.popup_pack(scores, DENSITY))
-    select = {"torch_sort": _sort_select, "torch_topk": _topk_select, "torch_kthvalue": _kthvalue_select}[method]
-    return lambda: select(scores, k)
-
-
-class DenseImpressLinear(nn.Module):
-    """An ImpressLinear whose basis is a stack of float masks, combined by a dense baseline."""
-
-    def __init__(self, layer, combine):
-        super().__init__()
-        self.register_buffer("weight", layer.weight)
-        self.register_buffer("stacked", dense.stack_masks(layer.basis))
-        self.alpha = nn.Parameter(layer.alpha[0].detach().clone())
-        self.combine = combine
-
-    def forward(self, x):
-        return F.linear(x, self.combine(self.weight, self.stacked, self.alpha))
-
-
-def setup_lenet(method: str, basis_size: int = 100, batch: int = 128) -> Callable:
-    model = impresslearn.convert(models.lenet_300_100(), "impress", basis_size=basis_size, density=DENSITY, seed=0)
-    if method.startswith("dense"):
-        combine = dense.combine_dense if method == "dense_supsup" else dense.combine_matvec
-        for i, m in enumerate(model):
-            if isinstance(m, impresslearn.ImpressLinear):
-                model[i] = DenseImpressLinear(m, combine)
-    g = torch.Generator().manual_seed(4)
-    x, y = torch.randn(batch, 1, 28, 28, generator=g), torch.randint(0, 10, (batch,), generator=g)
-    opt = torch.optim.RMSprop([p for p in model.parameters() if p.requires_grad], lr=0.002)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-
-    return on(method if method in ("native", "reference") else "auto", step)
-
-
-def setup_variant(method: str, T: int, shape=LAYER) -> Callable:
-    from impresslearn import native
-
-    call = setup_combine("native", T, shape)
-
-    def run():
-        previous = native.set_variant(method)
-        try:
-            return call()
-        finally:
-            native.set_variant(previous)
-    return run
-
-
-SETUPS = {"combine": setup_combine, "grad_alpha": setup_grad_alpha, "popup": setup_popup, "lenet": setup_lenet,
-          "variants": setup_variant}
-
-
-def cases(quick: bool) -> list[Case]:
-    shape = (64, 64, 3, 3) if quick else LAYER
-    ts = (1, 8, 75) if quick else MASK_COUNTS
-    dense_methods = ("native", "reference", "dense_supsup", "dense_matvec")
-    out = []
-    for group in ("combine", "grad_alpha"):
-        out += [Case(group, m, {"T": t, "shape": list(shape)}) for t in ts for m in dense_methods]
-    for n in ((24_000, 250_000) if quick else POPUP_SIZES):
-        out += [Case("popup", m, {"n": n, "density": DENSITY}) for m in
-                ("native", "native_pack", "reference", "torch_sort", "torch_topk", "torch_kthvalue")]
-    out += [Case("lenet", m, {"basis_size": 10 if quick else 100, "batch": 128}) for m in dense_methods]
-    if "native" in impresslearn.available_backends():
-        from impresslearn import native
-
-        variants = []
-        for name in ("generic", "lut", "avx2", "avx512"):
-            try:
-                native.set_variant(name)
-            except RuntimeError:  # not on this CPU
-                continue
-            variants.append(name)
-        native.set_variant("auto")
-        out += [Case("variants", v, {"T": t, "shape": list(shape)}) for t in ts for v in variants]
-    return out
-
-
-# --------------------------------------------------------------------------- measuring
-
-def setup_call(case: Case) -> Callable:
-    params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in case.params.items() if k != "density"}
-    return SETUPS[case.group](case.method, **params)
-
-
-def time_call(fn: Callable, min_runs: int = 3, max_runs: int = 30, budget_s: float = 1.0) -> dict:
-    t0 = time.perf_counter()
-    fn()  # warm-up
-    if time.perf_counter() - t0 > 5 * budget_s:
-        min_runs = 1  # the slow baselines (seconds per call): one timed run is enough
-    times = []
-    start = time.perf_counter()
-    while len(times) < min_runs or (len(times) < max_runs and time.perf_counter() - start < budget_s):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return {"median_ms": statistics.median(times) * 1e3, "min_ms": min(times) * 1e3, "runs": len(times)}
-
+# --------------------------------------------------------------------------- memory, in a child
 
 def _status_mb(key: str) -> float:
     with open("/proc/self/status") as f:
@@ -256,12 +61,16 @@ def _status_mb(key: str) -> float:
     raise RuntimeError(f"{key} not in /proc/self/status")
 
 
-def measure_memory_here(case: Case) -> dict:
-    """Run in a fresh child: inputs' resident memory and the peak during one call (MB)."""
+def measure_here(primitive: str, case_id: str, method: str, quick: bool) -> dict:
+    """In a fresh child: the case's inputs' resident memory and the peak during one call (MB)."""
+    case = bench_cases.find_case(primitive, case_id, quick)
+    # One call on a tiny case first: what the first call of an op loads once (the native library,
+    # the modules torch imports lazily on a custom op's first dispatch) is not the call's memory.
+    bench_cases.setup(primitive, bench_cases.cases(primitive, quick=True)[0], bench_cases.Method(method))()
     gc.collect()
     base = _status_mb("VmRSS")
-    fn = setup_call(case)
-    if case.group == "lenet":
+    fn = bench_cases.setup(primitive, case, bench_cases.Method(method))
+    if primitive == "lenet_step":
         fn()  # the optimizer's state exists from the first step on
     gc.collect()
     inputs = _status_mb("VmRSS") - base
@@ -271,10 +80,10 @@ def measure_memory_here(case: Case) -> dict:
     return {"inputs_mb": inputs, "peak_mb": _status_mb("VmHWM") - base}
 
 
-def measure_memory(case: Case) -> dict:
-    spec = json.dumps({"group": case.group, "method": case.method, "params": case.params})
-    threads = ["--threads", str(torch.get_num_threads())]
-    proc = subprocess.run([sys.executable, __file__, "--child", spec, *threads], capture_output=True, text=True)
+def measure(primitive: str, case_id: str, method: str, quick: bool) -> dict:
+    spec = json.dumps({"primitive": primitive, "case": case_id, "method": method, "quick": quick})
+    proc = subprocess.run([sys.executable, __file__, "--child", spec, "--threads", str(torch.get_num_threads())],
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         return {"memory_error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"rc {proc.returncode}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -294,76 +103,81 @@ def machine() -> dict:
     return info
 
 
-# --------------------------------------------------------------------------- report
+# --------------------------------------------------------------------------- timings and report
 
-TARGETS = [  # (group, params subset, method, at least this many times slower than native, memory ratio)
-    ("combine", {"T": 75}, "dense_matvec", 4, None),
-    ("combine", {"T": 75}, "dense_supsup", 40, 8),
+def read_timings(path: Path) -> dict:
+    """{(primitive, case id, method id): {median_ms, min_ms, rounds}} from a --benchmark-json file."""
+    out = {}
+    for b in json.loads(path.read_text())["benchmarks"]:
+        info, stats = b.get("extra_info", {}), b["stats"]
+        if "primitive" in info:
+            out[(info["primitive"], info["case"], info["method"])] = {
+                "median_ms": stats["median"] * 1e3, "min_ms": stats["min"] * 1e3, "rounds": stats["rounds"]}
+    return out
+
+
+TARGETS = [  # (primitive, case fields, method, at least this many times slower than native, memory ratio)
+    ("combine", {"masks": 75}, "dense_matvec", 4, None),
+    ("combine", {"masks": 75}, "dense_supsup", 40, 8),
     ("popup", {}, "torch_sort", 10, None),
     ("popup", {}, "torch_topk", 2, None),
-    ("lenet", {}, "dense_supsup", 3, None),
-    ("lenet", {}, "dense_matvec", 3, None),
+    ("lenet_step", {}, "dense_supsup", 3, None),
+    ("lenet_step", {}, "dense_matvec", 3, None),
 ]
 
 
-def _key(case: Case) -> str:
-    return ", ".join(f"{k}={v}" for k, v in case.params.items() if k not in ("shape", "density"))
-
-
-def summarize(results: list[Case]) -> tuple[str, list[dict]]:
-    """A markdown table per group (time, speed-up of native, memory) and the issue's targets."""
+def summarize(rows: list[dict]) -> tuple[str, list[dict]]:
+    """A markdown table per primitive (time and speed-up of native where timed, memory) and the targets."""
     lines, checks = [], []
-    by_group: dict[str, dict[str, dict[str, Case]]] = {}
-    for c in results:
-        by_group.setdefault(c.group, {}).setdefault(_key(c), {})[c.method] = c
-    for group, rows in by_group.items():
-        methods = list(dict.fromkeys(m for r in rows.values() for m in r))
-        base = "native" if group != "variants" else None
-        lines += [f"\n### {group}\n", "| case | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
-        for key, row in rows.items():
+    by: dict[str, dict[str, dict[str, dict]]] = {}
+    for r in rows:
+        by.setdefault(r["primitive"], {}).setdefault(r["case"], {})[r["method"]] = r
+    for primitive, table in by.items():
+        methods = list(dict.fromkeys(m for row in table.values() for m in row))
+        lines += [f"\n### {primitive}\n", "| case | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+        for case, row in table.items():
+            base = row.get("native", {}).get("median_ms")
             cells = []
             for m in methods:
-                c = row.get(m)
-                if c is None or "median_ms" not in c.result:
-                    cells.append("—")
-                    continue
-                cell = f"{c.result['median_ms']:.2f} ms"
-                if base and m != base and base in row and "median_ms" in row[base].result:
-                    cell += f" ({c.result['median_ms'] / row[base].result['median_ms']:.1f}×)"
-                if "peak_mb" in c.result:
-                    cell += f", {c.result['peak_mb']:.0f} MB"
-                cells.append(cell)
-            lines.append(f"| {key} | " + " | ".join(cells) + " |")
+                r = row.get(m, {})
+                parts = []
+                if "median_ms" in r:
+                    parts.append(f"{r['median_ms']:.2f} ms" + (f" ({r['median_ms'] / base:.1f}×)" if base and m != "native" else ""))
+                if "peak_mb" in r:
+                    parts.append(f"{r['peak_mb']:.0f} MB")
+                cells.append(", ".join(parts) or r.get("memory_error", "—"))
+            lines.append(f"| {case} | " + " | ".join(cells) + " |")
     lines.append("\n(× = time relative to native; MB = peak resident memory of the call with its inputs)")
-    for group, subset, method, speedup, mem_ratio in TARGETS:
-        for key, row in by_group.get(group, {}).items():
+    for primitive, fields, method, speedup, mem_ratio in TARGETS:
+        for case, row in by.get(primitive, {}).items():
             native, other = row.get("native"), row.get(method)
-            if not native or not other or any(native.params.get(k) != v for k, v in subset.items()):
+            if not native or not other or any(native["params"].get(k) != v for k, v in fields.items()):
                 continue
-            if "median_ms" not in native.result or "median_ms" not in other.result:
+            if "median_ms" not in native or "median_ms" not in other:
                 continue
-            check = {"group": group, "case": key, "against": method,
-                     "speedup": other.result["median_ms"] / native.result["median_ms"], "speedup_target": speedup}
-            if mem_ratio and "peak_mb" in native.result and "peak_mb" in other.result:
-                check["memory_ratio"] = other.result["peak_mb"] / max(native.result["peak_mb"], 1e-9)
+            check = {"primitive": primitive, "case": case, "against": method,
+                     "speedup": other["median_ms"] / native["median_ms"], "speedup_target": speedup}
+            if mem_ratio and "peak_mb" in native and "peak_mb" in other:
+                check["memory_ratio"] = other["peak_mb"] / max(native["peak_mb"], 1e-9)
                 check["memory_ratio_target"] = mem_ratio
             check["met"] = check["speedup"] >= speedup and check.get("memory_ratio", mem_ratio or 0) >= (mem_ratio or 0)
             checks.append(check)
-    lines.append("\nTargets (issue 5):")
+    if checks:
+        lines.append("\nTargets (issue 5):")
     for c in checks:
         mem = f", memory {c['memory_ratio']:.1f}× (≥ {c['memory_ratio_target']}×)" if "memory_ratio" in c else ""
-        lines.append(f"- {c['group']} [{c['case']}] vs {c['against']}: {c['speedup']:.1f}× (≥ {c['speedup_target']}×)"
+        lines.append(f"- {c['primitive']} [{c['case']}] vs {c['against']}: {c['speedup']:.1f}× (≥ {c['speedup_target']}×)"
                      f"{mem}: {'met' if c['met'] else 'NOT met'}")
     return "\n".join(lines), checks
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", nargs="+", choices=sorted(SETUPS), help="run only these groups")
-    parser.add_argument("--methods", nargs="+", help="run only these methods (e.g. native native_pack: the native "
-                                                     "ops alone, to compare two builds)")
-    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test of the script")
-    parser.add_argument("--no-memory", action="store_true", help="skip the child processes that measure memory")
+    parser.add_argument("--only", nargs="+", choices=ALL_PRIMITIVES, help=f"these primitives (default {' '.join(PRIMITIVES)})")
+    parser.add_argument("--methods", nargs="+", help="only these methods (e.g. native)")
+    parser.add_argument("--quick", action="store_true", help="tiny cases: a smoke test of the script")
+    parser.add_argument("--timings", type=Path, help="a pytest-benchmark JSON of the suites, joined into the tables")
+    parser.add_argument("--no-memory", action="store_true", help="no child processes: the timings alone")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     parser.add_argument("--out", type=Path, default=None, help=f"results file (default {RESULTS}; --quick: none)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -372,32 +186,36 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     if args.child:
         spec = json.loads(args.child)
-        print(json.dumps(measure_memory_here(Case(spec["group"], spec["method"], spec["params"]))))
-        return
+        print(json.dumps(measure_here(spec["primitive"], spec["case"], spec["method"], spec["quick"])))
+        return {}
     if "native" not in impresslearn.available_backends():
         sys.exit(f"the native backend is not available: {impresslearn.backends.why_unavailable('native')}")
-    todo = [c for c in cases(args.quick) if (not args.only or c.group in args.only)
-            and (not args.methods or c.method in args.methods or c.group == "variants")]
-    for case in tqdm(todo, desc="bench", unit="case"):
-        try:
-            case.result.update(time_call(setup_call(case)))
-        except RuntimeError as err:  # e.g. out of memory for a dense baseline
-            case.result["error"] = str(err).splitlines()[0]
-        gc.collect()
-        if not args.no_memory and case.group != "variants":
-            case.result.update(measure_memory(case))
-    table, checks = summarize(todo)
+    timings = read_timings(args.timings) if args.timings else {}
+    rows = []
+    for primitive in args.only or PRIMITIVES:
+        for case in bench_cases.cases(primitive, args.quick):
+            for method in cpu_methods(primitive):
+                if args.methods and method.id not in args.methods:
+                    continue
+                rows.append({"primitive": primitive, "case": case.id, "method": method.id,
+                             "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(case).items()},
+                             **timings.get((primitive, case.id, method.id), {})})
+    if not args.no_memory:
+        for r in tqdm(rows, desc="memory", unit="case"):
+            r.update(measure(r["primitive"], r["case"], r["method"], args.quick))
+    table, checks = summarize(rows)
     print(table)
+    record = {"command": "python bench/bench_native.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S"), "quick": args.quick,
+              "timings": str(args.timings) if args.timings else None, "results": rows, "targets": checks, "table": table}
     out = args.out or (None if args.quick else RESULTS)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
-        record = {"command": "python bench/bench_native.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-                  "machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-                  "results": [asdict(c) for c in todo], "targets": checks, "table": table}
         tmp = out.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=1))
         tmp.replace(out)  # an interrupted run leaves the previous results intact
         print(f"\nwrote {out}")
+    return record
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ Implementations, side by side on the same scores (|S|, fp32):
     topk          torch.topk(k) then a scatter of ones
     kthvalue      torch.kthvalue threshold then a comparison (not exact on ties)
     reference     impresslearn.reference.popup_mask (stable sort: exact, ties by index)
+
+The three torch selections are impresslearn.dense's; the sizes are bench_cases.py's.
 """
 
 from __future__ import annotations
@@ -17,51 +19,29 @@ import itertools
 import torch
 from tqdm import tqdm
 
-from impresslearn import reference
+from bench_cases import POPUP_SHAPES, QUICK_POPUP_SHAPES
+from impresslearn import dense, ops, reference
 from triton_timing import Setup, measure_ms
 
-SIZES = {"1M": (1000, 1000), "2.4M": (512, 512, 3, 3), "25M": (5000, 5000)}
 DENSITIES = (0.1, 0.5)
-SMOKE_SIZES = {"tiny": (37, 29)}
-
-
-def sort_select(scores: torch.Tensor, k: int) -> torch.Tensor:
-    out = torch.empty_like(scores)
-    flat = out.view(-1)
-    idx = scores.flatten().sort().indices
-    cut = scores.numel() - k
-    flat[idx[:cut]] = 0
-    flat[idx[cut:]] = 1
-    return out
-
-
-def topk_select(scores: torch.Tensor, k: int) -> torch.Tensor:
-    out = torch.zeros(scores.numel(), device=scores.device, dtype=scores.dtype)
-    out[torch.topk(scores.flatten(), k, sorted=False).indices] = 1
-    return out.view_as(scores)
-
-
-def kthvalue_select(scores: torch.Tensor, k: int) -> torch.Tensor:
-    threshold = torch.kthvalue(scores.flatten(), scores.numel() - k + 1).values
-    return (scores >= threshold).to(scores.dtype)
 
 
 def run(setup: Setup, peak_gbps=None) -> list[dict]:
     from impresslearn import kernels
 
-    sizes = SMOKE_SIZES if setup.smoke else SIZES
+    sizes = QUICK_POPUP_SHAPES if setup.smoke else POPUP_SHAPES
     gen = torch.Generator().manual_seed(0)
     rows = []
     for (name, shape), density in tqdm(list(itertools.product(sizes.items(), DENSITIES)), desc="popup", leave=False):
         scores = torch.randn(shape, generator=gen).abs().to(setup.device)
         n = scores.numel()
-        k = n - int((1 - density) * n)
+        k = ops.popup_k(n, density)
         impls = {
             "triton_mask": lambda: kernels.popup_mask(scores, k),
             "triton_pack": lambda: kernels.popup_pack(scores, k),
-            "sort": lambda: sort_select(scores, k),
-            "topk": lambda: topk_select(scores, k),
-            "kthvalue": lambda: kthvalue_select(scores, k),
+            "sort": lambda: dense.select_sort(scores, k),
+            "topk": lambda: dense.select_topk(scores, k),
+            "kthvalue": lambda: dense.select_kthvalue(scores, k),
             "reference": lambda: reference.popup_mask(scores, k),
         }
         expected = reference.popup_mask(scores, k)

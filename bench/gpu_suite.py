@@ -12,8 +12,9 @@ Steps, in order, each in a child process with its own time limit (the rest of th
 most its share), so that one step that overruns cannot take the others with it:
 
     doctor        `impresslearn doctor --json`: versions, backends, the GPU
-    cuda_tests    pytest over the Triton, op, compile and CUDA tests (on a GPU they run on CUDA
-                  tensors, compiled); the dry run runs only the `cuda`-marked ones, which skip
+    cuda_tests    pytest over the Triton cases of tests/kernels and the op, compile and CUDA tests
+                  (on a GPU they run on CUDA tensors, compiled); the dry run runs only the
+                  `cuda`-marked ones, which skip
     triton_bench  bench/run_triton.py (--smoke in the dry run): combine, impress_linear, popup,
                   the conv training step, each checked against the reference while timed
     memory_bench  bench/bench_memory.py --device cuda: ResNet-50 step memory, packed vs dense, and
@@ -44,10 +45,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BUDGET_S = 480  # the whole suite: 8 minutes
 
-# The tests that exercise a GPU when one is there (DEVICE is "cuda" in tests/cases.py then).
-GPU_TESTS = ["tests/test_combine_triton.py", "tests/test_impress_linear_triton.py", "tests/test_popup_triton.py",
-             "tests/test_triton_backend.py", "tests/test_triton_compile.py", "tests/test_compile.py",
+# The tests that exercise a GPU when one is there (DEVICE is "cuda" in tests/cases.py then). Of
+# the kernel tests only the Triton cases: those of the CPU backends are marked (cases.needs) and
+# left to CI.
+GPU_TESTS = ["tests/kernels", "tests/test_triton_backend.py", "tests/test_triton_compile.py", "tests/test_compile.py",
              "tests/test_ops.py", "tests/test_bench_memory.py"]
+GPU_MARKS = "not reference and not native"
 
 
 @dataclass
@@ -78,9 +81,9 @@ def device_name(dry_run: bool) -> str:
 
 def plan(out: Path, junit: Path, name: str, dry_run: bool) -> list[Step]:
     py = sys.executable
-    tests = [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *GPU_TESTS]
-    if dry_run:
-        tests += ["-m", "cuda"]  # collected and skipped on a CPU: shows the step and its parsing work
+    # The dry run: the cuda-marked tests alone, collected and skipped on a CPU (shows the step and its parsing work).
+    tests = [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *GPU_TESTS,
+             "-m", "cuda" if dry_run else GPU_MARKS]
     triton = [py, str(HERE / "run_triton.py"), "--out", str(out), "--quiet"] + (["--smoke"] if dry_run else [])
     memory = [py, str(HERE / "bench_memory.py"), "--out", str(out / f"memory_{slug(name)}.json")]
     memory += (["--device", "cpu", "--arch", "resnet18", "--width", "8", "--T", "2", "--image-size", "32",

@@ -3,7 +3,7 @@
 Primitives with the names and signatures of `impresslearn.reference`:
 
     combine, combine_grad_alpha                 kernels/combine.py
-    impress_linear, impress_linear_grad_input   kernels/impress_matmul.py
+    impress_linear, impress_linear_grad_input   kernels/impress_linear.py
     popup_mask, popup_pack                      kernels/popup.py
 
 `threshold_mask` is left to the reference (one elementwise comparison gains nothing from a
@@ -25,5 +25,5 @@ else:
         UNAVAILABLE = "no CUDA device (set TRITON_INTERPRET=1 before importing triton to interpret the kernels on the CPU)"
     else:
         from .combine import combine, combine_grad_alpha
-        from .impress_matmul import impress_linear, impress_linear_grad_input
+        from .impress_linear import impress_linear, impress_linear_grad_input
         from .popup import popup_mask, popup_pack

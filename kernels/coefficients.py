@@ -1,6 +1,6 @@
 """The mask coefficients `Σ_t alpha_t M_t[r, c]` of a weight tile, formed in registers from packed words.
 
-Shared by combine (kernels/combine.py) and the fused GEMMs (kernels/impress_matmul.py). Two ways:
+Shared by combine (kernels/combine.py) and the fused GEMMs (kernels/impress_linear.py). Two ways:
 
 - **byte lookup tables** (the default for per-layer alpha with T >= 8): the bits of 8 masks at a
   weight form one byte, and a 256-entry table per group of 8 masks, built once per call from

@@ -1,14 +1,22 @@
-"""Shared test inputs and independent oracles (dense formulas on the original bool masks).
+"""Shared test inputs, independent oracles (dense formulas on the original bool masks), and
+the backends the kernel tests run on.
 
-Backend tests (test_<primitive>_<backend>.py) draw their inputs from here so that every
-backend meets the same odd shapes, mask counts and dtypes.
+The kernel tests (tests/kernels/test_<primitive>.py) draw their inputs from here and run each
+case on every backend, so that every backend meets the same odd shapes, mask counts and dtypes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
+from dataclasses import dataclass
+from typing import Iterable, Sequence
 
+import pytest
 import torch
+
+import impresslearn
 
 # Odd weight shapes: rows and cols not multiples of 32 or of any block size; 1-D to 4-D.
 SHAPES = [(1, 1), (3, 5), (7, 33), (13, 95), (5, 3, 3, 3), (6, 4, 1, 5), (17,)]
@@ -64,6 +72,16 @@ def popup_k_oracle(numel: int, density: float) -> int:
     return numel - math.floor((1 - density) * numel)
 
 
+def pack_oracle(bits: torch.Tensor) -> torch.Tensor:
+    """int32 words `[T, rows, ceil(cols / 32)]`: bit j of word w is column 32 w + j (nonzero is 1)."""
+    t, rows, cols = bits.shape
+    nw = (cols + 31) // 32
+    padded = torch.zeros(t, rows, nw * 32, dtype=torch.int64)
+    padded[..., :cols] = (bits != 0).to(torch.int64)
+    words = (padded.reshape(t, rows, nw, 32) << torch.arange(32)).sum(-1)
+    return torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)  # two's complement
+
+
 # --------------------------------------------------------------------------- comparing backends
 
 # Where backend tests run: CUDA when present, else CPU tensors (the Triton tests then run in
@@ -82,3 +100,159 @@ def assert_within_torch_error(out, ref, exact, dtype, factor=2.0):
     atol = TOL[dtype]["atol"] * max(1.0, exact.abs().max().item())
     err = (out.double() - exact).abs().max().item()
     assert err <= factor * ref_err + atol, f"error {err:.3g} > {factor} x reference error {ref_err:.3g} + {atol:.3g}"
+
+
+def packed_inputs(shape, t, dtype=torch.float32, per_channel=False, seed=0, device="cpu", density=0.4):
+    """make_combine_inputs with the masks packed: (weight, bool masks on the CPU, words, alpha)."""
+    from impresslearn import pack_masks
+
+    weight, masks, alpha = make_combine_inputs(shape, t, dtype=dtype, per_channel=per_channel, seed=seed,
+                                               density=density)
+    return weight.to(device), masks, pack_masks(masks).words.to(device), alpha.to(device)
+
+
+# --------------------------------------------------------------------------- the backends under test
+
+BACKENDS = ("reference", "native", "triton")
+
+
+def needs(backend: str) -> list:
+    """The marks of a test of one backend: its name as a marker (`-m "not native"`), and a skip
+    where it is unavailable, with the reason."""
+    available = backend in impresslearn.available_backends()
+    reason = None if available else impresslearn.backends.why_unavailable(backend)
+    return [getattr(pytest.mark, backend), pytest.mark.skipif(not available, reason=f"{backend} backend unavailable: {reason}")]
+
+
+def only(backend: str):
+    """Decorator: a test of this backend alone (marked and skipped as `needs` says)."""
+    def mark(fn):
+        for m in needs(backend):
+            fn = m(fn)
+        return fn
+    return mark
+
+
+requires_native = only("native")
+
+
+def device_of(backend: str) -> str:
+    """Where a backend's tests put their tensors: Triton on DEVICE (interpreted on CPU tensors
+    without CUDA), the others on the CPU."""
+    return DEVICE if backend == "triton" else "cpu"
+
+
+def runnable_variants() -> list[str]:
+    """The native kernel variants (avx512, avx2, generic, lut) this CPU can run."""
+    if "native" not in impresslearn.available_backends():
+        return []
+    from impresslearn import native
+
+    out = []
+    for name in ("generic", "lut", "avx2", "avx512"):
+        try:
+            previous = native.set_variant(name)
+        except RuntimeError:  # this CPU lacks the instructions
+            continue
+        native.set_variant(previous)
+        out.append(name)
+    return out
+
+
+VARIANTS = runnable_variants()
+
+
+@contextlib.contextmanager
+def variant(name: str):
+    """Force one native kernel variant inside the block."""
+    from impresslearn import native
+
+    previous = native.set_variant(name)
+    try:
+        yield
+    finally:
+        native.set_variant(previous)
+
+
+# Native shapes that reach the kernels' internal boundaries (on top of SHAPES): 10 words per row
+# (an 8-word SIMD block and a remainder), 66 words (two segments of one row), and enough rows
+# that the parallel loops split.
+EXTRA_SHAPES = [(5, 300), (3, 2085), (40, 7, 3, 3)]
+
+# Triton launcher options that force one path: the coefficient paths of combine (shift-and-add,
+# lookup tables, per channel too), and the fused GEMM or combine + GEMM of impress_linear at any batch.
+_GEMM_PATHS = {"fused": dict(fused_max_batch=10**6), "combine_gemm": dict(fused_max_batch=0)}
+TRITON_VARIANTS = {
+    "combine": {"shift_add": dict(lut_min_masks=10**9), "lut": dict(lut_min_masks=1, lut_per_channel_min_cols=1)},
+    "impress_linear": _GEMM_PATHS,
+    "impress_linear_grad_input": _GEMM_PATHS,
+}
+
+
+@dataclass(frozen=True)
+class Flavour:
+    """A backend, or one of its kernel variants forced: a native inner loop (VARIANTS) or a Triton
+    path (TRITON_VARIANTS). Calling it runs a primitive, named and called as in impresslearn.reference."""
+
+    backend: str
+    variant: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.backend if self.variant is None else f"{self.backend}-{self.variant}"
+
+    @property
+    def device(self) -> str:
+        return device_of(self.backend)
+
+    def __call__(self, primitive: str, *args, **kwargs):
+        module = impresslearn.backends.module(self.backend)
+        fn = getattr(module, primitive, None)
+        if fn is None:  # a fused primitive the backend leaves out: what ops builds from its combine
+            from impresslearn import ops
+
+            with impresslearn.backend(self.backend):
+                fn = ops._primitive(torch.device(self.device), primitive)
+        if self.backend == "triton" and self.variant is not None:
+            fn = functools.partial(fn, **TRITON_VARIANTS[primitive][self.variant])
+        if self.backend == "native" and self.variant is not None:
+            with variant(self.variant):
+                return fn(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+
+def flavours(*, native_variants: bool = False, triton_variants: Sequence[str] = ()) -> list[Flavour]:
+    """Every backend (listed where unavailable too: its tests are skipped), optionally split
+    into the native kernel variants this CPU runs and the given Triton paths."""
+    out = [Flavour("reference")]
+    out += [Flavour("native", v) for v in VARIANTS] if native_variants and VARIANTS else [Flavour("native")]
+    out += [Flavour("triton", v) for v in triton_variants] or [Flavour("triton")]
+    return out
+
+
+def case_id(value) -> str:
+    if isinstance(value, torch.dtype):
+        return str(value).removeprefix("torch.")
+    if isinstance(value, tuple) and all(isinstance(v, int) for v in value):
+        return "x".join(map(str, value))
+    return str(value)
+
+
+def grid(all_flavours: Iterable[Flavour], cases: Iterable[tuple] = ((),), triton_cases: Iterable[tuple] | None = None,
+         ids=None) -> list:
+    """pytest.params of (flavour, *case) for each flavour and each of its cases (tuples of values):
+    `cases`, or `triton_cases` for Triton (which the interpreter runs on fewer, smaller cases).
+    `ids(*case)` names a case (default: its values joined by "-")."""
+    cases, triton_cases = list(cases), None if triton_cases is None else list(triton_cases)
+    out = []
+    for f in all_flavours:
+        for case in triton_cases if f.backend == "triton" and triton_cases is not None else cases:
+            name = ids(*case) if ids else "-".join(case_id(v) for v in case)
+            out.append(pytest.param(f, *case, marks=needs(f.backend), id="-".join(filter(None, [f.id, name]))))
+    return out
+
+
+def backend_grid(cases: Iterable[tuple] = ((),), triton_cases: Iterable[tuple] | None = None, backends=BACKENDS,
+                 ids=None) -> list:
+    """grid() over the plain backends (no variants) among `backends`."""
+    return grid([f for f in flavours() if f.backend in backends], cases, triton_cases, ids)

@@ -1,7 +1,12 @@
 import os
+import sys
 from pathlib import Path
 
 import torch
+
+# Test modules import their shared helpers (cases.py) by name, tests/kernels/ included: make this
+# folder importable whatever pytest's import mode.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # Without a GPU the Triton kernels run in Triton's interpreter on CPU tensors. It must be chosen
 # before the kernels are defined (they are imported lazily, by the backend registry), and torch
@@ -19,6 +24,13 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 DATA_ROOT = Path(os.environ.get("IMPRESSLEARN_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def pytest_configure(config):
+    # The kernel tests mark each case with its backend (cases.needs), so that a run can pick
+    # backends: the GPU suite runs `-m "not reference and not native"` there.
+    for name in ("reference", "native", "triton"):
+        config.addinivalue_line("markers", f"{name}: a kernel test of the {name} backend")
 
 
 @pytest.fixture

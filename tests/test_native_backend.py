@@ -9,7 +9,7 @@ import torch
 
 import impresslearn
 from impresslearn import native
-from native_cases import VARIANTS, requires_native
+from cases import VARIANTS, requires_native
 
 
 @pytest.mark.skipif(os.environ.get("IMPRESSLEARN_REQUIRE_NATIVE", "0") in ("", "0"),

@@ -56,7 +56,7 @@ def drive(everything: bool) -> None:
     import importlib
 
     comb = importlib.import_module("impresslearn.kernels.combine")
-    mm = importlib.import_module("impresslearn.kernels.impress_matmul")
+    mm = importlib.import_module("impresslearn.kernels.impress_linear")
     pop = importlib.import_module("impresslearn.kernels.popup")
 
     g = torch.Generator().manual_seed(0)

@@ -12,7 +12,8 @@ are formed exactly once, as combine would, and the `W_eff` write and re-read are
 that the fused kernel would form each tile once per block of rows, so the launcher runs
 combine once and a dense GEMM (cuBLAS through `F.linear` / `matmul`) instead. fp64 always
 takes the combine + GEMM path. The threshold follows from that cost argument; it has not been
-measured on a GPU (this work had none): `bench/bench_impress_linear.py` measures both sides.
+measured on a GPU (this work had none): `bench/run_triton.py` (bench_impress_linear_triton.py) and
+`bench/test_impress_linear.py` measure both sides.
 
 Small batches give few output tiles, so the fused kernels split the reduction axis across
 programs (about four per SM) and sum the fp32 partials in a fixed order.

@@ -1,0 +1,292 @@
+"""combine and combine_grad_alpha on every backend, against the float64 oracles of tests/cases.py.
+
+Every backend meets the same cases: odd shapes (1-D to 4-D, rows and columns not multiples of 32
+or of a block), T from 1 to 70 (and 256, the lookup tables' case), per-layer and per-channel
+alpha, every float dtype. Each backend runs in each of its kernel variants: the native inner
+loops this CPU runs (avx512, avx2, generic, lut) and Triton's coefficient paths (shift_add,
+lut). Triton without CUDA runs in its interpreter on CPU tensors, on fewer and smaller cases.
+impress_conv2d is combine followed by the framework's convolution: its checks are here too.
+"""
+
+import itertools
+
+import pytest
+import torch
+
+import impresslearn
+from cases import (DEVICE, DTYPES, EXTRA_SHAPES, MASK_COUNTS, SHAPES, TOL, Flavour, assert_within_torch_error,
+                   backend_grid, case_id, combine_oracle, flavours, grad_alpha_oracle, grid, only, packed_inputs)
+from impresslearn import ops, reference
+
+COMBINE = flavours(native_variants=True, triton_variants=("shift_add", "lut"))
+GRAD_ALPHA = flavours(native_variants=True)
+ALPHA = pytest.mark.parametrize("per_channel", [False, True], ids=["per_layer", "per_channel"])
+
+
+def pairs(shapes, counts):
+    return [(s, t) for s in shapes for t in counts]
+
+
+def shape_t(shape, t):
+    return f"{case_id(shape)}-T{t}"
+
+
+# Many groups of 8 masks (what the lookup tables are for), a partial last group for 70.
+MANY_MASKS = [((3, 37), 70), ((3, 37), 256)]
+ALL_CASES = pairs(SHAPES + EXTRA_SHAPES, MASK_COUNTS) + MANY_MASKS
+# The interpreter: every small mask count on a few shapes, the costlier counts on fewer.
+TRITON_COMBINE = pairs([(3, 5), (13, 95), (5, 3, 3, 3), (17,)], [1, 7, 8, 9]) + pairs([(13, 95), (5, 3, 3, 3)], [33]) + MANY_MASKS
+TRITON_GRAD_ALPHA = pairs([(1, 1), (7, 33), (13, 95), (6, 4, 1, 5)], [1, 7, 8, 9]) + pairs([(13, 95)], [33, 70])
+
+
+def inputs(flavour: Flavour, shape, t, **kw):
+    return packed_inputs(shape, t, device=flavour.device, **kw)
+
+
+@ALPHA
+@pytest.mark.parametrize("flavour, shape, t", grid(COMBINE, ALL_CASES, TRITON_COMBINE, ids=shape_t))
+def test_combine_matches_oracle(flavour, shape, t, per_channel):
+    weight, masks, words, alpha = inputs(flavour, shape, t, per_channel=per_channel, seed=t)
+    out = flavour("combine", weight, words, alpha)
+    assert out.shape == weight.shape and out.dtype == weight.dtype and out.device == weight.device
+    torch.testing.assert_close(out.cpu().double(), combine_oracle(weight.cpu(), masks, alpha.cpu()), **TOL[torch.float32])
+    if flavour.backend != "reference":
+        torch.testing.assert_close(out, reference.combine(weight, words, alpha), **TOL[torch.float32])
+
+
+@ALPHA
+@pytest.mark.parametrize("flavour, shape, t", grid(GRAD_ALPHA, ALL_CASES, TRITON_GRAD_ALPHA, ids=shape_t))
+def test_grad_alpha_matches_oracle(flavour, shape, t, per_channel):
+    weight, masks, words, alpha = inputs(flavour, shape, t, per_channel=per_channel, seed=t + 1)
+    grad = torch.randn(shape, generator=torch.Generator().manual_seed(t)).to(flavour.device)
+    out = flavour("combine_grad_alpha", grad, weight, words, alpha)
+    assert out.shape == alpha.shape and out.dtype == alpha.dtype
+    exact = grad_alpha_oracle(grad.cpu(), weight.cpu(), masks, alpha.cpu())
+    torch.testing.assert_close(out.cpu().double(), exact, rtol=1e-5, atol=1e-4)
+    if flavour.backend != "reference":
+        torch.testing.assert_close(out, reference.combine_grad_alpha(grad, weight, words, alpha), rtol=1e-5, atol=1e-4)
+
+
+# (weight dtype, alpha dtype): alpha in the weight's dtype, fp32 alpha on a low-precision or fp64
+# weight, and fp64 alpha on an fp32 weight (combine in fp32, the alpha gradient in fp64).
+DTYPE_PAIRS = [(d, d) for d in DTYPES] + [(torch.float16, torch.float32), (torch.bfloat16, torch.float32),
+                                          (torch.float64, torch.float32), (torch.float32, torch.float64)]
+# 10 words per row for the native SIMD blocks; the interpreter takes a smaller case.
+DTYPE_CASE, TRITON_DTYPE_CASE = ((13, 300), 33), ((13, 95), 9)
+
+
+def _grad_tol(dtype):
+    # Sums of thousands of products, added in another order than the reference's einsum.
+    return dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else {**TOL[dtype], "atol": max(TOL[dtype]["atol"], 1e-4)}
+
+
+@ALPHA
+@pytest.mark.parametrize("flavour, dtype, alpha_dtype",
+                         grid(COMBINE, DTYPE_PAIRS, ids=lambda d, a: f"{case_id(d)}-alpha_{case_id(a)}"))
+def test_dtypes(flavour, dtype, alpha_dtype, per_channel):
+    """Output in weight's dtype (grad-alpha in alpha's), fp32 accumulation (fp64 when either is
+    fp64) and one rounding, as the reference: as close to the exact result as the reference is."""
+    shape, t = TRITON_DTYPE_CASE if flavour.backend == "triton" else DTYPE_CASE
+    weight, masks, words, alpha = inputs(flavour, shape, t, dtype=dtype, per_channel=per_channel)
+    alpha = alpha.to(alpha_dtype)
+    grad = torch.randn(shape, generator=torch.Generator().manual_seed(5)).to(dtype).to(flavour.device)
+    out = flavour("combine", weight, words, alpha)
+    assert out.dtype == dtype
+    exact = combine_oracle(weight.cpu(), masks, alpha.cpu())
+    torch.testing.assert_close(out.cpu().double(), exact, **TOL[dtype])
+    ref = reference.combine(weight, words, alpha)
+    if flavour.backend != "reference":
+        torch.testing.assert_close(out, ref, **TOL[dtype])
+        assert_within_torch_error(out.cpu(), ref.cpu(), exact, dtype)
+    # Triton's alpha gradient has one path (run by both coefficient paths' cases here).
+    g_alpha = (Flavour("triton") if flavour.backend == "triton" else flavour)("combine_grad_alpha", grad, weight, words, alpha)
+    assert g_alpha.dtype == alpha_dtype
+    exact_g = grad_alpha_oracle(grad.cpu(), weight.cpu(), masks, alpha.cpu())
+    torch.testing.assert_close(g_alpha.cpu().double(), exact_g, **_grad_tol(alpha_dtype))
+    if flavour.backend != "reference":
+        torch.testing.assert_close(g_alpha, reference.combine_grad_alpha(grad, weight, words, alpha),
+                                   **_grad_tol(alpha_dtype))
+
+
+# Several tiles (partial sums reduced in a fixed order); native: enough rows for two threads.
+@pytest.mark.parametrize("flavour, shape, t", backend_grid([((64, 3, 3, 3), 40)], [((9, 1500), 9)],
+                                                           backends=("native", "triton"), ids=shape_t))
+def test_grad_alpha_is_deterministic(flavour, shape, t):
+    """The same bits on every run, with one thread or two."""
+    weight, masks, words, alpha = inputs(flavour, shape, t, seed=3)
+    grad = torch.randn(shape, generator=torch.Generator().manual_seed(1)).to(flavour.device)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = flavour("combine_grad_alpha", grad, weight, words, alpha)
+        torch.set_num_threads(2)
+        two = flavour("combine_grad_alpha", grad, weight, words, alpha)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(one, two) and torch.equal(one, flavour("combine_grad_alpha", grad, weight, words, alpha))
+
+
+@pytest.mark.parametrize("flavour", backend_grid(backends=("reference", "native")))
+def test_non_contiguous_inputs(flavour):
+    # (the op layer makes inputs contiguous; these backends also take strided ones)
+    weight, masks, words, alpha = inputs(flavour, (9, 40), 5, per_channel=True)
+    wt = weight.t().contiguous().t()  # same values, transposed strides
+    at = alpha.t().contiguous().t()
+    torch.testing.assert_close(flavour("combine", wt, words, at), combine_oracle(weight, masks, alpha).float())
+
+
+@only("native")
+def test_native_rejects_bad_input():
+    from impresslearn import native
+
+    weight, masks, words, alpha = packed_inputs((5, 37), 3)
+    with pytest.raises(RuntimeError, match="alpha must have shape"):
+        native.combine(weight, words, alpha[:2])
+    with pytest.raises(RuntimeError, match="do not fit"):
+        native.combine(weight[:4], words, alpha)
+    with pytest.raises(RuntimeError, match="int32"):
+        native.combine(weight, words.long(), alpha)
+    with pytest.raises(RuntimeError, match="floating point"):
+        native.combine(weight.int(), words, alpha)
+    with pytest.raises(RuntimeError, match="does not match"):
+        native.combine_grad_alpha(weight[:4], weight, words, alpha)
+
+
+@only("native")
+def test_auto_picks_native_on_cpu():
+    assert ops.backend_for("cpu") == "native"
+
+
+# --------------------------------------------------------------------------- through the public ops
+
+THROUGH_OPS = [((6, 2, 3, 5), 9, d) for d in DTYPES] + [((13, 95), 33, torch.float32)]
+
+
+@ALPHA
+@pytest.mark.parametrize("flavour, shape, t, dtype", backend_grid(THROUGH_OPS, backends=("native", "triton"),
+                                                                  ids=lambda s, t, d: f"{shape_t(s, t)}-{case_id(d)}"))
+def test_op_forward_and_backward_equal_reference(flavour, shape, t, dtype, per_channel):
+    weight, masks, words, alpha = inputs(flavour, shape, t, dtype=dtype, per_channel=per_channel)
+    packed = impresslearn.PackedMasks(words, weight.shape)
+    grad = torch.randn(shape, generator=torch.Generator().manual_seed(2)).to(dtype).to(flavour.device)
+    results = {}
+    for name in ("reference", flavour.backend):
+        w, a = weight.clone().requires_grad_(), alpha.clone().requires_grad_()
+        with impresslearn.backend(name):
+            out = ops.combine(w, packed, a)
+            out.backward(grad)
+        results[name] = (out.detach(), w.grad, a.grad)
+    for got, want in zip(results[flavour.backend], results["reference"]):
+        torch.testing.assert_close(got, want, **TOL[dtype])
+
+
+@pytest.mark.parametrize("flavour", backend_grid(backends=("native", "triton")))
+def test_conv_weights_equal_reference(flavour):
+    """impress_conv2d runs the backend's combine, then the framework's convolution."""
+    weight, masks, words, alpha = inputs(flavour, (6, 4, 3, 3), 9, per_channel=True)
+    packed = impresslearn.PackedMasks(words, weight.shape)
+    x = torch.randn(2, 4, 9, 7, generator=torch.Generator().manual_seed(0)).to(flavour.device)
+    with impresslearn.backend(flavour.backend):
+        out = ops.impress_conv2d(x, weight, packed, alpha, None, 1, 1)
+    with impresslearn.backend("reference"):
+        ref = ops.impress_conv2d(x, weight, packed, alpha, None, 1, 1)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def _f64(flavour, shape, t, per_channel, seed=0):
+    weight, masks, words, alpha = inputs(flavour, shape, t, dtype=torch.float64, per_channel=per_channel, seed=seed)
+    return weight.requires_grad_(), impresslearn.PackedMasks(words, weight.shape), alpha.double().requires_grad_()
+
+
+@ALPHA
+@pytest.mark.parametrize("flavour, shape, t", backend_grid([((5, 37), 3), ((5, 37), 9), ((4, 2, 3, 3), 9), ((6,), 2)],
+                                                           ids=shape_t))
+def test_combine_gradcheck(flavour, shape, t, per_channel):
+    weight, packed, alpha = _f64(flavour, shape, t, per_channel)
+    with impresslearn.backend(flavour.backend):
+        # The interpreter checks random projections of the Jacobian: the same test, far fewer calls.
+        assert torch.autograd.gradcheck(lambda w, a: ops.combine(w, packed, a), (weight, alpha),
+                                        fast_mode=flavour.backend == "triton")
+
+
+# (weight shape, T, input shape, bias, stride, padding, dilation, groups)
+CONV_CASES = [((4, 4, 3, 3), 5, (2, 4, 6, 5), True, 1, 0, 1, 1), ((4, 4, 3, 3), 5, (2, 4, 6, 5), True, 2, 1, 1, 1),
+              ((4, 2, 3, 3), 5, (2, 4, 6, 5), True, 1, "same", 2, 2), ((4, 4, 3, 3), 5, (4, 6, 5), True, (2, 1), (0, 1), 1, 1),
+              ((4, 2, 3, 3), 33, (2, 2, 6, 5), False, 1, 1, 1, 1)]
+
+
+@ALPHA
+@pytest.mark.parametrize("flavour, wshape, t, xshape, bias, stride, padding, dilation, groups",
+                         backend_grid(CONV_CASES, ids=lambda w, t, x, b, s, p, d, g: f"{shape_t(w, t)}-x{case_id(x)}"
+                                      f"-stride{case_id(s)}-pad{case_id(p)}-dil{d}-groups{g}{'-bias' if b else ''}"))
+def test_impress_conv2d_gradcheck(flavour, wshape, t, xshape, bias, stride, padding, dilation, groups, per_channel):
+    weight, packed, alpha = _f64(flavour, wshape, t, per_channel)
+    x = torch.randn(xshape, dtype=torch.float64).to(flavour.device).requires_grad_()
+    b = torch.randn(wshape[0], dtype=torch.float64).to(flavour.device).requires_grad_() if bias else None
+    with impresslearn.backend(flavour.backend):
+        # fast_mode checks random projections of the Jacobian: the same test, far fewer evaluations.
+        assert torch.autograd.gradcheck(
+            lambda x, w, a, *b: ops.impress_conv2d(x, w, packed, a, b[0] if b else None, stride, padding, dilation, groups),
+            (x, weight, alpha, *([b] if bias else [])), fast_mode=True)
+
+
+def _opcheck_cases(flavour):
+    weight, packed, alpha = _f64(flavour, (5, 37), 3, False)
+    pw, pp, pa = _f64(flavour, (5, 37), 2, True, seed=1)
+    cw, cp, ca = _f64(flavour, (6, 2, 3, 3), 4, True)
+    lw, lp, la = _f64(flavour, (4, 2, 3, 3), 2, False)
+    dev = flavour.device
+    xc = torch.randn(2, 2, 7, 7, dtype=torch.float64).to(dev).requires_grad_()
+    xl = torch.randn(2, 2, 5, 5, dtype=torch.float64).to(dev).requires_grad_()
+    grad = torch.randn(5, 37, dtype=torch.float64).to(dev)
+    return {
+        "combine-per_layer": (ops._combine, (weight, packed.words, alpha)),
+        "combine-per_channel": (ops._combine, (pw, pp.words, pa)),
+        "grad_alpha-per_layer": (ops._combine_grad_alpha, (grad, weight.detach(), packed.words, alpha.detach())),
+        "grad_alpha-per_channel": (ops._combine_grad_alpha, (grad, pw.detach(), pp.words, pa.detach())),
+        "conv2d-stride2": (ops._impress_conv2d, (xc, cw, cp.words, ca, None, [2, 2], [1, 1], [1, 1], 1)),
+        "conv2d-pad1": (ops._impress_conv2d, (xl, lw, lp.words, la, None, [1, 1], [1, 1], [1, 1], 1)),
+    }
+
+
+@pytest.mark.parametrize("flavour, case", backend_grid([(c,) for c in _opcheck_cases(Flavour("reference"))]))
+def test_opcheck(flavour, case):
+    """The registration (schema, fake tensors, autograd) with each backend's primitives."""
+    op, args = _opcheck_cases(flavour)[case]
+    with impresslearn.backend(flavour.backend):
+        torch.library.opcheck(op, args)
+
+
+@only("native")
+def test_opcheck_native_ops():
+    """The native library's own ops (torch.ops.impresslearn_native), fp64 and fp32."""
+    for shape, t, per_channel, dtype in [((5, 37), 9, True, torch.float64), ((7, 3, 3), 70, False, torch.float32)]:
+        weight, _, words, alpha = packed_inputs(shape, t, dtype=dtype, per_channel=per_channel)
+        args = (weight, words, alpha.to(dtype))
+        torch.library.opcheck(torch.ops.impresslearn_native.combine.default, args)
+        torch.library.opcheck(torch.ops.impresslearn_native.combine_grad_alpha.default, (torch.randn_like(weight), *args))
+
+
+# --------------------------------------------------------------------------- GPU, realistic shapes
+
+# LeNet-300-100, CIFAR ResNet-18 and ResNet-50 layer weights.
+CUDA_DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+REAL_SHAPES = [(300, 784), (100, 300), (10, 100), (64, 64, 3, 3), (512, 512, 3, 3), (512, 256, 1, 1),
+               (64, 3, 7, 7), (2048, 512, 1, 1), (1000, 2048)]
+
+
+@pytest.mark.cuda
+@only("triton")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("shape", REAL_SHAPES, ids=case_id)
+def test_combine_cuda_realistic(shape):
+    from impresslearn import kernels
+
+    for dtype, t, per_channel in itertools.product(CUDA_DTYPES, [1, 8, 75], [False, True]):
+        weight, masks, words, alpha = packed_inputs(shape, t, dtype=dtype, per_channel=per_channel, device=DEVICE)
+        exact = combine_oracle(weight.cpu(), masks, alpha.cpu()).to(DEVICE)
+        assert_within_torch_error(kernels.combine(weight, words, alpha), reference.combine(weight, words, alpha), exact, dtype)
+        grad = torch.randn(shape, device=DEVICE).to(dtype)
+        exact_g = grad_alpha_oracle(grad.cpu(), weight.cpu(), masks, alpha.cpu()).to(DEVICE)
+        assert_within_torch_error(kernels.combine_grad_alpha(grad, weight, words, alpha),
+                                  reference.combine_grad_alpha(grad, weight, words, alpha), exact_g, torch.float32)
