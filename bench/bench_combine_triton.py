@@ -23,12 +23,11 @@ from __future__ import annotations
 import itertools
 
 import torch
+from bench_cases import QUICK_MASK_COUNTS, QUICK_SHAPE, RESNET50_MASK_COUNTS, RESNET50_SHAPES, TRITON_COMBINE_PATHS, random_packed
 from tqdm import tqdm
-
-from bench_cases import (QUICK_MASK_COUNTS, QUICK_SHAPE, RESNET50_MASK_COUNTS, RESNET50_SHAPES, TRITON_COMBINE_PATHS,
-                         random_packed)
-from impresslearn import dense, reference
 from triton_timing import Setup, out_of_memory, peak_memory_mb, timed_row
+
+from impresslearn import dense, reference
 
 SMOKE_SHAPES = {"tiny": QUICK_SHAPE}
 
@@ -81,7 +80,8 @@ def run(setup: Setup, peak_gbps) -> list[dict]:
             }),
         }
         checks = {  # the benchmark also shows the kernels agree with the reference on this device
-            "forward": lambda: _max_relative_error(kernels.combine(weight, words, alpha), reference.combine(weight, words, alpha)),
+            "forward": lambda: _max_relative_error(kernels.combine(weight, words, alpha),
+                                                   reference.combine(weight, words, alpha)),
             "grad_alpha": lambda: _max_relative_error(kernels.combine_grad_alpha(grad, weight, words, alpha),
                                                       reference.combine_grad_alpha(grad, weight, words, alpha)),
         }
@@ -102,5 +102,5 @@ def run(setup: Setup, peak_gbps) -> list[dict]:
                     return extra
 
                 rows.append(timed_row(setup, fn, row, more))
-        del stacked
+        stacked = None  # the next case's dense stack is allocated without this one alive
     return rows

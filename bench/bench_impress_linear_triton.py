@@ -20,12 +20,12 @@ import itertools
 
 import torch
 import torch.nn.functional as F
+from bench_cases import LINEAR_BATCHES, LINEAR_SHAPES, QUICK_LINEAR, TRITON_LINEAR_PATHS, random_packed
 from tqdm import tqdm
+from triton_timing import Setup, timed_row
 
 import impresslearn
-from bench_cases import LINEAR_BATCHES, LINEAR_SHAPES, QUICK_LINEAR, TRITON_LINEAR_PATHS, random_packed
 from impresslearn import dense, ops
-from triton_timing import Setup, timed_row
 
 MASK_COUNTS = (8, 75)
 DTYPES = (torch.float16, torch.float32)
@@ -121,7 +121,8 @@ def run(setup: Setup, peak_gbps=None) -> list[dict]:
     convs = SMOKE_CONV_STEPS if setup.smoke else CONV_STEPS
     gen = torch.Generator().manual_seed(0)
     rows = []
-    for (layer, shape), t, dtype in tqdm(list(itertools.product(shapes.items(), counts, dtypes)), desc="impress_linear", leave=False):
+    cases = list(itertools.product(shapes.items(), counts, dtypes))
+    for (layer, shape), t, dtype in tqdm(cases, desc="impress_linear", leave=False):
         weight, packed, alpha, stacked = _setup_layer(shape, t, dtype, setup.device, gen)
         for batch in batches:
             x = torch.randn(batch, shape[1], generator=gen).to(dtype).to(setup.device)

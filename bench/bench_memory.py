@@ -57,6 +57,7 @@ def _status_mb(key: str) -> float:
 
 def build_model(mode: str, masks: int, arch: str, width: int, device: str):
     from bench_cases import random_basis  # (here, in the child: the parent never imports torch)
+
     from impresslearn import convert, models
     from impresslearn.dense import densify
 

@@ -38,6 +38,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_cases  # noqa: E402
+
 import impresslearn  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cpu-native-memory.json"
@@ -142,7 +143,8 @@ def summarize(rows: list[dict]) -> tuple[str, list[dict]]:
                 r = row.get(m, {})
                 parts = []
                 if "median_ms" in r:
-                    parts.append(f"{r['median_ms']:.2f} ms" + (f" ({r['median_ms'] / base:.1f}×)" if base and m != "native" else ""))
+                    relative = f" ({r['median_ms'] / base:.1f}×)" if base and m != "native" else ""
+                    parts.append(f"{r['median_ms']:.2f} ms" + relative)
                 if "peak_mb" in r:
                     parts.append(f"{r['peak_mb']:.0f} MB")
                 cells.append(", ".join(parts) or r.get("memory_error", "—"))

@@ -17,11 +17,11 @@ from __future__ import annotations
 import itertools
 
 import torch
-from tqdm import tqdm
-
 from bench_cases import POPUP_SHAPES, QUICK_POPUP_SHAPES
-from impresslearn import dense, ops, reference
+from tqdm import tqdm
 from triton_timing import Setup, measure_ms
+
+from impresslearn import dense, ops, reference
 
 DENSITIES = (0.1, 0.5)
 
@@ -53,5 +53,5 @@ def run(setup: Setup, peak_gbps=None) -> list[dict]:
             if impl in checks:  # the benchmark also shows the kernel is exact on this device
                 row["matches_reference"] = bool(checks[impl]())
             rows.append(row)
-        del expected
+        expected = None
     return rows

@@ -127,9 +127,9 @@ def main(argv=None) -> Path:
             parser.error("no CUDA device here: the timings need a GPU (use --smoke to check the scripts on a CPU)")
         os.environ.setdefault("TRITON_INTERPRET", "1")  # before the kernels are imported
     import triton
+    from triton_timing import Setup, device_name, peak_gbps
 
     import impresslearn
-    from triton_timing import Setup, device_name, peak_gbps
 
     if "triton" not in impresslearn.available_backends():
         raise SystemExit(f"triton backend unavailable: {impresslearn.backends.why_unavailable('triton')}")

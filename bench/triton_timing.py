@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import torch
 
@@ -42,7 +42,7 @@ class Setup:
         return self.device.type == "cuda"
 
 
-def peak_gbps(device: torch.device, override: Optional[float] = None) -> Optional[float]:
+def peak_gbps(device: torch.device, override: float | None = None) -> float | None:
     """The GPU's peak memory bandwidth: given, from its properties (DDR: 2 transfers per clock), or known."""
     if override:
         return float(override)
@@ -79,7 +79,7 @@ def measure_ms(setup: Setup, fn: Callable[[], object]) -> float:
     return statistics.median(times)
 
 
-def peak_memory_mb(setup: Setup, fn: Callable[[], object]) -> Optional[float]:
+def peak_memory_mb(setup: Setup, fn: Callable[[], object]) -> float | None:
     """Peak CUDA memory allocated while `fn` runs, above what was allocated before (None on a CPU)."""
     if not setup.cuda:
         return None
@@ -96,7 +96,7 @@ def out_of_memory(err: BaseException) -> bool:
 
 
 def timed_row(setup: Setup, fn: Callable[[], object], row: dict,
-              more: Optional[Callable[[float], dict]] = None) -> dict:
+              more: Callable[[float], dict] | None = None) -> dict:
     """`row` with `ms` (and what `more(ms)` adds), or with an `error` when the GPU ran out of memory."""
     try:
         row["ms"] = measure_ms(setup, fn)

@@ -15,7 +15,7 @@ masks with. Never used by the layers.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn

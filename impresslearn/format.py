@@ -54,7 +54,8 @@ def words_shape(wshape: Sequence[int], num_masks: int = 1) -> tuple[int, int, in
 
 
 def pack_bits(bits: torch.Tensor) -> torch.Tensor:
-    """Pack a bool tensor `[T, rows, cols]` into int32 words `[T, rows, ceil(cols / 32)]`.
+    """Pack a bool (or any real: nonzero = 1) tensor `[T, rows, cols]` into int32 words
+    `[T, rows, ceil(cols / 32)]`.
 
     Works in chunks of masks so that packing many large masks never holds more than a few
     dense copies of one chunk.
@@ -67,6 +68,8 @@ def pack_bits(bits: torch.Tensor) -> torch.Tensor:
     chunk = max(1, (1 << 24) // per_mask)
     for start in range(0, t, chunk):
         b = bits[start:start + chunk]
+        if b.dtype != torch.bool:
+            b = b != 0  # nonzero (NaN included) is 1, as the native and Triton codecs read it
         pad = nw * WORD_BITS - cols
         if pad:
             b = torch.nn.functional.pad(b, (0, pad))

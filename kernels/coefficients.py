@@ -90,7 +90,7 @@ class Table:
 
     @staticmethod
     def choose(alpha: torch.Tensor, cols: int, acc: torch.dtype, *, lut_min_masks: int = LUT_MIN_MASKS,
-               lut_per_channel_min_cols: int = LUT_PER_CHANNEL_MIN_COLS) -> "Table":
+               lut_per_channel_min_cols: int = LUT_PER_CHANNEL_MIN_COLS) -> Table:
         """The table for `alpha` ([T] or [T, rows]) over rows of `cols` weights."""
         t = alpha.shape[0]
         per_channel = alpha.dim() == 2
@@ -98,14 +98,14 @@ class Table:
         return Table.lookup(alpha, acc) if use_lut else Table.direct(alpha, acc)
 
     @staticmethod
-    def direct(alpha: torch.Tensor, acc: torch.dtype) -> "Table":
+    def direct(alpha: torch.Tensor, acc: torch.dtype) -> Table:
         a = alpha.to(acc).contiguous()
         if a.dim() == 1:
             return Table(a, 0, 1, False)
         return Table(a, 1, a.shape[1], False)
 
     @staticmethod
-    def lookup(alpha: torch.Tensor, acc: torch.dtype) -> "Table":
+    def lookup(alpha: torch.Tensor, acc: torch.dtype) -> Table:
         a = alpha.contiguous()
         t = a.shape[0]
         n_groups = triton.cdiv(t, 8)

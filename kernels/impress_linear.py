@@ -145,7 +145,7 @@ class _FusedLaunch:
 
     @staticmethod
     def plan(rows: int, cols: int, col_block: int, reduced: int, reduce_block: int, weight: torch.Tensor,
-             alpha: torch.Tensor, device: torch.device, split) -> "_FusedLaunch":
+             alpha: torch.Tensor, device: torch.device, split) -> _FusedLaunch:
         table, acc = table_for(alpha, weight.shape[1], weight.dtype)
         block_m = min(BLOCK_M_MAX, max(16, triton.next_power_of_2(rows)))
         grid = (triton.cdiv(rows, block_m), triton.cdiv(cols, col_block))

@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import pytest
 import torch

@@ -16,12 +16,12 @@ from impresslearn.data import PermutedMNIST, load_subset
 TASKS = (0, 1, 2)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def subset():
     return load_subset()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def permuted():
     return PermutedMNIST(subset(), num_tasks=10)
 
@@ -30,7 +30,7 @@ def eval_batches(task, batch_size=500, **kw):
     return permuted().test(task, batch_size, **kw)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def trained(kind: str = "topk"):
     """(backbone config, SupSup model) with one mask per task in TASKS, one epoch each on the subset.
 

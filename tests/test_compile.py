@@ -7,9 +7,9 @@ compiled model serves every backend: it is compiled once and run under each avai
 import pytest
 import torch
 import torch.nn as nn
+from cases import DEVICE
 
 import impresslearn
-from cases import DEVICE
 from impresslearn.layers import ImpressLinear, SupermaskLinear, random_basis
 
 BACKENDS = [name for name in ("reference", "triton") if name in impresslearn.available_backends()]

@@ -1,12 +1,11 @@
 """ImpressLearn alpha fitting on the shipped subset: eq. 1 and 2, per layer and per channel, hybrid,
 L-BFGS, and basis-GN."""
 
-import copy
 
 import pytest
 import torch
-
 from continual_helpers import TASKS, eval_batches, permuted, trained
+
 from impresslearn import layers, set_task
 from impresslearn.continual import alpha, basis, masks, metrics
 from impresslearn.continual.backbone import impress_model
@@ -36,7 +35,7 @@ def test_alphas_start_at_one_over_k_and_have_the_right_shapes():
     cfg, b = task_basis()
     per_layer = impress_model(cfg, b)
     per_channel = impress_model(cfg, b, per_channel=True)
-    for (name, m), (_, mc) in zip(layers.impress_layers(per_layer), layers.impress_layers(per_channel)):
+    for (_name, m), (_, mc) in zip(layers.impress_layers(per_layer), layers.impress_layers(per_channel)):
         assert tuple(m.alpha[0].shape) == (3,) and torch.allclose(m.alpha[0], torch.full((3,), 1 / 3))
         assert tuple(mc.alpha[0].shape) == (3, m.weight.shape[0])
 

@@ -5,8 +5,8 @@ import math
 
 import pytest
 import torch
+from continual_helpers import TASKS, permuted, trained
 
-from continual_helpers import TASKS, eval_batches, permuted, trained
 from impresslearn import set_task
 from impresslearn.continual import alpha, inference, masks
 from impresslearn.continual.backbone import impress_model

@@ -4,8 +4,8 @@ import copy
 
 import pytest
 import torch
+from continual_helpers import TASKS, eval_batches, permuted, trained
 
-from continual_helpers import TASKS, permuted, eval_batches, trained
 from impresslearn import set_task
 from impresslearn.continual import masks, metrics
 from impresslearn.continual.backbone import BackboneConfig, supermask_model

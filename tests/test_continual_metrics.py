@@ -3,8 +3,8 @@
 import math
 
 import pytest
-
 from continual_helpers import TASKS, eval_batches, trained
+
 from impresslearn.continual import metrics
 
 

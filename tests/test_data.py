@@ -3,10 +3,19 @@
 import numpy as np
 import pytest
 import torch
-
 from continual_helpers import subset
-from impresslearn.data import (MNIST_MEAN, MNIST_STD, Batches, PermutedMNIST, RotatedMNIST, load_mnist,
-                               load_subset, make_subset, rotate)
+
+from impresslearn.data import (
+    MNIST_MEAN,
+    MNIST_STD,
+    Batches,
+    PermutedMNIST,
+    RotatedMNIST,
+    load_mnist,
+    load_subset,
+    make_subset,
+    rotate,
+)
 
 
 def test_shipped_subset_is_balanced_real_mnist():

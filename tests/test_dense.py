@@ -7,8 +7,8 @@ import copy
 import pytest
 import torch
 import torch.nn as nn
-
 from cases import combine_oracle, grad_alpha_oracle, make_combine_inputs, popup_oracle
+
 from impresslearn import convert, dense, pack_masks, set_task
 from impresslearn.dense import DenseImpressConv2d, DenseImpressLinear, densify
 from impresslearn.models import cifar_resnet18, lenet_300_100

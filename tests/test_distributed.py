@@ -8,13 +8,13 @@ import socket
 import subprocess
 import sys
 
+import distributed_workers
 import pytest
 import torch
 import torch.multiprocessing as mp
 import torch.nn as nn
 from safetensors.torch import load_file
 
-import distributed_workers
 from impresslearn.continual import distributed as dd
 from impresslearn.layers import random_basis
 

@@ -4,10 +4,10 @@ import math
 
 import pytest
 import torch
+from conftest import DEVICES
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import DEVICES
 from impresslearn import PackedMasks, pack_masks
 
 

@@ -8,9 +8,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
+from cases import coefficients_oracle, popup_oracle
 
 import impresslearn as il
-from cases import coefficients_oracle, popup_oracle
 from impresslearn import layers, pack_masks
 from impresslearn.seeding import init_backbone
 

@@ -6,10 +6,10 @@ import os
 
 import pytest
 import torch
+from cases import VARIANTS, requires_native
 
 import impresslearn
 from impresslearn import native
-from cases import VARIANTS, requires_native
 
 
 @pytest.mark.skipif(os.environ.get("IMPRESSLEARN_REQUIRE_NATIVE", "0") in ("", "0"),

@@ -5,9 +5,9 @@ tests/kernels/test_<primitive>.py."""
 import pytest
 import torch
 import torch.nn.functional as F
+from cases import combine_oracle, make_combine_inputs
 
 import impresslearn
-from cases import combine_oracle, make_combine_inputs
 from impresslearn import ops, pack_masks
 
 

@@ -13,9 +13,9 @@ import torch
 from safetensors.torch import load_file
 
 from impresslearn import cli
-from impresslearn.continual.basis_file import load_basis, save_basis
 from impresslearn.checkpoint import CheckpointError
 from impresslearn.continual import backbone as bb
+from impresslearn.continual.basis_file import load_basis, save_basis
 from impresslearn.continual.resume import FileCheckpoint, load_state, load_task_state, save_state, task_state
 from impresslearn.continual.training import TrainConfig, fit
 from impresslearn.data.split import split_cifar100

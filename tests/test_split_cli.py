@@ -6,8 +6,8 @@ import json
 import pytest
 
 from impresslearn import cli, load_checkpoint
-from impresslearn.continual.basis_file import load_basis
 from impresslearn.continual import backbone as bb
+from impresslearn.continual.basis_file import load_basis
 from impresslearn.experiments.split import SplitConfig
 
 

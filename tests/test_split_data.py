@@ -6,8 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from impresslearn.data.split import (SyntheticImages, contiguous_tasks, split_cifar100, split_imagenet,
-                                     supsup_imagenet_order)
+from impresslearn.data.split import SyntheticImages, contiguous_tasks, split_cifar100, split_imagenet, supsup_imagenet_order
 
 
 def test_supsup_imagenet_order_and_tasks():

@@ -51,9 +51,10 @@ def _record(self, *args, grid, warmup, **kwargs):
 
 def drive(everything: bool) -> None:
     """Call every launcher on small CPU tensors over the paths (and, with `everything`, dtypes)."""
+    import importlib
+
     from impresslearn import pack_masks
     from impresslearn.kernels import combine as _  # noqa: F401  (the package stays "unavailable" here)
-    import importlib
 
     comb = importlib.import_module("impresslearn.kernels.combine")
     mm = importlib.import_module("impresslearn.kernels.impress_linear")

@@ -12,10 +12,26 @@ import itertools
 
 import pytest
 import torch
+from cases import (
+    DEVICE,
+    DTYPES,
+    EXTRA_SHAPES,
+    MASK_COUNTS,
+    SHAPES,
+    TOL,
+    Flavour,
+    assert_within_torch_error,
+    backend_grid,
+    case_id,
+    combine_oracle,
+    flavours,
+    grad_alpha_oracle,
+    grid,
+    only,
+    packed_inputs,
+)
 
 import impresslearn
-from cases import (DEVICE, DTYPES, EXTRA_SHAPES, MASK_COUNTS, SHAPES, TOL, Flavour, assert_within_torch_error,
-                   backend_grid, case_id, combine_oracle, flavours, grad_alpha_oracle, grid, only, packed_inputs)
 from impresslearn import ops, reference
 
 COMBINE = flavours(native_variants=True, triton_variants=("shift_add", "lut"))

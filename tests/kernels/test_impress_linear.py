@@ -12,10 +12,19 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
+from cases import (
+    DEVICE,
+    Flavour,
+    assert_within_torch_error,
+    backend_grid,
+    case_id,
+    combine_oracle,
+    make_combine_inputs,
+    only,
+    packed_inputs,
+)
 
 import impresslearn
-from cases import (DEVICE, Flavour, assert_within_torch_error, backend_grid, case_id, combine_oracle,
-                   make_combine_inputs, only, packed_inputs)
 from impresslearn import ops, pack_masks, reference
 
 if "triton" in impresslearn.available_backends():

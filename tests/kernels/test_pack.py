@@ -6,9 +6,9 @@ Triton has no packing primitives (the op layer runs the reference's for them).
 
 import pytest
 import torch
+from cases import Flavour, backend_grid, case_id, only, pack_oracle
 
 import impresslearn
-from cases import Flavour, backend_grid, case_id, only, pack_oracle
 from impresslearn import format, ops, pack_masks
 
 PACKING = ("reference", "native")
@@ -27,14 +27,8 @@ def test_pack_and_unpack_match_oracle(flavour, shape, dtype):
     assert torch.equal(flavour("unpack_bits", words, shape[2]), bits)
 
 
-# ops.pack_bits promises "nonzero = 1"; the reference (format.pack_bits) casts the bits to int32
-# and shifts them, right for 0/1 values only. Strict: it fails loudly once the reference is fixed.
-_REFERENCE_CASTS = pytest.mark.xfail(strict=True, reason="format.pack_bits casts to int32 instead of testing != 0")
-
-
-@pytest.mark.parametrize("flavour", [pytest.param(*p.values, marks=[*p.marks, _REFERENCE_CASTS], id=p.id)
-                                     if p.values[0].backend == "reference" else p
-                                     for p in backend_grid(backends=PACKING)])
+# ops.pack_bits promises "nonzero = 1" (NaN included) on every backend.
+@pytest.mark.parametrize("flavour", backend_grid(backends=PACKING))
 def test_nonzero_counts_as_one(flavour):
     bits = torch.tensor([[[0.0, 2.0, -1.0, float("nan"), 0.0]]])
     assert flavour("pack_bits", bits).tolist() == [[[0b01110]]]

@@ -8,11 +8,11 @@ Triton has no threshold_mask (the op layer runs the reference's for it).
 
 import pytest
 import torch
+from cases import DEVICE, DTYPES, Flavour, backend_grid, case_id, only, pack_oracle, popup_k_oracle, popup_oracle
 from hypothesis import given
 from hypothesis import strategies as st
 
 import impresslearn
-from cases import DEVICE, DTYPES, Flavour, backend_grid, case_id, only, pack_oracle, popup_k_oracle, popup_oracle
 from impresslearn import ops, reference
 from impresslearn.format import rows_cols, unpack_bits
 from impresslearn.layers import SupermaskConv2d, SupermaskLinear
