@@ -47,6 +47,11 @@ def _load(name: str) -> types.ModuleType | None:
     return _loaded[name]
 
 
+def loaded(name: str) -> types.ModuleType | None:
+    """The module of backend `name`, or None where it cannot run here (imported once)."""
+    return _load(name)
+
+
 def available_backends() -> list[str]:
     """The backends this machine can run, best-known first after "reference"."""
     return [name for name in NAMES if _load(name) is not None]

@@ -55,7 +55,7 @@ def _select(device: torch.device) -> types.ModuleType:
     name = backends.requested()
     if name == "auto":
         for candidate in backends.auto_order(device):
-            mod = backends._load(candidate)
+            mod = backends.loaded(candidate)
             if mod is not None and mod.supports(device):
                 return mod
         return reference

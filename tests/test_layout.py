@@ -58,6 +58,28 @@ def imports(name: str, path: Path, known: set[str]) -> list[tuple[str, list[str]
     return found
 
 
+def private_attributes(name: str, path: Path, known: set[str]) -> list[str]:
+    """`mod._private` uses in a module, where `mod` is another module of the package it imported."""
+    tree = ast.parse(path.read_text())
+    is_package = path.name == "__init__.py"
+    aliases = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            base = name.split(".")
+            base = base[: len(base) - node.level + (1 if is_package else 0)] if node.level else []
+            target = ".".join(base + ([node.module] if node.module else [])) if node.level else (node.module or "")
+            for a in node.names:
+                if f"{target}.{a.name}" in known:
+                    aliases[a.asname or a.name] = f"{target}.{a.name}"
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name in known and a.asname:
+                    aliases[a.asname] = a.name
+    return [f"{aliases[n.value.id]}.{n.attr}" for n in ast.walk(tree)
+            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id in aliases
+            and n.attr.startswith("_") and not n.attr.startswith("__") and aliases[n.value.id] != name]
+
+
 def layer_of(module: str) -> int | None:
     parts = module.split(".")
     return LAYERS.get(parts[1]) if len(parts) > 1 else None
@@ -88,6 +110,12 @@ def test_imports_go_downward_through_public_names():
             private = [n for n in names if n.startswith("_") and n != "__version__"]
             if private and not same_package:
                 bad.append(f"{src} takes private {private} from {dst}")
+    assert not bad, "\n".join(bad)
+
+
+def test_no_private_attribute_of_another_module():
+    mods = modules()
+    bad = [f"{name}: {use}" for name, path in mods.items() for use in private_attributes(name, path, set(mods))]
     assert not bad, "\n".join(bad)
 
 
