@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -22,21 +23,22 @@ from ..continual.storage import paper_table2
 from ..experiments import plots, tables
 from ..experiments.quickstart import quickstart
 from . import split
+from .options import Parser, Refused, positive_int
 from .run import add_run_arguments, cmd_run
 
 __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="impresslearn", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
+    p = Parser(prog="impresslearn", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     q = sub.add_parser("quickstart", help="offline demo on the shipped MNIST subset")
     q.add_argument("--out", help="also write the results JSON here")
-    q.add_argument("--threads", type=int)
+    q.add_argument("--threads", type=positive_int)
     q.add_argument("--quiet", action="store_true")
     r = sub.add_parser("run", help="one experiment; results to --out (JSON)")
     add_run_arguments(r)
+    r.set_defaults(parser=r)  # its refusals name its options
     s = sub.add_parser("storage", help="the paper's Table 2, recomputed")
     s.add_argument("--density", type=float, default=0.1, help="density for the 16-bit index count")
     pl = sub.add_parser("plot", help="plots from results JSON files")
@@ -84,11 +86,39 @@ COMMANDS = {"quickstart": cmd_quickstart, "storage": cmd_storage, "plot": cmd_pl
             "doctor": cmd_doctor}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _dispatch(argv: list[str]) -> int:
     if split.is_split_run(argv):  # SplitCIFAR-100 / SplitImageNet take options of their own
         return split.main(argv[1:])
     a = build_parser().parse_args(argv)
     if a.command == "run":
         return cmd_run(a, argv)
-    return COMMANDS[a.command](a)
+    try:
+        return COMMANDS[a.command](a)
+    except (ValueError, OSError) as err:  # a file `table`/`plot` cannot read: its name and why
+        raise Refused(str(err)) from err
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command. A refused value is one sentence and exit status 2; any other failure one
+    sentence and status 1; the traceback only with --debug (anywhere) or IMPRESSLEARN_DEBUG=1."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("IMPRESSLEARN_DEBUG", "0") not in ("", "0")
+    argv = [x for x in argv if x != "--debug"]
+    try:
+        return _dispatch(argv)
+    except Refused as err:
+        if debug:
+            raise
+        print(f"impresslearn: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("impresslearn: interrupted; finished units are kept: the same command resumes", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - the last line of defence: one sentence, not a traceback
+        if debug:
+            raise
+        print(f"impresslearn: error: {type(err).__name__}: {err} (run again with --debug for the traceback)",
+              file=sys.stderr)
+        return 1

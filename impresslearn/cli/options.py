@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, refusing a bad option with one sentence (not the usage block) and status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"impresslearn: error: {message} (see {self.prog} --help)\n")
 
 
 def parse_floats(text: str) -> list[float]:
@@ -20,6 +28,36 @@ def parse_bool(text: str) -> bool:
     if text.lower() in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def with_flags(message: str, parser: argparse.ArgumentParser) -> str:
+    """A config check's message in the words of the command line: field names become options
+    ("basis_size must be ..." -> "--basis-size must be ...")."""
+    for action in parser._actions:  # argparse keeps no public list of its options
+        longs = [o for o in action.option_strings if o.startswith("--")]
+        if not longs or action.dest == "help":
+            continue
+        # a field name with an underscore anywhere; a one-word name ("density") only as the
+        # subject of a refusal ("density must ..."), not where it is an ordinary word
+        pattern = (rf"(?<![\w-]){re.escape(action.dest)}(?![\w-])" if "_" in action.dest
+                   else rf"^{re.escape(action.dest)}(?= must)")
+        message = re.sub(pattern, longs[0], message)
+    return message
+
+
+class Refused(Exception):
+    """A command refused before doing any work (a bad value, an unusable --out, missing data):
+    the CLI prints its one sentence and exits with status 2."""
 
 
 def config_from_args(a: argparse.Namespace, config_class):

@@ -14,7 +14,7 @@ import torch
 from ..continual import masks as masks_mod
 from ..experiments import ALPHA_PRESETS, BENCHMARKS, RunConfig, Runner
 from ..experiments.tables import summary_table
-from .options import config_from_args, parse_bool, parse_floats, parse_names
+from .options import Refused, config_from_args, parse_bool, parse_floats, parse_names, positive_int, with_flags
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -81,17 +81,25 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("running")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="cpu")
-    g.add_argument("--threads", type=int, help="torch.set_num_threads")
+    g.add_argument("--threads", type=positive_int, help="torch.set_num_threads")
     g.add_argument("--cache", help="folder keeping learned masks, shared between runs")
-    g.add_argument("--out", default="results.json")
+    g.add_argument("--out", default="results.json",
+                   help="results file; the same command again resumes it (from <out>.run/), another run on it "
+                        "is refused")
+    g.add_argument("--restart", action="store_true",
+                   help="replace the results of a run with other settings at --out instead of refusing")
     g.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
 
 
 def cmd_run(a: argparse.Namespace, argv: Sequence[str]) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
-    cfg = config_from_args(a, RunConfig)
-    res = Runner(cfg, a.out, command="impresslearn " + shlex.join(argv)).run()
+    try:  # everything that can refuse the run happens here, before any training
+        cfg = config_from_args(a, RunConfig)
+        runner = Runner(cfg, a.out, command="impresslearn " + shlex.join(argv))
+    except (ValueError, OSError) as err:  # (OutputError and CheckpointError are ValueErrors)
+        raise Refused(with_flags(str(err), a.parser)) from err
+    res = runner.run()
     print(summary_table(res))
     print(f"results: {a.out}")
     return 0

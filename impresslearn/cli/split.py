@@ -18,15 +18,15 @@ from collections.abc import Sequence
 import torch
 
 from ..continual import distributed as dd
-from ..experiments import PAPER_SETTINGS, SPLIT_BENCHMARKS, SplitConfig, run_split
+from ..experiments import PAPER_SETTINGS, SPLIT_BENCHMARKS, SplitConfig, SplitRunner
 from ..experiments.tables import split_summary
-from .options import config_from_args, parse_bool
+from .options import Parser, Refused, config_from_args, parse_bool, positive_int, with_flags
 
 
 def build_parser() -> argparse.ArgumentParser:
     paper = "; ".join(f"{b}: {s['arch']}, Adam lr {s['lr']}, λ {s['lam']}, batch {s['batch_size']}"
                       for b, s in PAPER_SETTINGS.items())
-    p = argparse.ArgumentParser(prog="impresslearn run", description=__doc__,
+    p = Parser(prog="impresslearn run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=f"Paper settings (the defaults): {paper}.")
     g = p.add_argument_group("data")
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("running")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", help="default: this process's GPU if CUDA is present, else cpu")
-    g.add_argument("--threads", type=int, help="torch.set_num_threads")
+    g.add_argument("--threads", type=positive_int, help="torch.set_num_threads")
     g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes per process")
     g.add_argument("--eval-batch-size", type=int, default=250)
     g.add_argument("--eval-batches", type=int, help="at most this many test batches per task")
@@ -90,14 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     """`argv`: the arguments after `run`."""
-    a = build_parser().parse_args(list(argv))
+    parser = build_parser()
+    a = parser.parse_args(list(argv))
     if a.threads:
         torch.set_num_threads(a.threads)
-    cfg = config_from_args(a, SplitConfig)
-    cfg.check()  # before joining the process group: bad options fail fast on every rank
+    try:
+        cfg = config_from_args(a, SplitConfig)
+        cfg.check()  # before joining the process group: bad options fail fast on every rank
+    except (ValueError, OSError) as err:
+        raise Refused(with_flags(str(err), parser)) from err
     d = dd.init_from_env(cfg.device, timeout_minutes=a.dist_timeout)
     try:
-        res = run_split(cfg, a.out, command="impresslearn run " + shlex.join(argv), d=d)
+        try:  # what refuses the run (--out in use or holding another run's results) comes first
+            runner = SplitRunner(cfg, a.out, command="impresslearn run " + shlex.join(argv), d=d)
+        except (ValueError, OSError) as err:
+            raise Refused(with_flags(str(err), parser)) from err
+        res = runner.run()
     except BaseException:
         dd.shutdown(d, wait=False)  # no barrier: the other processes may be stuck elsewhere
         raise

@@ -16,7 +16,8 @@ import torch.nn as nn
 
 from .. import models
 from ..format import PackedMasks
-from ..layers import ImpressConv2d, ImpressLinear, SupermaskConv2d, SupermaskLinear, convert
+from ..layers import MASK_MODES, ImpressConv2d, ImpressLinear, SupermaskConv2d, SupermaskLinear, convert
+from ..seeding import INITS, check_density
 
 ARCHS = ("lenet_300_100", "resnet18", "resnet50")  # the ResNets: SplitCIFAR-100 and SplitImageNet (issue 6)
 
@@ -44,6 +45,13 @@ class BackboneConfig:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
         if self.outputs < self.classes:
             raise ValueError(f"outputs ({self.outputs}) must be at least the number of classes ({self.classes})")
+        check_density(self.density)
+        if self.mask not in MASK_MODES:
+            raise ValueError(f"mask must be one of {MASK_MODES}, got {self.mask!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.width < 1:
+            raise ValueError(f"width must be at least 1, got {self.width}")
 
 
 def network(cfg: BackboneConfig) -> nn.Module:

@@ -23,6 +23,7 @@ from .. import __version__, ops
 from ..continual import metrics
 from ..files import atomic_write
 from ..seeding import derive_seed
+from .output import RunLock, check_out, existing_results
 
 # Every benchmark `impresslearn run` takes; the split ones have a runner and options of their own.
 MNIST_BENCHMARKS = ("permuted-mnist", "rotated-mnist")
@@ -49,9 +50,29 @@ class RunnerBase:
     cfg: object
     out: Path | None
     results: dict
+    lock: RunLock | None = None
 
     def start_clock(self) -> None:
         self.t0 = time.time()
+
+    def claim_output(self, out, config: dict, free: tuple[str, ...], restart: bool, command: str | None,
+                     lock: bool = True) -> dict | None:
+        """Before any work: check `out`, hold its lock for the run's life (`lock`: this process is
+        the one that writes), and return the results already there if they are this run's (to
+        resume), None if there are none (or `restart`). Refusals are OutputError sentences."""
+        self.out = check_out(out)
+        if lock:
+            self.lock = RunLock(self.out, command).acquire()
+        try:
+            return existing_results(self.out, config, free, restart)
+        except BaseException:
+            self.release_output()
+            raise
+
+    def release_output(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     @property
     def writes(self) -> bool:

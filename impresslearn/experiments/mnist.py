@@ -21,6 +21,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +36,7 @@ from ..continual import alpha as alpha_mod
 from ..continual import backbone as bb
 from ..continual import basis as basis_mod
 from ..continual import inference, masks, metrics, storage
+from ..continual.resume import FileCheckpoint, load_task_state, parse_state, state_bytes, task_state
 from ..continual.training import TrainConfig
 from ..data import MnistArrays, PermutedMNIST, RotatedMNIST, TaskStream, load_mnist, load_subset
 from ..files import atomic_write, safetensors_bytes
@@ -41,6 +44,9 @@ from ..format import PackedMasks
 from ..layers import supermask_layers
 from ..seeding import derive_seed
 from .base import BENCHMARKS, SPLIT_BENCHMARKS, RunnerBase, machine_info, storage_record
+
+# Fields a resumed run may change without changing what it computes.
+RESUME_FREE = ("progress", "verbose", "cache", "restart")
 
 
 @dataclasses.dataclass
@@ -96,6 +102,7 @@ class RunConfig:
     eval_batch_size: int = 2000
     progress: bool | None = None       # progress bars: None = only on a terminal
     verbose: bool = True                   # log lines on stderr
+    restart: bool = False                  # replace the results (and units) of another run at --out
 
     def check(self) -> None:
         if self.benchmark in SPLIT_BENCHMARKS:
@@ -125,6 +132,35 @@ class RunConfig:
         if self.hybrid and self.gn_objectives and "impresslearn" in self.gn_on:
             raise ValueError("task inference over hybrid ImpressLearn tasks is not defined (their last layer is a "
                              "mask per task); drop --hybrid or use --gn-on supsup")
+        for where in self.gn_on:
+            if where not in ("supsup", "impresslearn"):
+                raise ValueError(f"GN runs on 'supsup' and 'impresslearn' tasks, got {where!r}")
+        if self.gn_batches is not None and self.gn_batches < 1:
+            raise ValueError(f"gn_batches must be at least 1 (or left out for all), got {self.gn_batches}")
+        for name in ("validation", "incorrect_tasks", "basis_gn", "first_new_task"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.eval_batch_size < 1:
+            raise ValueError(f"eval_batch_size must be at least 1, got {self.eval_batch_size}")
+        if self.benchmark == "permuted-mnist" and self.first_new_task < self.basis_size:
+            raise ValueError(f"new tasks (from {self.first_new_task}) would overlap the {self.basis_size} basis tasks")
+        if self.benchmark == "rotated-mnist" and self.new_angles and len(self.new_angles) != self.new_tasks:
+            raise ValueError(f"{len(self.new_angles)} new angles given for {self.new_tasks} new tasks")
+        if not math.isfinite(self.angle_step):
+            raise ValueError(f"angle_step must be a finite number of degrees, got {self.angle_step}")
+        # The settings the presets and overrides make must be valid too (density, learning rates,
+        # epochs, iterations): refused here, before any data is read, not when training starts.
+        self.backbone()
+        for what, make in (("mask training", self.mask_training), ("alpha fit", self.alpha_training)):
+            try:
+                make()
+            except ValueError as err:
+                raise ValueError(f"{what}: {err}") from None
+        if self.data_root is not None and not self.download:
+            raw = Path(self.data_root) / "MNIST" / "raw"
+            if not any((raw / f).exists() for f in ("train-images-idx3-ubyte", "train-images-idx3-ubyte.gz")):
+                raise FileNotFoundError(f"MNIST not found under {self.data_root} (expected {raw}/train-images-idx3-"
+                                        "ubyte, torchvision's layout); add --download to fetch it there")
 
     def backbone(self) -> bb.BackboneConfig:
         cfg, _ = masks.preset(self.preset)
@@ -214,15 +250,33 @@ class MaskCache:
 # --------------------------------------------------------------------------- the run
 
 class Runner(RunnerBase):
+    """One MNIST experiment. With `out`, the run holds `out` (and its folder `<out>.run/`: learned
+    masks and finished alpha fits) for its life; the same run started again resumes from them,
+    by finished units, to the same results."""
+
     def __init__(self, cfg: RunConfig, out: str | None = None, command: str | None = None):
         cfg.check()
         self.cfg = cfg
-        self.out = Path(out) if out else None
+        self.out, self.folder, self.resumed = None, None, False
+        if out is not None:
+            old = self.claim_output(out, dataclasses.asdict(cfg), RESUME_FREE, cfg.restart, command)
+            self.resumed = old is not None
+            self.folder = self.out.with_suffix(".run")
+            if not self.resumed and self.folder.exists():
+                shutil.rmtree(self.folder)  # another run's units (or --restart): not ours to reuse
+        try:
+            self._setup(cfg, command)
+        except BaseException:
+            self.release_output()
+            raise
+
+    def _setup(self, cfg: RunConfig, command: str | None) -> None:
         self.device = torch.device(cfg.device)
         self.backbone = cfg.backbone()
         self.mask_train = cfg.mask_training()
         self.alpha_train = cfg.alpha_training()
-        self.cache = MaskCache(cfg.cache)
+        own = self.folder / "masks" if self.folder is not None and cfg.cache is None else None
+        self.cache = MaskCache(cfg.cache or own)
         self.start_clock()
         arrays = load_arrays(cfg)
         self.tasks = make_tasks(cfg, arrays)
@@ -238,6 +292,7 @@ class Runner(RunnerBase):
             "tasks": {"basis": [self.tasks.stream.describe(t) for t in self.tasks.basis],
                       "new": [self.tasks.stream.describe(t) for t in self.tasks.new]},
             "machine": machine_info(self.device),
+            "resumed": self.resumed,
         }
 
     # ---- data
@@ -303,11 +358,20 @@ class Runner(RunnerBase):
         acc = metrics.AccuracyMatrix(n)
         fits = []
         for i, t in enumerate(self.tasks.new):
-            batches = self.alpha_batches(t, seed=self.data_seed(10_000 + i, t))
-            start = time.time()
-            fit = alpha_mod.fit_alpha(model, i, batches, self.alpha_train, lam=cfg.lam, progress=cfg.progress,
-                                      desc=f"alpha {i + 1}/{n}")
-            fits.append({**fit, "seconds": round(time.time() - start, 1)})
+            unit = self.unit(f"alpha-{i:04d}")
+            done = unit.load() if unit is not None else None
+            if done is not None:  # fitted by an earlier start of this run
+                tensors, _, info = parse_state(done, str(unit.path))
+                load_task_state(model, i, tensors)
+                fits.append(info)
+            else:
+                batches = self.alpha_batches(t, seed=self.data_seed(10_000 + i, t))
+                start = time.time()
+                fit = alpha_mod.fit_alpha(model, i, batches, self.alpha_train, lam=cfg.lam, progress=cfg.progress,
+                                          desc=f"alpha {i + 1}/{n}")
+                fits.append({**fit, "seconds": round(time.time() - start, 1)})
+                if unit is not None:
+                    unit.save(state_bytes(task_state(model, i), position=fits[-1]))
             acc.measure_row(i, lambda j: metrics.accuracy(model, self.test_batches(self.tasks.new[j]), task=j))
             self.log(f"ImpressLearn task {i + 1}/{n} ({self.tasks.stream.describe(t)}): {acc.R[i][i]:.4f}")
             diag = [acc.R[j][j] for j in range(i + 1)]
@@ -316,6 +380,10 @@ class Runner(RunnerBase):
         self.results["impresslearn"]["acc_matrix"] = acc.to_dict()
         self.results["impresslearn"]["favoured_masks"] = [alpha_mod.favoured_masks(model, i) for i in range(n)]
         return model
+
+    def unit(self, key: str) -> FileCheckpoint | None:
+        """Where a finished unit of work is kept in the run folder (None without --out)."""
+        return FileCheckpoint(self.folder / "units" / f"{key}.safetensors") if self.folder is not None else None
 
     def alpha_batches(self, task: int, seed: int):
         return self.tasks.stream.train(task, self.alpha_train.batch_size, seed=seed, device=self.device)
@@ -377,7 +445,14 @@ class Runner(RunnerBase):
 
     # ---- everything
     def run(self) -> dict:
+        try:
+            return self._run()
+        finally:
+            self.release_output()
+
+    def _run(self) -> dict:
         cfg = self.cfg
+        self.save()  # the results file is this run's from now on: a restart after a kill resumes it
         self.log(f"{cfg.benchmark}: {len(self.tasks.new)} new tasks, basis {cfg.basis} K={cfg.basis_size}, "
                  f"{'per-channel' if cfg.per_channel else 'per-layer'}{' hybrid' if cfg.hybrid else ''}; "
                  f"backend {ops.backend_for(self.device)}")

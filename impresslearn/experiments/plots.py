@@ -8,12 +8,13 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+
+from .tables import load_results
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -29,7 +30,7 @@ def _label(alpha_per_channel: bool) -> str:
 def load(paths: Sequence[str | Path]) -> list[dict]:
     out = []
     for p in paths:
-        r = json.loads(Path(p).read_text())
+        r = load_results(p)
         if r.get("impresslearn", {}).get("new_task_acc"):
             out.append(r)
     return out

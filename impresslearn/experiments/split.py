@@ -161,6 +161,26 @@ class SplitConfig:
                              f"{new[:1]}..{new[-1:]} do not fit")
         if set(basis_tasks) & set(new):
             raise ValueError(f"new tasks {new} overlap the basis tasks {basis_tasks}")
+        for name in ("workers", "incorrect_tasks", "bn_recalibrate"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("eval_batch_size", "width", "image_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.eval_batches is not None and self.eval_batches < 1:
+            raise ValueError(f"eval_batches must be at least 1 (or left out for all), got {self.eval_batches}")
+        if self.mask not in ("topk", "threshold"):
+            raise ValueError(f"mask must be 'topk' or 'threshold', got {self.mask!r}")
+        # What the settings build must be valid too (density, learning rates, epochs, iterations,
+        # batch size): refused here, before any data is read.
+        self.backbone()
+        for what, make in (("mask training", self.mask_training), ("alpha fit", self.alpha_training)):
+            try:
+                make()
+            except ValueError as err:
+                raise ValueError(f"{what}: {err}") from None
+        if not self.synthetic and self.data_root is not None and not self.download and not Path(self.data_root).is_dir():
+            raise FileNotFoundError(f"--data-root {self.data_root} is not a folder")
 
     def backbone(self) -> bb.BackboneConfig:
         classes = PAPER_SETTINGS[self.benchmark]["classes"]
@@ -273,8 +293,17 @@ class SplitRunner(RunnerBase):
         cfg.check()
         self.cfg = cfg
         self.d = d or dd.Dist()
+        # Before any work: --out usable, held by this run (rank 0 holds the lock for all), and
+        # what is there already is this run's to resume or nothing a run may not replace.
+        self.claim_output(out, dataclasses.asdict(cfg), RESUME_FREE, cfg.restart, command, lock=self.d.is_main)
+        try:
+            self._setup(cfg, command)
+        except BaseException:
+            self.release_output()
+            raise
+
+    def _setup(self, cfg: SplitConfig, command: str | None) -> None:
         self.device = torch.device(cfg.device) if cfg.device else self.d.device
-        self.out = Path(out)
         self.progress = cfg.progress if self.d.is_main else False  # one set of progress bars
         self.folder = RunFolder(self.out.with_suffix(".run"), self.d)
         self.start_clock()
@@ -465,6 +494,12 @@ class SplitRunner(RunnerBase):
         return storage_record(packed, index16, imp, max_tasks, batchnorm_bytes=bn)
 
     def run(self) -> dict:
+        try:
+            return self._run()
+        finally:
+            self.release_output()
+
+    def _run(self) -> dict:
         cfg = self.cfg
         self.log(f"{cfg.benchmark} ({self.stream.source}): {self.backbone.arch}, basis {cfg.basis} K={cfg.basis_size}, "
                  f"{len(self.new_tasks)} new tasks, {self.d.world_size} process(es) on {self.device}"

@@ -14,6 +14,29 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+REQUIRED = ("config", "impresslearn", "storage", "supsup", "tasks")
+
+
+def load_results(path) -> dict:
+    """A results file, or ValueError naming the file and what is wrong with it."""
+    try:
+        text = open(path, encoding="utf-8").read()
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: cannot be read ({err.__class__.__name__}: {err})") from None
+    if not text.strip():
+        raise ValueError(f"{path}: the file is empty (a run still starting, or a copy cut short?)")
+    try:
+        r = json.loads(text)
+    except ValueError as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); a file cut short, or not a results file") from None
+    missing = [k for k in REQUIRED if not isinstance(r, dict) or k not in r]
+    if missing:
+        raise ValueError(f"{path}: not an impresslearn results file (no {', '.join(missing)}), or one whose run "
+                         "has not finished its first stage")
+    return r
+
 
 def _aligned(rows: list[tuple]) -> str:
     """Columns padded to their widest cell, a rule under the header row."""
@@ -82,7 +105,7 @@ def results_rows(paths: Sequence[str]) -> str:
             "ratio (packed)", "incorrect mask"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for path in paths:
-        r = json.loads(open(path).read())
+        r = load_results(path)
         imp, st = r["impresslearn"], r["storage"]
         if imp.get("skipped"):
             kind, acc, ib, compression = "SupSup only", "-", "-", "-"
@@ -102,7 +125,7 @@ def grid_table(paths: Sequence[str]) -> str:
     alpha per layer / per channel), each cell the mean new-task accuracy and bytes per task."""
     cells, kinds, ks, supsup = {}, [], set(), []
     for path in paths:
-        r = json.loads(open(path).read())
+        r = load_results(path)
         imp = r["impresslearn"]
         if imp.get("skipped") or imp.get("mean_acc") is None or imp["hybrid"] or imp["lam"]:
             continue

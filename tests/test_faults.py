@@ -1,0 +1,249 @@
+"""Faults and bad input, as a demanding user brings them: runs killed at random points (during a
+save too), two runs on one --out, torn files fed to every reader, and refused values. Nothing
+finished is lost, nothing is silently replaced, and every refusal is one sentence (status 2)."""
+
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from impresslearn import cli
+from impresslearn.experiments.output import OutputError, RunLock
+
+HERE = Path(__file__).resolve().parent
+# A tiny PermutedMNIST run on the shipped subset (about 8 s on one thread).
+TINY = ["run", "--new-tasks", "2", "-K", "2", "--mask-epochs", "0.3", "--alpha-epochs", "0.3", "--quiet",
+        "--incorrect-tasks", "2", "--threads", "1"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def impresslearn(args, cwd, helper=None, timeout=600):
+    prefix = [sys.executable, str(HERE / helper)] if helper else [sys.executable, "-m", "impresslearn.cli"]
+    return subprocess.run(prefix + list(args), cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def one_sentence(text: str, match: str = "") -> str:
+    line = text.strip()
+    assert line.startswith("impresslearn: error: ") and "\n" not in line and "Traceback" not in line, text
+    assert re.search(match, line), line
+    return line
+
+
+def refused(capsys, argv, match=""):
+    capsys.readouterr()
+    try:
+        code = cli.main(argv)
+    except SystemExit as stop:  # argparse's refusals exit from inside the parser
+        code = stop.code
+    assert code == 2, argv
+    return one_sentence(capsys.readouterr().err, match)
+
+
+def untimed(value):
+    """A results record without what differs between two runs of the same work."""
+    skip = ("seconds", "elapsed_s", "command", "machine", "resumed", "masks_from_cache", "status", "restart")
+    if isinstance(value, dict):
+        return {k: untimed(v) for k, v in value.items() if k not in skip}
+    if isinstance(value, list):
+        return [untimed(v) for v in value]
+    return value
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if ".tmp-" in p.name)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The tiny run, uninterrupted."""
+    folder = tmp_path_factory.mktemp("reference")
+    done = impresslearn(TINY + ["--out", "r.json"], folder)
+    assert done.returncode == 0, done.stderr
+    return json.loads((folder / "r.json").read_text())
+
+
+# --------------------------------------------------------------------------- kills
+
+# Kill points drawn at random (seeded: the same draw every run): the N-th atomic write of the
+# run, killed while the file is being saved (its temporary written, not yet renamed) or right
+# after it landed. A tiny run makes about a dozen writes.
+KILLS = [(n, when) for n, when in zip(random.Random(12).sample(range(1, 12), 4), ["before", "after"] * 2)]
+
+
+@pytest.mark.parametrize("n, when", KILLS)
+def test_killed_run_resumes_to_the_same_results(tmp_path, reference, n, when):
+    killed = impresslearn([str(n), when] + TINY + ["--out", "r.json"], tmp_path, helper="kill_at_write.py")
+    assert killed.returncode == -9, killed.stderr[-2000:]  # it did die at that write
+    before = (tmp_path / "r.json").read_text() if (tmp_path / "r.json").exists() else None
+    if before is not None:
+        json.loads(before)  # whatever landed is whole, never torn
+    again = impresslearn(TINY + ["--out", "r.json"], tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["status"] == "done" and r["resumed"] == (before is not None)
+    assert untimed(r) == untimed(reference)
+    assert leftovers(tmp_path) == []  # the killed save's temporary file is gone too
+
+
+# --------------------------------------------------------------------------- two runs, one --out
+
+def test_a_second_run_on_the_same_out_is_refused_at_once(tmp_path):
+    # The first run trains long enough (about 30 s) for the second to start while it holds --out.
+    slow = [a if a != "0.3" else "3" for a in TINY]
+    first = subprocess.Popen([sys.executable, "-m", "impresslearn.cli", *slow, "--out", "r.json"], cwd=tmp_path,
+                             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = tmp_path / "r.json.lock"
+    deadline = time.time() + 120
+    while not (lock.exists() and lock.read_text()) and first.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert first.poll() is None, "the first run ended before the second started"
+    start = time.time()
+    second = impresslearn(slow + ["--out", "r.json"], tmp_path)
+    assert first.poll() is None, "the first run ended before the second was refused"
+    assert second.returncode == 2 and time.time() - start < 60, second.stderr
+    one_sentence(second.stderr, rf"r\.json is in use by another run \(pid {first.pid} on ")
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    assert json.loads((tmp_path / "r.json").read_text())["status"] == "done"
+    assert not lock.exists()  # let go at the end
+
+
+def test_lock_names_its_holder_and_is_released(tmp_path):
+    out = tmp_path / "r.json"
+    with RunLock(out, command="impresslearn run --out r.json"):
+        with pytest.raises(OutputError, match=rf"in use by another run \(pid {os.getpid()} on .*impresslearn run"):
+            RunLock(out).acquire()
+    with RunLock(out):  # free again
+        pass
+
+
+# --------------------------------------------------------------------------- --out is never replaced
+
+def test_out_that_is_not_this_runs_results_is_never_replaced(tmp_path, capsys, reference):
+    other = tmp_path / "notes.txt"
+    other.write_text("a file of the user's")
+    refused(capsys, TINY + ["--out", str(other)], "not a results file")
+    refused(capsys, TINY + ["--out", str(other), "--restart"], "not a results file")  # not even with --restart
+    assert other.read_text() == "a file of the user's"
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text(json.dumps({"hello": 1}))
+    refused(capsys, TINY + ["--out", str(foreign)], "not an impresslearn results file")
+    assert json.loads(foreign.read_text()) == {"hello": 1}
+    finished = tmp_path / "finished.json"
+    finished.write_text(json.dumps(reference))
+    refused(capsys, [a if a != "2" else "3" for a in TINY[:3]] + TINY[3:] + ["--out", str(finished)],
+            r"other settings \(differs in --new-tasks\); add --restart")
+    assert json.loads(finished.read_text()) == reference
+    refused(capsys, TINY + ["--out", ""], "--out is empty")
+    refused(capsys, TINY + ["--out", str(tmp_path)], "is a folder")
+    refused(capsys, TINY + ["--out", str(other / "r.json")], "is a file, not a folder")
+
+
+def test_restart_replaces_a_run_of_other_settings(tmp_path, reference):
+    (tmp_path / "r.json").write_text(json.dumps({**reference, "config": {**reference["config"], "seed": 7}}))
+    (tmp_path / "r.run").mkdir()
+    (tmp_path / "r.run" / "stale").write_text("units of the other run")
+    done = impresslearn(TINY + ["--out", "r.json", "--restart"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert untimed(r) == untimed(reference) and not (tmp_path / "r.run" / "stale").exists()
+
+
+# --------------------------------------------------------------------------- torn files
+
+def torn_versions(good: bytes) -> dict[str, bytes]:
+    return {"empty": b"", "half": good[: len(good) // 2], "one byte": good[:1], "garbage": b"\x00\xff" * 40,
+            "not json": b"results: fine\n"}
+
+
+def test_torn_results_files_are_named_by_every_reader(tmp_path, capsys, reference):
+    good = json.dumps(reference).encode()
+    for name, data in torn_versions(good).items():
+        path = tmp_path / "r.json"
+        path.write_bytes(data)
+        for command in (["table", str(path)], ["table", "--grid", str(path)], ["plot", str(path), "--out-dir", str(tmp_path)]):
+            refused(capsys, command, re.escape(str(path)))
+        refused(capsys, TINY + ["--out", str(path)], "not a results file|not an impresslearn results file")
+        assert path.read_bytes() == data, name  # untouched
+    refused(capsys, ["table", str(tmp_path / "missing.json")], "no such file")
+
+
+# --------------------------------------------------------------------------- refused values
+
+BAD = [  # (arguments after `impresslearn`, what the sentence must say)
+    (["run", "-K", "0"], "--basis-size must be at least 1"),
+    (["run", "-K", "x"], "invalid int value"),
+    (["run", "--new-tasks", "0"], "--new-tasks must be at least 1"),
+    (["run", "--density", "2"], "--density must lie in"),
+    (["run", "--density", "0"], "--density must lie in"),
+    (["run", "--density", "-0.5"], "--density must lie in"),
+    (["run", "--mask-lr", "-1"], "mask training"),
+    (["run", "--mask-lr", "0"], "mask training"),
+    (["run", "--mask-epochs", "0"], "mask training"),
+    (["run", "--mask-iterations", "0"], "mask training"),
+    (["run", "--alpha-lr", "-1"], "alpha fit"),
+    (["run", "--alpha-epochs", "0"], "alpha fit"),
+    (["run", "--alpha-batch-size", "0"], "alpha fit"),
+    (["run", "--outputs", "5"], "outputs .* must be at least the number of classes"),
+    (["run", "--gn", "X"], "GN objectives"),
+    (["run", "--gn", "H", "--gn-methods", "magic"], "GN methods"),
+    (["run", "--gn", "H", "--gn-inputs", "middle"], "GN inputs"),
+    (["run", "--gn", "H", "--gn-on", "nothing"], "GN runs on"),
+    (["run", "--gn", "H", "--gn-batches", "0"], "--gn-batches must be at least 1"),
+    (["run", "--basis", "random", "--basis-gn", "1"], "heterogeneous"),
+    (["run", "-K", "2", "--basis-gn", "3"], "cannot exceed"),
+    (["run", "--validation", "-3"], "--validation must be >= 0"),
+    (["run", "--incorrect-tasks", "-1"], "--incorrect-tasks must be >= 0"),
+    (["run", "--first-new-task", "1", "-K", "5"], "overlap"),
+    (["run", "--benchmark", "rotated-mnist", "--new-angles", "5,15", "--new-tasks", "3"], "2 new angles given"),
+    (["run", "--benchmark", "rotated-mnist", "--angle-step", "inf"], "finite"),
+    (["run", "--threads", "0"], "--threads: must be at least 1"),
+    (["run", "--threads", "-2"], "--threads: must be at least 1"),
+    (["run", "--basis", "mixed"], "invalid choice"),
+    (["run", "--preset", "best"], "invalid choice"),
+    (["run", "--scale", "maybe"], "expected true or false"),
+    (["run", "--hybrid", "--gn", "H", "--gn-on", "impresslearn"], "hybrid"),
+    (["run", "--data-root", "/nonexistent/mnist"], "MNIST not found under /nonexistent/mnist"),
+    (["run", "--benchmark", "split-cifar100"], "--data-root"),
+    (["run", "--benchmark", "split-cifar100", "--synthetic", "--workers", "-1"], "--workers must be >= 0"),
+    (["run", "--benchmark", "split-cifar100", "--synthetic", "--density", "0"], "--density must lie in"),
+    (["run", "--benchmark", "split-cifar100", "--synthetic", "-K", "15", "--new-tasks", "6"], "do not fit"),
+    (["run", "--benchmark", "split-cifar100", "--synthetic", "--first-new-task", "3", "-K", "5"], "overlap"),
+    (["run", "--benchmark", "split-cifar100", "--synthetic", "--eval-batches", "0"], "--eval-batches must be at least 1"),
+    (["run", "--benchmark", "split-cifar100", "--synthetic", "--checkpoint-every", "-1"], "--checkpoint-every must be"),
+    (["run", "--benchmark", "split-cifar100", "--synthetic", "--mask-iterations", "0"], "mask training"),
+    (["run", "--benchmark", "split-cifar100", "--synthetic", "--lr", "-1"], "mask training"),
+    (["run", "--benchmark", "split-cifar100", "--synthetic", "--image-size", "0"], "--image-size must be at least 1"),
+    (["run", "--benchmark", "split-cifar100", "--synthetic", "--width", "0"], "--width must be at least 1"),
+    (["run", "--benchmark", "split-cifar100", "--synthetic", "--threads", "0"], "--threads: must be at least 1"),
+    (["run", "--benchmark", "split-imagenet", "--arch", "vgg"], "invalid choice"),
+    (["run", "--benchmark", "split-cifar100", "--synthetic", "--data-root", "/nonexistent"], None),
+    (["storage", "--density", "x"], "invalid float value"),
+    (["quickstart", "--threads", "0"], "--threads: must be at least 1"),
+    (["table"], "the following arguments are required"),
+    (["plot"], "the following arguments are required"),
+    (["frobnicate"], "invalid choice"),
+]
+
+
+@pytest.mark.parametrize("argv, match", BAD, ids=[" ".join(a[1:]) or a[0] for a, _ in BAD])
+def test_every_refused_value_is_one_sentence_before_any_work(tmp_path, capsys, argv, match):
+    out = ["--out", str(tmp_path / "r.json")] if argv[0] == "run" else []
+    if match is None:  # a synthetic split run takes no --data-root: accepted, then refused for its --out
+        (tmp_path / "r.json").write_text("not results")
+        match = "not a results file"
+    start = time.time()
+    refused(capsys, argv + out, match)
+    assert time.time() - start < 30  # refused before any data is read or trained on
+    assert not (tmp_path / "r.run").exists()
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    done = impresslearn(["run", "-K", "0", "--out", "r.json", "--debug"], tmp_path)
+    assert done.returncode != 0 and "Traceback" in done.stderr and "basis_size must be at least 1" in done.stderr
