@@ -4,7 +4,10 @@ Written with safetensors (no pickle on load) and a JSON header under the metadat
 "impresslearn" holding the format version and, per layer, its kind, weight shape, backbone
 init and seed, density and task count. The frozen weights are rebuilt from their seeds on
 load unless the file includes them (`include_weights=True`, needed for `init="keep"` layers).
-Saves are atomic: the file is written beside the target and renamed over it.
+Saves are atomic: the file is written beside the target and renamed over it. The header also
+holds the SHA-256 of every tensor (format version 2; version 1 files have none and still load),
+and loads are all or nothing: the whole file is checked against the model before any of it is
+copied in (docs/design.md §3.2).
 
 Tensor names, for a layer with qualified name `L`:
     L.masks        SupermaskLinear/Conv2d: int32 packed masks [tasks, rows, nw]
@@ -24,14 +27,22 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from .files import CheckpointError, atomic_write, read_header, read_safetensors, safetensors_bytes
-from .format import PackedMasks
-from .layers import BackboneLayer, ImpressLayer, SupermaskLayer, TaskBatchNorm2d, task_modules
+from . import ops
+from .files import CheckpointError, atomic_write, check_entries, check_tensor, read_verified, safetensors_bytes
+from .format import PackedMasks, words_shape
+from .layers import MASK_MODES, BackboneLayer, ImpressLayer, SupermaskLayer, TaskBatchNorm2d, task_modules
+from .seeding import INITS, check_density, init_backbone
 
 __all__ = ["CheckpointError", "FORMAT_VERSION", "load_checkpoint", "read_checkpoint", "save_checkpoint"]
 
-FORMAT_VERSION = 1
+# Version 2 adds the SHA-256 checksums of the header and of every tensor (docs/design.md §3.2);
+# version 1 files, written before them, still load, checked in everything but the checksums.
+FORMAT_VERSION = 2
+LEGACY_VERSIONS = (1,)
+READS = (*LEGACY_VERSIONS, FORMAT_VERSION)
 META_KEY = "impresslearn"
+WHAT = "checkpoint"
+BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 def _layer_record(layer: nn.Module) -> dict[str, Any]:
@@ -72,7 +83,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, metadata: dict
             tensors[prefix + "basis"] = m.basis_words
             tensors[prefix + "alpha"] = torch.stack([a.detach() for a in m.alpha])
         if isinstance(m, TaskBatchNorm2d):
-            for key in ("running_mean", "running_var", "num_batches_tracked"):
+            for key in BN_STATS:
                 tensors[prefix + key] = torch.stack([getattr(bn, key) for bn in m.bns])
     for key, value in model.state_dict().items():
         if key not in owned:
@@ -82,13 +93,15 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, metadata: dict
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
-    """The header and the tensors of a checkpoint file, after checking its format version."""
+    """The header and the tensors of a checkpoint file, after checking its format version and
+    (from version 2) the checksums of its header and of every tensor."""
     path = os.fspath(path)
-    with open(path, "rb") as f:
-        data = f.read()
-    tensors, raw_meta = read_safetensors(data, path, "checkpoint")
-    header = read_header(raw_meta, META_KEY, FORMAT_VERSION, path, "checkpoint")
-    return header, tensors
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except IsADirectoryError as err:
+        raise CheckpointError(f"{path} is a folder, not a checkpoint") from err
+    return read_verified(data, path, WHAT, META_KEY, READS, legacy=LEGACY_VERSIONS)
 
 
 @torch.no_grad()
@@ -97,54 +110,191 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module) -> dict:
 
     Task counts and bases are resized to the file's; the backbone is rebuilt from the stored
     seeds unless the file holds the weights. Returns the metadata dict given at save time.
+
+    All or nothing: the whole file is checked against the model first (checksums, entry names,
+    shapes, dtypes, layer kinds and settings, mask densities); a `CheckpointError` then leaves
+    the model as it was. Only a file that fits is copied in.
     """
+    path = os.fspath(path)
     header, tensors = read_checkpoint(path)
-    modules = dict(task_modules(model))
-    missing = set(header["layers"]) - set(modules)
-    extra = set(modules) - set(header["layers"])
-    if missing or extra:
-        raise CheckpointError(f"checkpoint layers do not match the model: missing in model {sorted(missing)}, "
-                              f"not in checkpoint {sorted(extra)}")
-    for name, rec in header["layers"].items():
-        _load_layer(name, modules[name], rec, tensors, f"{name}." if name else "")
-    state = {k[len("state."):]: v for k, v in tensors.items() if k.startswith("state.")}
-    if state:
-        result = model.load_state_dict(state, strict=False)
-        if result.unexpected_keys:
-            raise CheckpointError(f"checkpoint entries the model does not have: {result.unexpected_keys}")
+    steps = _plan(path, header, tensors, model)
+    for step in steps:
+        step()
     return header.get("metadata", {})
 
 
-def _load_layer(name: str, m: nn.Module, rec: dict, tensors: dict, prefix: str) -> None:
-    if type(m).__name__ != rec["kind"]:
-        raise CheckpointError(f"layer {name!r} is a {type(m).__name__} in the model but a {rec['kind']} in the checkpoint")
+# --------------------------------------------------------------------------- checking before loading
+
+def _fail(path: str, sentence: str) -> CheckpointError:
+    return CheckpointError(f"checkpoint {path} does not fit the model: {sentence}")
+
+
+def _field(path: str, layer: str, rec: dict, key: str, types: type | tuple[type, ...], check=None):
+    """`rec[key]` of a layer's header record, of one of `types` (bools are never ints here)."""
+    value = rec.get(key)
+    ok = key in rec and isinstance(value, types) and not (isinstance(value, bool) and bool not in _as_tuple(types))
+    if ok and check is not None:
+        ok = check(value)
+    if not ok:
+        raise CheckpointError(f"checkpoint {path} has an invalid {key!r} ({value!r}) in the header of layer {layer!r}")
+    return value
+
+
+def _as_tuple(types) -> tuple:
+    return types if isinstance(types, tuple) else (types,)
+
+
+def _plan(path: str, header: dict, tensors: dict[str, torch.Tensor], model: nn.Module) -> list:
+    """Check the whole file against `model` without changing it; the steps that then load it.
+
+    The steps only assign attributes and copy prepared tensors (already on the right device and
+    of the right dtype), so none of them can fail for a reason the checks did not see."""
+    layers_rec = header.get("layers")
+    if not isinstance(layers_rec, dict) or not all(isinstance(r, dict) for r in layers_rec.values()):
+        raise CheckpointError(f"checkpoint {path} has no valid 'layers' in its header")
+    if not isinstance(header.get("metadata", {}), dict):
+        raise CheckpointError(f"checkpoint {path} has a 'metadata' in its header that is not a JSON object")
+    modules = dict(task_modules(model))
+    missing = set(layers_rec) - set(modules)
+    extra = set(modules) - set(layers_rec)
+    if missing or extra:
+        raise _fail(path, f"the layers do not match: missing in the model {sorted(missing)}, "
+                          f"not in the checkpoint {sorted(extra)}")
+    expected: set[str] = set()
+    steps: list = []
+    owned: set[str] = set()
+    for name, m in modules.items():
+        prefix = f"{name}." if name else ""
+        owned.update(prefix + k for k in m.state_dict())
+        steps += _plan_layer(path, name, m, layers_rec[name], tensors, prefix, expected)
+    state_keys = {k: v for k, v in model.state_dict().items() if k not in owned}
+    expected.update("state." + k for k in state_keys)
+    check_entries(tensors, expected, path, WHAT)
+    state = {}
+    for key, live in state_keys.items():
+        saved = tensors["state." + key]
+        check_tensor(saved, "state." + key, path, WHAT, dtype=live.dtype, shape=live.shape)
+        state[key] = saved.to(live.device)
+    if state:
+        steps.append(lambda: model.load_state_dict(state, strict=False))
+    return steps
+
+
+def _plan_layer(path: str, name: str, m: nn.Module, rec: dict, tensors: dict, prefix: str, expected: set) -> list:
+    kind = rec.get("kind")
+    if type(m).__name__ != kind:
+        raise _fail(path, f"layer {name!r} is a {type(m).__name__} in the model but a {kind} in the checkpoint")
+    tasks = _field(path, name, rec, "num_tasks", int, lambda n: n >= 1)
+
+    def entry(key: str, **checks) -> torch.Tensor:
+        """The tensor `prefix + key`, checked (its name joins the expected ones)."""
+        full = prefix + key
+        expected.add(full)
+        if full not in tensors:
+            raise CheckpointError(f"checkpoint {path} lacks entry {full!r}")
+        check_tensor(tensors[full], full, path, WHAT, **checks)
+        return tensors[full]
+
+    steps: list = []
     if isinstance(m, BackboneLayer):
-        if list(m.weight.shape) != rec["shape"]:
-            raise CheckpointError(f"layer {name!r}: weight shape {list(m.weight.shape)} != checkpoint {rec['shape']}")
-        m.init, m.seed, m.scale_density = rec["init"], rec["seed"], rec["scale_density"]
+        wshape = list(m.weight.shape)
+        shape = _field(path, name, rec, "shape", list)
+        if shape != wshape:
+            raise _fail(path, f"layer {name!r} has a weight of shape {wshape} in the model but {shape} in the checkpoint")
+        init = _field(path, name, rec, "init", str, lambda v: v in INITS or v == "keep")
+        seed = _field(path, name, rec, "seed", int)
+        scale = rec.get("scale_density")
+        if scale is not None:
+            _field(path, name, rec, "scale_density", (int, float), lambda v: _density_ok(v))
+        has_bias = _field(path, name, rec, "bias", bool)
+        if has_bias != (m.bias is not None):
+            raise _fail(path, f"layer {name!r} {'has' if m.bias is not None else 'has no'} bias in the model, "
+                              f"but {'has' if has_bias else 'has no'} bias in the checkpoint")
         if rec.get("weights_included"):
-            m.weight.copy_(tensors[prefix + "weight"])
-            if m.bias is not None:
-                m.bias.copy_(tensors[prefix + "bias"])
+            weight = entry("weight", floating=True, shape=wshape).to(m.weight.device, m.weight.dtype)
+            bias = (entry("bias", floating=True, shape=m.bias.shape).to(m.bias.device, m.bias.dtype)
+                    if m.bias is not None else None)
+        elif init == "keep":
+            raise CheckpointError(f"checkpoint {path} has layer {name!r} with init 'keep' but without its weights")
         else:
-            m.reset_backbone()
+            weight = init_backbone(wshape, init=init, seed=seed, density=scale).to(m.weight.device, m.weight.dtype)
+            bias = torch.zeros_like(m.bias) if m.bias is not None else None
+
+        def backbone(m=m, init=init, seed=seed, scale=scale, weight=weight, bias=bias):
+            m.init, m.seed, m.scale_density = init, seed, scale
+            m.weight.copy_(weight)
+            if bias is not None:
+                m.bias.copy_(bias)
+        steps.append(backbone)
     device = next(iter(m.buffers())).device
     if isinstance(m, SupermaskLayer):
-        m.density, m.mask_mode = rec["density"], rec["mask"]
-        words = tensors[prefix + "masks"].to(device)
-        m.load_masks(PackedMasks(words, m.weight.shape))
-        if prefix + "scores" in tensors:
-            for s, saved in zip(m.scores, tensors[prefix + "scores"]):
-                s.copy_(saved)
+        steps.append(_plan_supermask(path, prefix, m, rec, tasks, entry, tensors, device))
     if isinstance(m, ImpressLayer):
-        m.basis_words = tensors[prefix + "basis"].to(device)
-        m.per_channel = rec["per_channel"]
-        m.alpha = nn.ParameterList()
-        m._init_tasks()
-        for a in tensors[prefix + "alpha"]:
-            m.add_task(init=a)
+        size = _field(path, name, rec, "basis_size", int, lambda n: n >= 1)
+        per_channel = _field(path, name, rec, "per_channel", bool)
+        words = entry("basis", dtype=torch.int32, shape=words_shape(m.weight.shape, size)).to(device)
+        alpha_shape = [tasks, size] + ([m.weight.shape[0]] if per_channel else [])
+        alpha = entry("alpha", floating=True, shape=alpha_shape).to(device, torch.float32)
+
+        def impress(m=m, words=words, per_channel=per_channel, alpha=alpha):
+            m.basis_words = words
+            m.per_channel = per_channel
+            m.alpha = nn.ParameterList()
+            m._init_tasks()
+            for a in alpha:
+                m.add_task(init=a)
+        steps.append(impress)
     if isinstance(m, TaskBatchNorm2d):
-        m.set_num_tasks(rec["num_tasks"])
-        for t, bn in enumerate(m.bns):
-            for key in ("running_mean", "running_var", "num_batches_tracked"):
-                getattr(bn, key).copy_(tensors[prefix + key][t])
+        stats = {}
+        for key in BN_STATS:
+            live = getattr(m.bns[0], key)
+            stats[key] = entry(key, dtype=live.dtype, shape=[tasks, *live.shape]).to(device)
+
+        def batchnorm(m=m, tasks=tasks, stats=stats):
+            m.set_num_tasks(tasks)
+            for t, bn in enumerate(m.bns):
+                for key in BN_STATS:
+                    getattr(bn, key).copy_(stats[key][t])
+        steps.append(batchnorm)
+    return steps
+
+
+def _density_ok(v) -> bool:
+    try:
+        check_density(v)
+    except ValueError:
+        return False
+    return True
+
+
+def _plan_supermask(path, prefix, m, rec, tasks, entry, tensors, device):
+    """The step setting a Supermask layer's scores: the saved ones if the file has them, else ones
+    whose masks are the saved masks (as `SupermaskLayer.load_mask` makes them), after checking
+    that every mask keeps the number of weights its density keeps."""
+    name = prefix[:-1]
+    mode = _field(path, name, rec, "mask", str, lambda v: v in MASK_MODES)
+    density = float(_field(path, name, rec, "density", (int, float), lambda v: mode != "topk" or _density_ok(v)))
+    shape = m.weight.shape
+    words = entry("masks", dtype=torch.int32, shape=words_shape(shape, tasks)).to(device)
+    saved = (entry("scores", floating=True, shape=[tasks, *shape]).to(device, m.weight.dtype)
+             if prefix + "scores" in tensors else None)
+    kept = ops.popup_k(shape.numel(), density) if mode == "topk" else None
+    scores = []
+    for t in range(tasks):
+        mask = PackedMasks(words[t:t + 1], shape).unpack()[0]
+        if kept is not None and int(mask.sum()) != kept:
+            raise CheckpointError(f"checkpoint {path} has entry {prefix + 'masks'!r} whose mask {t} keeps "
+                                  f"{int(mask.sum())} of {shape.numel()} weights, not the {kept} that density {density} keeps")
+        if saved is None:
+            # |1| beats |0| in a top-k, and 1 >= 0 > -1 under a threshold: the mask comes back exactly.
+            mask = mask.to(m.weight.dtype)
+            scores.append(mask * 2 - 1 if mode == "threshold" else mask)
+    if saved is not None:
+        scores = list(saved)
+
+    def supermask():
+        m.density, m.mask_mode = density, mode
+        m.set_num_tasks(tasks)
+        for s, new in zip(m.scores, scores):
+            s.copy_(new)
+    return supermask

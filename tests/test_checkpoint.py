@@ -1,11 +1,27 @@
-"""Checkpoints: round trips, rebuilt backbones, version and damage checks, atomic saves."""
+"""Checkpoints: round trips, rebuilt backbones, version and damage checks, atomic saves; loads are
+all or nothing (a refused file leaves the model exactly as it was) and self-checking (checksums,
+names, shapes, dtypes, header fields), and files from before the checksums still load."""
 
 import json
 import os
+import stat
 
 import pytest
 import torch
 import torch.nn as nn
+from file_damage import (
+    as_legacy,
+    data_offsets,
+    data_start,
+    entry_at,
+    entry_range,
+    flip_bit,
+    one_sentence,
+    rewrite,
+    set_dtype,
+    split,
+    tensors_of,
+)
 from safetensors.torch import save_file
 
 import impresslearn as il
@@ -121,3 +137,180 @@ def test_interrupted_save_keeps_old_file(tmp_path, monkeypatch, fail_at):
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["a.safetensors"]  # no temporary file left behind
+
+
+# --------------------------------------------------------------------------- all or nothing, self-checking
+
+def small(mode, seed=0, tasks=2):
+    """Conv (with bias) -> per-task BatchNorm -> Linear, and an unconverted Linear (state.6.*)."""
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, bias=True), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(4 * 6 * 6, 5), nn.ReLU(), nn.Linear(5, 3))
+    return il.convert(net, mode, basis_size=3, density=0.3, seed=seed, num_tasks=tasks, include=lambda n, m: n != "6")
+
+
+def trained(mode):
+    """A small model whose every saved tensor differs from a fresh one's."""
+    model = small(mode, seed=1, tasks=3)
+    model.train()
+    with torch.no_grad():
+        for t in range(3):
+            il.set_task(model, t)
+            for _, m in layers.task_modules(model):
+                if isinstance(m, layers.ImpressLayer):
+                    m.alpha[t].normal_()
+                if isinstance(m, layers.SupermaskLayer):
+                    m.scores[t].normal_()
+            model(torch.randn(4, 3, 8, 8))
+        model[6].weight.normal_()
+    return model
+
+
+def snapshot(model):
+    state = {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()}
+    attrs = {n: (m.num_tasks, m.task, *(getattr(m, a, None) for a in
+                                        ("seed", "init", "scale_density", "density", "mask_mode", "per_channel")))
+             for n, m in layers.task_modules(model)}
+    return state, attrs, [id(p) for p in model.parameters()]
+
+
+def assert_untouched(model, snap):
+    state, attrs, params = snapshot(model)
+    assert attrs == snap[1] and params == snap[2]
+    assert state.keys() == snap[0].keys()
+    for k, v in state.items():
+        assert v.dtype == snap[0][k].dtype and torch.equal(v, snap[0][k]), k
+
+
+MODES = ["impress", "supermask"]
+# An entry of the first layer, of one in the middle and of a later one, per mode
+ENTRIES = {"impress": ["0.basis", "0.alpha", "1.running_mean", "4.alpha", "state.6.weight"],
+           "supermask": ["0.masks", "1.num_batches_tracked", "4.masks", "state.6.bias"]}
+OTHER_DTYPE = {"I32": "F32", "F32": "I32", "I64": "F64"}  # the same size: only a checksum or a dtype check sees it
+
+
+@pytest.fixture(params=MODES)
+def saved(request, tmp_path):
+    """(mode, path of a saved trained model, its bytes, a fresh target model and its snapshot)."""
+    mode = request.param
+    path = tmp_path / f"{mode}.safetensors"
+    il.save_checkpoint(path, trained(mode), metadata={"m": 1})
+    target = small(mode, seed=5, tasks=1)
+    return mode, path, path.read_bytes(), target, snapshot(target)
+
+
+def refused(path, data, target, snap, match, entry=None):
+    """Write `data` to `path`, load it into `target`: a one-sentence CheckpointError matching
+    `match`, naming the file (and `entry`), and `target` as it was."""
+    path.write_bytes(data)
+    with pytest.raises(checkpoint.CheckpointError, match=match) as info:
+        il.load_checkpoint(path, target)
+    message = str(info.value)
+    assert str(path) in message and one_sentence(message), message
+    if entry is not None:
+        assert repr(entry) in message, message
+    assert_untouched(target, snap)
+
+
+def test_flipped_bits_in_the_data_are_caught(saved):
+    mode, path, data, target, snap = saved
+    offsets = data_offsets(data, 8)
+    for e in ENTRIES[mode]:
+        begin, end = entry_range(data, e)
+        offsets += [begin, (begin + end) // 2, end - 1]
+    for offset in offsets:
+        entry = entry_at(data, offset)
+        refused(path, flip_bit(data, offset, offset % 8), target, snap, "does not match its SHA-256", entry)
+
+
+def test_truncated_files_are_caught(saved):
+    mode, path, data, target, snap = saved
+    for size in (0, 7, 8, 100, data_start(data), data_start(data) + 1, len(data) // 2, len(data) - 1):
+        refused(path, data[:size], target, snap, "truncated or corrupt")
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_an_edited_header_dtype_is_caught(saved, legacy):
+    mode, path, data, target, snap = saved
+    base = as_legacy(data, checkpoint.META_KEY) if legacy else data
+    for e in ENTRIES[mode]:
+        dtype = split(base)[0][e]["dtype"]
+        edited = set_dtype(base, e, OTHER_DTYPE[dtype])
+        refused(path, edited, target, snap, "where .* is expected" if legacy else "does not match its SHA-256", e)
+
+
+def test_missing_extra_and_misshapen_entries(saved):
+    mode, path, data, target, snap = saved
+    tensors = tensors_of(data)
+    for e in ENTRIES[mode]:
+        without = {k: v for k, v in tensors.items() if k != e}
+        refused(path, rewrite(data, checkpoint.META_KEY, tensors=without), target, snap, "lacks entry", e)
+        bigger = dict(tensors, **{e: torch.cat([tensors[e], tensors[e][:1]])})
+        refused(path, rewrite(data, checkpoint.META_KEY, tensors=bigger), target, snap, "of shape", e)
+    for extra in ("0.extra", "state.6.extra", "zzz"):
+        more = dict(tensors, **{extra: torch.zeros(2)})
+        refused(path, rewrite(data, checkpoint.META_KEY, tensors=more), target, snap, "unexpected entry", extra)
+
+
+def test_a_mask_of_the_wrong_density_on_a_later_layer(tmp_path):
+    # Before the checks came first, this failed in the last layer with the first ones loaded.
+    path = tmp_path / "d.safetensors"
+    il.save_checkpoint(path, trained("supermask"))
+    data = path.read_bytes()
+    tensors = tensors_of(data)
+    words = tensors["4.masks"].clone()
+    words[2, 0, 0] ^= 1 << 3  # one weight more or less in task 2's mask
+    target = small("supermask", seed=5, tasks=1)
+    refused(path, rewrite(data, checkpoint.META_KEY, tensors=dict(tensors, **{"4.masks": words})), target,
+            snapshot(target), "mask 2 keeps", "4.masks")
+
+
+def test_header_fields_versions_and_kinds(saved):
+    mode, path, data, target, snap = saved
+    key = checkpoint.META_KEY
+
+    def edit(**changes):
+        def apply(header):
+            for where, value in changes.items():
+                layer, _, field = where.partition(":")
+                if field:
+                    header["layers"][layer][field] = value
+                else:
+                    header[layer] = value
+        return rewrite(data, key, apply)
+
+    refused(path, edit(format_version=999), target, snap, "format version 999; this impresslearn reads versions 1 and 2")
+    refused(path, edit(**{"4:seed": "abc"}), target, snap, "invalid 'seed'", "4")
+    refused(path, edit(**{"0:init": "nope"}), target, snap, "invalid 'init'", "0")
+    refused(path, edit(**{"0:bias": False}), target, snap, "bias", "0")
+    refused(path, edit(**{"4:num_tasks": 0}), target, snap, "invalid 'num_tasks'", "4")
+    refused(path, edit(**{"1:kind": "SupermaskLinear"}), target, snap, "is a TaskBatchNorm2d in the model", "1")
+    refused(path, edit(**{"4:shape": [5, 3]}), target, snap, "weight of shape", "4")
+    refused(path, edit(metadata=[1]), target, snap, "'metadata'")
+    # the metadata (or any byte of the header) edited in place, without new checksums
+    refused(path, data.replace(b'\\"m\\": 1', b'\\"m\\": 2'), target, snap, "its header does not match its SHA-256")
+    # checksums removed, the version left at 2: refused rather than read as unchecked
+    stripped = as_legacy(data, key, edit=lambda h: h.update(format_version=2))
+    refused(path, stripped, target, snap, "lacks the checksums")
+
+
+def test_legacy_files_still_load(saved):
+    mode, path, data, target, snap = saved
+    il.load_checkpoint(path, target)
+    expect = snapshot(target)
+    legacy = small(mode, seed=5, tasks=1)
+    path.write_bytes(as_legacy(data, checkpoint.META_KEY))
+    assert il.load_checkpoint(path, legacy) == {"m": 1}
+    assert_untouched(legacy, (expect[0], expect[1], [id(p) for p in legacy.parameters()]))
+    header, _ = checkpoint.read_checkpoint(path)
+    assert header["format_version"] == 1 and "sha256" not in header
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    before = os.umask(0o022)
+    try:
+        il.save_checkpoint(tmp_path / "p.safetensors", supermask_lenet())
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE(os.stat(tmp_path / "p.safetensors").st_mode) == 0o644
+    header, _ = checkpoint.read_checkpoint(tmp_path / "p.safetensors")
+    assert header["format_version"] == checkpoint.FORMAT_VERSION == 2 and header["sha256"]

@@ -1,6 +1,8 @@
 """Interrupted training resumes without losing anything: the state files (optimizer state and
 position included), the resumable loop, and a split-benchmark run killed with SIGKILL after a
-checkpoint and restarted with the same command."""
+checkpoint and restarted with the same command; damaged basis and state files are refused (each
+a sentence naming the file and the entry), files from before the checksums still load, and
+restoring a task is all or nothing."""
 
 import json
 import os
@@ -10,13 +12,22 @@ from pathlib import Path
 
 import pytest
 import torch
+from file_damage import as_legacy, data_offsets, data_start, entry_at, flip_bit, one_sentence, rewrite, set_dtype, tensors_of
 from safetensors.torch import load_file
 
 from impresslearn import cli
 from impresslearn.checkpoint import CheckpointError
 from impresslearn.continual import backbone as bb
-from impresslearn.continual.basis_file import load_basis, save_basis
-from impresslearn.continual.resume import FileCheckpoint, load_state, load_task_state, save_state, task_state
+from impresslearn.continual.basis_file import BASIS_KEY, load_basis, save_basis
+from impresslearn.continual.resume import (
+    STATE_KEY,
+    FileCheckpoint,
+    load_state,
+    load_task_state,
+    restore_tensors,
+    save_state,
+    task_state,
+)
 from impresslearn.continual.training import TrainConfig, fit
 from impresslearn.data.split import split_cifar100
 from impresslearn.layers import random_basis
@@ -167,3 +178,111 @@ def _untimed(value):
     if isinstance(value, list):
         return [_untimed(v) for v in value]
     return value
+
+
+# --------------------------------------------------------------------------- damaged basis files and states
+
+def _refused(call, path, data, match, entry=None):
+    path.write_bytes(data)
+    with pytest.raises(CheckpointError, match=match) as info:
+        call(path)
+    message = str(info.value)
+    assert str(path) in message and one_sentence(message), message
+    assert entry is None or repr(entry) in message, message
+
+
+def _basis_file(tmp_path):
+    basis = {"a": random_basis((5, 7), 3, 0.5, seed=1), "b.c": random_basis((4, 2, 3, 3), 3, 0.2, seed=2),
+             "d": random_basis((40, 70), 3, 0.3, seed=3)}
+    path = tmp_path / "basis.safetensors"
+    save_basis(path, basis, metadata={"seed": 7})
+    return basis, path, path.read_bytes()
+
+
+def test_damaged_basis_files_are_refused(tmp_path):
+    basis, path, data = _basis_file(tmp_path)
+    for offset in data_offsets(data, 8):
+        _refused(load_basis, path, flip_bit(data, offset, 5), "does not match its SHA-256", entry_at(data, offset))
+    for size in (0, 9, data_start(data), len(data) - 1):
+        _refused(load_basis, path, data[:size], "truncated or corrupt")
+    for legacy in (False, True):
+        base = as_legacy(data, BASIS_KEY) if legacy else data
+        _refused(load_basis, path, set_dtype(base, "b.c", "F32"),
+                 "where torch.int32 is expected" if legacy else "does not match its SHA-256", "b.c")
+    tensors = tensors_of(data)
+    _refused(load_basis, path, rewrite(data, BASIS_KEY, tensors={k: v for k, v in tensors.items() if k != "d"}),
+             "lacks entry", "d")
+    _refused(load_basis, path, rewrite(data, BASIS_KEY, tensors=dict(tensors, e=tensors["a"].clone())), "unexpected entry", "e")
+    _refused(load_basis, path, rewrite(data, BASIS_KEY, lambda h: h["shapes"].update(a=[5, 40])), "of shape", "a")
+    _refused(load_basis, path, rewrite(data, BASIS_KEY, lambda h: h.update(basis_size=2)), "of shape", "a")
+    _refused(load_basis, path, rewrite(data, BASIS_KEY, lambda h: h.update(format_version=3)), "format version 3")
+    _refused(load_basis, path, rewrite(data, BASIS_KEY, lambda h: h.update(shapes=[])), "'shapes'")
+
+
+def test_legacy_basis_files_still_load(tmp_path):
+    basis, path, data = _basis_file(tmp_path)
+    path.write_bytes(as_legacy(data, BASIS_KEY))
+    back, meta = load_basis(path)
+    assert back == basis and meta == {"seed": 7}
+
+
+def _state_file(tmp_path):
+    p = torch.nn.Parameter(torch.randn(40, 3))
+    opt = torch.optim.Adam([p], lr=0.1)
+    (p ** 2).sum().backward()
+    opt.step()
+    bn = torch.arange(6, dtype=torch.int64)
+    path = tmp_path / "state.safetensors"
+    save_state(path, {"p": p, "bn.num_batches_tracked": bn}, optimizer=opt, position={"step": 1})
+    return path, path.read_bytes()
+
+
+def test_damaged_states_are_refused(tmp_path):
+    path, data = _state_file(tmp_path)
+    for offset in data_offsets(data, 8):
+        _refused(load_state, path, flip_bit(data, offset, 2), "does not match its SHA-256", entry_at(data, offset))
+    for size in (0, 9, data_start(data), len(data) - 1):
+        _refused(load_state, path, data[:size], "truncated or corrupt")
+    _refused(load_state, path, set_dtype(data, "p", "I32"), "does not match its SHA-256", "p")
+    _refused(load_state, path, rewrite(data, STATE_KEY, lambda h: h.update(version=7)), "format version 7")
+    _refused(load_state, path, rewrite(data, STATE_KEY, lambda h: h.update(position=None)), "'position'")
+    tensors = tensors_of(data)
+    _refused(load_state, path, rewrite(data, STATE_KEY, tensors=dict(tensors, **{"opt.x.y": tensors["p"].clone()})),
+             "names no parameter", "opt.x.y")
+    _refused(load_state, path, rewrite(data, STATE_KEY, lambda h: h.update(optimizer=None)), "unexpected entry", "opt.0.exp_avg")
+    stripped = as_legacy(data, STATE_KEY, "version", edit=lambda h: h.update(version=2))
+    _refused(load_state, path, stripped, "lacks the checksums")
+
+
+def test_legacy_states_still_load_and_are_checked_against_the_model(tmp_path):
+    path, data = _state_file(tmp_path)
+    current = load_state(path)
+    path.write_bytes(as_legacy(data, STATE_KEY, "version"))
+    legacy = load_state(path)
+    assert legacy[2] == current[2] and legacy[1]["param_groups"] == current[1]["param_groups"]
+    assert all(torch.equal(legacy[0][k], current[0][k]) for k in current[0])
+    # Without checksums an edited dtype reads; copying it into live tensors is what refuses it.
+    path.write_bytes(set_dtype(as_legacy(data, STATE_KEY, "version"), "bn.num_batches_tracked", "F64"))
+    saved, _, _ = load_state(path)
+    live = {"p": torch.zeros(40, 3), "bn.num_batches_tracked": torch.zeros(6, dtype=torch.int64)}
+    with pytest.raises(CheckpointError, match="'bn.num_batches_tracked' of dtype torch.float64 where torch.int64"):
+        restore_tensors(live, saved, str(path))
+    assert not live["p"].any()  # "p" comes first and fits, but nothing was copied
+
+
+def test_load_task_state_is_all_or_nothing():
+    model, _ = _impress_task()
+    fresh = {k: v.detach().clone() for k, v in task_state(model, 0).items()}
+    good = {k: torch.full_like(v, 3) for k, v in fresh.items()}
+    last = sorted(good)[-1]
+    cases = [({k: v for k, v in good.items() if k != last}, "lacks entry", last),
+             (dict(good, extra=torch.zeros(1)), "unexpected entry", "extra"),
+             (dict(good, **{last: torch.zeros(2, 2, 2, 2)}), "of shape", last),
+             (dict(good, **{last: good[last].double()}), "of dtype", last)]
+    for tensors, match, entry in cases:
+        with pytest.raises(CheckpointError, match=match) as info:
+            load_task_state(model, 0, tensors, name="unit alpha-0000")
+        assert repr(entry) in str(info.value) and "unit alpha-0000" in str(info.value)
+        assert all(torch.equal(v, fresh[k]) for k, v in task_state(model, 0).items())
+    load_task_state(model, 0, good)
+    assert all(torch.equal(v, good[k]) for k, v in task_state(model, 0).items())

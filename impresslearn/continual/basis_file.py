@@ -5,7 +5,9 @@ A basis is trained once (step 1 of ImpressLearn, possibly by several processes, 
 checkpoint style: one int32 tensor `[K, rows, ceil(cols / 32)]` per layer (named by the layer's
 qualified name) and a JSON header under the metadata key "impresslearn-basis" with the format
 version, each layer's weight shape and any metadata given (backbone config, how the masks were
-trained). Saved atomically; no pickle on load.
+trained) and, from format version 2, the SHA-256 of every tensor. Saved atomically; no pickle on
+load, and a file is checked whole (checksums, names, dtypes, shapes) before anything is returned;
+version 1 files (no checksums) still load (docs/design.md §3.2).
 
     save_basis(path, basis, metadata=None)
     load_basis(path) -> (basis, metadata)       basis: dict layer name -> PackedMasks
@@ -17,11 +19,15 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..files import atomic_write, read_header, read_safetensors, safetensors_bytes
-from ..format import PackedMasks
+import torch
 
-BASIS_VERSION = 1
+from ..files import CheckpointError, atomic_write, check_entries, check_tensor, read_verified, safetensors_bytes
+from ..format import PackedMasks, words_shape
+
+BASIS_VERSION = 2  # 2: with checksums; 1 (read too): without
+LEGACY_VERSIONS = (1,)
 BASIS_KEY = "impresslearn-basis"
+WHAT = "basis file"
 
 
 def save_basis(path: str | os.PathLike, basis: Mapping[str, PackedMasks], metadata: dict | None = None) -> None:
@@ -36,7 +42,22 @@ def save_basis(path: str | os.PathLike, basis: Mapping[str, PackedMasks], metada
 
 
 def load_basis(path: str | os.PathLike) -> tuple[dict[str, PackedMasks], dict]:
-    tensors, meta = read_safetensors(Path(path).read_bytes(), str(path), "basis file")
-    header = read_header(meta, BASIS_KEY, BASIS_VERSION, str(path), "basis file")
-    basis = {n: PackedMasks(tensors[n], shape) for n, shape in header["shapes"].items()}
-    return basis, header["metadata"]
+    name = str(path)
+    header, tensors = read_verified(Path(path).read_bytes(), name, WHAT, BASIS_KEY, (*LEGACY_VERSIONS, BASIS_VERSION),
+                                    legacy=LEGACY_VERSIONS)
+    shapes, size, metadata = header.get("shapes"), header.get("basis_size"), header.get("metadata", {})
+    if not isinstance(shapes, dict) or not shapes or not all(_is_shape(s) for s in shapes.values()):
+        raise CheckpointError(f"{WHAT} {name} has no valid 'shapes' in its header")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise CheckpointError(f"{WHAT} {name} has an invalid 'basis_size' ({size!r}) in its header")
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{WHAT} {name} has a 'metadata' in its header that is not a JSON object")
+    check_entries(tensors, shapes, name, WHAT)
+    for layer, shape in shapes.items():
+        check_tensor(tensors[layer], layer, name, WHAT, dtype=torch.int32, shape=words_shape(shape, size))
+    return {n: PackedMasks(tensors[n], shape) for n, shape in shapes.items()}, metadata
+
+
+def _is_shape(s) -> bool:
+    return (isinstance(s, list) and len(s) >= 1
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in s))

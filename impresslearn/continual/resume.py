@@ -3,6 +3,7 @@
     task_state(model, task)             the tensors one task owns: its scores or alphas in every
                                         mask layer and its BatchNorm statistics (live references)
     load_task_state(model, task, t)     copy saved tensors back into those places
+    restore_tensors(live, saved, name)  the same for any named tensors: all checked, then copied
     save_state(path, tensors, ...)      one safetensors file, written atomically: named tensors,
                                         the optimizer's state (its tensors as tensors, the rest
                                         as JSON) and a JSON position; no pickle anywhere
@@ -10,7 +11,9 @@
     load_state(path)                    the same, read back
     FileCheckpoint(path)                where a state is kept: load / save (atomic) / clear
 
-`training.fit(..., checkpoint=, every=)` saves and resumes through these.
+`training.fit(..., checkpoint=, every=)` saves and resumes through these. A state file holds the
+SHA-256 of its header and of every tensor (version 2; version 1 files, without them, still load)
+and is checked whole before anything is returned (docs/design.md §3.2).
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..files import atomic_write, read_header, read_safetensors, safetensors_bytes
+from ..files import CheckpointError, atomic_write, check_entries, check_tensor, read_verified, safetensors_bytes
 from ..layers import ImpressLayer, SupermaskLayer, TaskBatchNorm2d, task_modules
 
 STATE_KEY = "impresslearn-train-state"
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: with checksums; 1 (read too): without
+LEGACY_VERSIONS = (1,)
+WHAT = "training state"
 BN_KEYS = ("running_mean", "running_var", "num_batches_tracked")
 
 
@@ -47,16 +52,27 @@ def task_state(model: nn.Module, task: int) -> dict[str, Tensor]:
 
 
 @torch.no_grad()
-def load_task_state(model: nn.Module, task: int, tensors: dict[str, Tensor], *, strict: bool = True) -> None:
-    live = task_state(model, task)
-    missing = set(live) - set(tensors)
-    if strict and missing:
-        raise KeyError(f"saved task state lacks {sorted(missing)[:5]}")
-    for k, t in live.items():
-        if k in tensors:
-            if tensors[k].shape != t.shape:
-                raise ValueError(f"saved {k} has shape {tuple(tensors[k].shape)}, the model's {tuple(t.shape)}")
-            t.copy_(tensors[k])
+def load_task_state(model: nn.Module, task: int, tensors: dict[str, Tensor], *, strict: bool = True,
+                    name: str = "saved task state") -> None:
+    """Copy `tensors` (as `task_state` names them) into task `task` of `model`; see `restore_tensors`."""
+    restore_tensors(task_state(model, task), tensors, name, strict=strict)
+
+
+@torch.no_grad()
+def restore_tensors(live: dict[str, Tensor], saved: dict[str, Tensor], name: str = "saved state", *,
+                    strict: bool = True) -> None:
+    """Copy `saved[k]` into `live[k]` for every name, all or nothing: every entry is checked first
+    (with `strict`, the names are exactly the live ones; each has the live tensor's shape and
+    dtype), and a `CheckpointError` naming `name` and the entry leaves every live tensor as it was.
+    Without `strict`, names missing on either side are skipped."""
+    if strict:
+        check_entries(saved, live, name, "")
+    pairs = [(k, t) for k, t in live.items() if k in saved]
+    for k, t in pairs:
+        check_tensor(saved[k], k, name, "", dtype=t.dtype, shape=t.shape)
+    moved = [(t, saved[k].to(t.device)) for k, t in pairs]
+    for t, s in moved:
+        t.copy_(s)
 
 
 # --------------------------------------------------------------------------- state files
@@ -73,14 +89,17 @@ def _split_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dic
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def _join_optimizer(tensors: dict[str, Tensor], meta: dict) -> dict:
+def _join_optimizer(tensors: dict[str, Tensor], meta, name: str) -> dict:
+    """The optimizer state dict back from its tensors and JSON part, checked as it is rebuilt."""
+    if (not isinstance(meta, dict) or not isinstance(meta.get("param_groups"), list)
+            or not isinstance(meta.get("scalars"), dict)):
+        raise CheckpointError(f"{WHAT} {name} has an invalid 'optimizer' in its header")
     state: dict[int, dict] = {}
-    for name, value in tensors.items():
-        if name.startswith("opt."):
-            _, idx, key = name.split(".", 2)
-            state.setdefault(int(idx), {})[key] = value
-    for name, value in meta["scalars"].items():
-        idx, key = name.split(".", 1)
+    for entry, value in [*tensors.items(), *meta["scalars"].items()]:
+        idx, _, key = entry.removeprefix("opt.").partition(".")
+        if not idx.isdigit() or not key:
+            where = f"entry {entry!r}" if isinstance(value, Tensor) else f"optimizer scalar {entry!r}"
+            raise CheckpointError(f"{WHAT} {name} has an {where} that names no parameter of the optimizer")
         state.setdefault(int(idx), {})[key] = value
     return {"state": state, "param_groups": meta["param_groups"]}
 
@@ -99,11 +118,20 @@ def state_bytes(tensors: dict[str, Tensor], *, optimizer: torch.optim.Optimizer 
 
 
 def parse_state(data: bytes, name: str = "state") -> tuple[dict[str, Tensor], dict | None, dict]:
-    """(named tensors, optimizer state dict or None, position) from `state_bytes` output."""
-    tensors, meta = read_safetensors(data, name, "training state")
-    header = read_header(meta, STATE_KEY, STATE_VERSION, name, "training state", field="version")
+    """(named tensors, optimizer state dict or None, position) from `state_bytes` output, checked
+    whole (version, checksums, header fields, optimizer entries) before anything is returned."""
+    header, tensors = read_verified(data, name, WHAT, STATE_KEY, (*LEGACY_VERSIONS, STATE_VERSION),
+                                    legacy=LEGACY_VERSIONS, field="version")
+    if not isinstance(header.get("position"), dict):
+        raise CheckpointError(f"{WHAT} {name} has no valid 'position' in its header")
     own = {k: v for k, v in tensors.items() if not k.startswith("opt.")}
-    opt = _join_optimizer(tensors, header["optimizer"]) if header["optimizer"] is not None else None
+    opt_tensors = {k: v for k, v in tensors.items() if k.startswith("opt.")}
+    if header.get("optimizer") is None:
+        if opt_tensors:
+            raise CheckpointError(f"{WHAT} {name} has an unexpected entry {min(opt_tensors)!r} (it saved no optimizer)")
+        opt = None
+    else:
+        opt = _join_optimizer(opt_tensors, header["optimizer"], name)
     return own, opt, header["position"]
 
 
