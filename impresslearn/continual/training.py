@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .resume import FileCheckpoint, parse_state, state_bytes
+from .resume import FileCheckpoint, parse_state, restore_tensors, state_bytes
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd", "lbfgs")
 SCHEDULES = ("constant", "cosine")
@@ -121,8 +121,7 @@ def fit(model: torch.nn.Module, params: Sequence[Tensor], batches: Iterable, cfg
     if data is not None:
         saved, opt_state, pos = parse_state(data, str(checkpoint.path))
         with torch.no_grad():
-            for k, t in state.items():
-                t.copy_(saved[k])
+            restore_tensors(state, saved, str(checkpoint.path))  # all or nothing
         opt.load_state_dict(opt_state)
         if sched is not None:
             sched.load_state_dict(pos["schedule"])

@@ -21,7 +21,7 @@ import torch
 
 from .. import __version__, ops
 from ..continual import metrics
-from ..files import atomic_write
+from ..files import atomic_write, remove_stale_temporaries
 from ..seeding import derive_seed
 from .output import RunLock, check_out, existing_results
 
@@ -68,6 +68,14 @@ class RunnerBase:
         except BaseException:
             self.release_output()
             raise
+
+    def remove_temporaries(self, run_folders: Sequence[Path] = ()) -> None:
+        """Remove what saves killed mid-write left: temporaries of `--out` beside it, and any in the
+        run's own folders (their writers gone; a live writer's file is never touched)."""
+        if self.out is not None:
+            remove_stale_temporaries(self.out.parent if str(self.out.parent) else Path("."), self.out.name)
+        for folder in run_folders:
+            remove_stale_temporaries(folder)
 
     def release_output(self) -> None:
         if self.lock is not None:

@@ -23,12 +23,12 @@ import hashlib
 import json
 import math
 import shutil
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from .. import ops
@@ -39,7 +39,7 @@ from ..continual import inference, masks, metrics, storage
 from ..continual.resume import FileCheckpoint, load_task_state, parse_state, state_bytes, task_state
 from ..continual.training import TrainConfig
 from ..data import MnistArrays, PermutedMNIST, RotatedMNIST, TaskStream, load_mnist, load_subset
-from ..files import atomic_write, safetensors_bytes
+from ..files import CheckpointError, atomic_write, read_safetensors, safetensors_bytes, verify_checksums
 from ..format import PackedMasks
 from ..layers import supermask_layers
 from ..seeding import derive_seed
@@ -219,6 +219,9 @@ def make_tasks(cfg: RunConfig, arrays: MnistArrays) -> Tasks:
 
 # --------------------------------------------------------------------------- mask cache
 
+CACHE_KEY = "impresslearn-mask-cache"
+
+
 class MaskCache:
     """Learned masks on disk, one safetensors file per (backbone, training, data, task, model slot)."""
 
@@ -232,11 +235,20 @@ class MaskCache:
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
     def get(self, key: str) -> dict[str, PackedMasks] | None:
-        if not self.folder or not (self.folder / f"{key}.safetensors").exists():
+        """The masks under `key`, or None if there are none, or none whole: a damaged entry (its
+        checksums do not match) is a miss, and the mask is learned again."""
+        path = self.folder / f"{key}.safetensors" if self.folder else None
+        if path is None or not path.exists():
             return None
-        tensors = load_file(str(self.folder / f"{key}.safetensors"))
-        shapes = json.loads((self.folder / f"{key}.json").read_text())["shapes"]
-        return {n: PackedMasks(tensors[n], shapes[n]) for n in shapes}
+        try:
+            tensors, meta = read_safetensors(path.read_bytes(), str(path), "mask cache entry")
+            if CACHE_KEY in meta:  # entries written before checksums have no header to check
+                verify_checksums(tensors, meta, CACHE_KEY, json.loads(meta[CACHE_KEY]), str(path), "mask cache entry")
+            shapes = json.loads((self.folder / f"{key}.json").read_text())["shapes"]
+            return {n: PackedMasks(tensors[n], shapes[n]) for n in shapes}
+        except (CheckpointError, OSError, ValueError, KeyError) as err:
+            print(f"impresslearn: mask cache: ignoring {path.name} ({err})", file=sys.stderr)
+            return None
 
     def put(self, key: str, task_masks: dict[str, PackedMasks], info: dict) -> None:
         if not self.folder:
@@ -244,7 +256,7 @@ class MaskCache:
         meta = {"shapes": {n: list(p.shape) for n, p in task_masks.items()}, "info": info}
         atomic_write(self.folder / f"{key}.json", json.dumps(meta, default=str))
         atomic_write(self.folder / f"{key}.safetensors",
-                     safetensors_bytes({n: p.words for n, p in task_masks.items()}, "impresslearn-mask-cache", meta))
+                     safetensors_bytes({n: p.words for n, p in task_masks.items()}, CACHE_KEY, meta))
 
 
 # --------------------------------------------------------------------------- the run
@@ -264,6 +276,7 @@ class Runner(RunnerBase):
             self.folder = self.out.with_suffix(".run")
             if not self.resumed and self.folder.exists():
                 shutil.rmtree(self.folder)  # another run's units (or --restart): not ours to reuse
+            self.remove_temporaries([self.folder, self.folder / "masks", self.folder / "units"])
         try:
             self._setup(cfg, command)
         except BaseException:

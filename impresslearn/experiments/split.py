@@ -296,6 +296,9 @@ class SplitRunner(RunnerBase):
         # Before any work: --out usable, held by this run (rank 0 holds the lock for all), and
         # what is there already is this run's to resume or nothing a run may not replace.
         self.claim_output(out, dataclasses.asdict(cfg), RESUME_FREE, cfg.restart, command, lock=self.d.is_main)
+        if self.d.is_main:
+            run = self.out.with_suffix(".run")
+            self.remove_temporaries([run, run / "units"])
         try:
             self._setup(cfg, command)
         except BaseException:
