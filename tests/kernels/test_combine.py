@@ -6,6 +6,8 @@ alpha, every float dtype. Each backend runs in each of its kernel variants: the 
 loops this CPU runs (avx512, avx2, generic, lut) and Triton's coefficient paths (shift_add,
 lut). Triton without CUDA runs in its interpreter on CPU tensors, on fewer and smaller cases.
 impress_conv2d is combine followed by the framework's convolution: its checks are here too.
+The edge cases of docs/design.md §5.4 close the file: NaN / ±inf alpha, grad and weight (exact,
+with dyadic values), and what the op layer refuses for every backend (0-d and empty weights, T = 0).
 """
 
 import itertools

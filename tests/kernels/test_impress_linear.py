@@ -4,7 +4,8 @@ impress_linear_grad_input (grad @ W_eff) on every backend, against the float64 o
 The reference composes them from its combine; the native backend has no fused primitive, so the
 op layer builds it from the native combine; Triton has a fused GEMM/GEMV for small batches
 (forming W_eff tiles from the packed words) and combine + GEMM above (interpreted on CPU tensors
-without CUDA, on small cases).
+without CUDA, on small cases). Last, the edge cases of docs/design.md §5.4: non-finite alpha on
+every path, empty batches.
 """
 
 import itertools

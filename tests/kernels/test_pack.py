@@ -1,7 +1,8 @@
 """pack_bits / unpack_bits (the packed format's codec) on every backend that has them, against
 the bit-by-bit oracle of tests/cases.py; pack_masks / PackedMasks.unpack routed through the ops.
 
-Triton has no packing primitives (the op layer runs the reference's for them).
+Triton has no packing primitives (the op layer runs the reference's for them). Empty inputs
+(docs/design.md §5.4) close the file.
 """
 
 import pytest

@@ -3,7 +3,8 @@ index, NaN above +inf as torch.sort has it) and threshold_mask on every backend,
 Python-sorted oracle of tests/cases.py: ties, NaN, ±0, ±inf, every dtype, sizes that span
 several blocks (Triton) or chunks (native); the straight-through gradients through the ops.
 
-Triton has no threshold_mask (the op layer runs the reference's for it).
+Triton has no threshold_mask (the op layer runs the reference's for it). Last, the edge cases of
+docs/design.md §5.4: 0-d, one-element and all-NaN scores, and what the op layer refuses.
 """
 
 import pytest
