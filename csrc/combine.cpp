@@ -438,12 +438,15 @@ Layout check_combine(const char* op, const Tensor& weight, const Tensor& words, 
   IL_CHECK(weight.dim() >= 1, op, ": weight must have at least one dimension");
   Layout l;
   l.rows = weight.size(0);
-  l.cols = weight.dim() > 1 ? weight.numel() / std::max<int64_t>(l.rows, 1) : 1;
+  l.cols = 1;  // the product of the other sizes (not numel / rows: that is 0 for zero rows)
+  for (int64_t d = 1; d < weight.dim(); ++d) l.cols *= weight.size(d);
   l.nwords = (l.cols + kWordBits - 1) / kWordBits;
   IL_CHECK(words.dim() == 3 && words.size(1) == l.rows && words.size(2) == l.nwords, op, ": packed words of shape ",
            shape_of(words), " do not fit a weight of shape ", shape_of(weight), " (expected [T, ", l.rows, ", ",
            l.nwords, "])");
   l.num_masks = words.size(0);
+  // (impresslearn.ops refuses T = 0 for every backend; the kernels' work sizes divide by T)
+  IL_CHECK(l.num_masks >= 1, op, ": packed words of shape ", shape_of(words), " hold no masks");
   const bool per_layer = alpha.dim() == 1 && alpha.size(0) == l.num_masks;
   const bool per_channel = alpha.dim() == 2 && alpha.size(0) == l.num_masks && alpha.size(1) == l.rows;
   IL_CHECK(per_layer || per_channel, op, ": alpha must have shape [", l.num_masks, "] or [", l.num_masks, ", ",

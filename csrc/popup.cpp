@@ -254,11 +254,13 @@ Threshold<typename Key<scalar_t>::type> select_top(const scalar_t* x, int64_t n,
   return {prefix, cut_after(x, n, prefix, remaining)};
 }
 
-void check_scores(const char* op, const Tensor& scores, int64_t k) {
+// A 0-d tensor is one score for popup_mask; popup_pack needs a weight shape (at least one dimension).
+void check_scores(const char* op, const Tensor& scores, int64_t k, bool packed) {
   IL_CHECK(scores.is_cpu(), op, ": the native ops take CPU tensors");
   IL_CHECK(is_floating(scores.scalar_type()), op, ": scores must be floating point, got ",
            torch::headeronly::toString(scores.scalar_type()));
-  IL_CHECK(scores.dim() >= 1 && scores.numel() > 0, op, ": scores must be a non-empty tensor");
+  IL_CHECK(scores.numel() > 0, op, ": scores must be a non-empty tensor");
+  IL_CHECK(!packed || scores.dim() >= 1, op, ": scores must have at least one dimension");
   IL_CHECK(1 <= k && k <= scores.numel(), op, ": k must lie in [1, ", scores.numel(), "], got ", k);
   IL_CHECK(scores.numel() < (int64_t(1) << 32), op, ": at most 2^32 - 1 scores are supported");
 }
@@ -266,7 +268,7 @@ void check_scores(const char* op, const Tensor& scores, int64_t k) {
 }  // namespace
 
 Tensor popup_mask(const Tensor& scores_in, int64_t k) {
-  check_scores("popup_mask", scores_in, k);
+  check_scores("popup_mask", scores_in, k, false);
   const Tensor scores = torch::stable::contiguous(scores_in);
   Tensor out = empty_like_cpu(scores);
   const int64_t n = scores.numel();
@@ -287,7 +289,7 @@ Tensor popup_mask(const Tensor& scores_in, int64_t k) {
 }
 
 Tensor popup_pack(const Tensor& scores_in, int64_t k) {
-  check_scores("popup_pack", scores_in, k);
+  check_scores("popup_pack", scores_in, k, true);
   const Tensor scores = torch::stable::contiguous(scores_in);
   const int64_t n = scores.numel(), rows = scores.size(0), cols = n / rows, nwords = (cols + 31) / 32;
   Tensor out = empty_cpu({1, rows, nwords}, ScalarType::Int);

@@ -15,8 +15,10 @@ the native CPU ops when they are built, without this module importing the layers
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import operator
+from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 
 WORD_BITS = 32
@@ -100,7 +102,11 @@ def set_bit_codec(pack, unpack) -> None:
 
 
 class PackedMasks:
-    """`T` binary masks over one weight, stored as 1 bit per weight.
+    """`T >= 1` binary masks over one weight, stored as 1 bit per weight.
+
+    A sequence of masks: `len(packed)` is `T`, iterating gives each mask as a one-mask
+    `PackedMasks`, and `packed[index]` selects masks (integers, slices, integer index arrays; see
+    `__getitem__`), always keeping the mask axis.
 
     Attributes:
         words: `torch.int32` tensor `[T, rows, ceil(cols / 32)]` (the layout above).
@@ -155,10 +161,50 @@ class PackedMasks:
         return PackedMasks(self.words.to(device), self.shape)
 
     def __getitem__(self, index) -> PackedMasks:
-        """A subset of the masks (an int keeps the mask axis: `packed[3].num_masks == 1`)."""
-        if isinstance(index, int):
-            index = slice(index, index + 1 if index != -1 else None)
-        return PackedMasks(self.words[index], self.shape)
+        """Some of the masks, as a `PackedMasks` over the same weight shape: the mask axis is kept.
+
+        `index` is an integer (Python or numpy, or a 0-d integer tensor; negative counts from the
+        end): one mask, `packed[3].num_masks == 1`; a slice, any step: those masks (a view of the
+        words for a positive step); a list, 1-D numpy array or 1-D tensor of integers: those masks in
+        that order, repeats allowed (a copy). An index past the end raises IndexError; a selection of
+        no masks raises ValueError (a `PackedMasks` holds at least one); bools, boolean arrays,
+        tuples and other types raise TypeError.
+        """
+        n = self.num_masks
+        if isinstance(index, slice):
+            if index.step is not None and operator.index(index.step) == 0:
+                raise ValueError(f"the slice {_slice_text(index)} has a step of zero")
+            picked = range(n)[index]
+            if len(picked) == 0:
+                raise ValueError(f"the slice {_slice_text(index)} selects none of the {n} masks; "
+                                 f"a PackedMasks holds at least one")
+            if picked.step > 0:
+                return PackedMasks(self.words[picked.start:picked.stop:picked.step], self.shape)
+            index = list(picked)
+        if _is_bool(index):
+            if isinstance(index, (torch.Tensor, np.ndarray)) and index.ndim > 0:
+                raise TypeError("PackedMasks takes no boolean mask as an index; pass the integer positions "
+                                "(mask.nonzero()) instead")
+            raise TypeError(f"PackedMasks indices must be integers, not {_type_text(index)} (a bool is not a mask index)")
+        if isinstance(index, tuple):
+            raise TypeError("PackedMasks has one axis to index, the masks; use a list, not a tuple, to pick several")
+        if isinstance(index, (list, np.ndarray, torch.Tensor)) and _array_dim(index) > 0:
+            positions = _index_array(index, n)
+            return PackedMasks(self.words.index_select(0, positions.to(self.words.device)), self.shape)
+        try:
+            i = operator.index(index)
+        except TypeError:
+            raise TypeError(f"PackedMasks indices must be integers, slices or 1-D integer index arrays, "
+                            f"not {_type_text(index)}") from None
+        if not -n <= i < n:
+            raise IndexError(f"mask index {i} is out of range for {n} masks")
+        i %= n
+        return PackedMasks(self.words[i:i + 1], self.shape)
+
+    def __iter__(self) -> Iterator[PackedMasks]:
+        """The masks one at a time, each a one-mask `PackedMasks` (`packed[i]`)."""
+        for i in range(self.num_masks):
+            yield PackedMasks(self.words[i:i + 1], self.shape)
 
     def __len__(self) -> int:
         return self.num_masks
@@ -192,6 +238,59 @@ class PackedMasks:
             if p.shape != shape:
                 raise ValueError(f"cannot stack masks of shapes {tuple(shape)} and {tuple(p.shape)}")
         return PackedMasks(torch.cat([p.words for p in parts]), shape)
+
+
+def _slice_text(s: slice) -> str:
+    text = ":".join("" if v is None else str(v) for v in (s.start, s.stop, s.step))
+    return text.removesuffix(":") if s.step is None else text
+
+
+def _type_text(index) -> str:
+    if isinstance(index, torch.Tensor):
+        return f"a tensor of {index.dtype}"
+    if isinstance(index, np.ndarray):
+        return f"a numpy array of {index.dtype}"
+    return type(index).__name__
+
+
+def _is_bool(index) -> bool:
+    """A Python or numpy bool, or a bool tensor or array (refused: True is not mask 1)."""
+    if isinstance(index, (bool, np.bool_)):
+        return True
+    return isinstance(index, (torch.Tensor, np.ndarray)) and index.dtype in (torch.bool, np.bool_)
+
+
+def _array_dim(index) -> int:
+    return 1 if isinstance(index, list) else index.ndim
+
+
+def _index_array(index, n: int) -> torch.Tensor:
+    """A list, numpy array or tensor of mask indices as int64 positions in [0, n), on the CPU."""
+    if isinstance(index, list):
+        for v in index:
+            if _is_bool(v) or isinstance(v, (list, tuple)):
+                raise TypeError(f"a list index must hold integers, got a {type(v).__name__}")
+        try:
+            values = [operator.index(v) for v in index]
+        except TypeError:
+            bad = next(v for v in index if not hasattr(v, "__index__"))
+            raise TypeError(f"a list index must hold integers, got a {_type_text(bad)}") from None
+        positions = torch.tensor(values, dtype=torch.int64)
+    else:
+        if index.ndim != 1:
+            raise ValueError(f"an index array must be 1-D, got shape {tuple(index.shape)}")
+        is_int = (not index.dtype.is_floating_point and not index.dtype.is_complex if isinstance(index, torch.Tensor)
+                  else np.issubdtype(index.dtype, np.integer))
+        if not is_int:
+            raise TypeError(f"an index array must hold integers, got {_type_text(index)}")
+        positions = torch.as_tensor(np.asarray(index, dtype=np.int64) if isinstance(index, np.ndarray) else index)
+        positions = positions.to("cpu", torch.int64)
+    if positions.numel() == 0:
+        raise ValueError(f"an empty index selects none of the {n} masks; a PackedMasks holds at least one")
+    outside = (positions < -n) | (positions >= n)
+    if bool(outside.any()):
+        raise IndexError(f"mask index {int(positions[outside][0])} is out of range for {n} masks")
+    return torch.where(positions < 0, positions + n, positions)
 
 
 def pack_masks(masks: torch.Tensor) -> PackedMasks:

@@ -117,13 +117,20 @@ def _check_combine(weight: Tensor, words: Tensor, alpha: Tensor) -> None:
         raise TypeError(f"alpha must be a floating-point tensor, got {alpha.dtype}")
     if words.dtype != torch.int32:
         raise TypeError(f"packed words must be torch.int32, got {words.dtype}")
+    # What the packed format cannot hold is refused here, for every backend alike (design.md §5.4).
+    if weight.dim() == 0:
+        raise ValueError("weight must have at least one dimension (its rows), got a 0-d tensor")
     rows, cols = rows_cols(weight.shape)
+    if rows == 0 or cols == 0:
+        raise ValueError(f"weight of shape {tuple(weight.shape)} is empty, and masks cover only non-empty weights")
     if words.dim() != 3 or tuple(words.shape[1:]) != (rows, num_words(cols)):
         raise ValueError(
             f"packed words of shape {tuple(words.shape)} do not fit a weight of shape {tuple(weight.shape)} "
             f"(expected [T, {rows}, {num_words(cols)}])"
         )
     t = words.shape[0]
+    if t == 0:
+        raise ValueError(f"packed words of shape {tuple(words.shape)} hold no masks (T = 0), and at least one is needed")
     if tuple(alpha.shape) not in ((t,), (t, rows)):
         raise ValueError(
             f"alpha must have shape [{t}] (per layer) or [{t}, {rows}] (per output channel) "
@@ -151,11 +158,15 @@ def _check_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> None:
     _check_same_device(x=x, weight=weight, bias=bias)
 
 
-def _check_scores(scores: Tensor) -> None:
+def _check_scores(scores: Tensor, *, packed: bool = False) -> None:
+    """Floating scores with at least one entry; a 0-d tensor is one score, except for a packed
+    mask, which needs a weight shape of at least one dimension (design.md §5.4)."""
     if not scores.is_floating_point():
         raise TypeError(f"scores must be a floating-point tensor, got {scores.dtype}")
     if scores.numel() == 0:
-        raise ValueError("scores must not be empty")
+        raise ValueError(f"scores must not be empty, got shape {tuple(scores.shape)}")
+    if packed and scores.dim() == 0:
+        raise ValueError("popup_pack needs scores of at least one dimension (a weight shape to pack), got a 0-d tensor")
 
 
 def popup_k(numel: int, density: float) -> int:
@@ -441,8 +452,8 @@ def impress_conv2d(x: Tensor, weight: Tensor, packed: PackedMasks, alpha: Tensor
 
 # --------------------------------------------------------------------------- masks from scores
 
-def _check_k(scores: Tensor, k: int) -> None:
-    _check_scores(scores)
+def _check_k(scores: Tensor, k: int, *, packed: bool = False) -> None:
+    _check_scores(scores, packed=packed)
     if not 1 <= k <= scores.numel():
         raise ValueError(f"k must lie in [1, {scores.numel()}], got {k}")
 
@@ -478,19 +489,19 @@ def popup_mask(scores: Tensor, density: float) -> Tensor:
 
 @torch.library.custom_op("impresslearn::popup_pack", mutates_args=())
 def _popup_pack(scores: Tensor, k: int) -> Tensor:
-    _check_k(scores, k)
+    _check_k(scores, k, packed=True)
     return _primitive(scores.device, "popup_pack")(scores.contiguous(), k)
 
 
 @_popup_pack.register_fake
 def _(scores, k):
-    _check_k(scores, k)
+    _check_k(scores, k, packed=True)
     return scores.new_empty(words_shape(scores.shape), dtype=torch.int32)
 
 
 def popup_pack(scores: Tensor, density: float) -> PackedMasks:
     """The `popup_mask` of `scores` as a one-mask `PackedMasks` (no gradient)."""
-    _check_scores(scores)
+    _check_scores(scores, packed=True)
     return PackedMasks(_popup_pack(scores, popup_k(scores.numel(), density)), scores.shape)
 
 

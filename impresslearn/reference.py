@@ -31,9 +31,17 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _dense_coefficients(words: torch.Tensor, alpha: torch.Tensor, cols: int, acc: torch.dtype) -> torch.Tensor:
-    """`Σ_t alpha_t M_t` as a dense `[rows, cols]` tensor in the accumulation dtype."""
-    masks = unpack_bits(words, cols).to(acc)  # [T, rows, cols]
+    """`Σ_t alpha_t M_t` as a dense `[rows, cols]` tensor in the accumulation dtype.
+
+    A bit of 0 contributes exactly 0, whatever alpha_t is (docs/design.md §5.4): with a NaN or
+    infinite alpha the sum runs over the set bits only, where a product with the dense mask would
+    give 0 · NaN = NaN. Finite alpha takes the product (the same sum, and the same bits as before).
+    """
+    bits = unpack_bits(words, cols)  # [T, rows, cols]
     a = alpha.to(acc)
+    if not bool(torch.isfinite(a).all()):
+        return torch.where(bits, a.reshape(*a.shape, *([1] * (3 - a.dim()))), 0).sum(0)
+    masks = bits.to(acc)
     if a.dim() == 1:
         return torch.einsum("t,trc->rc", a, masks)
     return torch.einsum("tr,trc->rc", a, masks)
@@ -48,11 +56,19 @@ def combine(weight: torch.Tensor, words: torch.Tensor, alpha: torch.Tensor) -> t
 
 
 def combine_grad_alpha(grad: torch.Tensor, weight: torch.Tensor, words: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """`d alpha[t] = Σ grad ⊙ weight ⊙ masks[t]` (per row for per-channel alpha), in alpha's dtype."""
+    """`d alpha[t] = Σ grad ⊙ weight ⊙ masks[t]` (per row for per-channel alpha), in alpha's dtype.
+
+    As in combine, a bit of 0 contributes exactly 0: a NaN or infinite `grad * weight` counts only
+    in the sums of the masks whose bit is set there."""
     rows, cols = rows_cols(weight.shape)
     acc = _acc_dtype(torch.promote_types(weight.dtype, alpha.dtype))
     gw = grad.reshape(rows, cols).to(acc) * weight.reshape(rows, cols).to(acc)
-    masks = unpack_bits(words, cols).to(acc)
+    bits = unpack_bits(words, cols)
+    if not bool(torch.isfinite(gw).all()):
+        picked = torch.where(bits, gw, 0)  # [T, rows, cols]
+        out = picked.sum((1, 2)) if alpha.dim() == 1 else picked.sum(2)
+        return out.to(alpha.dtype)
+    masks = bits.to(acc)
     if alpha.dim() == 1:
         out = torch.einsum("rc,trc->t", gw, masks)
     else:

@@ -42,10 +42,12 @@ def make_combine_inputs(shape, t, dtype=torch.float32, per_channel=False, device
 
 
 def coefficients_oracle(masks: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """Σ_t alpha_t M_t in float64, broadcasting per-channel alpha over each row."""
-    m = masks.double()
+    """Σ_t alpha_t M_t in float64, broadcasting per-channel alpha over each row. The sum runs over
+    the set bits only: a bit of 0 contributes exactly 0, even for a NaN or infinite alpha_t
+    (docs/design.md §5.4; a product with the dense mask would make that 0 · NaN = NaN)."""
+    m = masks.bool()
     a = alpha.double().reshape(*alpha.shape, *([1] * (m.dim() - alpha.dim())))
-    return (a * m).sum(0)
+    return torch.where(m, a, 0.0).sum(0)
 
 
 def combine_oracle(weight, masks, alpha):
@@ -53,10 +55,61 @@ def combine_oracle(weight, masks, alpha):
 
 
 def grad_alpha_oracle(grad, weight, masks, alpha):
-    prod = grad.double() * weight.double() * masks.double()  # [T, *shape]
+    """Σ grad ⊙ weight over the set bits of each mask (per row for per-channel alpha), in float64."""
+    prod = torch.where(masks.bool(), grad.double() * weight.double(), 0.0)  # [T, *shape]
     if alpha.dim() == 1:
         return prod.reshape(prod.shape[0], -1).sum(1)
     return prod.reshape(prod.shape[0], prod.shape[1], -1).sum(2)
+
+
+# Values whose sums and products in these tests are exact in fp32 (multiples of 1/4, small), so
+# that every backend must give the same bits whatever its order of summation: what lets the
+# non-finite tests compare exactly, NaN and the signs of infinities included.
+DYADIC = torch.tensor([-2.0, -1.5, -1.0, -0.5, 0.5, 1.0, 1.5, 2.0])
+NON_FINITE = torch.tensor([float("nan"), float("inf"), -float("inf")])
+
+
+def dyadic(shape, g: torch.Generator, zeros: bool = False) -> torch.Tensor:
+    values = torch.cat([DYADIC, torch.zeros(2)]) if zeros else DYADIC
+    return values[torch.randint(0, len(values), shape, generator=g)]
+
+
+def sprinkle_non_finite(x: torch.Tensor, fraction: float, g: torch.Generator) -> torch.Tensor:
+    """`x` with about `fraction` of its entries (at least one) NaN, +inf or -inf."""
+    flat = x.clone().reshape(-1)
+    n = max(1, round(fraction * flat.numel()))
+    where = torch.randperm(flat.numel(), generator=g)[:n]
+    flat[where] = NON_FINITE[torch.randint(0, len(NON_FINITE), (n,), generator=g)]
+    return flat.reshape(x.shape)
+
+
+def non_finite_inputs(shape, t, *, per_channel=False, dtype=torch.float32, seed=0, alpha_fraction=0.0,
+                      weight_fraction=0.0, density=0.4, device="cpu"):
+    """(weight, bool masks on the CPU, words, alpha) with dyadic values, some of alpha and of the
+    weight made NaN / ±inf, masks of the given density (so that many weights have bits of 0 for a
+    non-finite mask: where a masked sum and a product with the dense mask differ)."""
+    from impresslearn import pack_masks
+
+    g = torch.Generator().manual_seed(seed)
+    masks = torch.rand((t, *shape), generator=g) < density
+    weight = dyadic(shape, g, zeros=True)
+    alpha = dyadic((t, shape[0]) if per_channel else (t,), g)
+    if alpha_fraction:
+        alpha = sprinkle_non_finite(alpha, alpha_fraction, g)
+    if weight_fraction:
+        weight = sprinkle_non_finite(weight, weight_fraction, g)
+    return (weight.to(dtype).to(device), masks, pack_masks(masks).words.to(device), alpha.to(dtype).to(device))
+
+
+# Triton's interpreter computes with numpy, which warns about every NaN it makes on purpose here.
+QUIET_NAN = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+
+
+def assert_same_values(out: torch.Tensor, expected: torch.Tensor) -> None:
+    """Equal in `out`'s dtype, bit for bit up to the NaN payload: NaN where expected is NaN,
+    infinities of the same sign, finite values exactly (the exact float64 value rounded once)."""
+    assert out.shape == expected.shape, (tuple(out.shape), tuple(expected.shape))
+    torch.testing.assert_close(out.cpu(), expected.cpu().to(out.dtype), rtol=0, atol=0, equal_nan=True)
 
 
 def popup_oracle(scores: torch.Tensor, k: int) -> torch.Tensor:

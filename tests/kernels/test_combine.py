@@ -6,6 +6,8 @@ alpha, every float dtype. Each backend runs in each of its kernel variants: the 
 loops this CPU runs (avx512, avx2, generic, lut) and Triton's coefficient paths (shift_add,
 lut). Triton without CUDA runs in its interpreter on CPU tensors, on fewer and smaller cases.
 impress_conv2d is combine followed by the framework's convolution: its checks are here too.
+The edge cases of docs/design.md §5.4 close the file: NaN / ±inf alpha, grad and weight (exact,
+with dyadic values), and what the op layer refuses for every backend (0-d and empty weights, T = 0).
 """
 
 import itertools
@@ -17,18 +19,24 @@ from cases import (
     DTYPES,
     EXTRA_SHAPES,
     MASK_COUNTS,
+    QUIET_NAN,
     SHAPES,
     TOL,
     Flavour,
+    assert_same_values,
     assert_within_torch_error,
     backend_grid,
     case_id,
+    coefficients_oracle,
     combine_oracle,
+    dyadic,
     flavours,
     grad_alpha_oracle,
     grid,
+    non_finite_inputs,
     only,
     packed_inputs,
+    sprinkle_non_finite,
 )
 
 import impresslearn
@@ -166,6 +174,11 @@ def test_native_rejects_bad_input():
         native.combine(weight.int(), words, alpha)
     with pytest.raises(RuntimeError, match="does not match"):
         native.combine_grad_alpha(weight[:4], weight, words, alpha)
+    # (no masks: the op layer refuses them first; called directly, an error, not a division by zero)
+    with pytest.raises(RuntimeError, match="hold no masks"):
+        native.combine(weight, words[:0], alpha[:0])
+    with pytest.raises(RuntimeError, match="hold no masks"):
+        native.combine_grad_alpha(weight, weight, words[:0], alpha[:0])
 
 
 @only("native")
@@ -306,3 +319,127 @@ def test_combine_cuda_realistic(shape):
         exact_g = grad_alpha_oracle(grad.cpu(), weight.cpu(), masks, alpha.cpu()).to(DEVICE)
         assert_within_torch_error(kernels.combine_grad_alpha(grad, weight, words, alpha),
                                   reference.combine_grad_alpha(grad, weight, words, alpha), exact_g, torch.float32)
+
+
+# --------------------------------------------------------------------------- edge cases (docs/design.md §5.4)
+
+# Shapes that reach each kernel's paths (a remainder word, the native SIMD blocks, 1-D and 4-D),
+# mask counts on both sides of 8 (the byte tables' groups) and past 32 (the native mask chunks).
+EDGE_CASES = pairs([(3, 5), (7, 33), (5, 300), (5, 3, 3, 3), (17,)], [1, 9, 33])
+TRITON_EDGE_CASES = pairs([(3, 5), (13, 95)], [1, 9])
+
+
+@QUIET_NAN
+@ALPHA
+@pytest.mark.parametrize("flavour, shape, t", grid(COMBINE, EDGE_CASES, TRITON_EDGE_CASES, ids=shape_t))
+def test_combine_non_finite_alpha(flavour, shape, t, per_channel):
+    """A bit of 0 contributes exactly 0: a NaN / ±inf alpha_t reaches only the weights whose bit
+    of mask t is set; the weights it does not reach keep their finite value (and inf - inf is NaN)."""
+    for dtype in DTYPES:
+        weight, masks, words, alpha = non_finite_inputs(shape, t, per_channel=per_channel, dtype=dtype, seed=t,
+                                                        alpha_fraction=1 / 16, device=flavour.device)
+        expected = combine_oracle(weight.cpu(), masks, alpha.cpu())
+        out = flavour("combine", weight, words, alpha)
+        assert out.dtype == dtype
+        assert_same_values(out, expected)
+        assert expected.isfinite().any() and not expected.isfinite().all()  # the case tells the rules apart
+
+
+@QUIET_NAN
+@ALPHA
+@pytest.mark.parametrize("flavour, shape, t", grid(COMBINE, EDGE_CASES, TRITON_EDGE_CASES, ids=shape_t))
+def test_combine_non_finite_weight(flavour, shape, t, per_channel):
+    """The weight multiplies its coefficient as IEEE says: a NaN / ±inf weight gives NaN under a
+    coefficient of 0 (no bit set, or alphas that cancel), and a zero weight NaN under an infinite one."""
+    weight, masks, words, alpha = non_finite_inputs(shape, t, per_channel=per_channel, seed=t + 1, alpha_fraction=0.1,
+                                                    weight_fraction=0.2, device=flavour.device)
+    assert_same_values(flavour("combine", weight, words, alpha), combine_oracle(weight.cpu(), masks, alpha.cpu()))
+
+
+@QUIET_NAN
+@ALPHA
+@pytest.mark.parametrize("flavour, shape, t", grid(GRAD_ALPHA, EDGE_CASES, TRITON_EDGE_CASES, ids=shape_t))
+def test_grad_alpha_non_finite(flavour, shape, t, per_channel):
+    """d alpha_t sums grad * weight over the set bits of mask t only: a NaN / ±inf grad or weight
+    (or 0 * inf) reaches the masks whose bit is set there, and alpha's own value never matters."""
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):
+        weight, masks, words, alpha = non_finite_inputs(shape, t, per_channel=per_channel, dtype=dtype, seed=t + 2,
+                                                        alpha_fraction=1 / 16, weight_fraction=0.02, device=flavour.device)
+        g = torch.Generator().manual_seed(t + 3)
+        grad = sprinkle_non_finite(dyadic(shape, g), 0.02, g).to(dtype).to(flavour.device)
+        expected = grad_alpha_oracle(grad.cpu(), weight.cpu(), masks, alpha.cpu())
+        out = flavour("combine_grad_alpha", grad, weight, words, alpha)
+        assert out.dtype == dtype
+        assert_same_values(out, expected)
+
+
+@QUIET_NAN
+@ALPHA
+@pytest.mark.parametrize("flavour", backend_grid())
+def test_non_finite_alpha_through_ops(flavour, per_channel):
+    """Forward and both gradients of ops.combine follow the rule on every backend: d weight is
+    G ⊙ Σ_t alpha_t M_t (the same masked sum), d alpha stays finite (it does not depend on alpha)."""
+    weight, masks, words, alpha = non_finite_inputs((7, 33), 9, per_channel=per_channel, seed=4, alpha_fraction=1 / 16,
+                                                    device=flavour.device)
+    grad = dyadic((7, 33), torch.Generator().manual_seed(5)).to(flavour.device)
+    w, a = weight.clone().requires_grad_(), alpha.clone().requires_grad_()
+    with impresslearn.backend(flavour.backend):
+        out = ops.combine(w, impresslearn.PackedMasks(words, weight.shape), a)
+        out.backward(grad)
+    assert_same_values(out.detach(), combine_oracle(weight.cpu(), masks, alpha.cpu()))
+    assert_same_values(w.grad, grad.cpu().double() * coefficients_oracle(masks, alpha.cpu()))
+    assert_same_values(a.grad, grad_alpha_oracle(grad.cpu(), weight.cpu(), masks, alpha.cpu()))
+    assert a.grad.isfinite().all()
+
+
+def _raw_combine_calls(weight, words, alpha):
+    """Every op that checks (weight, words, alpha), called on the raw words."""
+    x = torch.zeros(2, *weight.shape[1:]) if weight.dim() == 2 else None
+    calls = {"combine": lambda: ops._combine(weight, words, alpha),
+             "combine_grad_alpha": lambda: ops._combine_grad_alpha(torch.zeros_like(weight), weight, words, alpha)}
+    if x is not None:
+        calls["impress_linear"] = lambda: ops._impress_linear(x, weight, words, alpha, None)
+        calls["impress_linear_grad_input"] = lambda: ops._impress_linear_grad_input(
+            torch.zeros(2, weight.shape[0]), weight, words, alpha)
+    if weight.dim() == 4:
+        xc = torch.zeros(1, weight.shape[1], 4, 4)
+        calls["impress_conv2d"] = lambda: ops._impress_conv2d(xc, weight, words, alpha, None, [1, 1], [1, 1], [1, 1], 1)
+    return calls
+
+
+# (weight, words, alpha, message): what the packed format cannot hold, refused by the op layer.
+REFUSED = {
+    "weight-0d": (torch.tensor(1.0), torch.zeros(1, 1, 1, dtype=torch.int32), torch.ones(1), "0-d"),
+    "weight-no_rows": (torch.zeros(0, 5), torch.zeros(1, 0, 1, dtype=torch.int32), torch.ones(1), "empty"),
+    "weight-no_cols": (torch.zeros(3, 0), torch.zeros(1, 3, 0, dtype=torch.int32), torch.ones(1), "empty"),
+    "weight-4d_empty": (torch.zeros(2, 0, 3, 3), torch.zeros(1, 2, 0, dtype=torch.int32), torch.ones(1), "empty"),
+    "no_masks": (torch.ones(3, 5), torch.zeros(0, 3, 1, dtype=torch.int32), torch.ones(0), "no masks"),
+    "no_masks-per_channel": (torch.ones(3, 5), torch.zeros(0, 3, 1, dtype=torch.int32), torch.ones(0, 3), "no masks"),
+    "no_masks-conv": (torch.ones(2, 1, 3, 3), torch.zeros(0, 2, 1, dtype=torch.int32), torch.ones(0), "no masks"),
+}
+
+
+@pytest.mark.parametrize("flavour, case", backend_grid([(c,) for c in REFUSED]))
+def test_what_the_format_cannot_hold_is_refused_alike(flavour, case):
+    """0-d or empty weights and T = 0 masks: one ValueError from the op layer, whatever the backend
+    (the native kernels would divide by T = 0; Triton's tiles by 0 columns)."""
+    weight, words, alpha, message = (v.to(flavour.device) if isinstance(v, torch.Tensor) else v for v in REFUSED[case])
+    with impresslearn.backend(flavour.backend):
+        for name, call in _raw_combine_calls(weight, words, alpha).items():
+            with pytest.raises(ValueError, match=message):
+                call()
+                pytest.fail(f"{name} accepted {case}")
+
+
+@pytest.mark.parametrize("flavour", backend_grid())
+def test_empty_batch_of_a_convolution(flavour):
+    """A batch of 0 images gives a batch of 0 outputs, and zero gradients of the right shapes."""
+    weight, masks, words, alpha = inputs(flavour, (4, 2, 3, 3), 5, per_channel=True)
+    w, a = weight.clone().requires_grad_(), alpha.clone().requires_grad_()
+    x = torch.zeros(0, 2, 6, 5, device=flavour.device, requires_grad=True)
+    with impresslearn.backend(flavour.backend):
+        out = ops.impress_conv2d(x, w, impresslearn.PackedMasks(words, weight.shape), a, None, 1, 1)
+        out.sum().backward()
+    assert out.shape == (0, 4, 6, 5)
+    assert x.grad.shape == x.shape and w.grad.shape == w.shape and a.grad.shape == a.shape
+    assert not w.grad.any() and not a.grad.any()

@@ -4,7 +4,8 @@ impress_linear_grad_input (grad @ W_eff) on every backend, against the float64 o
 The reference composes them from its combine; the native backend has no fused primitive, so the
 op layer builds it from the native combine; Triton has a fused GEMM/GEMV for small batches
 (forming W_eff tiles from the packed words) and combine + GEMM above (interpreted on CPU tensors
-without CUDA, on small cases).
+without CUDA, on small cases). Last, the edge cases of docs/design.md §5.4: non-finite alpha on
+every path, empty batches.
 """
 
 import itertools
@@ -14,12 +15,18 @@ import torch
 import torch.nn.functional as F
 from cases import (
     DEVICE,
+    QUIET_NAN,
     Flavour,
+    assert_same_values,
     assert_within_torch_error,
     backend_grid,
     case_id,
+    coefficients_oracle,
     combine_oracle,
+    dyadic,
+    grad_alpha_oracle,
     make_combine_inputs,
+    non_finite_inputs,
     only,
     packed_inputs,
 )
@@ -260,3 +267,72 @@ def test_impress_linear_cuda_realistic(rows, cols):
         exact_g = (g.double() @ combine_oracle(weight.cpu(), masks, alpha.cpu()).to(DEVICE))
         assert_within_torch_error(kernels.impress_linear_grad_input(g, weight, words, alpha),
                                   reference.impress_linear_grad_input(g, weight, words, alpha), exact_g, dtype)
+
+
+# --------------------------------------------------------------------------- edge cases (docs/design.md §5.4)
+
+def linear_of(x, w_eff, bias=None):
+    """x @ w_eff^T (+ bias) in float64, one product at a time (no BLAS, which may skip zeros)."""
+    out = (x.cpu().double()[..., None, :] * w_eff.double()).sum(-1)
+    return out if bias is None else out + bias.cpu().double()
+
+
+@QUIET_NAN
+@ALPHA
+@pytest.mark.parametrize("flavour, rows, cols, t, batch, split",
+                         backend_grid(*linear_cases([(13, 95, 9), (5, 70, 33)]), ids=linear_id))
+def test_non_finite_alpha(flavour, rows, cols, t, batch, split, per_channel):
+    """impress_linear is F.linear over the combine of §5.4 (a bit of 0 contributes exactly 0), in
+    every path: fused GEMM / GEMV, split partial sums, combine + GEMM. Inputs have no zeros, so a
+    NaN or ±inf of W_eff reaches its output row as IEEE says (x · inf is ±inf, inf - inf NaN)."""
+    weight, masks, words, alpha = non_finite_inputs((rows, cols), t, per_channel=per_channel, seed=t, alpha_fraction=1 / 16,
+                                                    density=0.1, device=flavour.device)
+    g = torch.Generator().manual_seed(t)
+    x, bias, grad = (dyadic(s, g).to(flavour.device) for s in ((*batch, cols), (rows,), (*batch, rows)))
+    w_eff = combine_oracle(weight.cpu(), masks, alpha.cpu())
+    out = flavour("impress_linear", x, weight, words, alpha, bias, **split_kw(split))
+    assert_same_values(out, linear_of(x, w_eff, bias))
+    gx = flavour("impress_linear_grad_input", grad, weight, words, alpha, **split_kw(split))
+    assert_same_values(gx, linear_of(grad, w_eff.T))
+    if per_channel:  # rows whose alphas are all finite keep finite outputs
+        assert out.isfinite().any() and not out.isfinite().all()
+
+
+@QUIET_NAN
+@pytest.mark.parametrize("flavour", backend_grid())
+def test_non_finite_alpha_through_ops(flavour):
+    """Forward and every gradient through ops.impress_linear; d alpha stays finite (it does not
+    depend on alpha), rows untouched by a non-finite alpha keep finite outputs and gradients."""
+    weight, masks, words, alpha = non_finite_inputs((13, 40), 9, per_channel=True, seed=2, alpha_fraction=1 / 16,
+                                                    density=0.1, device=flavour.device)
+    g = torch.Generator().manual_seed(3)
+    x, bias, grad = (dyadic(s, g).to(flavour.device) for s in ((4, 40), (13,), (4, 13)))
+    leaves = [t.clone().requires_grad_() for t in (x, weight, alpha, bias)]
+    with impresslearn.backend(flavour.backend):
+        out = ops.impress_linear(leaves[0], leaves[1], impresslearn.PackedMasks(words, weight.shape), leaves[2], leaves[3])
+        out.backward(grad)
+    w_eff = combine_oracle(weight.cpu(), masks, alpha.cpu())
+    assert_same_values(out.detach(), linear_of(x, w_eff, bias))
+    assert_same_values(leaves[0].grad, linear_of(grad, w_eff.T))
+    g_eff = grad.cpu().double().T @ x.cpu().double()  # finite and exact
+    assert_same_values(leaves[1].grad, g_eff * coefficients_oracle(masks, alpha.cpu()))
+    assert_same_values(leaves[2].grad, grad_alpha_oracle(g_eff, weight.cpu(), masks, alpha.cpu()))
+    assert leaves[2].grad.isfinite().all() and leaves[3].grad.isfinite().all()
+
+
+@pytest.mark.parametrize("flavour, batch", backend_grid([((0,),), ((3, 0),), ((0, 2),)], ids=lambda b: f"batch{case_id(b)}"))
+def test_empty_batch(flavour, batch):
+    """A batch of no rows gives no rows (on every path), and zero gradients of the right shapes."""
+    weight, masks, words, alpha = inputs(flavour, 13, 40, 9, per_channel=True)
+    x = torch.zeros(*batch, 40, device=flavour.device)
+    bias = torch.randn(13).to(flavour.device)
+    assert flavour("impress_linear", x, weight, words, alpha, bias).shape == (*batch, 13)
+    assert flavour("impress_linear_grad_input", torch.zeros(*batch, 13, device=flavour.device), weight, words,
+                   alpha).shape == (*batch, 40)
+    leaves = [t.clone().requires_grad_() for t in (x, weight, alpha, bias)]
+    with impresslearn.backend(flavour.backend):
+        out = ops.impress_linear(leaves[0], leaves[1], impresslearn.PackedMasks(words, weight.shape), leaves[2], leaves[3])
+        out.sum().backward()
+    assert out.shape == (*batch, 13)
+    for leaf in leaves:
+        assert leaf.grad.shape == leaf.shape and not leaf.grad.any()

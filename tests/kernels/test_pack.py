@@ -1,7 +1,8 @@
 """pack_bits / unpack_bits (the packed format's codec) on every backend that has them, against
 the bit-by-bit oracle of tests/cases.py; pack_masks / PackedMasks.unpack routed through the ops.
 
-Triton has no packing primitives (the op layer runs the reference's for them).
+Triton has no packing primitives (the op layer runs the reference's for them). Empty inputs
+(docs/design.md §5.4) close the file.
 """
 
 import pytest
@@ -73,3 +74,32 @@ def test_opcheck_native_ops():
     bits = torch.rand(3, 5, 40) < 0.5
     torch.library.opcheck(torch.ops.impresslearn_native.pack_bits.default, (bits,))
     torch.library.opcheck(torch.ops.impresslearn_native.unpack_bits.default, (format.pack_bits(bits), 40))
+
+
+# --------------------------------------------------------------------------- edge cases (docs/design.md §5.4)
+
+EMPTY_SHAPES = [(0, 3, 5), (2, 0, 5), (2, 3, 0), (0, 0, 0)]
+
+
+@pytest.mark.parametrize("flavour, shape", backend_grid([(s,) for s in EMPTY_SHAPES], backends=PACKING))
+def test_empty_bits_pack_to_empty_words(flavour, shape):
+    """No masks, no rows or no columns: words and bits of the right (empty) shapes, on every backend."""
+    t, rows, cols = shape
+    words = flavour("pack_bits", torch.zeros(shape, dtype=torch.bool))
+    assert words.dtype == torch.int32 and words.shape == (t, rows, (cols + 31) // 32)
+    bits = flavour("unpack_bits", words, cols)
+    assert bits.dtype == torch.bool and bits.shape == shape
+
+
+@pytest.mark.parametrize("flavour", backend_grid())
+def test_codec_shapes_through_ops(flavour):
+    """Through the op layer (Triton runs the reference's codec): empty inputs give empty outputs,
+    anything but [T, rows, cols] bits is one ValueError."""
+    with impresslearn.backend(flavour.backend):
+        for shape in EMPTY_SHAPES:
+            words = ops.pack_bits(torch.zeros(shape, dtype=torch.bool, device=flavour.device))
+            assert words.shape == (shape[0], shape[1], (shape[2] + 31) // 32)
+            assert ops.unpack_bits(words, shape[2]).shape == shape
+        for bad in [torch.tensor(True), torch.ones(3, dtype=torch.bool), torch.ones(2, 3, dtype=torch.bool)]:
+            with pytest.raises(ValueError, match="shape"):
+                ops.pack_bits(bad.to(flavour.device))

@@ -3,7 +3,8 @@ index, NaN above +inf as torch.sort has it) and threshold_mask on every backend,
 Python-sorted oracle of tests/cases.py: ties, NaN, ±0, ±inf, every dtype, sizes that span
 several blocks (Triton) or chunks (native); the straight-through gradients through the ops.
 
-Triton has no threshold_mask (the op layer runs the reference's for it).
+Triton has no threshold_mask (the op layer runs the reference's for it). Last, the edge cases of
+docs/design.md §5.4: 0-d, one-element and all-NaN scores, and what the op layer refuses.
 """
 
 import pytest
@@ -279,3 +280,81 @@ def test_popup_cuda_realistic(shape):
                 mask = kernels.popup_mask(scores, k)
                 assert torch.equal(mask, reference.popup_mask(scores, k))
                 assert torch.equal(kernels.popup_pack(scores, k), reference.popup_pack(scores, k))
+
+
+# --------------------------------------------------------------------------- edge cases (docs/design.md §5.4)
+
+NAN, INF = float("nan"), float("inf")
+SINGLE_SCORES = [NAN, -NAN, INF, -INF, 0.0, -0.0, 1.5, -1e-40]
+
+
+@pytest.mark.parametrize("flavour, dtype", backend_grid([(d,) for d in DTYPES]))
+def test_one_score(flavour, dtype):
+    """A 0-d score is one score: its popup mask is 1 (k = 1 is the only k), of shape (). One
+    element in any shape keeps it too, packed as bit 0 of one word; NaN and infinities alike."""
+    for value in SINGLE_SCORES:
+        for shape in [(), (1,), (1, 1)]:
+            scores = torch.full(shape, value).to(dtype).to(flavour.device)
+            mask = flavour("popup_mask", scores, 1)
+            assert mask.shape == scores.shape and mask.dtype == dtype and mask.device == scores.device
+            assert float(mask.reshape(-1)[0]) == 1.0
+            if shape:
+                assert flavour("popup_pack", scores, 1).tolist() == [[[1]]]
+
+
+@pytest.mark.parametrize("flavour, dtype", backend_grid([(d,) for d in DTYPES]))
+def test_all_nan_scores(flavour, dtype):
+    """NaN (of either sign) ties with every other NaN: all-NaN scores keep the first k in flat order."""
+    for shape in [(5,), (3, 40)]:
+        n = torch.Size(shape).numel()
+        signs = torch.where(torch.arange(n) % 3 == 0, -1.0, 1.0)
+        scores = (signs * NAN).reshape(shape).to(dtype).to(flavour.device)
+        for k in sorted({1, 2, n // 2, n}):
+            expected = (torch.arange(n) < k).to(dtype).reshape(shape)
+            assert torch.equal(flavour("popup_mask", scores, k).cpu(), expected), (shape, k)
+            rows, cols = rows_cols(shape)
+            assert torch.equal(flavour("popup_pack", scores, k).cpu(), pack_oracle(expected.reshape(1, rows, cols)))
+
+
+@pytest.mark.parametrize("flavour", POPUP)
+def test_nan_above_inf_and_signed_zeros_in_tiny_inputs(flavour):
+    """The order of §2.2 on two and three scores: NaN > +inf, -0 == +0 (lower index first), -inf last."""
+    for scores, k, expected in [([INF, NAN], 1, [0, 1]), ([-NAN, INF], 1, [1, 0]), ([-0.0, 0.0], 1, [1, 0]),
+                                ([0.0, -0.0], 1, [1, 0]), ([-INF, -0.0, NAN], 2, [0, 1, 1]), ([-INF, -INF], 1, [1, 0])]:
+        s = torch.tensor(scores).to(flavour.device)
+        assert flavour("popup_mask", s, k).tolist() == expected, scores
+        assert flavour("popup_pack", s, k).tolist() == [[[int(b)] for b in expected]], scores
+
+
+@pytest.mark.parametrize("flavour, dtype", backend_grid([(d,) for d in DTYPES]))
+def test_threshold_of_tiny_inputs_through_ops(flavour, dtype):
+    """threshold_mask on 0-d, one-element and all-NaN scores, through the op layer (Triton runs the
+    reference's primitive): 1 for >= 0 (-0 included), 0 for NaN of either sign and for -inf."""
+    with impresslearn.backend(flavour.backend):
+        for value in SINGLE_SCORES:
+            for shape in [(), (1,), (1, 1)]:
+                scores = torch.full(shape, value).to(dtype)
+                out = ops.threshold_mask(scores.to(flavour.device))
+                assert out.shape == shape and out.dtype == dtype
+                kept = float(scores.reshape(-1)[0]) >= 0  # in the dtype: -1e-40 is -0.0 in fp16
+                assert float(out.reshape(-1)[0]) == float(kept), value
+        assert not ops.threshold_mask(torch.full((3, 7), NAN).to(dtype).to(flavour.device)).any()
+        # and popup through the op layer, 0-d: density 1 and any other density keep the one score
+        for density in (1.0, 0.01):
+            assert ops.popup_mask(torch.tensor(NAN).to(dtype).to(flavour.device), density).tolist() == 1.0
+
+
+@pytest.mark.parametrize("flavour", POPUP)
+def test_empty_and_0d_refusals_through_ops(flavour):
+    """Empty scores are refused by every op, and 0-d scores by popup_pack (a packed mask needs a
+    weight shape): one ValueError from the op layer, whatever the backend."""
+    with impresslearn.backend(flavour.backend):
+        for shape in [(0,), (3, 0), (0, 0, 2)]:
+            scores = torch.zeros(shape, device=flavour.device)
+            for call in (lambda: ops.popup_mask(scores, 0.5), lambda: ops.popup_pack(scores, 0.5),
+                         lambda: ops.threshold_mask(scores), lambda: ops._popup_mask(scores, 1)):
+                with pytest.raises(ValueError, match="empty"):
+                    call()
+        for call in (lambda s: ops.popup_pack(s, 0.5), lambda s: ops._popup_pack(s, 1)):
+            with pytest.raises(ValueError, match="0-d"):
+                call(torch.tensor(1.0, device=flavour.device))
