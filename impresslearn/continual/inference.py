@@ -10,15 +10,21 @@ compute when given a mixture (`set_task(model, beta)`), through the same combine
     entropy(logits)                H: per-sample output entropy, averaged over the batch
     g_objective(logits, classes)   G: logsumexp over all outputs with the real ones detached,
                                    so only the superfluous neurons carry gradient (SupSup's)
-    infer_task(model, x, ...)      one-shot (one gradient) or binary search (halve the
-                                   candidates by gradient until one is left)
+    infer_task(model, x, ...)      one-shot (one gradient), binary search (halve the
+                                   candidates by gradient until one is left), or exhaustive
+                                   (every task's objective on the batch, the lowest wins: exact)
+    infer_sample_tasks(bank, x)    a task for each sample of a batch that mixes tasks: one-shot
+                                   from per-sample gradients (torch.func) or exhaustive per sample
     task_inference(model, ...)     how often the right task is found, and the accuracy with the
-                                   inferred task, over test batches of every task
+                                   inferred task, over test batches of every task, whole
+                                   ("batch"), from their first image ("first") or mixed across
+                                   tasks and inferred per sample ("mixed")
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
@@ -28,9 +34,11 @@ from torch import Tensor
 from ..layers import impress_layers, set_task, supermask_layers, task_modules
 from .backbone import BackboneConfig, impress_model
 from .masks import task_masks
+from .task_bank import TaskBank
 
-METHODS = ("oneshot", "binary")
+METHODS = ("oneshot", "binary", "exhaustive")
 OBJECTIVES = ("G", "H")
+INPUTS = ("batch", "first", "mixed")
 
 
 def entropy(logits: Tensor) -> Tensor:
@@ -49,6 +57,25 @@ def g_objective(logits: Tensor, classes: int = 10) -> Tensor:
     real[:classes] = True
     mixed = torch.where(real, logits.detach(), logits)
     return mixed.logsumexp(1).mean()
+
+
+def sample_objective(name: str, classes: int = 10) -> Callable[[Tensor], Tensor]:
+    """The objective of each sample: logits [..., C] -> values [...] (what exhaustive inference
+    compares across tasks)."""
+    if name == "H":
+        def h(logits: Tensor) -> Tensor:
+            logp = logits.log_softmax(-1)
+            return -(logp.exp() * logp).sum(-1)
+        return h
+    if name == "G":
+        def g(logits: Tensor) -> Tensor:
+            if logits.shape[-1] <= classes:
+                raise ValueError(f"G needs superfluous outputs: the model has {logits.shape[-1]} outputs for "
+                                 f"{classes} classes (build it with more outputs, e.g. outputs=100)")
+            real = torch.arange(logits.shape[-1], device=logits.device) < classes
+            return torch.where(real, logits.detach(), logits).logsumexp(-1)  # as g_objective, per sample
+        return g
+    raise ValueError(f"objective must be one of {OBJECTIVES}, got {name!r}")
 
 
 def objective_fn(name: str, classes: int = 10) -> Callable[[Tensor], Tensor]:
@@ -91,15 +118,23 @@ def _gradient(model: nn.Module, x: Tensor, objective, beta: Tensor) -> Tensor:
 
 
 def infer_task(model: nn.Module, x: Tensor, objective: str | Callable = "H", *, method: str = "oneshot",
-               classes: int = 10, first_image: bool = False) -> int:
+               classes: int = 10, first_image: bool = False, bank: TaskBank | None = None) -> int:
     """The task whose superposition coefficient has the most negative gradient of `objective`
-    (one-shot), or the survivor of repeatedly keeping the half of the candidates with the most
-    negative gradients (binary). `first_image` infers from `x[:1]` only, as SupSup's paper does."""
+    (one-shot), the survivor of repeatedly keeping the half of the candidates with the most
+    negative gradients (binary), or the task with the lowest objective on the batch (exhaustive,
+    through `bank`, built from the model if not given). `first_image` infers from `x[:1]` only,
+    as SupSup's paper does."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    obj = objective_fn(objective, classes) if isinstance(objective, str) else objective
     if first_image:
         x = x[:1]
+    if method == "exhaustive":
+        if not isinstance(objective, str):
+            raise ValueError("exhaustive inference takes an objective by name ('G' or 'H')")
+        bank = bank if bank is not None else TaskBank(model)
+        with torch.no_grad():
+            return int(sample_objective(objective, classes)(bank.logits(x)).mean(1).argmin())
+    obj = objective_fn(objective, classes) if isinstance(objective, str) else objective
     n = num_tasks(model)
     device = x.device
     was_training = model.training
@@ -121,20 +156,67 @@ def infer_task(model: nn.Module, x: Tensor, objective: str | Callable = "H", *, 
         model.train(was_training)
 
 
+def infer_sample_tasks(bank: TaskBank, x: Tensor, objective: str = "H", *, method: str = "oneshot",
+                       classes: int = 10) -> Tensor:
+    """A task for each sample of `x` [B, ...] (a batch that may mix tasks): the most negative
+    component of the sample's own gradient with respect to the uniform mixture (one-shot; all
+    samples' gradients in one `vmap(grad)`), or its lowest objective over the tasks (exhaustive)."""
+    per_sample = sample_objective(objective, classes)
+    if method == "oneshot":
+        return bank.sample_gradients(x, lambda logits: per_sample(logits).mean()).argmin(1)
+    if method == "exhaustive":
+        with torch.no_grad():
+            return per_sample(bank.logits(x)).argmin(0)
+    raise ValueError(f"per-sample inference takes 'oneshot' or 'exhaustive', got {method!r}")
+
+
+def mixed_batches(test_batches: Callable[[int], Iterable], tasks: Sequence[int], seed: int = 0):
+    """Batches whose samples come from every task, shuffled: (x, y, model task of each sample).
+    Built from the tasks' own test batches, so that every sample is used once, in batches of
+    their size."""
+    xs, ys, ts = [], [], []
+    for s, stream_task in enumerate(tasks):
+        for x, y in test_batches(stream_task):
+            xs.append(x)
+            ys.append(y)
+            ts.append(torch.full((y.shape[0],), s, dtype=torch.long, device=y.device))
+    if not xs:
+        return
+    size = xs[0].shape[0]
+    x, y, t = torch.cat(xs), torch.cat(ys), torch.cat(ts)
+    order = torch.randperm(y.shape[0], generator=torch.Generator().manual_seed(seed)).to(y.device)
+    for i in range(0, y.shape[0], size):
+        pick = order[i:i + size]
+        yield x[pick], y[pick], t[pick]
+
+
 def task_inference(model: nn.Module, test_batches: Callable[[int], Iterable], tasks: Sequence[int], *,
                    objective: str = "H", method: str = "oneshot", classes: int = 10, first_image: bool = False,
-                   progress: Callable[[], None] | None = None) -> dict:
-    """For every model task s (data: stream task `tasks[s]`), infer the task of each test batch.
-    Returns the fraction of batches whose task was found (`task_acc`), the classification
-    accuracy with the inferred task (`acc`, wrong tasks included) and the confusion counts."""
+                   inputs: str | None = None, progress: Callable[[], None] | None = None) -> dict:
+    """For every model task s (data: stream task `tasks[s]`), infer the task of each test batch
+    (`inputs` "batch", or "first": from its first image), or of each sample of batches that mix
+    every task's samples ("mixed"). Returns the fraction of batches (samples, when mixed) whose
+    task was found (`task_acc`), the classification accuracy with the inferred task (`acc`, wrong
+    tasks included), the confusion counts and the samples per second of the inference itself."""
+    inputs = inputs or ("first" if first_image else "batch")
+    if inputs not in INPUTS:
+        raise ValueError(f"inputs must be one of {INPUTS}, got {inputs!r}")
+    first_image = inputs == "first"
     n = len(tasks)
     if n != num_tasks(model):
         raise ValueError(f"{n} stream tasks given for a model with {num_tasks(model)} tasks")
+    if inputs == "mixed":
+        return _mixed_inference(model, test_batches, tasks, objective, method, classes, progress)
+    bank = TaskBank(model) if method == "exhaustive" else None
     confusion = [[0] * n for _ in range(n)]
     found = batches = correct = samples = 0
+    spent = 0.0
     for s, stream_task in enumerate(tasks):
         for x, y in test_batches(stream_task):
-            guess = infer_task(model, x, objective, method=method, classes=classes, first_image=first_image)
+            t0 = time.perf_counter()
+            guess = infer_task(model, x, objective, method=method, classes=classes, first_image=first_image,
+                               bank=bank)
+            spent += time.perf_counter() - t0
             confusion[s][guess] += 1
             found += guess == s
             batches += 1
@@ -147,4 +229,33 @@ def task_inference(model: nn.Module, test_batches: Callable[[int], Iterable], ta
                 progress()
     set_task(model, 0)
     return {"task_acc": found / batches, "acc": correct / samples, "batches": batches, "confusion": confusion,
-            "objective": objective, "method": method, "first_image": first_image}
+            "objective": objective, "method": method, "first_image": first_image, "input": inputs,
+            "samples_per_s": samples / spent if spent else None}
+
+
+def _mixed_inference(model, test_batches, tasks, objective, method, classes, progress) -> dict:
+    n = len(tasks)
+    t0 = time.perf_counter()
+    bank = TaskBank(model)  # built once: its cost is reported beside the per-batch time
+    built = time.perf_counter() - t0
+    confusion = [[0] * n for _ in range(n)]
+    found = correct = samples = batches = 0
+    spent = 0.0
+    for x, y, truth in mixed_batches(test_batches, tasks):
+        t0 = time.perf_counter()
+        guess = infer_sample_tasks(bank, x, objective, method=method, classes=classes)
+        spent += time.perf_counter() - t0
+        with torch.no_grad():  # each sample classified with its own inferred task
+            pred = bank.logits(x)[guess, torch.arange(x.shape[0], device=x.device)].argmax(1)
+        for s, g in zip(truth.tolist(), guess.tolist()):
+            confusion[s][g] += 1
+        found += int((guess == truth).sum())
+        correct += int((pred == y).sum())
+        samples += y.numel()
+        batches += 1
+        if progress is not None:
+            progress()
+    return {"task_acc": found / samples, "acc": correct / samples, "batches": batches, "samples": samples,
+            "confusion": confusion, "objective": objective, "method": method, "first_image": False,
+            "input": "mixed", "samples_per_s": samples / spent if spent else None,
+            "bank_seconds": round(built, 3), "bank_bytes": bank.nbytes}

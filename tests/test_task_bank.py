@@ -1,0 +1,110 @@
+"""The task bank: every task's outputs in one batched pass equal the model's own per task; the
+mixture's weights are the superposition; per-sample gradients equal one backward per sample;
+exhaustive and per-sample (mixed-batch) inference on trained tasks."""
+
+import pytest
+import torch
+from continual_helpers import TASKS, permuted, trained
+
+from impresslearn import set_task
+from impresslearn.continual import backbone as bb
+from impresslearn.continual import inference
+from impresslearn.continual.task_bank import TaskBank
+from impresslearn.layers import random_basis
+
+
+def impress(per_channel: bool, arch="lenet", tasks=4):
+    kw = dict(arch="resnet18", width=4, outputs=10, classes=10) if arch == "resnet18" else dict(outputs=20)
+    cfg = bb.BackboneConfig(**kw)
+    shapes = bb.weight_shapes(bb.network(cfg))
+    basis = {n: random_basis(s, 5, 0.3, seed=i) for i, (n, s) in enumerate(shapes.items())}
+    model = bb.impress_model(cfg, basis, per_channel=per_channel, num_tasks=tasks)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if hasattr(m, "alpha"):
+                for a in m.alpha:
+                    a.copy_(torch.randn(a.shape, generator=g))
+            if hasattr(m, "bns"):  # distinct BatchNorm statistics per task
+                for bn in m.bns:
+                    bn.running_mean.copy_(torch.randn(bn.running_mean.shape, generator=g) * 0.1)
+                    bn.running_var.copy_(torch.rand(bn.running_var.shape, generator=g) + 0.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("arch", ["lenet", "resnet18"])
+def test_every_tasks_outputs_equal_the_models_own(per_channel, arch):
+    model = impress(per_channel, arch)
+    x = torch.randn(3, 1, 28, 28) if arch == "lenet" else torch.randn(3, 3, 16, 16)
+    bank = TaskBank(model)
+    logits = bank.logits(x)
+    assert logits.shape[:2] == (4, 3)
+    for s in range(4):
+        set_task(model, s)
+        with torch.no_grad():
+            torch.testing.assert_close(logits[s], model(x), rtol=1e-4, atol=1e-4)
+
+
+def test_supsup_tasks_and_the_mixture():
+    cfg, model = trained("threshold")
+    bank = TaskBank(model)
+    x, _ = next(iter(permuted().test(1, 16)))
+    model.eval()
+    for s in range(len(TASKS)):
+        set_task(model, s)
+        with torch.no_grad():
+            torch.testing.assert_close(bank.logits(x)[s], model(x), rtol=1e-5, atol=1e-5)
+    # the mixture's weights are the superposition W ⊙ Σ beta_s M_s of the Impress view
+    sup = inference.superposition_model(cfg, model)
+    beta = torch.tensor([0.2, 0.5, 0.3])
+    set_task(sup, beta)
+    with torch.no_grad():
+        torch.testing.assert_close(bank.mixture_logits(x, beta), sup(x), rtol=1e-4, atol=1e-4)
+    assert bank.nbytes == sum(t.numel() * 4 for t in bank.stacked.values())
+
+
+def test_sample_gradients_equal_one_backward_per_sample():
+    model = impress(False)
+    bank = TaskBank(model)
+    x = torch.randn(5, 1, 28, 28)
+    objective = inference.entropy
+    grads = bank.sample_gradients(x, objective)
+    assert grads.shape == (5, 4)
+    for i in range(5):
+        beta = torch.full((4,), 0.25, requires_grad=True)
+        set_task(model, beta)
+        (g,) = torch.autograd.grad(objective(model(x[i:i + 1])), beta)
+        torch.testing.assert_close(grads[i], g, rtol=1e-4, atol=1e-6)
+
+
+def test_exhaustive_and_per_sample_inference_find_trained_tasks():
+    cfg, model = trained("threshold")
+    sup = inference.superposition_model(cfg, model)
+    batches = lambda t: permuted().test(t, 128, shuffle=True, limit=2)  # noqa: E731
+    res = inference.task_inference(sup, batches, list(TASKS), objective="H", method="exhaustive")
+    assert res["method"] == "exhaustive" and res["input"] == "batch" and res["task_acc"] == 1.0
+    mixed = inference.task_inference(sup, batches, list(TASKS), objective="H", method="exhaustive", inputs="mixed")
+    assert mixed["input"] == "mixed" and mixed["samples"] == 3 * 2 * 128 and sum(map(sum, mixed["confusion"])) == 768
+    assert mixed["task_acc"] > 1 / len(TASKS) + 0.2 and mixed["samples_per_s"] > 0  # per image: harder than per batch
+    one = inference.task_inference(sup, batches, list(TASKS), objective="G", method="oneshot", inputs="mixed")
+    assert one["input"] == "mixed" and one["method"] == "oneshot" and 0 <= one["task_acc"] <= 1
+
+
+def test_mixed_batches_use_every_sample_once():
+    seen = []
+    for x, y, t in inference.mixed_batches(lambda task: permuted().test(task, 50, limit=2), list(TASKS), seed=3):
+        assert x.shape[0] == y.shape[0] == t.shape[0] <= 50
+        seen += t.tolist()
+    assert sorted(seen) == sorted([s for s in range(len(TASKS)) for _ in range(100)])
+    assert seen[:50] != sorted(seen[:50])  # shuffled across tasks
+
+
+def test_bad_requests_are_refused():
+    with pytest.raises(ValueError, match="Impress or Supermask"):
+        TaskBank(torch.nn.Linear(3, 3))
+    bank = TaskBank(impress(False))
+    with pytest.raises(ValueError, match="per-sample inference"):
+        inference.infer_sample_tasks(bank, torch.randn(2, 1, 28, 28), method="binary")
+    with pytest.raises(ValueError, match="inputs must be one of"):
+        inference.task_inference(impress(False), lambda t: [], [0, 1, 2, 3], inputs="sideways")
