@@ -106,3 +106,34 @@ def test_compression_ratio_below_one_is_not_rounded_to_zero():
     assert tables.ratio(0.4196) == "0.42×"
     assert tables.ratio(4.17) == "4.2×"
     assert tables.ratio(285.4) == "285×"
+
+
+def test_supsup_only_run_from_seed_one_records_its_learned_density(tmp_path, capsys):
+    # SupSup's own task set (permutation seeds 1, 2, ...) needs no basis: --first-new-task 0 is
+    # allowed without ImpressLearn, which then prints no row of its own; threshold masks record
+    # the density they learned, not the unused setting.
+    out = tmp_path / "r.json"
+    loud = [a for a in TINY if a != "--quiet"]
+    assert cli.main(loud + ["--no-impresslearn", "--first-new-task", "0", "--mask", "threshold", "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "ImpressLearn" not in printed.out and "SupSup only" in printed.err and "basis heterogeneous" not in printed.err
+    r = json.loads(out.read_text())
+    assert r["tasks"]["new"][0].endswith("seed 1)") or "seed 1" in r["tasks"]["new"][0]
+    assert r["backbone"]["density"] is None and 0.2 < r["backbone"]["measured_density"] < 0.8
+    assert r["backbone"]["measured_density"] == r["storage"]["supsup_density"]
+
+
+def test_gn_mixed_and_exhaustive_reach_the_results(tmp_path):
+    out = tmp_path / "r.json"
+    assert cli.main(TINY + ["--no-impresslearn", "--preset", "supsup", "--mask-iterations", "30", "--gn", "H",
+                            "--gn-methods", "oneshot,binary,exhaustive", "--gn-inputs", "batch,mixed",
+                            "--gn-batches", "1", "--out", str(out)]) == 0
+    gn = json.loads(out.read_text())["task_inference"]["supsup"]
+    done = {(r["method"], r["input"]) for r in gn}
+    # binary search halves a whole batch's candidates: not run per sample
+    assert done == {("oneshot", "batch"), ("binary", "batch"), ("exhaustive", "batch"), ("oneshot", "mixed"),
+                    ("exhaustive", "mixed")}
+    for r in gn:
+        assert 0 <= r["task_acc"] <= 1 and r["samples_per_s"] > 0
+        if r["input"] == "mixed":
+            assert r["samples"] == 2 * 128 and "bank_bytes" in r

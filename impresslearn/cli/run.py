@@ -74,8 +74,11 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="basis-GN: learn the first N basis tasks again without their label")
     g.add_argument("--gn", type=parse_names, default=[], metavar="OBJ", dest="gn_objectives",
                    help="task inference without labels with these objectives, e.g. G,H")
-    g.add_argument("--gn-methods", type=parse_names, default=["oneshot"], help="oneshot,binary")
-    g.add_argument("--gn-inputs", type=parse_names, default=["batch"], help="batch,first (infer from the first image)")
+    g.add_argument("--gn-methods", type=parse_names, default=["oneshot"],
+                   help="oneshot,binary,exhaustive (exhaustive: every task's objective, the lowest wins: exact)")
+    g.add_argument("--gn-inputs", type=parse_names, default=["batch"],
+                   help="batch,first,mixed (first: from the first image; mixed: batches mixing every task's "
+                        "samples, a task inferred per sample)")
     g.add_argument("--gn-batches", type=int, help="test batches of 128 per task for GN (default: all)")
     g.add_argument("--gn-on", type=parse_names, default=["supsup", "impresslearn"], help="supsup,impresslearn")
     g = p.add_argument_group("running")

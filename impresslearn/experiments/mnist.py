@@ -92,7 +92,7 @@ class RunConfig:
     basis_gn: int = 0                      # basis-GN on the first n basis tasks (heterogeneous)
     gn_objectives: list = dataclasses.field(default_factory=list)   # "G", "H"
     gn_methods: list = dataclasses.field(default_factory=lambda: ["oneshot"])
-    gn_inputs: list = dataclasses.field(default_factory=lambda: ["batch"])  # "batch", "first"
+    gn_inputs: list = dataclasses.field(default_factory=lambda: ["batch"])  # "batch", "first", "mixed"
     gn_batches: int | None = None       # test batches (of 128) per task for GN (all by default)
     gn_on: list = dataclasses.field(default_factory=lambda: ["supsup", "impresslearn"])
     # running
@@ -127,8 +127,8 @@ class RunConfig:
             if m not in inference.METHODS:
                 raise ValueError(f"GN methods are {inference.METHODS}, got {m!r}")
         for i in self.gn_inputs:
-            if i not in ("batch", "first"):
-                raise ValueError(f"GN inputs are 'batch' and 'first', got {i!r}")
+            if i not in inference.INPUTS:
+                raise ValueError(f"GN inputs are {inference.INPUTS}, got {i!r}")
         if self.hybrid and self.gn_objectives and "impresslearn" in self.gn_on:
             raise ValueError("task inference over hybrid ImpressLearn tasks is not defined (their last layer is a "
                              "mask per task); drop --hybrid or use --gn-on supsup")
@@ -142,7 +142,9 @@ class RunConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.eval_batch_size < 1:
             raise ValueError(f"eval_batch_size must be at least 1, got {self.eval_batch_size}")
-        if self.benchmark == "permuted-mnist" and self.first_new_task < self.basis_size:
+        # (without ImpressLearn there is no basis: the new tasks may start at 0, SupSup's own
+        # permutation seeds 1, 2, ...)
+        if self.benchmark == "permuted-mnist" and self.impresslearn and self.first_new_task < self.basis_size:
             raise ValueError(f"new tasks (from {self.first_new_task}) would overlap the {self.basis_size} basis tasks")
         if self.benchmark == "rotated-mnist" and self.new_angles and len(self.new_angles) != self.new_tasks:
             raise ValueError(f"{len(self.new_angles)} new angles given for {self.new_tasks} new tasks")
@@ -204,7 +206,7 @@ class Tasks:
 def make_tasks(cfg: RunConfig, arrays: MnistArrays) -> Tasks:
     k, n = cfg.basis_size, cfg.new_tasks
     if cfg.benchmark == "permuted-mnist":
-        if cfg.first_new_task < k:
+        if cfg.impresslearn and cfg.first_new_task < k:
             raise ValueError(f"new tasks (from {cfg.first_new_task}) would overlap the {k} basis tasks")
         stream = PermutedMNIST(arrays, num_tasks=cfg.first_new_task + n)
         return Tasks(stream, list(range(k)), list(range(cfg.first_new_task, cfg.first_new_task + n)))
@@ -423,6 +425,10 @@ class Runner(RunnerBase):
                 continue
             for method in cfg.gn_methods:
                 for inp in cfg.gn_inputs:
+                    if inp == "mixed" and method == "binary":
+                        self.log("GN binary search skipped for mixed batches: it halves the candidates of a whole "
+                                 "batch (per sample: oneshot or exhaustive)")
+                        continue
                     start = time.time()
                     batches = lambda t: self.test_batches(t, 128, limit=cfg.gn_batches, shuffle=True)  # noqa: E731
                     total = len(batches(self.tasks.new[0])) * len(self.tasks.new)
@@ -430,12 +436,12 @@ class Runner(RunnerBase):
                               disable=None if cfg.progress is None else not cfg.progress, mininterval=1.0) as bar:
                         res = inference.task_inference(
                             model, batches, self.tasks.new, objective=objective, method=method,
-                            classes=self.backbone.classes, first_image=inp == "first", progress=lambda: bar.update(1))
+                            classes=self.backbone.classes, inputs=inp, progress=lambda: bar.update(1))
                     res["seconds"] = round(time.time() - start, 1)
-                    res["input"] = inp
                     out.append(res)
+                    unit = f"{res['samples']} mixed samples" if inp == "mixed" else f"{res['batches']} batches"
                     self.log(f"GN over {label} tasks, {objective} {method} from {inp}: task found for "
-                             f"{res['task_acc']:.4f} of {res['batches']} batches, accuracy {res['acc']:.4f}")
+                             f"{res['task_acc']:.4f} of {unit}, accuracy {res['acc']:.4f}")
                     self.results["task_inference"][label] = out
                     self.save()
         return out
@@ -448,6 +454,8 @@ class Runner(RunnerBase):
         if self.backbone.mask == "threshold":  # learned density: measure it from the stored masks
             kept = sum(int(p.unpack().sum()) for p in masks.task_masks(supsup_model).values())
             density = kept / (storage.weight_count(shapes) * len(self.tasks.new))
+            # threshold masks have no density setting: say so where the backbone is recorded
+            self.results["backbone"].update(density=None, measured_density=density)
         max_tasks = storage.BENCHMARK_MAX_TASKS[cfg.benchmark]
         hybrid_layer = bb.last_layer_name(bb.network(self.backbone)) if cfg.hybrid else None
         imp = storage.impress_bytes(shapes, cfg.basis_size, per_channel=cfg.per_channel, max_tasks=max_tasks,
@@ -466,9 +474,9 @@ class Runner(RunnerBase):
     def _run(self) -> dict:
         cfg = self.cfg
         self.save()  # the results file is this run's from now on: a restart after a kill resumes it
-        self.log(f"{cfg.benchmark}: {len(self.tasks.new)} new tasks, basis {cfg.basis} K={cfg.basis_size}, "
-                 f"{'per-channel' if cfg.per_channel else 'per-layer'}{' hybrid' if cfg.hybrid else ''}; "
-                 f"backend {ops.backend_for(self.device)}")
+        method = (f"basis {cfg.basis} K={cfg.basis_size}, {'per-channel' if cfg.per_channel else 'per-layer'}"
+                  f"{' hybrid' if cfg.hybrid else ''}" if cfg.impresslearn else "SupSup only")
+        self.log(f"{cfg.benchmark}: {len(self.tasks.new)} new tasks, {method}; backend {ops.backend_for(self.device)}")
         self.results["supsup"] = {}
         self.results["impresslearn"] = {"basis": cfg.basis, "basis_size": cfg.basis_size,
                                         "per_channel": cfg.per_channel, "hybrid": cfg.hybrid, "lam": cfg.lam}

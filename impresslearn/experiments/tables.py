@@ -64,10 +64,11 @@ def summary_table(res: dict, extra_rows: Sequence[tuple] = ()) -> str:
     st, imp = res["storage"], res["impresslearn"]
     kind = f"{imp['basis']} K={imp['basis_size']}, {'per-channel' if imp['per_channel'] else 'per-layer'}" + \
            (", hybrid" if imp["hybrid"] else "")
+    impress = [] if imp.get("skipped") else [(f"ImpressLearn ({kind})", pct(imp.get("mean_acc")), nbytes(st["impresslearn"]))]
     rows = [("method", "mean accuracy", "bytes per task"),
             ("SupSup (1-bit packed mask)", pct(res["supsup"]["mean_acc"]), nbytes(st["supsup_packed"])),
             ("SupSup (16-bit indices, as the papers count)", pct(res["supsup"]["mean_acc"]), nbytes(st["supsup_index16"])),
-            (f"ImpressLearn ({kind})", pct(imp.get("mean_acc")), nbytes(st["impresslearn"])),
+            *impress,
             *extra_rows,
             ("incorrect mask (mask of another task)", pct(res.get("incorrect_mask_mean")), "-")]
     lines = [_aligned(rows)]
