@@ -41,7 +41,7 @@ from ..continual.training import TrainConfig
 from ..data import MnistArrays, PermutedMNIST, RotatedMNIST, TaskStream, load_mnist, load_subset
 from ..files import CheckpointError, atomic_write, read_safetensors, safetensors_bytes, verify_checksums
 from ..format import PackedMasks
-from ..layers import supermask_layers
+from ..layers import impress_layers, supermask_layers
 from ..seeding import derive_seed
 from .base import BENCHMARKS, SPLIT_BENCHMARKS, RunnerBase, machine_info, storage_record
 
@@ -418,6 +418,13 @@ class Runner(RunnerBase):
     # ---- task inference
     def run_gn(self, model: torch.nn.Module, label: str) -> list:
         cfg, out = self.cfg, []
+        # What holding every task for inference costs: the packed bases (and alphas) of the model
+        # against SupSup's stacked float masks, one float per weight and mask.
+        layers = impress_layers(model)
+        memory = {"packed_bytes": sum(m.basis.nbytes + sum(a.numel() * a.element_size() for a in m.alpha)
+                                      for _, m in layers),
+                  "dense_float_masks_bytes": sum(m.basis.num_masks * m.weight.numel() * 4 for _, m in layers)}
+        self.results.setdefault("task_inference_memory", {})[label] = memory
         if "G" in cfg.gn_objectives and self.backbone.outputs <= self.backbone.classes:
             self.log("GN objective G skipped: it needs superfluous outputs (--outputs 100, or --preset supsup)")
         for objective in cfg.gn_objectives:
