@@ -16,14 +16,13 @@ import os
 import sys
 from collections.abc import Sequence
 
-import torch
-
 from .. import doctor
 from ..continual.storage import paper_table2
 from ..experiments import plots, tables
+from ..experiments.quickstart import BASE as QUICKSTART_RUN
 from ..experiments.quickstart import quickstart
 from . import split
-from .options import Parser, Refused, positive_int
+from .options import Parser, Refused, positive_int, use_threads
 from .run import add_run_arguments, cmd_run
 
 __all__ = ["build_parser", "main"]
@@ -33,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="impresslearn", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     q = sub.add_parser("quickstart", help="offline demo on the shipped MNIST subset")
-    q.add_argument("--out", help="also write the results JSON here")
+    q.add_argument("--out", help="also write the results JSON here (and the plot beside it, .png)")
+    q.add_argument("--plot", help="where the plot goes (default: beside --out, else impresslearn-quickstart.png)")
     q.add_argument("--threads", type=positive_int)
     q.add_argument("--quiet", action="store_true")
     r = sub.add_parser("run", help="one experiment; results to --out (JSON)")
@@ -54,9 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_quickstart(a: argparse.Namespace) -> int:
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    quickstart(out=a.out, verbose=not a.quiet)
+    use_threads(QUICKSTART_RUN.backbone(), a.threads, quiet=a.quiet)
+    quickstart(out=a.out, plot_path=a.plot, verbose=not a.quiet)
     return 0
 
 
