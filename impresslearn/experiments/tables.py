@@ -74,8 +74,9 @@ def summary_table(res: dict, extra_rows: Sequence[tuple] = ()) -> str:
     lines = [_aligned(rows)]
     for label in ("supsup", "impresslearn"):
         for r in res.get("task_inference", {}).get(label, []):
+            unit = f"{r['samples']:,} mixed samples" if r.get("input") == "mixed" else f"{r['batches']} batches"
             lines.append(f"GN over {label} tasks ({r['objective']}, {r['method']}, from {r['input']}): right task for "
-                         f"{pct(r['task_acc'])} of {r['batches']} batches, accuracy {pct(r['acc'])}")
+                         f"{pct(r['task_acc'])} of {unit}, accuracy {pct(r['acc'])}")
     return "\n".join(lines)
 
 
