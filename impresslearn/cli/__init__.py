@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("table", help="a markdown table of results JSON files")
     t.add_argument("results", nargs="+")
     t.add_argument("--grid", action="store_true", help="pivot: rows K, columns basis kind and alpha granularity")
+    t.add_argument("--inference", action="store_true",
+                   help="task inference: a column per method and input, and the superposition's diagnosis")
     d = sub.add_parser("doctor", help="what this installation runs: versions, backends and why one is missing, "
                                       "the native build, CUDA devices, threads")
     d.add_argument("--json", action="store_true", help="the report as JSON")
@@ -71,7 +73,10 @@ def cmd_plot(a: argparse.Namespace) -> int:
 
 
 def cmd_table(a: argparse.Namespace) -> int:
-    print(tables.grid_table(a.results) if a.grid else tables.results_rows(a.results))
+    if a.inference:
+        print(tables.inference_table(a.results))
+    else:
+        print(tables.grid_table(a.results) if a.grid else tables.results_rows(a.results))
     return 0
 
 
