@@ -164,9 +164,9 @@ def _inference_label(r: dict, label: str) -> str:
 def inference_table(paths: Sequence[str]) -> str:
     """Markdown: task found (and accuracy with the inferred task) per method and input, then the
     superposition's diagnosis (design.md §2.6) for each run's tasks and objective."""
-    runs = [(p, load_results(p)) for p in paths]
+    runs = [load_results(p) for p in paths]
     cols = []
-    for _, r in runs:
+    for r in runs:
         for entries in r.get("task_inference", {}).values():
             for e in entries:
                 if (e["method"], e["input"]) not in cols:
@@ -177,7 +177,7 @@ def inference_table(paths: Sequence[str]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     diag = ["| tasks | objective | superposition accuracy | output std: superposition / tasks | "
             "true task most negative | most positive | mean rank |", "|---|---|---|---|---|---|---|"]
-    for path, r in runs:
+    for r in runs:
         for label, entries in r.get("task_inference", {}).items():
             name = _inference_label(r, label)
             n = len(r["tasks"]["new"])
