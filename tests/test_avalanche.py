@@ -11,14 +11,18 @@ import torch
 pytest.importorskip("avalanche", reason="avalanche-lib is not installed (pip install -e \".[avalanche]\")")
 
 from avalanche.benchmarks import tensors_benchmark  # noqa: E402
+from avalanche.core import SupervisedPlugin  # noqa: E402
 
 import impresslearn as il  # noqa: E402
 from impresslearn import models  # noqa: E402
 from impresslearn.avalanche import (  # noqa: E402
     ImpressLearn,
     MaskModule,
+    MaskStrategy,
+    Phase,
     SupSup,
     TaskInference,
+    TaskTrainingPlugin,
     superposition,
 )
 from impresslearn.continual import TrainConfig  # noqa: E402
@@ -204,3 +208,37 @@ def test_refused_settings_say_why():
         SupSup(model=il.convert(models.lenet_300_100(), "impress", basis_size=2))
     with pytest.raises(ValueError, match="basis_size"):
         ImpressLearn(model=supermask_net(), basis_size=0)
+
+
+def test_a_method_with_two_phases_is_one_small_class():
+    """How ExSSNeT (a mask phase, then a weight phase) plugs in: a plugin listing its phases and
+    a strategy passing it."""
+    calls = []
+    one = TrainConfig(optimizer="rmsprop", lr=3e-4, epochs=1, batch_size=32)
+
+    class TwoPhases(TaskTrainingPlugin):
+        def phases(self, model, task):
+            params = model.task_parameters(task)
+            return [Phase("all", params, one, start=lambda: calls.append("start all"), stop=lambda: calls.append("stop all")),
+                    Phase("last", params[-1:], one, start=lambda: calls.append("start last"),
+                          stop=lambda: calls.append("stop last"))]
+
+    class TwoPhaseStrategy(MaskStrategy):
+        def __init__(self, *, model, **kwargs):
+            super().__init__(model=model, plugin=TwoPhases(one), **kwargs)
+
+    strategy = TwoPhaseStrategy(model=supermask_net())
+    first = [s.detach().clone() for s in strategy.model.task_parameters(0)]
+    seen = []
+
+    class Watch(SupervisedPlugin):
+        def after_training_epoch(self, strategy, **kwargs):
+            seen.append([p for g in strategy.optimizer.param_groups for p in g["params"]])
+
+    strategy.plugins.append(Watch())
+    strategy.train(stream(1).train_stream[0])
+    assert calls == ["start all", "stop all", "start last", "stop last"] and strategy.train_epochs == 2
+    last = strategy.model.task_parameters(0)[-1]
+    # Watch runs after the switch at the end of epoch 1: the second phase's optimizer holds the last layer only
+    assert len(seen[0]) == 1 and seen[0][0] is last
+    assert all(not torch.equal(a, b) for a, b in zip(first, strategy.model.task_parameters(0)))

@@ -26,12 +26,14 @@ from .module import MaskModule
 @dataclasses.dataclass
 class Phase:
     """Part of an experience: train `params` with `config` for `config.epochs` epochs; `start()`
-    runs when the phase begins (e.g. gradient hooks of a weight phase)."""
+    runs when the phase begins and `stop()` when it ends (e.g. a weight phase's gradient hooks
+    put on and taken off)."""
 
     name: str
     params: list[Tensor]
     config: TrainConfig
     start: Callable[[], None] | None = None
+    stop: Callable[[], None] | None = None
 
 
 def check_config(config: TrainConfig, what: str) -> TrainConfig:
@@ -55,6 +57,7 @@ class TaskTrainingPlugin(SupervisedPlugin):
         self.alphas = check_config(alphas or masks, "alphas")
         self._phases: list[Phase] = []
         self._epoch = 0
+        self._current = 0
         self.task: int | None = None
 
     # what an experience trains: override in a method with more phases
@@ -97,6 +100,7 @@ class TaskTrainingPlugin(SupervisedPlugin):
             check_config(p.config, p.name)
         strategy.train_epochs = sum(int(p.config.epochs) for p in self._phases)
         self._epoch = 0
+        self._current = 0
         self._start(strategy, self._phases[0])
 
     def _start(self, strategy, phase: Phase) -> None:
@@ -105,14 +109,20 @@ class TaskTrainingPlugin(SupervisedPlugin):
         if phase.start is not None:
             phase.start()
 
+    def _stop(self) -> None:
+        phase = self._phases[self._current]
+        if phase.stop is not None:
+            phase.stop()
+
     def after_training_epoch(self, strategy, **kwargs):
         self._epoch += 1
-        done = 0
-        for i, phase in enumerate(self._phases[:-1]):
-            done += int(phase.config.epochs)
-            if self._epoch == done:
-                self._start(strategy, self._phases[i + 1])
+        ends = sum(int(p.config.epochs) for p in self._phases[: self._current + 1])
+        if self._epoch == ends and self._current + 1 < len(self._phases):
+            self._stop()
+            self._current += 1
+            self._start(strategy, self._phases[self._current])
 
     def after_training_exp(self, strategy, **kwargs):
+        self._stop()
         self._model(strategy).freeze(self.task)
         self._phases = []
