@@ -23,6 +23,7 @@ from impresslearn.avalanche import (  # noqa: E402
     SupSup,
     TaskInference,
     TaskTrainingPlugin,
+    split_mnist,
     superposition,
 )
 from impresslearn.continual import TrainConfig  # noqa: E402
@@ -242,3 +243,15 @@ def test_a_method_with_two_phases_is_one_small_class():
     # Watch runs after the switch at the end of epoch 1: the second phase's optimizer holds the last layer only
     assert len(seen[0]) == 1 and seen[0][0] is last
     assert all(not torch.equal(a, b) for a, b in zip(first, strategy.model.task_parameters(0)))
+
+
+def test_split_mnist_reads_local_files_and_shrinks(mnist_root, tmp_path):
+    bm = split_mnist(5, mnist_root, train_per_exp=50, test_per_exp=20)
+    assert [e.task_labels for e in bm.train_stream] == [[t] for t in range(5)]
+    assert [len(e.dataset) for e in bm.train_stream] == [50] * 5 and [len(e.dataset) for e in bm.test_stream] == [20] * 5
+    classes = [set(e.classes_in_this_experience) for e in bm.train_stream]
+    assert all(len(c) == 2 for c in classes) and set().union(*classes) == set(range(10))
+    x, y, t = bm.train_stream[3].dataset[0]
+    assert tuple(x.shape) == (1, 28, 28) and int(y) in classes[3] and t == 3
+    with pytest.raises(FileNotFoundError, match="MNIST is not under"):
+        split_mnist(5, tmp_path)

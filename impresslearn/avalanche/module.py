@@ -18,7 +18,7 @@ from avalanche.models import MultiTaskModule
 from torch import Tensor
 
 from ..continual.alpha import alpha_params
-from ..continual.inference import infer_sample_tasks, infer_task
+from ..continual.inference import infer_sample_tasks, infer_task, num_tasks
 from ..continual.masks import task_scores
 from ..continual.task_bank import TaskBank
 from ..layers import add_task, impress_layers, set_task, supermask_layers, task_modules
@@ -73,7 +73,7 @@ class MaskModule(MultiTaskModule):
 
     @property
     def num_tasks(self) -> int:
-        return {m.num_tasks for _, m in task_modules(self.net)}.pop()
+        return num_tasks(self.net)
 
     def adaptation(self, experience) -> None:
         """A new task for every task label this training experience brings for the first time."""
