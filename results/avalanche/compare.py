@@ -95,6 +95,9 @@ def kept_bytes(method: str, strategy) -> dict:
 
 def run_method(method: str, bm, args) -> dict:
     n_exp = len(bm.train_stream)
+    # each method from the same seed: the same data order, whichever ran before it, so the
+    # ImpressLearn basis masks are SupSup's first masks exactly
+    torch.manual_seed(args.seed)
     strategy = strategy_for(method, args, n_exp)
     train_s = train_cpu = 0.0
     t0, c0 = time.perf_counter(), time.process_time()
@@ -137,9 +140,36 @@ def run_method(method: str, bm, args) -> dict:
     return out
 
 
+LABELS = {"supsup": "SupSup", "impress-channel": "ImpressLearn, per-channel alpha", "impress-layer":
+          "ImpressLearn, per-layer alpha", "packnet": "PackNet (Avalanche)"}
+
+
+def markdown(results: dict) -> str:
+    """One table per benchmark: the rows of docs/avalanche.md."""
+    out = []
+    basis = results["config"]["basis"]
+    for name, methods in results["benchmarks"].items():
+        n = len(next(iter(methods.values()))["final_acc"])
+        out += [f"**{name}**", "",
+                "| method | final accuracy per experience (%) | mean | mean, no task labels | forgetting | BWT "
+                "| bytes per task | bytes per added task | train CPU s | wall s |",
+                "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for method, r in methods.items():
+            label = LABELS[method] + (f", K = {basis}" if method.startswith("impress") else "")
+            accs = " / ".join(f"{100 * a:.1f}" for a in r["final_acc"])
+            inferred = r.get("mean_final_acc_tasks_inferred")
+            out.append(f"| {label} | {accs} | {100 * r['mean_final_acc']:.1f} | "
+                       f"{'n/a' if inferred is None else f'{100 * inferred:.1f}'} | {r['forgetting']:.4f} | {r['bwt']:.4f} "
+                       f"| {r['bytes_per_task']:,.0f} | {r['bytes']['per_new_task']:,} | {r['train_cpu_s']:.0f} "
+                       f"| {r['wall_s']:.0f} |")
+        out += ["", f"({n} experiences.)", ""]
+    return "\n".join(out)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-root", required=True, help="folder holding MNIST/raw/*-ubyte (torchvision's layout)")
+    p.add_argument("--data-root", help="folder holding MNIST/raw/*-ubyte (torchvision's layout)")
+    p.add_argument("--table", metavar="JSON", help="print the markdown tables of a results file, and run nothing")
     p.add_argument("--benchmarks", default="permuted,split")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--experiences", type=int, default=5)
@@ -150,8 +180,14 @@ def main(argv=None) -> None:
     p.add_argument("--packnet-lr", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out")
     args = p.parse_args(argv)
+    if args.table:
+        with open(args.table) as f:
+            print(markdown(json.load(f)))
+        return
+    if not args.data_root or not args.out:
+        p.error("a run needs --data-root and --out")
     methods = args.methods.split(",")
     if set(methods) - set(METHODS):
         p.error(f"--methods takes {', '.join(METHODS)}")
@@ -178,6 +214,7 @@ def main(argv=None) -> None:
         results["benchmarks"][name] = {m: run_method(m, bm, args) for m in methods}
         with open(args.out, "w") as f:  # after each benchmark: a stopped run keeps what it finished
             json.dump(results, f, indent=1)
+    print(markdown(results))
 
 
 if __name__ == "__main__":
