@@ -6,7 +6,9 @@ SplitMNIST read from local files (no internet needed).
     python examples/avalanche_permuted.py --data-root ../shared/data --benchmark split --strategy supsup --infer-tasks
 
 `--data-root` holds MNIST in torchvision's layout (`MNIST/raw/train-images-idx3-ubyte`, ...).
-`--train-per-exp` keeps that many training samples per experience (default: a quick 5,000).
+`--train-per-exp` keeps that many training samples per experience (default: a quick 5,000, one
+epoch: accuracies well below full-data runs; results/avalanche/compare.py is the measured
+comparison with Avalanche's PackNet, docs/avalanche.md).
 `--infer-tasks` evaluates without task labels: the library's task inference picks each test
 batch's task (SupSup's GN scenario).
 """

@@ -160,6 +160,11 @@ def test_task_labels_none_infers_the_task():
         found += guess == t
         assert torch.equal(out, outputs_of(module, x, guess))
     assert found == 2
+    # infer_tasks: evaluation ignores the labels it is given
+    module.infer_tasks = True
+    with torch.no_grad():
+        assert torch.equal(module(x, torch.zeros(x.shape[0], dtype=torch.long)), module(x, None))
+    module.infer_tasks = False
     # one-shot over the masks' superposition, and per sample
     for inference in (TaskInference(method="oneshot"), TaskInference(per_sample=True)):
         module.inference = inference
@@ -173,13 +178,15 @@ def test_task_labels_none_infers_the_task():
 def test_superposition_keeps_each_mask():
     net = supermask_net()
     il.add_task(net)
-    twin = superposition(net)
     x = torch.randn(5, 784)
-    for t in range(2):
-        il.set_task(net, t)
-        il.set_task(twin, t)
-        with torch.no_grad():
-            torch.testing.assert_close(twin(x), net(x), rtol=1e-5, atol=1e-5)
+    for per_channel in (False, True):
+        twin = superposition(net, per_channel=per_channel)
+        assert il.layers.impress_layers(twin)[0][1].alpha[0].dim() == (2 if per_channel else 1)
+        for t in range(2):
+            il.set_task(net, t)
+            il.set_task(twin, t)
+            with torch.no_grad():
+                torch.testing.assert_close(twin(x), net(x), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="SupSup"):
         superposition(copy.deepcopy(twin))
 
