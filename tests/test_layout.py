@@ -16,7 +16,7 @@ LAYERS = {
     "backends": 3, "ops": 3,
     "threads": 3, "layers": 4, "models": 4, "dense": 4, "checkpoint": 4,
     "continual": 5, "data": 5,
-    "experiments": 6, "doctor": 6, "cli": 6,
+    "experiments": 6, "avalanche": 6, "doctor": 6, "cli": 6,
 }
 MAX_TOP_LEVEL_MODULES = 14
 

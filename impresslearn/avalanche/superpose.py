@@ -1,0 +1,58 @@
+"""An ImpressLearn model over the masks a SupSup model learnt, for any `convert()`ed model.
+
+Every SupSup layer of a copy of the model becomes an Impress layer of the same geometry and the
+same frozen weight, whose basis is the layer's learnt masks and whose task `s` has alpha one-hot
+at `s`: task `s` computes with exactly mask `s`, a mixture `beta` with `W ⊙ Σ_s beta_s M_s`
+(docs/design.md §2.6), and a new task added to it learns alphas over those masks (§2.4).
+`impresslearn.continual.inference.superposition_model` does the same from a `BackboneConfig`;
+this one needs only the model, which is all an Avalanche strategy is given.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+
+from ..layers import ImpressConv2d, ImpressLinear, SupermaskConv2d, SupermaskLinear, set_submodule, supermask_layers
+
+
+def superposition(net: nn.Module, *, per_channel: bool = False) -> nn.Module:
+    """A copy of `net` whose SupSup layers are Impress layers over their own masks, one task per
+    mask (alpha one-hot), `per_channel` alphas `[T, rows]` or per layer `[T]`. Other layers
+    (Impress layers, per-task BatchNorm) are copied as they are."""
+    layers = supermask_layers(net)
+    if not layers:
+        raise ValueError("the model has no SupSup layers: there are no masks to build a basis from")
+    out = copy.deepcopy(net)
+    for name, layer in layers:
+        set_submodule(out, name, _impress_twin(layer, per_channel))
+    return out
+
+
+def _impress_twin(layer: nn.Module, per_channel: bool) -> nn.Module:
+    basis = layer.export_masks()
+    n = basis.num_masks
+    kw = dict(bias=layer.bias is not None, num_tasks=n, per_channel=per_channel, seed=layer.seed,
+              init="kaiming_normal" if layer.init == "keep" else layer.init, scale_density=layer.scale_density)
+    if isinstance(layer, SupermaskLinear):
+        new = ImpressLinear(layer.in_features, layer.out_features, basis, **kw)
+    elif isinstance(layer, SupermaskConv2d):
+        new = ImpressConv2d(layer.in_channels, layer.out_channels, layer.kernel_size, basis, stride=layer.stride,
+                            padding=layer.padding, dilation=layer.dilation, groups=layer.groups, **kw)
+    else:
+        raise TypeError(f"no Impress layer matches {type(layer).__name__}")
+    new = new.to(device=layer.weight.device, dtype=layer.weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(layer.weight)  # the very same frozen weight, whatever its init
+        if layer.bias is not None:
+            new.bias.copy_(layer.bias)
+        for s in range(n):
+            one_hot = torch.zeros(new.alpha_shape(), dtype=new.alpha[s].dtype, device=new.alpha[s].device)
+            one_hot[s] = 1.0
+            new.alpha[s].copy_(one_hot)
+            new.alpha[s].requires_grad_(False)
+    new.init = layer.init
+    new.set_task(layer.task if layer.mixture is None else 0)
+    return new
