@@ -6,6 +6,7 @@
     results_rows(paths)     a markdown row per results file
     grid_table(paths)       the K x basis-kind x alpha-granularity pivot of ImpressLearn runs
     storage_table(rows)     the ImpressLearn paper's Table 2, recomputed
+    adapt_table(res)        the KSM experiment (`impresslearn adapt`): a markdown row per method
     pct, nbytes, ratio      how the tables write percentages, byte counts and ratios
 """
 
@@ -156,3 +157,24 @@ def split_summary(res: dict) -> str:
              f"{st['impresslearn']:,.0f}"),
             ("incorrect mask", pct(res.get("incorrect_mask_mean")), "-")]
     return _aligned(rows)
+
+
+ADAPT_METHODS = ("finetune", "head", "piggyback", "kernel_binary", "ksm")
+
+
+def adapt_table(res: dict) -> str:
+    """A markdown table of an `impresslearn adapt` results file: per method the final accuracy of
+    every task, the mean, backward transfer, bytes and training seconds per task."""
+    tasks = res["config"]["tasks"]
+    head = ["method", *tasks, "mean", "BWT", "bytes/task", "(masks + real)", "train s/task"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in ADAPT_METHODS:
+        r = res.get(m)
+        if not isinstance(r, dict):
+            continue
+        s = r["storage"]
+        own = s["total"] - s["head"]
+        lines.append("| " + " | ".join([m, *(pct(v) for v in r["task_acc"]), pct(r["average_accuracy"]),
+                                        f"{100 * r['bwt']:+.1f} pp", nbytes(r["bytes_per_task"]), nbytes(own),
+                                        f"{r['mean_train_s_per_task']:.1f}"]) + " |")
+    return "\n".join(lines)
