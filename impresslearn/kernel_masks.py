@@ -15,7 +15,8 @@ part, both functions of one learnable real tensor `R` per task:
     p   = sigmoid(R)                                   the logistic step
     M_b = softmax([p, 1 - p] / T)[0] = sigmoid((2p - 1) / T)   while training (no straight-through
           estimator: the gradient is the relaxation's own); `1[R > 0]` once the task is stored
-    A_s = scale * p  ("logistic"),  scale * R  ("linear")  or 0  ("none": the kernel-wise binary mask)
+    A_s = scale * R  ("linear", the default),  scale * p  ("logistic")  or 0  ("none": the kernel-wise
+          binary mask)
 
 A trained task is *stored*: `store_task(t)` keeps the binary part as packed bits (1 bit per
 kernel, docs/design.md §3.1) and the real part as float32 values, and drops `R`; a stored task
@@ -46,7 +47,7 @@ LINEAR_GRAINS = ("weight", "row")
 class KernelMaskConfig:
     """The form of a kernel-wise mask.
 
-    real: the real part `A_s` ("logistic": scale * sigmoid(R); "linear": scale * R; "none": 0, the
+    real: the real part `A_s` ("linear": scale * R; "logistic": scale * sigmoid(R); "none": 0, the
         kernel-wise binary mask).
     scale: the real part's factor (`A_s`'s "proper scaling"; reconstructed).
     relax: "softmax" (KSM's relaxation, temperature `temperature`) or "ste" (a hard mask with a
@@ -56,8 +57,8 @@ class KernelMaskConfig:
     linear: "weight" (a linear weight as 1x1 kernels: one value per weight) or "row" (one per row).
     """
 
-    real: str = "logistic"
-    scale: float = 0.1
+    real: str = "linear"
+    scale: float = 1.0
     relax: str = "softmax"
     temperature: float = 0.1
     init: float = 1.0

@@ -38,7 +38,7 @@ def test_one_value_per_kernel_broadcast_over_its_positions(groups):
 
 
 def test_relaxation_while_training_hard_mask_at_eval():
-    _, layer = conv_layer(KernelMaskConfig(temperature=0.5))
+    _, layer = conv_layer(KernelMaskConfig(real="logistic", scale=0.1, temperature=0.5))
     with torch.no_grad():
         layer.logits[0].copy_(torch.randn(layer.mask_shape))
     r = layer.logits[0].detach()
@@ -54,8 +54,9 @@ def test_relaxation_while_training_hard_mask_at_eval():
     assert layer.logits[0].grad is not None and (layer.logits[0].grad != 0).all()
 
 
-def test_stored_task_is_its_bits_plus_real_part_and_drops_r():
-    _, layer = conv_layer()
+@pytest.mark.parametrize("form", ["logistic", "linear"])
+def test_stored_task_is_its_bits_plus_real_part_and_drops_r(form):
+    _, layer = conv_layer(KernelMaskConfig(real=form, scale=0.1))
     with torch.no_grad():
         layer.logits[1].copy_(torch.randn(layer.mask_shape))
     layer.eval()
@@ -65,7 +66,7 @@ def test_stored_task_is_its_bits_plus_real_part_and_drops_r():
     bits, real = layer.stored_parts(1)
     assert isinstance(bits, PackedMasks) and bits.shape == torch.Size(layer.mask_shape)
     assert torch.equal(bits.unpack()[0], r > 0)
-    assert torch.equal(real, 0.1 * torch.sigmoid(r))
+    assert torch.equal(real, 0.1 * (torch.sigmoid(r) if form == "logistic" else r))
     assert layer.logits[1].numel() == 0  # only the soft mask is kept
     for mode in (True, False):  # a stored task is the same in training and eval mode
         layer.train(mode)

@@ -34,8 +34,8 @@ from .base import RunnerBase, machine_info
 
 # What the paper's text available to us did not fix (docs/results.md, KSM): written into every results file.
 RECONSTRUCTED = {
-    "real_part": "A_s = scale * sigmoid(R) (--real logistic; 'linear' is scale * R): the paper's Eq. 5 was not readable",
-    "scale": "the real part's factor, 0.1 by default (--scale)",
+    "real_part": "A_s = scale * R (--real linear; 'logistic' is scale * sigmoid(R)): the paper's Eq. 5 was not readable",
+    "scale": "the real part's factor, 1.0 by default (--scale)",
     "temperature": "softmax temperature annealed geometrically from --temperature to --temperature-end per task",
     "binary_part": "M_b = softmax([sigmoid(R), 1 - sigmoid(R)] / T)[0] while training, 1[R > 0] when stored",
     "init": "R starts at +1 (every kernel kept: the pretrained network), --init",
@@ -51,15 +51,15 @@ class AdaptConfig:
     tasks: tuple[str, ...] = ADAPT_TASKS  # the first is the pretraining task
     width: tuple[int, int, int] = (16, 32, 64)
     pretrain_iterations: int = 1500
-    iterations: int = 400               # per adapted task and method
+    iterations: int = 500               # per adapted task and method
     batch_size: int = 64
     pretrain_lr: float = 1e-3
     finetune_lr: float = 1e-3
-    head_lr: float = 1e-3
+    head_lr: float = 1e-2
     piggyback_lr: float = 1e-4          # Piggyback's Adam learning rate for its real scores
-    mask_lr: float = 1e-2               # KSM's and kernel_binary's R
-    real: str = "logistic"
-    scale: float = 0.1
+    mask_lr: float = 5e-2               # KSM's and kernel_binary's R
+    real: str = "linear"
+    scale: float = 1.0
     relax: str = "softmax"
     temperature: float = 1.0
     temperature_end: float = 0.01

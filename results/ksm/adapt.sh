@@ -1,0 +1,10 @@
+#!/bin/bash
+# The KSM experiment (issue 13; docs/results.md, "KSM"): a small conv net pretrained on MNIST
+# digits 0-4, then adapted in turn to digits 5-9, PermutedMNIST, RotatedMNIST (90°) and
+# inverted MNIST by fine-tuning, head only, Piggyback, kernel-wise binary masks and KSM.
+# One thread: about 10 minutes of one core of the project's shared 2-core Xeon.
+cd "$(dirname "$0")/../.."
+export OMP_NUM_THREADS=1
+IL=${IL:-impresslearn}
+D=${MNIST:-../shared/data}
+$IL adapt --data-root $D --threads 1 --out results/ksm/adapt.json
