@@ -8,3 +8,6 @@ export OMP_NUM_THREADS=1
 IL=${IL:-impresslearn}
 D=${MNIST:-../shared/data}
 $IL adapt --data-root $D --threads 1 --out results/ksm/adapt.json
+# Ablations of KSM's reconstructed choices (KSM only, same pretrained net: same seed and steps)
+$IL adapt --data-root $D --threads 1 --methods ksm --real logistic --scale 0.1 --out results/ksm/ablation-logistic.json
+$IL adapt --data-root $D --threads 1 --methods ksm --relax ste --out results/ksm/ablation-ste.json
