@@ -36,7 +36,7 @@ def add_adapt_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--piggyback-lr", type=float, help="Piggyback's real scores (default 1e-4)")
     g.add_argument("--mask-lr", type=float, help="the kernel masks' R (default 5e-2)")
     g = p.add_argument_group("the KSM mask (reconstructed choices: docs/results.md)")
-    g.add_argument("--real", choices=REAL_FORMS, help="the real part: scale*sigmoid(R), scale*R, or none")
+    g.add_argument("--real", choices=REAL_FORMS, help="the real part: scale*sigmoid(R), scale*R (the default), or none")
     g.add_argument("--scale", type=float, help="the real part's factor (default 1)")
     g.add_argument("--relax", choices=RELAXATIONS, help="softmax relaxation (KSM) or straight-through")
     g.add_argument("--temperature", type=float, help="the softmax temperature at a task's first step (default 1)")
