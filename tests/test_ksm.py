@@ -161,6 +161,8 @@ def test_cli_writes_a_key_per_method(capsys, tmp_path):
     r = json.loads(out.read_text())
     assert r["status"] == "done" and set(r["methods_done"]) == {"head", "ksm"}
     assert r["ksm"]["bwt"] == 0.0 and "reconstructed" in r
+    assert cli.main(["plot", str(out), "--out-dir", str(tmp_path)]) == 0
+    assert (tmp_path / "ksm-adapt-accuracy-vs-bytes.png").stat().st_size > 0
     # the same command again keeps what is there; other settings on the same file are refused
     assert cli.main(argv) == 0
     refused(capsys, [*argv[:-2], "--seed", "3", "--out", str(out)], "other settings")
