@@ -8,6 +8,7 @@ Reading it changes nothing: a variant switched to test it is switched back.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.metadata
 import os
@@ -15,9 +16,12 @@ import platform
 
 import torch
 
-from . import backends
+from . import backends, threads
 
 PACKAGES = ("torch", "torchvision", "triton", "numpy", "safetensors", "tqdm", "matplotlib")
+# Masked weights of the library's models (LeNet-300-100; SupSup's CIFAR ResNet-18; torchvision's
+# ResNet-50), for what the thread rule picks for each; counted here so doctor builds no model.
+REFERENCE_MODELS = {"LeNet-300-100": 266_200, "CIFAR ResNet-18": 11_164_352, "ResNet-50": 25_502_912}
 VARIANT_NAMES = {"avx512": "AVX-512", "avx2": "AVX2", "generic": "portable", "lut": "byte tables"}
 
 
@@ -88,7 +92,10 @@ def report() -> dict:
         "triton_interpret": os.environ.get("TRITON_INTERPRET", ""),
         "cuda": _cuda(),
         "threads": {"torch": torch.get_num_threads(), "interop": torch.get_num_interop_threads(),
-                    "cpus": os.cpu_count(), "usable_cpus": affinity},
+                    "cpus": os.cpu_count(), "usable_cpus": affinity,
+                    # what runs choose when not told (impresslearn.threads): per model size
+                    "runs_choose": {name: dataclasses.asdict(threads.choose(weights))
+                                    for name, weights in REFERENCE_MODELS.items()}},
     }
 
 
@@ -122,6 +129,8 @@ def format_report(r: dict) -> str:
     t = r["threads"]
     rows.append(("threads", f"torch {t['torch']} intra-op, {t['interop']} inter-op; {t['usable_cpus']} of "
                             f"{t['cpus']} CPUs usable"))
+    for name, c in t.get("runs_choose", {}).items():
+        rows.append((f"threads, {name} runs", f"{c['threads']}: {c['reason']} (--threads N chooses)"))
     width = max(len(k) for k, _ in rows)
     lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
     missing = [name for name, why in r["backends"].items() if why is not None]

@@ -123,7 +123,7 @@ def test_supsup_only_run_from_seed_one_records_its_learned_density(tmp_path, cap
     assert r["backbone"]["measured_density"] == r["storage"]["supsup_density"]
 
 
-def test_gn_mixed_and_exhaustive_reach_the_results(tmp_path):
+def test_gn_mixed_and_exhaustive_reach_the_results(tmp_path, capsys):
     out = tmp_path / "r.json"
     assert cli.main(TINY + ["--no-impresslearn", "--preset", "supsup", "--mask-iterations", "30", "--gn", "H",
                             "--gn-methods", "oneshot,binary,exhaustive", "--gn-inputs", "batch,mixed",
@@ -137,3 +137,11 @@ def test_gn_mixed_and_exhaustive_reach_the_results(tmp_path):
         assert 0 <= r["task_acc"] <= 1 and r["samples_per_s"] > 0
         if r["input"] == "mixed":
             assert r["samples"] == 2 * 128 and "bank_bytes" in r
+    (diag,) = json.loads(out.read_text())["task_inference_diagnosis"]["supsup"]
+    assert diag["objective"] == "H" and diag["batches"] == 2
+    one = next(r for r in gn if (r["method"], r["input"]) == ("oneshot", "batch"))
+    assert diag["true_task_most_negative"] == one["task_acc"]  # the same choice, counted twice
+    assert cli.main(["table", "--inference", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| oneshot, batch | oneshot, mixed |" in text and "| SupSup masks, permuted-mnist (supsup, " in text
+    assert "superposition accuracy" in text

@@ -108,3 +108,36 @@ def test_bad_requests_are_refused():
         inference.infer_sample_tasks(bank, torch.randn(2, 1, 28, 28), method="binary")
     with pytest.raises(ValueError, match="inputs must be one of"):
         inference.task_inference(impress(False), lambda t: [], [0, 1, 2, 3], inputs="sideways")
+
+
+def test_exhaustive_g_scores_the_superfluous_mass():
+    # G's own value (logsumexp over every output) is largest for a confident task; the exhaustive
+    # score is the log of the mass on the superfluous outputs, lowest for the task that fits.
+    score = inference.sample_score("G", classes=2)
+    confident = torch.tensor([[8.0, 0.0, -3.0, -3.0]])
+    flat = torch.tensor([[0.5, 0.4, 0.3, 0.2]])
+    assert score(confident) < score(flat)
+    assert inference.sample_objective("G", classes=2)(confident) > inference.sample_objective("G", classes=2)(flat)
+    torch.testing.assert_close(score(flat), torch.log(flat.softmax(-1)[:, 2:].sum(-1)))
+    cfg, model = trained("threshold")  # 100 outputs
+    sup = inference.superposition_model(cfg, model)
+    batches = lambda t: permuted().test(t, 128, shuffle=True, limit=2)  # noqa: E731
+    res = inference.task_inference(sup, batches, list(TASKS), objective="G", method="exhaustive")
+    assert res["task_acc"] == 1.0
+    with pytest.raises(ValueError, match="superfluous"):
+        score(torch.zeros(1, 2))
+
+
+def test_the_diagnosis_of_the_superposition():
+    cfg, model = trained("threshold")
+    sup = inference.superposition_model(cfg, model)
+    batches = lambda t: permuted().test(t, 128, shuffle=True, limit=2)  # noqa: E731
+    d = inference.diagnose_superposition(sup, batches, list(TASKS), objective="H")
+    assert d["batches"] == 6 and 0 <= d["superposition_acc"] <= 1
+    # one-shot's own choice, counted the same way: task_inference finds the task as often as the
+    # diagnosis says the true component is the most negative
+    res = inference.task_inference(sup, batches, list(TASKS), objective="H", method="oneshot")
+    assert d["true_task_most_negative"] == res["task_acc"]
+    assert d["true_task_most_negative"] + d["true_task_most_positive"] <= 1
+    assert 0 <= d["true_task_mean_rank"] <= len(TASKS) - 1
+    assert d["task_output_std"] > 0 and d["superposition_output_std"] > 0

@@ -17,15 +17,14 @@ import os
 import sys
 from collections.abc import Sequence
 
-import torch
-
 from .. import doctor
 from ..continual.storage import paper_table2
 from ..experiments import plots, tables
+from ..experiments.quickstart import BASE as QUICKSTART_RUN
 from ..experiments.quickstart import quickstart
 from . import split
 from .adapt import add_adapt_arguments, cmd_adapt
-from .options import Parser, Refused, positive_int
+from .options import Parser, Refused, positive_int, use_threads
 from .run import add_run_arguments, cmd_run
 
 __all__ = ["build_parser", "main"]
@@ -35,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="impresslearn", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     q = sub.add_parser("quickstart", help="offline demo on the shipped MNIST subset")
-    q.add_argument("--out", help="also write the results JSON here")
+    q.add_argument("--out", help="also write the results JSON here (and the plot beside it, .png)")
+    q.add_argument("--plot", help="where the plot goes (default: beside --out, else impresslearn-quickstart.png)")
     q.add_argument("--threads", type=positive_int)
     q.add_argument("--quiet", action="store_true")
     r = sub.add_parser("run", help="one experiment; results to --out (JSON)")
@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("table", help="a markdown table of results JSON files")
     t.add_argument("results", nargs="+")
     t.add_argument("--grid", action="store_true", help="pivot: rows K, columns basis kind and alpha granularity")
+    t.add_argument("--inference", action="store_true",
+                   help="task inference: a column per method and input, and the superposition's diagnosis")
     d = sub.add_parser("doctor", help="what this installation runs: versions, backends and why one is missing, "
                                       "the native build, CUDA devices, threads")
     d.add_argument("--json", action="store_true", help="the report as JSON")
@@ -59,9 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_quickstart(a: argparse.Namespace) -> int:
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    quickstart(out=a.out, verbose=not a.quiet)
+    use_threads(QUICKSTART_RUN.backbone(), a.threads, quiet=a.quiet)
+    quickstart(out=a.out, plot_path=a.plot, verbose=not a.quiet)
     return 0
 
 
@@ -77,7 +78,10 @@ def cmd_plot(a: argparse.Namespace) -> int:
 
 
 def cmd_table(a: argparse.Namespace) -> int:
-    print(tables.grid_table(a.results) if a.grid else tables.results_rows(a.results))
+    if a.inference:
+        print(tables.inference_table(a.results))
+    else:
+        print(tables.grid_table(a.results) if a.grid else tables.results_rows(a.results))
     return 0
 
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import re
+import sys
+
+from ..continual.backbone import network, weight_shapes
+from ..threads import apply
 
 
 class Parser(argparse.ArgumentParser):
@@ -67,3 +72,13 @@ def config_from_args(a: argparse.Namespace, config_class):
     kw["progress"] = False if a.quiet else None
     kw["verbose"] = not a.quiet
     return config_class(**kw)
+
+
+def use_threads(backbone, explicit: int | None, quiet: bool = False) -> None:
+    """Set torch's CPU threads for a run of `backbone` (a BackboneConfig): `--threads`, else the
+    environment's, else impresslearn.threads' rule by model size; says which on stderr."""
+    weights = sum(math.prod(s) for s in weight_shapes(network(backbone)).values())
+    choice = apply(weights, explicit)
+    if not quiet:
+        print(f"impresslearn: {choice.threads} CPU thread{'s' if choice.threads > 1 else ''} ({choice.reason})",
+              file=sys.stderr)

@@ -9,12 +9,10 @@ import argparse
 import shlex
 from collections.abc import Sequence
 
-import torch
-
 from ..continual import masks as masks_mod
 from ..experiments import ALPHA_PRESETS, BENCHMARKS, RunConfig, Runner
 from ..experiments.tables import summary_table
-from .options import Refused, config_from_args, parse_bool, parse_floats, parse_names, positive_int, with_flags
+from .options import Refused, config_from_args, parse_bool, parse_floats, parse_names, positive_int, use_threads, with_flags
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -84,7 +82,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("running")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="cpu")
-    g.add_argument("--threads", type=positive_int, help="torch.set_num_threads")
+    g.add_argument("--threads", type=positive_int,
+                   help="CPU threads (default: 1 for models under 2 M weights, else one per CPU; see doctor)")
     g.add_argument("--cache", help="folder keeping learned masks, shared between runs")
     g.add_argument("--out", default="results.json",
                    help="results file; the same command again resumes it (from <out>.run/), another run on it "
@@ -95,10 +94,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(a: argparse.Namespace, argv: Sequence[str]) -> int:
-    if a.threads:
-        torch.set_num_threads(a.threads)
     try:  # everything that can refuse the run happens here, before any training
         cfg = config_from_args(a, RunConfig)
+        use_threads(cfg.backbone(), a.threads, quiet=a.quiet)
         runner = Runner(cfg, a.out, command="impresslearn " + shlex.join(argv))
     except (ValueError, OSError) as err:  # (OutputError and CheckpointError are ValueErrors)
         raise Refused(with_flags(str(err), a.parser)) from err

@@ -15,12 +15,10 @@ import argparse
 import shlex
 from collections.abc import Sequence
 
-import torch
-
 from ..continual import distributed as dd
 from ..experiments import PAPER_SETTINGS, SPLIT_BENCHMARKS, SplitConfig, SplitRunner
 from ..experiments.tables import split_summary
-from .options import Parser, Refused, config_from_args, parse_bool, positive_int, with_flags
+from .options import Parser, Refused, config_from_args, parse_bool, positive_int, use_threads, with_flags
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("running")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", help="default: this process's GPU if CUDA is present, else cpu")
-    g.add_argument("--threads", type=positive_int, help="torch.set_num_threads")
+    g.add_argument("--threads", type=positive_int,
+                   help="CPU threads (default: 1 for models under 2 M weights, else one per CPU; see doctor)")
     g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes per process")
     g.add_argument("--eval-batch-size", type=int, default=250)
     g.add_argument("--eval-batches", type=int, help="at most this many test batches per task")
@@ -92,11 +91,10 @@ def main(argv: Sequence[str]) -> int:
     """`argv`: the arguments after `run`."""
     parser = build_parser()
     a = parser.parse_args(list(argv))
-    if a.threads:
-        torch.set_num_threads(a.threads)
     try:
         cfg = config_from_args(a, SplitConfig)
         cfg.check()  # before joining the process group: bad options fail fast on every rank
+        use_threads(cfg.backbone(), a.threads, quiet=a.quiet)
     except (ValueError, OSError) as err:
         raise Refused(with_flags(str(err), parser)) from err
     d = dd.init_from_env(cfg.device, timeout_minutes=a.dist_timeout)

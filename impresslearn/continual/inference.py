@@ -10,9 +10,16 @@ compute when given a mixture (`set_task(model, beta)`), through the same combine
     entropy(logits)                H: per-sample output entropy, averaged over the batch
     g_objective(logits, classes)   G: logsumexp over all outputs with the real ones detached,
                                    so only the superfluous neurons carry gradient (SupSup's)
+    sample_score(name, classes)    what exhaustive inference compares across tasks, per sample:
+                                   H the entropy; G the log of the probability on the superfluous
+                                   outputs (G's own value, a logsumexp over every output, grows
+                                   with a confident task's real logits and would pick the worst)
     infer_task(model, x, ...)      one-shot (one gradient), binary search (halve the
                                    candidates by gradient until one is left), or exhaustive
-                                   (every task's objective on the batch, the lowest wins: exact)
+                                   (every task's score on the batch, the lowest wins: exact)
+    diagnose_superposition(...)    why one-shot works or not: the uniform superposition's own
+                                   accuracy and output scale against the tasks', and where the
+                                   true task's gradient component ranks
     infer_sample_tasks(bank, x)    a task for each sample of a batch that mixes tasks: one-shot
                                    from per-sample gradients (torch.func) or exhaustive per sample
     task_inference(model, ...)     how often the right task is found, and the accuracy with the
@@ -78,6 +85,22 @@ def sample_objective(name: str, classes: int = 10) -> Callable[[Tensor], Tensor]
     raise ValueError(f"objective must be one of {OBJECTIVES}, got {name!r}")
 
 
+def sample_score(name: str, classes: int = 10) -> Callable[[Tensor], Tensor]:
+    """The score exhaustive inference minimises over tasks, per sample: logits [..., C] -> [...].
+    H: the entropy. G: log of the softmax mass on the superfluous outputs (the ones G's gradient
+    flows through; a task that fits puts almost none there)."""
+    if name == "H":
+        return sample_objective("H", classes)
+    if name == "G":
+        def g(logits: Tensor) -> Tensor:
+            if logits.shape[-1] <= classes:
+                raise ValueError(f"G needs superfluous outputs: the model has {logits.shape[-1]} outputs for "
+                                 f"{classes} classes (build it with more outputs, e.g. outputs=100)")
+            return logits[..., classes:].logsumexp(-1) - logits.logsumexp(-1)
+        return g
+    raise ValueError(f"objective must be one of {OBJECTIVES}, got {name!r}")
+
+
 def objective_fn(name: str, classes: int = 10) -> Callable[[Tensor], Tensor]:
     if name == "H":
         return entropy
@@ -133,7 +156,7 @@ def infer_task(model: nn.Module, x: Tensor, objective: str | Callable = "H", *, 
             raise ValueError("exhaustive inference takes an objective by name ('G' or 'H')")
         bank = bank if bank is not None else TaskBank(model)
         with torch.no_grad():
-            return int(sample_objective(objective, classes)(bank.logits(x)).mean(1).argmin())
+            return int(sample_score(objective, classes)(bank.logits(x)).mean(1).argmin())
     obj = objective_fn(objective, classes) if isinstance(objective, str) else objective
     n = num_tasks(model)
     device = x.device
@@ -160,14 +183,63 @@ def infer_sample_tasks(bank: TaskBank, x: Tensor, objective: str = "H", *, metho
                        classes: int = 10) -> Tensor:
     """A task for each sample of `x` [B, ...] (a batch that may mix tasks): the most negative
     component of the sample's own gradient with respect to the uniform mixture (one-shot; all
-    samples' gradients in one `vmap(grad)`), or its lowest objective over the tasks (exhaustive)."""
-    per_sample = sample_objective(objective, classes)
+    samples' gradients in one `vmap(grad)`), or its lowest score over the tasks (exhaustive)."""
     if method == "oneshot":
+        per_sample = sample_objective(objective, classes)
         return bank.sample_gradients(x, lambda logits: per_sample(logits).mean()).argmin(1)
     if method == "exhaustive":
         with torch.no_grad():
-            return per_sample(bank.logits(x)).argmin(0)
+            return sample_score(objective, classes)(bank.logits(x)).argmin(0)
     raise ValueError(f"per-sample inference takes 'oneshot' or 'exhaustive', got {method!r}")
+
+
+@torch.no_grad()
+def _spread(logits: Tensor) -> float:
+    """The mean over samples of the standard deviation of a sample's outputs."""
+    return float(logits.float().std(-1).mean())
+
+
+def diagnose_superposition(model: nn.Module, test_batches: Callable[[int], Iterable], tasks: Sequence[int], *,
+                           objective: str = "H", classes: int = 10) -> dict:
+    """What one-shot inference sees. The gradient at the uniform superposition only points at the
+    right task where that superposition is itself a network whose outputs respond to the data:
+    the output entropy is stationary at a uniform output, so a superposition whose outputs are
+    nearly flat gives a gradient of second order, led by noise. Measured over the test batches
+    of every task: the superposition's accuracy (classifying with it directly) and the spread of
+    its outputs (std over outputs, mean over samples) against the tasks' own, the cosine of the
+    gradient with the true task's indicator, and how often the true task's component is the
+    most negative (what one-shot picks) or the most positive."""
+    n = len(tasks)
+    bank = TaskBank(model)
+    obj = objective_fn(objective, classes)
+    uniform = torch.full((n,), 1.0 / n)
+    most_neg = most_pos = batches = correct = samples = 0
+    rank = 0.0
+    mix_spread = task_spread = 0.0
+    was_training = model.training
+    model.eval()
+    try:
+        for s, stream_task in enumerate(tasks):
+            for x, y in test_batches(stream_task):
+                g = _gradient(model, x, obj, uniform.to(x.device))
+                most_neg += int(g.argmin()) == s
+                most_pos += int(g.argmax()) == s
+                rank += float((g < g[s]).sum())  # 0: the true task is the most negative
+                with torch.no_grad():
+                    mix = bank.mixture_logits(x, uniform.to(x.device))
+                    correct += int((mix[:, :classes].argmax(1) == y).sum())
+                    mix_spread += _spread(mix)
+                    set_task(model, s)
+                    task_spread += _spread(model(x))
+                samples += y.numel()
+                batches += 1
+    finally:
+        model.train(was_training)
+        set_task(model, 0)
+    return {"objective": objective, "batches": batches, "superposition_acc": correct / samples,
+            "superposition_output_std": mix_spread / batches, "task_output_std": task_spread / batches,
+            "true_task_most_negative": most_neg / batches, "true_task_most_positive": most_pos / batches,
+            "true_task_mean_rank": rank / batches}
 
 
 def mixed_batches(test_batches: Callable[[int], Iterable], tasks: Sequence[int], seed: int = 0):

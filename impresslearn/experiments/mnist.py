@@ -430,6 +430,16 @@ class Runner(RunnerBase):
         for objective in cfg.gn_objectives:
             if objective == "G" and self.backbone.outputs <= self.backbone.classes:
                 continue
+            if "oneshot" in cfg.gn_methods:  # why one-shot finds the task or not (design.md §2.6)
+                diag = inference.diagnose_superposition(
+                    model, lambda t: self.test_batches(t, 128, limit=cfg.gn_batches, shuffle=True), self.tasks.new,
+                    objective=objective, classes=self.backbone.classes)
+                self.results.setdefault("task_inference_diagnosis", {}).setdefault(label, []).append(diag)
+                self.log(f"GN over {label} tasks, {objective}: the superposition classifies "
+                         f"{diag['superposition_acc']:.4f}, output std {diag['superposition_output_std']:.3f} "
+                         f"against the tasks' {diag['task_output_std']:.3f}; the true task's gradient is the most "
+                         f"negative for {diag['true_task_most_negative']:.4f} of batches, the most positive for "
+                         f"{diag['true_task_most_positive']:.4f}")
             for method in cfg.gn_methods:
                 for inp in cfg.gn_inputs:
                     if inp == "mixed" and method == "binary":

@@ -5,6 +5,8 @@
     split_summary(res)      one split-benchmark run
     results_rows(paths)     a markdown row per results file
     grid_table(paths)       the K x basis-kind x alpha-granularity pivot of ImpressLearn runs
+    inference_table(paths)  task inference: a row per (run, tasks, objective), a column per method
+                            and input; and what the run measured about one-shot's superposition
     storage_table(rows)     the ImpressLearn paper's Table 2, recomputed
     adapt_table(res)        the KSM experiment (`impresslearn adapt`): a markdown row per method
     pct, nbytes, ratio      how the tables write percentages, byte counts and ratios
@@ -75,8 +77,9 @@ def summary_table(res: dict, extra_rows: Sequence[tuple] = ()) -> str:
     lines = [_aligned(rows)]
     for label in ("supsup", "impresslearn"):
         for r in res.get("task_inference", {}).get(label, []):
+            unit = f"{r['samples']:,} mixed samples" if r.get("input") == "mixed" else f"{r['batches']} batches"
             lines.append(f"GN over {label} tasks ({r['objective']}, {r['method']}, from {r['input']}): right task for "
-                         f"{pct(r['task_acc'])} of {r['batches']} batches, accuracy {pct(r['acc'])}")
+                         f"{pct(r['task_acc'])} of {unit}, accuracy {pct(r['acc'])}")
     return "\n".join(lines)
 
 
@@ -146,6 +149,52 @@ def grid_table(paths: Sequence[str]) -> str:
     if supsup:
         lines.append(f"\nSupSup (a dedicated mask per task) on the same new tasks: {pct(sum(supsup) / len(supsup))} mean.")
     return "\n".join(lines)
+
+
+def _inference_label(r: dict, label: str) -> str:
+    cfg = r["config"]
+    if label == "impresslearn":
+        imp = r["impresslearn"]
+        return (f"ImpressLearn tasks, {cfg['benchmark']}, K={imp['basis_size']} "
+                f"{'per-channel' if imp['per_channel'] else 'per-layer'}")
+    bits = [cfg["preset"]] + [f"{k} {cfg[k]}" for k in ("density", "outputs", "scale", "mask_iterations")
+                              if cfg.get(k) is not None]
+    return f"SupSup masks, {cfg['benchmark']} ({', '.join(bits)})"
+
+
+def inference_table(paths: Sequence[str]) -> str:
+    """Markdown: task found (and accuracy with the inferred task) per method and input, then the
+    superposition's diagnosis (design.md §2.6) for each run's tasks and objective."""
+    runs = [load_results(p) for p in paths]
+    cols = []
+    for r in runs:
+        for entries in r.get("task_inference", {}).values():
+            for e in entries:
+                if (e["method"], e["input"]) not in cols:
+                    cols.append((e["method"], e["input"]))
+    order = {"oneshot": 0, "binary": 1, "exhaustive": 2}
+    cols.sort(key=lambda c: (order.get(c[0], 3), c[1] != "batch", c[1]))
+    head = ["tasks", "n", "objective"] + [f"{m}, {i}" for m, i in cols]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    diag = ["| tasks | objective | superposition accuracy | output std: superposition / tasks | "
+            "true task most negative | most positive | mean rank |", "|---|---|---|---|---|---|---|"]
+    for r in runs:
+        for label, entries in r.get("task_inference", {}).items():
+            name = _inference_label(r, label)
+            n = len(r["tasks"]["new"])
+            for objective in sorted({e["objective"] for e in entries}):
+                cells = {(e["method"], e["input"]): f"{pct(e['task_acc'])} ({pct(e['acc'])})"
+                         for e in entries if e["objective"] == objective}
+                lines.append("| " + " | ".join([name, str(n), objective] + [cells.get(c, "-") for c in cols]) + " |")
+            for d in r.get("task_inference_diagnosis", {}).get(label, []):
+                diag.append(f"| {name} | {d['objective']} | {pct(d['superposition_acc'])} | "
+                            f"{d['superposition_output_std']:.3f} / {d['task_output_std']:.3f} | "
+                            f"{pct(d['true_task_most_negative'])} | {pct(d['true_task_most_positive'])} | "
+                            f"{d['true_task_mean_rank']:.1f} |")
+    out = "\n".join(lines) + "\n\nCells: the task found (the accuracy with the inferred task)."
+    if len(diag) > 2:
+        out += "\n\n" + "\n".join(diag)
+    return out
 
 
 def split_summary(res: dict) -> str:

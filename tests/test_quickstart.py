@@ -1,0 +1,39 @@
+"""The quickstart teaches from what it measured: a row per lesson, the verdict computed from the
+rows (never assumed), how many test images and batches decide it, and a plot beside the JSON."""
+
+import json
+
+from impresslearn.experiments import quickstart as qs
+
+
+def row(name, imp, sup, matches=None):
+    gap = 100 * (sup - imp)
+    return {"lesson": name, "where": "-", "impresslearn_acc": imp, "supsup_acc": sup, "impresslearn_bytes": 100,
+            "supsup_bytes": 3200, "gap_points": gap, "matches": gap <= qs.MATCH_POINTS if matches is None else matches,
+            "test_images_per_task": 1000}
+
+
+def test_the_verdict_follows_the_numbers():
+    good, bad = row("A", 0.91, 0.92), row("B", 0.10, 0.91)
+    assert good["matches"] and not bad["matches"]
+    v = qs.verdict([good, bad])
+    assert "matches a dedicated SupSup mask" in v and "A at 32× fewer bytes" in v
+    assert "does not on B (10.0 % against 91.0 %)" in v
+    assert "matches" not in qs.verdict([bad]).split("does not")[0]
+    assert "does not" not in qs.verdict([good])
+    assert abs(qs.std_error(0.9, 1000) - 0.949) < 1e-3
+
+
+def test_a_short_quickstart_runs_end_to_end(tmp_path, capsys):
+    out = tmp_path / "q.json"
+    report = qs.quickstart(out=str(out), verbose=False, mask_iterations=8, alpha_epochs=1.0, new_tasks=1,
+                           basis_size=2)
+    printed = capsys.readouterr().out
+    assert [r["lesson"] for r in report["rows"]] == [lesson.name for lesson in qs.LESSONS]
+    assert report["verdict"] == qs.verdict(report["rows"]) and report["verdict"] in printed
+    assert "1,000 test images per task" in printed and "batches decide it" in printed
+    assert "basis angles 0°, 10°" in printed  # the words come from the settings that ran (K = 2)
+    for r in report["rows"]:
+        assert r["matches"] == (r["gap_points"] <= qs.MATCH_POINTS)
+    assert (tmp_path / "q.png").stat().st_size > 1000
+    assert json.loads(out.read_text())["verdict"] == report["verdict"]
