@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 from collections.abc import Sequence
 
-import torch
-
+from .. import models
 from ..continual.ksm import METHODS
 from ..data import ADAPT_TASKS
 from ..experiments.adapt import AdaptConfig, AdaptRunner
 from ..experiments.tables import adapt_table
 from ..kernel_masks import LINEAR_GRAINS, REAL_FORMS, RELAXATIONS
+from ..threads import apply
 from .options import Refused, config_from_args, parse_names, positive_int, with_flags
 
 
@@ -46,7 +47,8 @@ def add_adapt_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("running")
     g.add_argument("--eval-samples", type=positive_int, help="test images per task (default 2000)")
     g.add_argument("--seed", type=int)
-    g.add_argument("--threads", type=positive_int, help="torch.set_num_threads")
+    g.add_argument("--threads", type=positive_int, help="CPU threads (default: the rule of impresslearn run, "
+                                                        "1 for this small net; see doctor)")
     g.add_argument("--out", default="adapt.json", help="results file; the same command again keeps the methods "
                                                        "already done; another run on it is refused")
     g.add_argument("--restart", action="store_true", help="replace the results of a run with other settings")
@@ -54,13 +56,16 @@ def add_adapt_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_adapt(a: argparse.Namespace, argv: Sequence[str]) -> int:
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    try:
+    try:  # everything that can refuse the run happens here, before any training
         cfg = config_from_args(a, AdaptConfig)
         runner = AdaptRunner(cfg, a.out, command="impresslearn " + shlex.join(argv))
     except (ValueError, OSError) as err:
         raise Refused(with_flags(str(err), a.parser)) from err
+    weights = sum(p.numel() for p in models.mnist_convnet(10, cfg.width).parameters() if p.dim() > 1)
+    choice = apply(weights, a.threads)
+    if not a.quiet:
+        print(f"impresslearn: {choice.threads} CPU thread{'s' if choice.threads > 1 else ''} ({choice.reason})",
+              file=sys.stderr)
     res = runner.run()
     print(adapt_table(res))
     print(f"results: {a.out}")
