@@ -9,6 +9,7 @@
     build_model(method, net, n)     a copy of the pretrained `net` ready for `n` tasks; task 0 is
                                     the pretrained network itself (its head, every mask all ones)
     trainable(model, method, t)     the optimizer's parameter groups for task t
+    only_these_need_grad(model, g)  requires_grad on those groups' parameters only
     finish_task(model, method, t)   after training t: keep only what is stored (packed bits, the
                                     real part) so that evaluation uses exactly that
     bytes_per_task(model, method)   what one more task costs, with its breakdown
@@ -92,6 +93,14 @@ def trainable(model: nn.Module, method: str, task: int, *, lr: float, head_lr: f
     else:
         own = [layer.logits[task] for _, layer in kernel_mask_layers(model)]
     return [{"params": own, "lr": lr}, {"params": head, "lr": head_lr}]
+
+
+def only_these_need_grad(model: nn.Module, groups: list[dict]) -> None:
+    """`requires_grad` on exactly the parameters of `groups`, so that backward stops where nothing
+    is trained (the frozen body of the head-only baseline) and time per task measures the method."""
+    keep = {id(p) for g in groups for p in g["params"]}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in keep)
 
 
 @torch.no_grad()

@@ -156,9 +156,10 @@ class AdaptRunner(RunnerBase):
             if method in ("kernel_binary", "ksm"):
                 batches = ksm.Annealed(batches, model, cfg.temperature, cfg.temperature_end, cfg.iterations)
             tc = TrainConfig(optimizer="adam", lr=lr, epochs=1e9, iterations=cfg.iterations, batch_size=cfg.batch_size)
+            groups = ksm.trainable(model, method, t, lr=lr, head_lr=cfg.head_lr)
+            ksm.only_these_need_grad(model, groups)  # no backward pass into what the task does not train
             t0 = time.time()
-            out = fit(model, ksm.trainable(model, method, t, lr=lr, head_lr=cfg.head_lr), batches, tc,
-                      desc=f"{method} {cfg.tasks[t]}", progress=cfg.progress)
+            out = fit(model, groups, batches, tc, desc=f"{method} {cfg.tasks[t]}", progress=cfg.progress)
             ksm.finish_task(model, method, t)
             train_s.append(round(time.time() - t0, 2))
             losses.append(out["loss"])
