@@ -11,6 +11,6 @@ $IL adapt --data-root $D --threads 1 --out results/ksm/adapt.json
 # Ablations of KSM's reconstructed choices (KSM only, same pretrained net: same seed and steps)
 $IL adapt --data-root $D --threads 1 --methods ksm --real logistic --scale 0.1 --out results/ksm/ablation-logistic.json
 $IL adapt --data-root $D --threads 1 --methods ksm --relax ste --out results/ksm/ablation-ste.json
-# Head only again with backward stopped at the head (the code since this file's head-only rerun;
-# adapt.json's head row back-propagated through the frozen body): its time per task
+# Head only again, backward stopped at the head (since commit 2021fc7; adapt.json's head row was
+# measured before it and back-propagated through the frozen body): its time per task
 $IL adapt --data-root $D --threads 1 --methods head --out results/ksm/head-frozen-body.json
