@@ -2,7 +2,8 @@
 # The KSM experiment (issue 13; docs/results.md, "KSM"): a small conv net pretrained on MNIST
 # digits 0-4, then adapted in turn to digits 5-9, PermutedMNIST, RotatedMNIST (90°) and
 # inverted MNIST by fine-tuning, head only, Piggyback, kernel-wise binary masks and KSM.
-# One thread: about 10 minutes of one core of the project's shared 2-core Xeon.
+# One thread each. The first run took 952 s of wall time on the shared 2-core Xeon under a load
+# average near 7 (about a third of a core: 5-6 CPU minutes); the KSM-only runs about 11 minutes each.
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1
 IL=${IL:-impresslearn}
