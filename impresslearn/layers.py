@@ -7,6 +7,8 @@
                                         alpha [T] (or [T, rows] per output channel); the
                                         forward uses weight * Σ_t alpha_t M_t
     TaskBatchNorm2d                     one non-affine BatchNorm2d per task (as SupSup keeps)
+    TaskHeads                           one trainable classifier head per task (multi-head
+                                        adaptation of a pretrained backbone, docs/design.md §2.10)
 
 Every task-aware module has `.task` (the selected task), `.num_tasks`, `add_task()` and
 `set_task(task)`; `set_task(model, task)` / `add_task(model)` apply to a whole model, and
@@ -364,6 +366,40 @@ class TaskBatchNorm2d(TaskAware):
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, tasks={self.num_tasks}"
+
+
+class TaskHeads(TaskAware):
+    """One `nn.Linear` head per task; task 0 is the head given (e.g. the pretrained one), and
+    `add_task()` appends a fresh head of the same shape (PyTorch's default initialisation)."""
+
+    def __init__(self, head: nn.Linear, num_tasks: int = 1):
+        super().__init__()
+        self.in_features, self.out_features, self.has_bias = head.in_features, head.out_features, head.bias is not None
+        self.heads = nn.ModuleList([head])
+        self._init_tasks()
+        while self.num_tasks < num_tasks:
+            self.add_task()
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.heads)
+
+    def add_task(self) -> int:
+        w = self.heads[0].weight
+        self.heads.append(nn.Linear(self.in_features, self.out_features, self.has_bias, device=w.device, dtype=w.dtype))
+        return len(self.heads) - 1
+
+    def _truncate_tasks(self, n: int) -> None:
+        while len(self.heads) > n:
+            del self.heads[len(self.heads) - 1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.mixture is not None:
+            raise RuntimeError("task heads take one task at a time, not a mixture")
+        return self.heads[self.task](x)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}, {self.out_features}, tasks={self.num_tasks}"
 
 
 # --------------------------------------------------------------------------- whole models

@@ -4,9 +4,12 @@ mask models (their weights are rebuilt from a seed there, so the init here does 
     lenet_300_100   784-300-100-outputs MLP without biases (SupSup's and the paper's MNIST net)
     cifar_resnet18  SupSup's CIFAR ResNet-18: 3x3 stem, no max-pool, configurable width
     resnet50        torchvision's ResNet-50 (ImageNet)
+    mnist_convnet   a small conv net for flat 28x28 MNIST inputs (the KSM adaptation experiment)
 """
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 import torch.nn as nn
 import torchvision
@@ -78,3 +81,18 @@ def cifar_resnet18(num_classes: int = 100, width: int = 64) -> CifarResNet:
 def resnet50(num_classes: int = 1000) -> nn.Module:
     """torchvision's ResNet-50, randomly initialised (convert() rebuilds its weights from a seed)."""
     return torchvision.models.resnet50(weights=None, num_classes=num_classes)
+
+
+def mnist_convnet(num_classes: int = 10, width: tuple[int, int, int] = (16, 32, 64)) -> nn.Sequential:
+    """Three 3x3 convolutions (ReLU; 2x2 max-pools after the first two), global average pooling and
+    a linear `head`, on flat `[B, 784]` MNIST batches; layers named conv1, conv2, conv3, head.
+    Almost every weight is in a convolution, as in the networks kernel-wise masks are made for."""
+    c1, c2, c3 = width
+    return nn.Sequential(OrderedDict([
+        ("image", nn.Unflatten(1, (1, 28, 28))),
+        ("conv1", nn.Conv2d(1, c1, 3, padding=1)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(2)),
+        ("conv2", nn.Conv2d(c1, c2, 3, padding=1)), ("relu2", nn.ReLU()), ("pool2", nn.MaxPool2d(2)),
+        ("conv3", nn.Conv2d(c2, c3, 3, padding=1)), ("relu3", nn.ReLU()),
+        ("gap", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()),
+        ("head", nn.Linear(c3, num_classes)),
+    ]))

@@ -14,11 +14,11 @@ LAYERS = {
     "files": 1, "seeding": 1, "format": 1,
     "reference": 2, "native": 2, "kernels": 2,
     "backends": 3, "ops": 3,
-    "threads": 3, "layers": 4, "models": 4, "dense": 4, "checkpoint": 4,
+    "threads": 3, "layers": 4, "models": 4, "dense": 4, "checkpoint": 4, "kernel_masks": 4,
     "continual": 5, "data": 5,
     "experiments": 6, "avalanche": 6, "doctor": 6, "cli": 6,
 }
-MAX_TOP_LEVEL_MODULES = 14
+MAX_TOP_LEVEL_MODULES = 15  # 15th: kernel_masks (KSM layers, issue 13)
 
 
 def modules() -> dict[str, Path]:

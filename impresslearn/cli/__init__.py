@@ -2,6 +2,7 @@
 
     impresslearn quickstart     offline demo on the shipped MNIST subset (about a minute)
     impresslearn run ...        one experiment, results to a JSON file (see `run --help`)
+    impresslearn adapt ...      the KSM experiment: a pretrained conv net adapted to new tasks
     impresslearn storage        the ImpressLearn paper's Table 2, recomputed
     impresslearn plot R.json..  accuracy against bytes per task, and box plots by impressions
     impresslearn table R.json.. one markdown row per run: accuracies and bytes per task
@@ -22,6 +23,7 @@ from ..experiments import plots, tables
 from ..experiments.quickstart import BASE as QUICKSTART_RUN
 from ..experiments.quickstart import quickstart
 from . import split
+from .adapt import add_adapt_arguments, cmd_adapt
 from .options import Parser, Refused, positive_int, use_threads
 from .run import add_run_arguments, cmd_run
 
@@ -39,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="one experiment; results to --out (JSON)")
     add_run_arguments(r)
     r.set_defaults(parser=r)  # its refusals name its options
+    ad = sub.add_parser("adapt", help="KSM, Piggyback and baselines adapting a pretrained conv net; results to --out")
+    add_adapt_arguments(ad)
+    ad.set_defaults(parser=ad)
     s = sub.add_parser("storage", help="the paper's Table 2, recomputed")
     s.add_argument("--density", type=float, default=0.1, help="density for the 16-bit index count")
     pl = sub.add_parser("plot", help="plots from results JSON files")
@@ -96,6 +101,8 @@ def _dispatch(argv: list[str]) -> int:
     a = build_parser().parse_args(argv)
     if a.command == "run":
         return cmd_run(a, argv)
+    if a.command == "adapt":
+        return cmd_adapt(a, argv)
     try:
         return COMMANDS[a.command](a)
     except (ValueError, OSError) as err:  # a file `table`/`plot` cannot read: its name and why

@@ -2,13 +2,16 @@
 
     mnist.Runner, RunConfig          PermutedMNIST and RotatedMNIST, one process
     split.SplitRunner, SplitConfig   SplitCIFAR-100 and SplitImageNet, one process or many, resumable
-    base.RunnerBase                  what both share: results file, log, data seeds, storage, incorrect masks
+    adapt.AdaptRunner, AdaptConfig   the KSM experiment: a pretrained conv net adapted by each method
+    base.RunnerBase                  what they share: results file, log, data seeds, storage, incorrect masks
     quickstart, plots, tables        the demo, the figures and the report tables of results files
 """
 
+from .adapt import AdaptConfig, AdaptRunner, run_adapt
 from .base import BENCHMARKS, MNIST_BENCHMARKS, SPLIT_BENCHMARKS, RunnerBase, machine_info
 from .mnist import ALPHA_PRESETS, RunConfig, Runner, run_experiment
 from .split import PAPER_SETTINGS, SplitConfig, SplitRunner, run_split
 
-__all__ = ["ALPHA_PRESETS", "BENCHMARKS", "MNIST_BENCHMARKS", "PAPER_SETTINGS", "SPLIT_BENCHMARKS", "RunConfig",
-           "Runner", "RunnerBase", "SplitConfig", "SplitRunner", "machine_info", "run_experiment", "run_split"]
+__all__ = ["ALPHA_PRESETS", "AdaptConfig", "AdaptRunner", "BENCHMARKS", "MNIST_BENCHMARKS", "PAPER_SETTINGS",
+           "SPLIT_BENCHMARKS", "RunConfig", "Runner", "RunnerBase", "SplitConfig", "SplitRunner", "machine_info",
+           "run_adapt", "run_experiment", "run_split"]

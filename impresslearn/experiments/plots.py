@@ -3,11 +3,14 @@
     accuracy_vs_bytes(results, path)    mean new-task accuracy against bytes per task, every method
     impressions_box(results, path)      the paper's box plots: new-task accuracy by number (K) and
                                         type (basis kind) of impressions, per-layer and per-channel
-    plot_results(paths, out_dir)        both, for each benchmark found in the JSON files
+    adapt_accuracy_vs_bytes(rs, path)   `impresslearn adapt` (KSM) files: mean new-task accuracy
+                                        against bytes per task of every method and variant
+    plot_results(paths, out_dir)        all that apply, for each benchmark found in the JSON files
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -111,13 +114,64 @@ def impressions_box(results: list[dict], path: str | Path, title: str = "") -> P
     return Path(path)
 
 
+ADAPT_STYLE = {"finetune": ("tab:red", "X"), "head": ("tab:gray", "v"), "piggyback": ("tab:orange", "o"),
+               "kernel_binary": ("tab:green", "s"), "ksm": ("tab:blue", "*")}
+
+
+def _variant(r: dict, method: str) -> str:
+    km = r[method].get("kernel_mask")
+    if method != "ksm" or not km:
+        return method
+    default = km["real"] == "linear" and km["relax"] == "softmax" and km["scale"] == 1.0
+    return "ksm" if default else f"ksm ({km['real']}, scale {km['scale']:g}, {km['relax']})"
+
+
+def adapt_accuracy_vs_bytes(results: list[dict], path: str | Path, title: str = "") -> Path:
+    """One point per method (and KSM variant): the mean accuracy of the adapted tasks when learned
+    (forgetting aside: fine-tuning's later loss is in its results) against bytes per task."""
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    seen = set()
+    for r in results:
+        for method, (color, marker) in ADAPT_STYLE.items():
+            rec = r.get(method)
+            name = _variant(r, method) if isinstance(rec, dict) else None
+            if name is None or name in seen:
+                continue
+            seen.add(name)
+            acc = 100 * sum(rec["new_task_acc"]) / len(rec["new_task_acc"])
+            ax.scatter(rec["bytes_per_task"], acc, color=color, marker=marker, s=90, zorder=3,
+                       alpha=1.0 if name == method else 0.5)
+            ax.annotate(name, (rec["bytes_per_task"], acc), textcoords="offset points", xytext=(5, 3), fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("bytes per task, head included (log scale)")
+    ax.set_ylabel("mean accuracy of the adapted tasks when learned (%)")
+    ax.set_title(title or "KSM and baselines: accuracy against storage per task")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def _is_adapt(path) -> bool:
+    try:
+        r = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False  # load_results says what is wrong with it
+    return isinstance(r, dict) and "methods_done" in r
+
+
 def plot_results(paths: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
-    results = load(paths)
-    if not results:
-        raise ValueError("none of the files holds ImpressLearn results")
+    adapt = [p for p in paths if _is_adapt(p)]
+    results = load([p for p in paths if p not in adapt])
+    if not results and not adapt:
+        raise ValueError("none of the files holds ImpressLearn or impresslearn adapt results")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
+    if adapt:
+        rs = [json.loads(Path(p).read_text()) for p in adapt]
+        written.append(adapt_accuracy_vs_bytes(rs, out_dir / "ksm-adapt-accuracy-vs-bytes.png"))
     for bench in sorted({r["config"]["benchmark"] for r in results}):
         rs = [r for r in results if r["config"]["benchmark"] == bench]
         written.append(accuracy_vs_bytes(rs, out_dir / f"{bench}-accuracy-vs-bytes.png",

@@ -8,6 +8,7 @@
     inference_table(paths)  task inference: a row per (run, tasks, objective), a column per method
                             and input; and what the run measured about one-shot's superposition
     storage_table(rows)     the ImpressLearn paper's Table 2, recomputed
+    adapt_table(res)        the KSM experiment (`impresslearn adapt`): a markdown row per method
     pct, nbytes, ratio      how the tables write percentages, byte counts and ratios
 """
 
@@ -205,3 +206,24 @@ def split_summary(res: dict) -> str:
              f"{st['impresslearn']:,.0f}"),
             ("incorrect mask", pct(res.get("incorrect_mask_mean")), "-")]
     return _aligned(rows)
+
+
+ADAPT_METHODS = ("finetune", "head", "piggyback", "kernel_binary", "ksm")
+
+
+def adapt_table(res: dict) -> str:
+    """A markdown table of an `impresslearn adapt` results file: per method the final accuracy of
+    every task, the mean, backward transfer, bytes and training seconds per task."""
+    tasks = res["config"]["tasks"]
+    head = ["method", *tasks, "mean", "BWT", "bytes/task", "(masks + real)", "train s/task"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m in ADAPT_METHODS:
+        r = res.get(m)
+        if not isinstance(r, dict):
+            continue
+        s = r["storage"]
+        own = s["total"] - s["head"]
+        lines.append("| " + " | ".join([m, *(pct(v) for v in r["task_acc"]), pct(r["average_accuracy"]),
+                                        f"{100 * r['bwt']:+.1f} pp", nbytes(r["bytes_per_task"]), nbytes(own),
+                                        f"{r['mean_train_s_per_task']:.1f}"]) + " |")
+    return "\n".join(lines)

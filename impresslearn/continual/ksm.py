@@ -1,0 +1,180 @@
+"""KSM and its baselines: adapting one pretrained network to new tasks (docs/design.md §2.10), layer 5.
+
+    METHODS                         finetune (all weights and a new head per task: the upper
+                                    bound, which forgets), head (a new head only), piggyback
+                                    (element-wise binary masks on the pretrained weights,
+                                    thresholded real scores with a straight-through gradient),
+                                    kernel_binary (a kernel-wise binary mask), ksm (kernel-wise
+                                    binary + scaled real mask, softmax relaxation)
+    build_model(method, net, n)     a copy of the pretrained `net` ready for `n` tasks; task 0 is
+                                    the pretrained network itself (its head, every mask all ones)
+    trainable(model, method, t)     the optimizer's parameter groups for task t
+    only_these_need_grad(model, g)  requires_grad on those groups' parameters only
+    finish_task(model, method, t)   after training t: keep only what is stored (packed bits, the
+                                    real part) so that evaluation uses exactly that
+    bytes_per_task(model, method)   what one more task costs, with its breakdown
+    Annealed(batches, model, ...)   training batches that set the softmax temperature per step
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import math
+
+import torch
+import torch.nn as nn
+
+from ..kernel_masks import KernelMaskConfig, convert_kernelwise, kernel_mask_layers
+from ..layers import TaskHeads, convert, set_submodule, supermask_layers
+
+METHODS = ("finetune", "head", "piggyback", "kernel_binary", "ksm")
+MASK_METHODS = ("piggyback", "kernel_binary", "ksm")
+FLOAT_BYTES = 4
+
+# Piggyback keeps a weight while its real score exceeds a threshold (5e-3) and starts every score
+# at 1e-2; the library's threshold is 0, so scores start at the same margin above it.
+PIGGYBACK_INIT = 5e-3
+
+
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
+def build_model(method: str, pretrained: nn.Module, num_tasks: int, *, kernel: KernelMaskConfig | None = None,
+                head: str = "head", piggyback_init: float = PIGGYBACK_INIT) -> nn.Module:
+    """A copy of `pretrained` (whose classifier is the submodule `head`) for `num_tasks` tasks:
+    the head becomes `TaskHeads` (task 0's is the pretrained head) and, for the mask methods,
+    every other conv / linear layer a mask layer over the frozen pretrained weight whose task 0
+    keeps every weight (so task 0 is the pretrained network exactly)."""
+    check_method(method)
+    model = copy.deepcopy(pretrained)
+    body = lambda name, module: name != head  # noqa: E731
+    if method == "piggyback":
+        convert(model, "supermask", mask="threshold", init="keep", num_tasks=num_tasks, include=body,
+                batchnorm="keep")
+        with torch.no_grad():
+            for _, layer in supermask_layers(model):
+                for s in layer.scores:
+                    s.fill_(piggyback_init)
+    elif method in ("kernel_binary", "ksm"):
+        cfg = kernel or KernelMaskConfig()
+        if method == "kernel_binary":
+            cfg = dataclasses.replace(cfg, real="none")
+        convert_kernelwise(model, cfg, num_tasks=num_tasks, include=body, batchnorm="keep")
+        for _, layer in kernel_mask_layers(model):
+            ones = torch.ones(layer.mask_shape, dtype=torch.bool)
+            layer.load_soft_mask(0, ones, None if cfg.real == "none" else torch.zeros(layer.mask_shape))
+    set_submodule(model, head, TaskHeads(model.get_submodule(head), num_tasks))
+    return model
+
+
+def heads_of(model: nn.Module) -> TaskHeads:
+    found = [m for m in model.modules() if isinstance(m, TaskHeads)]
+    if len(found) != 1:
+        raise ValueError(f"expected one TaskHeads module, found {len(found)}")
+    return found[0]
+
+
+def trainable(model: nn.Module, method: str, task: int, *, lr: float, head_lr: float) -> list[dict]:
+    """Parameter groups for learning `task`: its head (at `head_lr`) and the method's own tensors
+    (at `lr`): every body weight (finetune), task `task`'s scores (piggyback) or `R` (kernel)."""
+    check_method(method)
+    head = list(heads_of(model).heads[task].parameters())
+    if method == "head":
+        return [{"params": head, "lr": head_lr}]
+    if method == "finetune":
+        owned = {id(p) for p in heads_of(model).parameters()}
+        own = [p for p in model.parameters() if id(p) not in owned]
+    elif method == "piggyback":
+        own = [layer.scores[task] for _, layer in supermask_layers(model)]
+    else:
+        own = [layer.logits[task] for _, layer in kernel_mask_layers(model)]
+    return [{"params": own, "lr": lr}, {"params": head, "lr": head_lr}]
+
+
+def only_these_need_grad(model: nn.Module, groups: list[dict]) -> None:
+    """`requires_grad` on exactly the parameters of `groups`, so that backward stops where nothing
+    is trained (the frozen body of the head-only baseline) and time per task measures the method."""
+    keep = {id(p) for g in groups for p in g["params"]}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in keep)
+
+
+@torch.no_grad()
+def finish_task(model: nn.Module, method: str, task: int) -> None:
+    """Reduce `task` to what is stored: Piggyback's scores to its packed mask (scores ±1 that give
+    the same mask back), a kernel mask's `R` to its soft mask (packed bits + real part)."""
+    if method == "piggyback":
+        for _, layer in supermask_layers(model):
+            layer.load_mask(task, layer.export_masks([task]))
+    elif method in ("kernel_binary", "ksm"):
+        for _, layer in kernel_mask_layers(model):
+            layer.store_task(task)
+
+
+def bytes_per_task(model: nn.Module, method: str) -> dict:
+    """Bytes one more task costs: `total` and its parts (`head`: the task's float32 classifier;
+    `bits_packed`: masks packed 1 bit per weight or kernel, rows padded to 32 bits; `bits_exact`:
+    the same bits without padding; `real`: float32 real-part values; `weights`: a float32 copy of
+    the whole body, which fine-tuning would need to keep a task)."""
+    check_method(method)
+    heads = heads_of(model)
+    head = FLOAT_BYTES * sum(p.numel() for p in heads.heads[0].parameters())
+    parts = {"head": head, "bits_packed": 0, "bits_exact": 0, "real": 0, "weights": 0}
+    if method == "finetune":
+        owned = {id(p) for p in heads.parameters()}
+        parts["weights"] = FLOAT_BYTES * sum(p.numel() for p in model.parameters() if id(p) not in owned)
+    elif method == "piggyback":
+        for _, layer in supermask_layers(model):
+            rows = layer.weight.shape[0]
+            cols = layer.weight[0].numel()
+            parts["bits_packed"] += 4 * rows * math.ceil(cols / 32)
+            parts["bits_exact"] += math.ceil(rows * cols / 8)
+    elif method in MASK_METHODS:
+        for _, layer in kernel_mask_layers(model):
+            b = layer.bytes_per_task()
+            parts["bits_packed"] += b["bits_packed"]
+            parts["bits_exact"] += b["bits_exact"]
+            parts["real"] += b["real"]
+    parts["total"] = parts["head"] + parts["bits_packed"] + parts["real"] + parts["weights"]
+    return parts
+
+
+def backbone_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of the body's weights and biases by name (mask layers keep them as buffers, plain
+    modules as parameters; the task heads are left out), to check that training never changed them."""
+    heads = [n for n, m in model.named_modules() if isinstance(m, TaskHeads)]
+    prefix = heads[0] + "." if heads else "\0"
+    named = itertools.chain(model.named_parameters(), model.named_buffers())
+    return {n: t.detach().clone() for n, t in named
+            if n.rsplit(".", 1)[-1] in ("weight", "bias") and not n.startswith(prefix)}
+
+
+class Annealed:
+    """Training batches that set every kernel-mask layer's softmax temperature before each step:
+    geometric from `start` to `end` over `steps` steps (constant when they are equal)."""
+
+    def __init__(self, batches, model: nn.Module, start: float, end: float, steps: int):
+        if not (start > 0 and end > 0) or steps < 1:
+            raise ValueError(f"temperatures must be positive and steps at least 1, got {start}, {end}, {steps}")
+        self.batches, self.start, self.end, self.steps = batches, float(start), float(end), int(steps)
+        self.layers = [layer for _, layer in kernel_mask_layers(model)]
+        self.step = 0
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def temperature(self, step: int) -> float:
+        frac = min(1.0, step / max(1, self.steps - 1))
+        return self.start * (self.end / self.start) ** frac
+
+    def __iter__(self):
+        for batch in self.batches:
+            t = self.temperature(self.step)
+            for layer in self.layers:
+                layer.set_temperature(t)
+            self.step += 1
+            yield batch
