@@ -72,6 +72,9 @@ def cmd_plot(a: argparse.Namespace) -> int:
 
 
 def cmd_table(a: argparse.Namespace) -> int:
+    if not a.grid and all(tables.is_methods_run(p) for p in a.results):  # the ExSSNeT comparison
+        print(tables.methods_rows(a.results))
+        return 0
     print(tables.grid_table(a.results) if a.grid else tables.results_rows(a.results))
     return 0
 

@@ -8,6 +8,7 @@
     inference   GN task inference (one-shot, binary; H and G) over SupSup and ImpressLearn tasks
     metrics     accuracy, accuracy matrix, forgetting, backward transfer, incorrect-mask matrix
     storage     bytes per task of each method; the paper's Table 2
+    exssnet     ExSSNeT, SSNeT and KKT: weight training restricted to weights no earlier mask holds
 """
 
 from .backbone import BackboneConfig, impress_model, supermask_model

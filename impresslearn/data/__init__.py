@@ -1,8 +1,9 @@
 """Data streams for continual learning (docs/design.md §6, layer 5): MNIST tensors in memory,
-PermutedMNIST and RotatedMNIST, and the real-MNIST subset that ships with the package."""
+PermutedMNIST, RotatedMNIST and SplitMNIST, and the real-MNIST subset that ships with the package."""
 
 from .mnist import MNIST_MEAN, MNIST_STD, MnistArrays, load_mnist, load_subset, make_subset, save_subset
-from .streams import Batches, PermutedMNIST, RotatedMNIST, TaskStream, rotate
+from .streams import Batches, PermutedMNIST, RotatedMNIST, SplitMNIST, TaskStream, rotate
 
 __all__ = ["MNIST_MEAN", "MNIST_STD", "MnistArrays", "load_mnist", "load_subset", "make_subset", "save_subset",
-           "Batches", "PermutedMNIST", "RotatedMNIST", "TaskStream", "rotate"]
+           "Batches", "PermutedMNIST", "RotatedMNIST", "SplitMNIST", "TaskStream",
+           "rotate"]

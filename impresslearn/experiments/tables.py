@@ -4,6 +4,8 @@
     summary_table(res)      one MNIST run: accuracy and bytes per task of each method, GN lines
     split_summary(res)      one split-benchmark run
     results_rows(paths)     a markdown row per results file
+    methods_summary(res)    one --methods run (SupSup, SSNeT, ExSSNeT, ExSSNeT+KKT): a row per method
+    methods_rows(paths)     --methods runs: a markdown row per file and method
     grid_table(paths)       the K x basis-kind x alpha-granularity pivot of ImpressLearn runs
     storage_table(rows)     the ImpressLearn paper's Table 2, recomputed
     pct, nbytes, ratio      how the tables write percentages, byte counts and ratios
@@ -76,6 +78,53 @@ def summary_table(res: dict, extra_rows: Sequence[tuple] = ()) -> str:
         for r in res.get("task_inference", {}).get(label, []):
             lines.append(f"GN over {label} tasks ({r['objective']}, {r['method']}, from {r['input']}): right task for "
                          f"{pct(r['task_acc'])} of {r['batches']} batches, accuracy {pct(r['acc'])}")
+    return "\n".join(lines)
+
+
+METHOD_NAMES = {"supsup": "SupSup", "ssnet": "SSNeT", "exssnet": "ExSSNeT", "exssnet-kkt": "ExSSNeT+KKT"}
+
+
+def _method_cells(m: dict) -> tuple:
+    secs = m["seconds_per_task"]
+    return (pct(m["mean_acc"]), f"{100 * m['bwt']:+.2f}", nbytes(m["mean_bytes_per_task"]),
+            f"{sum(secs) / len(secs):.1f}")
+
+
+def methods_summary(res: dict) -> str:
+    rows = [("method", "mean accuracy", "BWT (points)", "bytes per task", "seconds per task")]
+    for method in res["methods"]:
+        rows.append((METHOD_NAMES.get(method, method), *_method_cells(res[method.replace("-", "_")])))
+    return _aligned(rows)
+
+
+def load_methods_results(path) -> dict:
+    try:
+        r = json.loads(open(path, encoding="utf-8").read())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ValueError(f"{path}: cannot be read as a results file ({err.__class__.__name__}: {err})") from None
+    if not isinstance(r, dict) or not isinstance(r.get("methods"), list):
+        raise ValueError(f"{path}: not a finished --methods results file (no 'methods')")
+    return r
+
+
+def is_methods_run(path) -> bool:
+    try:
+        return isinstance(json.loads(open(path, encoding="utf-8").read()).get("methods"), list)
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return False
+
+
+def methods_rows(paths: Sequence[str]) -> str:
+    """A markdown row per --methods results file and method."""
+    lines = ["| file | benchmark | density | seed | method | mean accuracy | BWT (points) | bytes per task | s per task |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for path in paths:
+        r = load_methods_results(path)
+        c = r["config"]
+        for method in r["methods"]:
+            cells = _method_cells(r[method.replace("-", "_")])
+            lines.append(f"| {path} | {c['benchmark']} | {r['backbone']['density']} | {c['seed']} | "
+                         f"{METHOD_NAMES.get(method, method)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
