@@ -46,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--out-dir", default=".")
     t = sub.add_parser("table", help="a markdown table of results JSON files")
     t.add_argument("results", nargs="+")
-    t.add_argument("--grid", action="store_true", help="pivot: rows K, columns basis kind and alpha granularity")
+    t.add_argument("--grid", action="store_true", help="pivot: rows K, columns basis kind and alpha granularity "
+                                                       "(--methods runs: rows benchmark and density, columns methods, "
+                                                       "over seeds)")
     d = sub.add_parser("doctor", help="what this installation runs: versions, backends and why one is missing, "
                                       "the native build, CUDA devices, threads")
     d.add_argument("--json", action="store_true", help="the report as JSON")
@@ -72,8 +74,8 @@ def cmd_plot(a: argparse.Namespace) -> int:
 
 
 def cmd_table(a: argparse.Namespace) -> int:
-    if not a.grid and all(tables.is_methods_run(p) for p in a.results):  # the ExSSNeT comparison
-        print(tables.methods_rows(a.results))
+    if all(tables.is_methods_run(p) for p in a.results):  # the ExSSNeT comparison
+        print(tables.methods_grid(a.results) if a.grid else tables.methods_rows(a.results))
         return 0
     print(tables.grid_table(a.results) if a.grid else tables.results_rows(a.results))
     return 0

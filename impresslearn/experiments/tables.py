@@ -6,6 +6,8 @@
     results_rows(paths)     a markdown row per results file
     methods_summary(res)    one --methods run (SupSup, SSNeT, ExSSNeT, ExSSNeT+KKT): a row per method
     methods_rows(paths)     --methods runs: a markdown row per file and method
+    methods_grid(paths)     --methods runs: mean accuracy per benchmark and density (columns: methods),
+                            averaged over seeds, with BWT and bytes per task
     grid_table(paths)       the K x basis-kind x alpha-granularity pivot of ImpressLearn runs
     storage_table(rows)     the ImpressLearn paper's Table 2, recomputed
     pct, nbytes, ratio      how the tables write percentages, byte counts and ratios
@@ -125,6 +127,39 @@ def methods_rows(paths: Sequence[str]) -> str:
             cells = _method_cells(r[method.replace("-", "_")])
             lines.append(f"| {path} | {c['benchmark']} | {r['backbone']['density']} | {c['seed']} | "
                          f"{METHOD_NAMES.get(method, method)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _mean_sd(values: list[float]) -> str:
+    m = sum(values) / len(values)
+    if len(values) < 2:
+        return f"{100 * m:.1f}"
+    sd = (sum((v - m) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{100 * m:.1f} ± {100 * sd:.1f}"
+
+
+def methods_grid(paths: Sequence[str]) -> str:
+    """Mean accuracy (%, ± the standard deviation over seeds) per benchmark, density and method,
+    then each method's mean backward transfer (points) and mean bytes per task."""
+    groups: dict[tuple, dict[str, list[dict]]] = {}
+    order: list[str] = []
+    for path in paths:
+        r = load_methods_results(path)
+        key = (r["config"]["benchmark"], len(r["tasks"]["new"]), r["backbone"]["density"])
+        for method in r["methods"]:
+            groups.setdefault(key, {}).setdefault(method, []).append(r[method.replace("-", "_")])
+            if method not in order:
+                order.append(method)
+    names = [METHOD_NAMES.get(m, m) for m in order]
+    lines = ["| benchmark | tasks | density | seeds | " + " | ".join(f"{n} acc. %" for n in names) + " | "
+             + " | ".join(f"{n} BWT" for n in names) + " | " + " | ".join(f"{n} B/task" for n in names) + " |",
+             "| " + " | ".join(["---"] * (4 + 3 * len(order))) + " |"]
+    for (bench, tasks, density), by in sorted(groups.items()):
+        seeds = max(len(v) for v in by.values())
+        acc = [_mean_sd([m["mean_acc"] for m in by[k]]) if k in by else "-" for k in order]
+        bwt = [f"{100 * sum(m['bwt'] for m in by[k]) / len(by[k]):+.2f}" if k in by else "-" for k in order]
+        nb = [f"{sum(m['mean_bytes_per_task'] for m in by[k]) / len(by[k]):,.0f}" if k in by else "-" for k in order]
+        lines.append(f"| {bench} | {tasks} | {density} | {seeds} | " + " | ".join(acc + bwt + nb) + " |")
     return "\n".join(lines)
 
 
