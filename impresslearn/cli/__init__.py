@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--grid", action="store_true", help="pivot: rows K, columns basis kind and alpha granularity "
                                                        "(--methods runs: rows benchmark and density, columns methods, "
                                                        "over seeds)")
+    t.add_argument("--storage", action="store_true", help="--methods runs: what the trained weights cost per task")
     d = sub.add_parser("doctor", help="what this installation runs: versions, backends and why one is missing, "
                                       "the native build, CUDA devices, threads")
     d.add_argument("--json", action="store_true", help="the report as JSON")
@@ -75,7 +76,8 @@ def cmd_plot(a: argparse.Namespace) -> int:
 
 def cmd_table(a: argparse.Namespace) -> int:
     if all(tables.is_methods_run(p) for p in a.results):  # the ExSSNeT comparison
-        print(tables.methods_grid(a.results) if a.grid else tables.methods_rows(a.results))
+        print(tables.methods_storage(a.results) if a.storage else
+              tables.methods_grid(a.results) if a.grid else tables.methods_rows(a.results))
         return 0
     print(tables.grid_table(a.results) if a.grid else tables.results_rows(a.results))
     return 0

@@ -8,6 +8,8 @@
     methods_rows(paths)     --methods runs: a markdown row per file and method
     methods_grid(paths)     --methods runs: mean accuracy per benchmark and density (columns: methods),
                             averaged over seeds, with BWT and bytes per task
+    methods_storage(paths)  --methods runs: what the trained weights cost, as stored (one float per
+                            weight of the union of the masks) and if only changed weights were kept
     grid_table(paths)       the K x basis-kind x alpha-granularity pivot of ImpressLearn runs
     storage_table(rows)     the ImpressLearn paper's Table 2, recomputed
     pct, nbytes, ratio      how the tables write percentages, byte counts and ratios
@@ -160,6 +162,34 @@ def methods_grid(paths: Sequence[str]) -> str:
         bwt = [f"{100 * sum(m['bwt'] for m in by[k]) / len(by[k]):+.2f}" if k in by else "-" for k in order]
         nb = [f"{sum(m['mean_bytes_per_task'] for m in by[k]) / len(by[k]):,.0f}" if k in by else "-" for k in order]
         lines.append(f"| {bench} | {tasks} | {density} | {seeds} | " + " | ".join(acc + bwt + nb) + " |")
+    return "\n".join(lines)
+
+
+def methods_storage(paths: Sequence[str]) -> str:
+    """Per benchmark, density and method (means over seeds): the packed mask per task, the weights
+    under the union of the masks (stored, 4 bytes each, positions from the masks), those that
+    differ from the seed, bytes per task as stored, and bytes per task if only the changed weights
+    were kept (a bitmap over the union, 1 bit per weight, plus 4 bytes per changed weight)."""
+    groups: dict[tuple, list[dict]] = {}
+    for path in paths:
+        r = load_methods_results(path)
+        for method in r["methods"]:
+            key = (r["config"]["benchmark"], r["backbone"]["density"], method)
+            groups.setdefault(key, []).append(r[method.replace("-", "_")])
+    lines = ["| benchmark | density | method | mask B/task | union weights | changed weights | B/task stored | "
+             "B/task changed only |", "| " + " | ".join(["---"] * 8) + " |"]
+    for (bench, density, method), ms in sorted(groups.items()):
+        def mean(f):
+            return sum(f(m) for m in ms) / len(ms)
+        tasks = len(ms[0]["task_acc"])
+        trains = ms[0]["training"]["weight"] is not None
+        union = mean(lambda m: sum(m["new_entries"])) if trains else 0
+        changed = mean(lambda m: m["changed_entries"])
+        compact = mean(lambda m: m["mask_bytes_per_task"]) + (union / 8 + 4 * changed) / tasks if trains else \
+            mean(lambda m: m["mask_bytes_per_task"])
+        lines.append(f"| {bench} | {density} | {METHOD_NAMES.get(method, method)} | "
+                     f"{mean(lambda m: m['mask_bytes_per_task']):,.0f} | {union:,.0f} | {changed:,.0f} | "
+                     f"{mean(lambda m: m['mean_bytes_per_task']):,.0f} | {compact:,.0f} |")
     return "\n".join(lines)
 
 
