@@ -186,6 +186,7 @@ def test_methods_run_writes_a_key_per_method(tmp_path):
     assert cli.main(["table", str(out)]) == 0
     assert cli.main(["table", "--grid", str(out), str(out)]) == 0
     assert cli.main(["table", "--storage", str(out)]) == 0
+    assert cli.main(["table", "--early", str(out)]) == 0
 
 
 def test_methods_refusals(tmp_path, capsys):

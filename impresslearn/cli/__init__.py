@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "(--methods runs: rows benchmark and density, columns methods, "
                                                        "over seeds)")
     t.add_argument("--storage", action="store_true", help="--methods runs: what the trained weights cost per task")
+    t.add_argument("--early", action="store_true", help="--methods runs: accuracy early in each mask phase (KKT)")
     d = sub.add_parser("doctor", help="what this installation runs: versions, backends and why one is missing, "
                                       "the native build, CUDA devices, threads")
     d.add_argument("--json", action="store_true", help="the report as JSON")
@@ -76,7 +77,7 @@ def cmd_plot(a: argparse.Namespace) -> int:
 
 def cmd_table(a: argparse.Namespace) -> int:
     if all(tables.is_methods_run(p) for p in a.results):  # the ExSSNeT comparison
-        print(tables.methods_storage(a.results) if a.storage else
+        print(tables.methods_early(a.results) if a.early else tables.methods_storage(a.results) if a.storage else
               tables.methods_grid(a.results) if a.grid else tables.methods_rows(a.results))
         return 0
     print(tables.grid_table(a.results) if a.grid else tables.results_rows(a.results))

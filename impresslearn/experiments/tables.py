@@ -8,6 +8,7 @@
     methods_rows(paths)     --methods runs: a markdown row per file and method
     methods_grid(paths)     --methods runs: mean accuracy per benchmark and density (columns: methods),
                             averaged over seeds, with BWT and bytes per task
+    methods_early(paths)    --methods runs: accuracy early in each mask phase and at the end (KKT)
     methods_storage(paths)  --methods runs: what the trained weights cost, as stored (one float per
                             weight of the union of the masks) and if only changed weights were kept
     grid_table(paths)       the K x basis-kind x alpha-granularity pivot of ImpressLearn runs
@@ -162,6 +163,30 @@ def methods_grid(paths: Sequence[str]) -> str:
         bwt = [f"{100 * sum(m['bwt'] for m in by[k]) / len(by[k]):+.2f}" if k in by else "-" for k in order]
         nb = [f"{sum(m['mean_bytes_per_task'] for m in by[k]) / len(by[k]):,.0f}" if k in by else "-" for k in order]
         lines.append(f"| {bench} | {tasks} | {density} | {seeds} | " + " | ".join(acc + bwt + nb) + " |")
+    return "\n".join(lines)
+
+
+def methods_early(paths: Sequence[str]) -> str:
+    """Per file and method: the mean accuracy of the tasks after the first (those KKT can start
+    from an earlier task) at each measured fraction of their mask phase, after both phases, and
+    which earlier task KKT chose for each."""
+    lines, head = [], None
+    for path in paths:
+        r = load_methods_results(path)
+        for method in r["methods"]:
+            m = r[method.replace("-", "_")]
+            later = m["early_acc"][1:]
+            if not later:
+                continue
+            fractions = sorted(later[0], key=float)
+            if head is None:
+                head = fractions
+                lines += ["| file | method | " + " | ".join(f"after {float(f):.0%} of the mask phase" for f in fractions)
+                          + " | after the task | KKT sources |", "| " + " | ".join(["---"] * (len(fractions) + 4)) + " |"]
+            early = [pct(sum(e.get(f, 0) for e in later) / len(later)) for f in head]
+            final = pct(sum(m["acc_matrix"]["matrix"][i][i] for i in range(1, len(m["task_acc"]))) / len(later))
+            kkt = ", ".join("-" if k is None else ("none" if k["source"] is None else str(k["source"])) for k in m["kkt"][1:])
+            lines.append(f"| {path} | {METHOD_NAMES.get(method, method)} | " + " | ".join(early) + f" | {final} | {kkt} |")
     return "\n".join(lines)
 
 
