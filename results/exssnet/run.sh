@@ -40,3 +40,10 @@ for seed in 1 2; do
   $IL run --benchmark permuted-mnist --first-new-task 0 --new-tasks 10 --methods $M $common --density 0.05 \
     --seed $seed --out $R/permuted-d0.05-s$seed.json
 done
+
+# 5. Control for the extra training: ExSSNeT takes 100 mask steps and 100 weight steps per task, SupSup 100
+#    mask steps. SupSup with 200 mask steps per task (the same number of steps) on PermutedMNIST, seed 0.
+for density in 0.02 0.05 0.1; do
+  $IL run --benchmark permuted-mnist --first-new-task 0 --new-tasks 10 --methods supsup --data-root $D \
+    --mask-iterations 200 --threads 1 --density $density --seed 0 --out $R/permuted-supsup200-d$density-s0.json
+done
