@@ -179,7 +179,9 @@ def methods_early(paths: Sequence[str]) -> str:
             if not later:
                 continue
             fractions = sorted(later[0], key=float)
-            if head is None:
+            if head != fractions:  # a table of its own for each set of measured fractions
+                if head is not None:
+                    lines.append("")
                 head = fractions
                 lines += ["| file | method | " + " | ".join(f"after {float(f):.0%} of the mask phase" for f in fractions)
                           + " | after the task | KKT sources |", "| " + " | ".join(["---"] * (len(fractions) + 4)) + " |"]
