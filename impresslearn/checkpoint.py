@@ -15,6 +15,9 @@ Tensor names, for a layer with qualified name `L`:
     L.basis        ImpressLinear/Conv2d: int32 packed basis [T, rows, nw]
     L.alpha        the same layers' alphas [tasks, T] or [tasks, T, rows]
     L.weight, L.bias                      frozen backbone (include_weights=True)
+    L.trained      SupermaskLinear/Conv2d: the weights under the union of the stored masks, in flat
+                   order (include_trained=True: ExSSNeT / SSNeT, whose weight phases change only
+                   those; the rest is rebuilt from the seed)
     L.running_mean / running_var / num_batches_tracked   TaskBatchNorm2d, stacked over tasks
     state.K        every other entry K of the model's state_dict (unconverted modules)
 """
@@ -58,10 +61,14 @@ def _layer_record(layer: nn.Module) -> dict[str, Any]:
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, metadata: dict | None = None,
-                    include_weights: bool = False, include_scores: bool = False) -> None:
+                    include_weights: bool = False, include_scores: bool = False,
+                    include_trained: bool = False) -> None:
     """Save `model`'s masks, bases, alphas and per-task BatchNorm statistics to `path` atomically.
 
     metadata: any JSON-serialisable dict kept with the file (experiment config, seeds, ...).
+    include_trained: store, beside the seed, the weights of each SupSup layer under the union of
+    its masks (weights trained there, as ExSSNeT does); a weight outside that union that differs
+    from its seed is a ValueError (nothing is written): such a model needs include_weights.
     """
     tensors: dict[str, torch.Tensor] = {}
     layers: dict[str, dict] = {}
@@ -76,7 +83,11 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, metadata: dict
             if m.bias is not None:
                 tensors[prefix + "bias"] = m.bias
         if isinstance(m, SupermaskLayer):
-            tensors[prefix + "masks"] = m.export_masks().words
+            packed = m.export_masks()
+            tensors[prefix + "masks"] = packed.words
+            if include_trained and not rec.get("weights_included"):
+                rec["trained"] = True
+                tensors[prefix + "trained"] = _trained_values(name, m, packed.unpack().any(0))
             if include_scores:
                 tensors[prefix + "scores"] = torch.stack([s.detach() for s in m.scores])
         if isinstance(m, ImpressLayer):
@@ -90,6 +101,18 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, metadata: dict
             tensors["state." + key] = value
     header = {"format_version": FORMAT_VERSION, "layers": layers, "metadata": metadata or {}}
     atomic_write(path, safetensors_bytes(tensors, META_KEY, header))
+
+
+def _trained_values(name: str, m: SupermaskLayer, union: torch.Tensor) -> torch.Tensor:
+    """The weights under `union`, after checking that every other weight is still its seed's."""
+    if m.init == "keep":
+        raise ValueError(f"layer {name!r} keeps weights it was given: save it with include_weights")
+    seed = init_backbone(m.weight.shape, init=m.init, seed=m.seed, density=m.scale_density).to(m.weight.device)
+    w = m.weight.detach()
+    if not torch.equal(torch.where(union, seed, w), seed):
+        raise ValueError(f"layer {name!r} has weights outside the union of its masks that differ from the seed: "
+                         "save it with include_weights")
+    return w[union]
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
@@ -219,6 +242,13 @@ def _plan_layer(path: str, name: str, m: nn.Module, rec: dict, tensors: dict, pr
         else:
             weight = init_backbone(wshape, init=init, seed=seed, density=scale).to(m.weight.device, m.weight.dtype)
             bias = torch.zeros_like(m.bias) if m.bias is not None else None
+            if "trained" in rec and _field(path, name, rec, "trained", bool):
+                if not isinstance(m, SupermaskLayer):
+                    raise _fail(path, f"layer {name!r} has trained weights in the checkpoint but is no SupSup layer")
+                words = entry("masks", dtype=torch.int32, shape=words_shape(m.weight.shape, tasks))
+                union = PackedMasks(words, m.weight.shape).unpack().any(0)
+                values = entry("trained", floating=True, shape=[int(union.sum())])
+                weight[union.to(weight.device)] = values.to(weight.device, weight.dtype)
 
         def backbone(m=m, init=init, seed=seed, scale=scale, weight=weight, bias=bias):
             m.init, m.seed, m.scale_density = init, seed, scale

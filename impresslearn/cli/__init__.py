@@ -51,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--out-dir", default=".")
     t = sub.add_parser("table", help="a markdown table of results JSON files")
     t.add_argument("results", nargs="+")
-    t.add_argument("--grid", action="store_true", help="pivot: rows K, columns basis kind and alpha granularity")
+    t.add_argument("--grid", action="store_true", help="pivot: rows K, columns basis kind and alpha granularity "
+                                                       "(--methods runs: rows benchmark and density, columns methods, "
+                                                       "over seeds)")
+    t.add_argument("--storage", action="store_true", help="--methods runs: what the trained weights cost per task")
+    t.add_argument("--early", action="store_true", help="--methods runs: accuracy early in each mask phase (KKT)")
     t.add_argument("--inference", action="store_true",
                    help="task inference: a column per method and input, and the superposition's diagnosis")
     d = sub.add_parser("doctor", help="what this installation runs: versions, backends and why one is missing, "
@@ -80,8 +84,12 @@ def cmd_plot(a: argparse.Namespace) -> int:
 def cmd_table(a: argparse.Namespace) -> int:
     if a.inference:
         print(tables.inference_table(a.results))
-    else:
-        print(tables.grid_table(a.results) if a.grid else tables.results_rows(a.results))
+        return 0
+    if all(tables.is_methods_run(p) for p in a.results):  # the ExSSNeT comparison
+        print(tables.methods_early(a.results) if a.early else tables.methods_storage(a.results) if a.storage else
+              tables.methods_grid(a.results) if a.grid else tables.methods_rows(a.results))
+        return 0
+    print(tables.grid_table(a.results) if a.grid else tables.results_rows(a.results))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""`impresslearn run` for PermutedMNIST and RotatedMNIST: its options and the command.
+"""`impresslearn run` for PermutedMNIST, RotatedMNIST and SplitMNIST: its options and the command.
 
 (The split benchmarks take options of their own: `cli/split.py`.)
 """
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from ..continual import masks as masks_mod
 from ..experiments import ALPHA_PRESETS, BENCHMARKS, RunConfig, Runner
-from ..experiments.tables import summary_table
+from ..experiments.tables import methods_summary, summary_table
 from .options import Refused, config_from_args, parse_bool, parse_floats, parse_names, positive_int, use_threads, with_flags
 
 
@@ -65,6 +65,23 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--alpha-epochs", type=float, help="epochs (L-BFGS: 20 iterations per 'epoch')")
     g.add_argument("--alpha-batch-size", type=int)
     g.add_argument("--alpha-schedule", choices=["constant", "cosine"], help="learning-rate schedule of the alpha fit")
+    g = p.add_argument_group(
+        "ExSSNeT comparison",
+        "--methods runs these methods instead of SupSup + ImpressLearn, each learning the new tasks in sequence; "
+        "the results file gets a key per method (exssnet-kkt as exssnet_kkt) with task_acc, acc_matrix, bwt, "
+        "bytes_per_task and seconds_per_task. split-mnist runs only this way.")
+    g.add_argument("--methods", type=parse_names, metavar="NAMES",
+                   help="comma-separated, of: supsup (masks only), ssnet (mask phase, then the weights under the "
+                        "task's mask trained), exssnet (only the weights no earlier mask holds trained: nothing "
+                        "forgotten), exssnet-kkt (exssnet, scores started from the earlier task a k-NN on "
+                        "penultimate features favours)")
+    g.add_argument("--weight-lr", type=float, help="weight phase learning rate (Adam, no weight decay; default 1e-4)")
+    g.add_argument("--weight-epochs", type=float, help="weight phase epochs (default: the mask phase's)")
+    g.add_argument("--weight-iterations", type=int, help="weight phase step cap (default: the mask phase's)")
+    g.add_argument("--kkt-fraction", type=float, help="fraction of the mask phase's batches KKT classifies (default 0.2)")
+    g.add_argument("--kkt-k", type=int, help="k of KKT's k-NN (default 200)")
+    g.add_argument("--early-eval", type=parse_floats, metavar="FRACTIONS",
+                   help="fractions of each mask phase after which the task's accuracy is measured (default 0.1,0.25)")
     g = p.add_argument_group("measurements")
     g.add_argument("--incorrect-tasks", type=int, default=10,
                    help="incorrect-mask matrix over the first N new tasks' SupSup masks")
@@ -73,7 +90,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gn", type=parse_names, default=[], metavar="OBJ", dest="gn_objectives",
                    help="task inference without labels with these objectives, e.g. G,H")
     g.add_argument("--gn-methods", type=parse_names, default=["oneshot"],
-                   help="oneshot,binary,exhaustive (exhaustive: every task's objective, the lowest wins: exact)")
+                   help="oneshot,binary,exhaustive (exhaustive: every task's score, the lowest wins: exact)")
     g.add_argument("--gn-inputs", type=parse_names, default=["batch"],
                    help="batch,first,mixed (first: from the first image; mixed: batches mixing every task's "
                         "samples, a task inferred per sample)")
@@ -101,6 +118,6 @@ def cmd_run(a: argparse.Namespace, argv: Sequence[str]) -> int:
     except (ValueError, OSError) as err:  # (OutputError and CheckpointError are ValueErrors)
         raise Refused(with_flags(str(err), a.parser)) from err
     res = runner.run()
-    print(summary_table(res))
+    print(methods_summary(res) if res.get("methods") else summary_table(res))
     print(f"results: {a.out}")
     return 0

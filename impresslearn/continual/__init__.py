@@ -9,6 +9,7 @@
     metrics     accuracy, accuracy matrix, forgetting, backward transfer, incorrect-mask matrix
     storage     bytes per task of each method; the paper's Table 2
     ksm         KSM, Piggyback, fine-tuning and head-only adaptation of a pretrained network
+    exssnet     ExSSNeT, SSNeT and KKT: weight training restricted to weights no earlier mask holds
 """
 
 from .backbone import BackboneConfig, impress_model, supermask_model

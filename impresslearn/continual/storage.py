@@ -7,6 +7,10 @@
                     (K packed masks) amortised over the most tasks the benchmark can have
                     (`impress_bytes`); unbounded for PermutedMNIST (784! permutations), so
                     the basis share is 0 there
+    ExSSNeT, SSNeT  the task's packed mask plus the trained weights it adds: the weight phases
+                    change only weights under some mask, so the store keeps the seed and, beside
+                    it, one float per weight of the union of the masks (= the union of the
+                    exclusive sets), whose positions follow from the masks (`exssnet_bytes`)
     per-task state  non-affine BatchNorm statistics (running mean and variance) that conv nets
                     keep per task under both methods (`batchnorm_bytes`)
 
@@ -33,6 +37,7 @@ INDEX_BYTES = 2  # SupSup stores sparse masks as scipy.sparse matrices with 16-b
 BENCHMARK_MAX_TASKS = {
     "permuted-mnist": math.inf,   # 784! pixel permutations
     "rotated-mnist": 360,         # one task per whole degree
+    "split-mnist": 5,             # 5 tasks of 2 digits
     "split-cifar100": 20,         # 20 tasks of 5 classes
     "split-imagenet": 100,        # 100 tasks of 10 classes
 }
@@ -96,6 +101,14 @@ def impress_bytes(shapes: Shapes, basis_size: int, *, per_channel: bool = False,
     share = 0.0 if math.isinf(max_tasks) else basis / max_tasks
     own_mask = supsup_bytes_packed({hybrid_layer: shapes[hybrid_layer]}) if hybrid_layer else 0
     return ImpressStorage(n_alpha, FLOAT_BYTES * n_alpha, basis, share, own_mask, state_bytes)
+
+
+def exssnet_bytes(shapes: Shapes, new_entries: Sequence[int], value_bytes: int = FLOAT_BYTES) -> list[int]:
+    """Bytes each task adds under ExSSNeT or SSNeT (docs/design.md §2.8): its packed mask plus
+    `value_bytes` for each weight its mask covers first (`new_entries[t]`, the weights a store
+    beside the seed gains with task t; no index is stored: the positions follow from the masks)."""
+    mask = supsup_bytes_packed(shapes)
+    return [mask + value_bytes * int(n) for n in new_entries]
 
 
 # --------------------------------------------------------------------------- paper Table 2

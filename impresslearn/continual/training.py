@@ -78,7 +78,7 @@ def num_steps(cfg: TrainConfig, batches_per_epoch: int) -> int:
 def fit(model: torch.nn.Module, params: Sequence[Tensor], batches: Iterable, cfg: TrainConfig, *,
         penalty: Callable[[], Tensor] | None = None, desc: str = "train", progress: bool | None = None,
         checkpoint: FileCheckpoint | str | os.PathLike | None = None, every: int = 0,
-        state: dict[str, Tensor] | None = None) -> dict:
+        state: dict[str, Tensor] | None = None, after_step: Callable[[int], None] | None = None) -> dict:
     """Minimise cross-entropy (+ `penalty()`) over `batches` in `params` only.
 
     Returns the step count, the mean loss of the last epoch (or of the final L-BFGS pass) and the
@@ -90,7 +90,9 @@ def fit(model: torch.nn.Module, params: Sequence[Tensor], batches: Iterable, cfg
     `params` by position; add whatever else training changes, such as BatchNorm statistics).
     Resuming mid-epoch needs `batches` that can start there, `epoch_iter(epoch, start)` (e.g.
     `SplitBatches`, whose order and augmentation depend only on seed, epoch and sample).
-    `model` may be a DistributedDataParallel wrapper.
+    `model` may be a DistributedDataParallel wrapper. `after_step(step)` (minibatch optimizers) is
+    called after every optimizer step with the number of steps taken, e.g. to measure accuracy
+    during training; it must leave the trained tensors as they were.
     """
     params = list(params)
     if not params:
@@ -141,6 +143,8 @@ def fit(model: torch.nn.Module, params: Sequence[Tensor], batches: Iterable, cfg
             losses.append(loss.item())
             step, batch = step + 1, batch + 1
             bar.update(1)
+            if after_step is not None:
+                after_step(step)
             if step % 50 == 0:
                 bar.set_postfix(loss=f"{sum(losses[-50:]) / len(losses[-50:]):.3f}")
             if step >= steps:

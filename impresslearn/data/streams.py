@@ -1,6 +1,7 @@
-"""Task streams over MNIST: PermutedMNIST and RotatedMNIST, batched from tensors in memory.
+"""Task streams over MNIST: PermutedMNIST, RotatedMNIST and SplitMNIST, batched from tensors in memory.
 
-A stream is a list of tasks that share the images and differ by a fixed transform:
+A stream is a list of tasks that share the images and differ by a fixed transform (or, for
+SplitMNIST, by the classes they hold):
 
     PermutedMNIST(arrays, num_tasks)      task t permutes the 784 pixels with
                                           `numpy.random.RandomState(t + 1).permutation(784)`,
@@ -88,15 +89,19 @@ class TaskStream(abc.ABC):
         if not 0 <= task < self.num_tasks:
             raise IndexError(f"task {task} out of range for {self.name} with {self.num_tasks} tasks")
 
+    def data(self, task: int, split: str) -> tuple[Tensor, Tensor]:
+        """The images and labels of `task` in `split` ("train" or "test"): all of them, by default."""
+        return getattr(self.arrays, f"{split}_x"), getattr(self.arrays, f"{split}_y")
+
     def train(self, task: int, batch_size: int = 128, seed: int = 0, device="cpu", limit=None) -> Batches:
         self._check(task)
-        return Batches(self.arrays.train_x, self.arrays.train_y, self.transform(task), batch_size,
+        return Batches(*self.data(task, "train"), self.transform(task), batch_size,
                        shuffle=True, seed=seed, device=device, limit=limit)
 
     def test(self, task: int, batch_size: int = 1000, seed: int = 0, shuffle: bool = False, device="cpu",
              limit=None) -> Batches:
         self._check(task)
-        return Batches(self.arrays.test_x, self.arrays.test_y, self.transform(task), batch_size,
+        return Batches(*self.data(task, "test"), self.transform(task), batch_size,
                        shuffle=shuffle, seed=seed, device=device, limit=limit)
 
 
@@ -184,3 +189,41 @@ class RotatedMNIST(TaskStream):
         if self.random_rotation:
             return f"random rotation in ±{self.max_angle:g}° per image (authors' variant)"
         return f"rotation {self.angles[task]:g}°"
+
+
+class SplitMNIST(TaskStream):
+    """Task t: the digits `t·c .. t·c + c − 1` (c = `classes_per_task`, 2 by default: 5 tasks),
+    labelled `0 .. c − 1` within the task, so every task shares one head of c outputs (the
+    task-incremental setting with task identity given at test time, as ExSSNeT evaluates)."""
+
+    name = "split-mnist"
+
+    def __init__(self, arrays: MnistArrays, classes_per_task: int = 2):
+        super().__init__(arrays)
+        if classes_per_task < 1 or 10 % classes_per_task:
+            raise ValueError(f"classes_per_task must divide the 10 digits, got {classes_per_task}")
+        self.classes_per_task = int(classes_per_task)
+        self._index: dict[tuple[int, str], Tensor] = {}
+
+    @property
+    def num_tasks(self) -> int:
+        return 10 // self.classes_per_task
+
+    def classes(self, task: int) -> list[int]:
+        self._check(task)
+        return list(range(task * self.classes_per_task, (task + 1) * self.classes_per_task))
+
+    def data(self, task: int, split: str) -> tuple[Tensor, Tensor]:
+        x, y = super().data(task, split)
+        if (task, split) not in self._index:
+            first = task * self.classes_per_task
+            self._index[task, split] = ((y >= first) & (y < first + self.classes_per_task)).nonzero().flatten()
+        idx = self._index[task, split]
+        return x[idx], y[idx] - task * self.classes_per_task
+
+    def transform(self, task: int) -> Transform:
+        self._check(task)
+        return lambda images, gen: _flat(images)
+
+    def describe(self, task: int) -> str:
+        return f"digits {', '.join(map(str, self.classes(task)))}"

@@ -1,6 +1,7 @@
 """Experiments (layer 6): the runners behind `impresslearn run` and `quickstart`, over one base.
 
-    mnist.Runner, RunConfig          PermutedMNIST and RotatedMNIST, one process
+    mnist.Runner, RunConfig          PermutedMNIST, RotatedMNIST and SplitMNIST, one process
+    methods.run_methods              the --methods comparison (SupSup, SSNeT, ExSSNeT, ExSSNeT+KKT)
     split.SplitRunner, SplitConfig   SplitCIFAR-100 and SplitImageNet, one process or many, resumable
     adapt.AdaptRunner, AdaptConfig   the KSM experiment: a pretrained conv net adapted by each method
     base.RunnerBase                  what they share: results file, log, data seeds, storage, incorrect masks

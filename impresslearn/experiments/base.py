@@ -26,7 +26,7 @@ from ..seeding import derive_seed
 from .output import RunLock, check_out, existing_results
 
 # Every benchmark `impresslearn run` takes; the split ones have a runner and options of their own.
-MNIST_BENCHMARKS = ("permuted-mnist", "rotated-mnist")
+MNIST_BENCHMARKS = ("permuted-mnist", "rotated-mnist", "split-mnist")  # split-mnist: --methods runs only
 SPLIT_BENCHMARKS = {"split-cifar100": "SplitCIFAR-100", "split-imagenet": "SplitImageNet"}
 BENCHMARKS = MNIST_BENCHMARKS + tuple(SPLIT_BENCHMARKS)
 

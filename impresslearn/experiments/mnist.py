@@ -1,5 +1,9 @@
 """One continual-learning experiment on MNIST, end to end: the runner behind `impresslearn run`
-(PermutedMNIST and RotatedMNIST; the split benchmarks have `split.SplitRunner`).
+(PermutedMNIST, RotatedMNIST and SplitMNIST; the split benchmarks have `split.SplitRunner`).
+
+With `methods` (`--methods supsup,ssnet,exssnet,exssnet-kkt`) the run is instead the ExSSNeT
+comparison of `methods.run_methods`: each method learns the new tasks in sequence, and the
+steps below are skipped.
 
     1. SupSup: a dedicated mask for each new task, learned in sequence (accuracy matrix,
        forgetting and backward transfer measured after every task)
@@ -36,14 +40,16 @@ from ..continual import alpha as alpha_mod
 from ..continual import backbone as bb
 from ..continual import basis as basis_mod
 from ..continual import inference, masks, metrics, storage
+from ..continual.exssnet import METHODS, ExssnetConfig
 from ..continual.resume import FileCheckpoint, load_task_state, parse_state, state_bytes, task_state
 from ..continual.training import TrainConfig
-from ..data import MnistArrays, PermutedMNIST, RotatedMNIST, TaskStream, load_mnist, load_subset
+from ..data import MnistArrays, PermutedMNIST, RotatedMNIST, SplitMNIST, TaskStream, load_mnist, load_subset
 from ..files import CheckpointError, atomic_write, read_safetensors, safetensors_bytes, verify_checksums
 from ..format import PackedMasks
 from ..layers import impress_layers, supermask_layers
 from ..seeding import derive_seed
 from .base import BENCHMARKS, SPLIT_BENCHMARKS, RunnerBase, machine_info, storage_record
+from .methods import run_methods
 
 # Fields a resumed run may change without changing what it computes.
 RESUME_FREE = ("progress", "verbose", "cache", "restart")
@@ -95,6 +101,14 @@ class RunConfig:
     gn_inputs: list = dataclasses.field(default_factory=lambda: ["batch"])  # "batch", "first", "mixed"
     gn_batches: int | None = None       # test batches (of 128) per task for GN (all by default)
     gn_on: list = dataclasses.field(default_factory=lambda: ["supsup", "impresslearn"])
+    # the ExSSNeT comparison (None everywhere: the SupSup + ImpressLearn run above, as before)
+    methods: list | None = None            # of supsup, ssnet, exssnet, exssnet-kkt
+    weight_lr: float | None = None         # weight phase: Adam, no weight decay (default 1e-4)
+    weight_epochs: float | None = None     # default: the mask phase's epochs
+    weight_iterations: int | None = None   # default: the mask phase's iterations
+    kkt_fraction: float | None = None      # of the mask phase's batches KKT reads (default 0.2)
+    kkt_k: int | None = None               # k of KKT's k-NN (default 200)
+    early_eval: list | None = None         # fractions of the mask phase after which accuracy is measured
     # running
     seed: int = 0
     device: str = "cpu"
@@ -105,6 +119,7 @@ class RunConfig:
     restart: bool = False                  # replace the results (and units) of another run at --out
 
     def check(self) -> None:
+        self.check_methods()
         if self.benchmark in SPLIT_BENCHMARKS:
             raise ValueError(f"{SPLIT_BENCHMARKS[self.benchmark]} runs through impresslearn.experiments.split "
                              "(SplitConfig, run_split); this runner takes permuted-mnist and rotated-mnist")
@@ -144,7 +159,8 @@ class RunConfig:
             raise ValueError(f"eval_batch_size must be at least 1, got {self.eval_batch_size}")
         # (without ImpressLearn there is no basis: the new tasks may start at 0, SupSup's own
         # permutation seeds 1, 2, ...)
-        if self.benchmark == "permuted-mnist" and self.impresslearn and self.first_new_task < self.basis_size:
+        if self.benchmark == "permuted-mnist" and self.impresslearn and not self.methods and \
+                self.first_new_task < self.basis_size:
             raise ValueError(f"new tasks (from {self.first_new_task}) would overlap the {self.basis_size} basis tasks")
         if self.benchmark == "rotated-mnist" and self.new_angles and len(self.new_angles) != self.new_tasks:
             raise ValueError(f"{len(self.new_angles)} new angles given for {self.new_tasks} new tasks")
@@ -164,10 +180,48 @@ class RunConfig:
                 raise FileNotFoundError(f"MNIST not found under {self.data_root} (expected {raw}/train-images-idx3-"
                                         "ubyte, torchvision's layout); add --download to fetch it there")
 
+    def check_methods(self) -> None:
+        if self.methods is None:
+            extra = [n for n in ("weight_lr", "weight_epochs", "weight_iterations", "kkt_fraction", "kkt_k", "early_eval")
+                     if getattr(self, n) is not None]
+            if extra:
+                raise ValueError(f"{extra[0]} belongs to the ExSSNeT comparison; add --methods")
+            if self.benchmark == "split-mnist":
+                raise ValueError("split-mnist runs the ExSSNeT comparison only; add --methods, e.g. "
+                                 "--methods supsup,exssnet")
+            return
+        if not self.methods:
+            raise ValueError(f"methods must name at least one of {', '.join(METHODS)}")
+        for m in self.methods:
+            if m not in METHODS:
+                raise ValueError(f"methods are {', '.join(METHODS)}, got {m!r}")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"methods names a method twice: {','.join(self.methods)}")
+        if self.benchmark == "split-mnist" and self.new_tasks > 5:
+            raise ValueError(f"split-mnist has 5 tasks, so new_tasks must be at most 5, got {self.new_tasks}")
+        if self.backbone().mask != "topk":
+            raise ValueError("the ExSSNeT comparison learns top-k masks; use --mask topk (or a top-k preset)")
+        for f in self.early_eval or []:
+            if not 0 < f <= 1:
+                raise ValueError(f"early_eval fractions must be in (0, 1], got {f}")
+        for m in self.methods:
+            self.exssnet_config(m)  # refuses bad learning rates, epochs, KKT settings
+
+    def exssnet_config(self, method: str) -> ExssnetConfig:
+        tr = self.mask_training()
+        weight = TrainConfig(optimizer="adam", lr=1e-4 if self.weight_lr is None else self.weight_lr,
+                             epochs=tr.epochs if self.weight_epochs is None else self.weight_epochs,
+                             iterations=tr.iterations if self.weight_iterations is None else self.weight_iterations,
+                             batch_size=tr.batch_size, weight_decay=0.0)
+        kkt = {k: v for k, v in (("kkt_fraction", self.kkt_fraction), ("kkt_k", self.kkt_k)) if v is not None}
+        return ExssnetConfig(method=method, mask=tr, weight=weight, classes=self.backbone().classes, **kkt)
+
     def backbone(self) -> bb.BackboneConfig:
         cfg, _ = masks.preset(self.preset)
         over = dict(density=self.density, mask=self.mask, init=self.init, scale=self.scale, outputs=self.outputs,
                     seed=self.seed)
+        if self.benchmark == "split-mnist":  # 2 classes per task, one shared head of 2 outputs
+            over.update(classes=2, outputs=self.outputs or 2)
         return bb.replace(cfg, **over)
 
     def mask_training(self) -> TrainConfig:
@@ -205,8 +259,10 @@ class Tasks:
 
 def make_tasks(cfg: RunConfig, arrays: MnistArrays) -> Tasks:
     k, n = cfg.basis_size, cfg.new_tasks
+    if cfg.benchmark == "split-mnist":
+        return Tasks(SplitMNIST(arrays), [], list(range(n)))
     if cfg.benchmark == "permuted-mnist":
-        if cfg.impresslearn and cfg.first_new_task < k:
+        if cfg.impresslearn and not cfg.methods and cfg.first_new_task < k:
             raise ValueError(f"new tasks (from {cfg.first_new_task}) would overlap the {k} basis tasks")
         stream = PermutedMNIST(arrays, num_tasks=cfg.first_new_task + n)
         return Tasks(stream, list(range(k)), list(range(cfg.first_new_task, cfg.first_new_task + n)))
@@ -271,10 +327,11 @@ class Runner(RunnerBase):
     def __init__(self, cfg: RunConfig, out: str | None = None, command: str | None = None):
         cfg.check()
         self.cfg = cfg
-        self.out, self.folder, self.resumed = None, None, False
+        self.out, self.folder, self.resumed, self.previous = None, None, False, {}
         if out is not None:
             old = self.claim_output(out, dataclasses.asdict(cfg), RESUME_FREE, cfg.restart, command)
             self.resumed = old is not None
+            self.previous = old or {}
             self.folder = self.out.with_suffix(".run")
             if not self.resumed and self.folder.exists():
                 shutil.rmtree(self.folder)  # another run's units (or --restart): not ours to reuse
@@ -491,6 +548,13 @@ class Runner(RunnerBase):
     def _run(self) -> dict:
         cfg = self.cfg
         self.save()  # the results file is this run's from now on: a restart after a kill resumes it
+        if cfg.methods:
+            self.log(f"{cfg.benchmark}: {len(self.tasks.new)} tasks, methods {', '.join(cfg.methods)}; "
+                     f"backend {ops.backend_for(self.device)}")
+            run_methods(self)
+            self.results["status"] = "done"
+            self.save()
+            return self.results
         method = (f"basis {cfg.basis} K={cfg.basis_size}, {'per-channel' if cfg.per_channel else 'per-layer'}"
                   f"{' hybrid' if cfg.hybrid else ''}" if cfg.impresslearn else "SupSup only")
         self.log(f"{cfg.benchmark}: {len(self.tasks.new)} new tasks, {method}; backend {ops.backend_for(self.device)}")

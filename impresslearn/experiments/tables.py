@@ -4,6 +4,13 @@
     summary_table(res)      one MNIST run: accuracy and bytes per task of each method, GN lines
     split_summary(res)      one split-benchmark run
     results_rows(paths)     a markdown row per results file
+    methods_summary(res)    one --methods run (SupSup, SSNeT, ExSSNeT, ExSSNeT+KKT): a row per method
+    methods_rows(paths)     --methods runs: a markdown row per file and method
+    methods_grid(paths)     --methods runs: mean accuracy per benchmark and density (columns: methods),
+                            averaged over seeds, with BWT and bytes per task
+    methods_early(paths)    --methods runs: accuracy early in each mask phase and at the end (KKT)
+    methods_storage(paths)  --methods runs: what the trained weights cost, as stored (one float per
+                            weight of the union of the masks) and if only changed weights were kept
     grid_table(paths)       the K x basis-kind x alpha-granularity pivot of ImpressLearn runs
     inference_table(paths)  task inference: a row per (run, tasks, objective), a column per method
                             and input; and what the run measured about one-shot's superposition
@@ -80,6 +87,140 @@ def summary_table(res: dict, extra_rows: Sequence[tuple] = ()) -> str:
             unit = f"{r['samples']:,} mixed samples" if r.get("input") == "mixed" else f"{r['batches']} batches"
             lines.append(f"GN over {label} tasks ({r['objective']}, {r['method']}, from {r['input']}): right task for "
                          f"{pct(r['task_acc'])} of {unit}, accuracy {pct(r['acc'])}")
+    return "\n".join(lines)
+
+
+METHOD_NAMES = {"supsup": "SupSup", "ssnet": "SSNeT", "exssnet": "ExSSNeT", "exssnet-kkt": "ExSSNeT+KKT"}
+
+
+def _method_cells(m: dict) -> tuple:
+    secs = m["seconds_per_task"]
+    return (pct(m["mean_acc"]), f"{100 * m['bwt']:+.2f}", nbytes(m["mean_bytes_per_task"]),
+            f"{sum(secs) / len(secs):.1f}")
+
+
+def methods_summary(res: dict) -> str:
+    rows = [("method", "mean accuracy", "BWT (points)", "bytes per task", "seconds per task")]
+    for method in res["methods"]:
+        rows.append((METHOD_NAMES.get(method, method), *_method_cells(res[method.replace("-", "_")])))
+    return _aligned(rows)
+
+
+def load_methods_results(path) -> dict:
+    try:
+        r = json.loads(open(path, encoding="utf-8").read())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ValueError(f"{path}: cannot be read as a results file ({err.__class__.__name__}: {err})") from None
+    if not isinstance(r, dict) or not isinstance(r.get("methods"), list):
+        raise ValueError(f"{path}: not a finished --methods results file (no 'methods')")
+    return r
+
+
+def is_methods_run(path) -> bool:
+    try:
+        return isinstance(json.loads(open(path, encoding="utf-8").read()).get("methods"), list)
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        return False
+
+
+def methods_rows(paths: Sequence[str]) -> str:
+    """A markdown row per --methods results file and method."""
+    lines = ["| file | benchmark | density | seed | method | mean accuracy | BWT (points) | bytes per task | s per task |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for path in paths:
+        r = load_methods_results(path)
+        c = r["config"]
+        for method in r["methods"]:
+            cells = _method_cells(r[method.replace("-", "_")])
+            lines.append(f"| {path} | {c['benchmark']} | {r['backbone']['density']} | {c['seed']} | "
+                         f"{METHOD_NAMES.get(method, method)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _mean_sd(values: list[float]) -> str:
+    m = sum(values) / len(values)
+    if len(values) < 2:
+        return f"{100 * m:.1f}"
+    sd = (sum((v - m) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{100 * m:.1f} ± {100 * sd:.1f}"
+
+
+def methods_grid(paths: Sequence[str]) -> str:
+    """Mean accuracy (%, ± the standard deviation over seeds) per benchmark, density and method,
+    then each method's mean backward transfer (points) and mean bytes per task."""
+    groups: dict[tuple, dict[str, list[dict]]] = {}
+    order: list[str] = []
+    for path in paths:
+        r = load_methods_results(path)
+        key = (r["config"]["benchmark"], len(r["tasks"]["new"]), r["backbone"]["density"])
+        for method in r["methods"]:
+            groups.setdefault(key, {}).setdefault(method, []).append(r[method.replace("-", "_")])
+            if method not in order:
+                order.append(method)
+    names = [METHOD_NAMES.get(m, m) for m in order]
+    lines = ["| benchmark | tasks | density | seeds | " + " | ".join(f"{n} acc. %" for n in names) + " | "
+             + " | ".join(f"{n} BWT" for n in names) + " | " + " | ".join(f"{n} B/task" for n in names) + " |",
+             "| " + " | ".join(["---"] * (4 + 3 * len(order))) + " |"]
+    for (bench, tasks, density), by in sorted(groups.items()):
+        seeds = max(len(v) for v in by.values())
+        acc = [_mean_sd([m["mean_acc"] for m in by[k]]) if k in by else "-" for k in order]
+        bwt = [f"{100 * sum(m['bwt'] for m in by[k]) / len(by[k]):+.2f}" if k in by else "-" for k in order]
+        nb = [f"{sum(m['mean_bytes_per_task'] for m in by[k]) / len(by[k]):,.0f}" if k in by else "-" for k in order]
+        lines.append(f"| {bench} | {tasks} | {density} | {seeds} | " + " | ".join(acc + bwt + nb) + " |")
+    return "\n".join(lines)
+
+
+def methods_early(paths: Sequence[str]) -> str:
+    """Per file and method: the mean accuracy of the tasks after the first (those KKT can start
+    from an earlier task) at each measured fraction of their mask phase, after both phases, and
+    which earlier task KKT chose for each."""
+    lines, head = [], None
+    for path in paths:
+        r = load_methods_results(path)
+        for method in r["methods"]:
+            m = r[method.replace("-", "_")]
+            later = m["early_acc"][1:]
+            if not later:
+                continue
+            fractions = sorted(later[0], key=float)
+            if head != fractions:  # a table of its own for each set of measured fractions
+                if head is not None:
+                    lines.append("")
+                head = fractions
+                lines += ["| file | method | " + " | ".join(f"after {float(f):.0%} of the mask phase" for f in fractions)
+                          + " | after the task | KKT sources |", "| " + " | ".join(["---"] * (len(fractions) + 4)) + " |"]
+            early = [pct(sum(e.get(f, 0) for e in later) / len(later)) for f in head]
+            final = pct(sum(m["acc_matrix"]["matrix"][i][i] for i in range(1, len(m["task_acc"]))) / len(later))
+            kkt = ", ".join("-" if k is None else ("none" if k["source"] is None else str(k["source"])) for k in m["kkt"][1:])
+            lines.append(f"| {path} | {METHOD_NAMES.get(method, method)} | " + " | ".join(early) + f" | {final} | {kkt} |")
+    return "\n".join(lines)
+
+
+def methods_storage(paths: Sequence[str]) -> str:
+    """Per benchmark, density and method (means over seeds): the packed mask per task, the weights
+    under the union of the masks (stored, 4 bytes each, positions from the masks), those that
+    differ from the seed, bytes per task as stored, and bytes per task if only the changed weights
+    were kept (a bitmap over the union, 1 bit per weight, plus 4 bytes per changed weight)."""
+    groups: dict[tuple, list[dict]] = {}
+    for path in paths:
+        r = load_methods_results(path)
+        for method in r["methods"]:
+            key = (r["config"]["benchmark"], r["backbone"]["density"], method)
+            groups.setdefault(key, []).append(r[method.replace("-", "_")])
+    lines = ["| benchmark | density | method | mask B/task | union weights | changed weights | B/task stored | "
+             "B/task changed only |", "| " + " | ".join(["---"] * 8) + " |"]
+    for (bench, density, method), ms in sorted(groups.items()):
+        def mean(f):
+            return sum(f(m) for m in ms) / len(ms)
+        tasks = len(ms[0]["task_acc"])
+        trains = ms[0]["training"]["weight"] is not None
+        union = mean(lambda m: sum(m["new_entries"])) if trains else 0
+        changed = mean(lambda m: m["changed_entries"])
+        compact = mean(lambda m: m["mask_bytes_per_task"]) + (union / 8 + 4 * changed) / tasks if trains else \
+            mean(lambda m: m["mask_bytes_per_task"])
+        lines.append(f"| {bench} | {density} | {METHOD_NAMES.get(method, method)} | "
+                     f"{mean(lambda m: m['mask_bytes_per_task']):,.0f} | {union:,.0f} | {changed:,.0f} | "
+                     f"{mean(lambda m: m['mean_bytes_per_task']):,.0f} | {compact:,.0f} |")
     return "\n".join(lines)
 
 

@@ -1,0 +1,236 @@
+"""ExSSNeT (Yadav & Bansal 2023) and its relatives as one strategy over SupSup layers
+(docs/design.md §2.11).
+
+    ExssnetConfig        which method (supsup, ssnet, exssnet, exssnet-kkt) and its two phases
+    ExssnetLearner       learns tasks in sequence; keeps the set `used` of weights earlier masks hold
+    train_weights        the weight phase: W trained under a fixed mask, its gradient restricted to a set
+    kkt_transfer         KKT: k-NN on penultimate features picks an earlier task to start the scores from
+    knn_accuracy         the k-NN score KKT ranks the earlier tasks by
+    used_from_masks      `used` rebuilt from a model's masks (after loading a checkpoint)
+
+Per task t: (a) with KKT, the scores of t start as a copy of the best earlier task's scores;
+(b) mask phase: the scores of t only, the weights frozen; (c) weight phase (ssnet, exssnet): the
+scores frozen, the weights trained with their gradient multiplied by `E_t = M_t ∧ ¬used`
+(exssnet) or `M_t` (ssnet), by a fresh Adam without weight decay, so an entry outside `E_t` gets
+a zero gradient from the first step and never moves; (d) `used |= M_t`. SupSup is (b) alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..layers import set_task, supermask_layers
+from .masks import task_scores
+from .training import TrainConfig, fit, num_steps
+
+METHODS = ("supsup", "ssnet", "exssnet", "exssnet-kkt")
+
+
+def _default_mask() -> TrainConfig:
+    return TrainConfig(optimizer="rmsprop", lr=3e-4, epochs=1.0, batch_size=128)
+
+
+def _default_weight() -> TrainConfig:
+    return TrainConfig(optimizer="adam", lr=1e-4, epochs=1.0, batch_size=128)
+
+
+@dataclasses.dataclass
+class ExssnetConfig:
+    """method: one of METHODS; mask / weight: the two phases' training (the weight phase must be
+    Adam without weight decay, or entries outside the exclusive set would move); KKT: the fraction
+    of the mask phase's batches whose penultimate features are classified, k of the k-NN, the
+    fraction of those features it is fitted on (the rest are scored), and the number of classes
+    of a task (chance is 1/classes)."""
+
+    method: str = "exssnet"
+    mask: TrainConfig = dataclasses.field(default_factory=_default_mask)
+    weight: TrainConfig = dataclasses.field(default_factory=_default_weight)
+    kkt_fraction: float = 0.2
+    kkt_k: int = 200
+    kkt_fit: float = 0.66
+    classes: int = 10
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.weight.optimizer != "adam" or self.weight.weight_decay != 0:
+            raise ValueError("the weight phase needs Adam without weight decay (entries outside the exclusive set "
+                             f"must not move), got {self.weight.optimizer} with weight decay {self.weight.weight_decay}")
+        if not 0 < self.kkt_fraction <= 1 or not 0 < self.kkt_fit < 1:
+            raise ValueError(f"kkt_fraction must be in (0, 1] and kkt_fit in (0, 1), got {self.kkt_fraction}, {self.kkt_fit}")
+        if self.kkt_k < 1 or self.classes < 2:
+            raise ValueError(f"kkt_k must be at least 1 and classes at least 2, got {self.kkt_k}, {self.classes}")
+
+    @property
+    def trains_weights(self) -> bool:
+        return self.method != "supsup"
+
+    @property
+    def exclusive(self) -> bool:
+        return self.method.startswith("exssnet")
+
+    @property
+    def kkt(self) -> bool:
+        return self.method == "exssnet-kkt"
+
+
+def current_masks(model: nn.Module, task: int) -> dict[str, Tensor]:
+    """The bool mask of `task` in every SupSup layer, by layer name."""
+    with torch.no_grad():
+        return {n: m.mask(task).detach() > 0 for n, m in supermask_layers(model)}
+
+
+def used_from_masks(model: nn.Module, tasks: Iterable[int] | None = None) -> dict[str, Tensor]:
+    """`M_0 ∨ … ∨ M_{T−1}` per layer: for ExSSNeT and SSNeT alike the union of the exclusive sets,
+    i.e. every weight a weight phase may have changed."""
+    layers = supermask_layers(model)
+    used = {n: torch.zeros(m.weight.shape, dtype=torch.bool, device=m.weight.device) for n, m in layers}
+    for t in range(layers[0][1].num_tasks) if tasks is None else tasks:
+        for n, mask in current_masks(model, t).items():
+            used[n] |= mask
+    return used
+
+
+def train_weights(model: nn.Module, task: int, batches: Iterable, cfg: TrainConfig, allowed: Mapping[str, Tensor], *,
+                  desc: str | None = None, progress: bool | None = None) -> dict:
+    """The weight phase: train the frozen backbone's weights under `task`'s fixed mask, each
+    layer's gradient zeroed outside `allowed[name]` (bool, the weight's shape). The scores do not
+    take part. Returns `fit`'s record. The weights are frozen again on every way out."""
+    layers = supermask_layers(model)
+    scores = [s for _, m in layers for s in m.scores]
+    flags = [s.requires_grad for s in scores]
+    weights = [m.weight for _, m in layers]
+    hooks = []
+    set_task(model, task)
+    try:
+        for s in scores:
+            s.requires_grad_(False)
+        for n, m in layers:
+            keep = allowed[n].to(m.weight.device)
+            m.weight.requires_grad_(True)
+            # a select, not a product with a 0/1 tensor: a non-finite gradient stays out too
+            hooks.append(m.weight.register_hook(lambda g, keep=keep: torch.where(keep, g, torch.zeros_like(g))))
+        return fit(model, weights, batches, cfg, desc=desc or f"weights {task}", progress=progress)
+    finally:
+        for h in hooks:
+            h.remove()
+        for w in weights:
+            w.requires_grad_(False)
+            w.grad = None
+        for s, f in zip(scores, flags):
+            s.requires_grad_(f)
+
+
+# --------------------------------------------------------------------------- KKT
+
+@torch.no_grad()
+def penultimate_features(model: nn.Module, task: int, batches: Iterable) -> tuple[Tensor, Tensor]:
+    """The inputs of the last SupSup layer (the penultimate features) under `task`'s mask and
+    BatchNorm, in evaluation mode, with the labels: `([N, F], [N])`."""
+    last = supermask_layers(model)[-1][1]
+    feats: list[Tensor] = []
+    hook = last.register_forward_pre_hook(lambda mod, args: feats.append(args[0].detach().flatten(1)))
+    was_training = model.training
+    model.eval()
+    set_task(model, task)
+    labels = []
+    try:
+        for x, y in batches:
+            model(x)
+            labels.append(y)
+    finally:
+        hook.remove()
+        model.train(was_training)
+    return torch.cat(feats), torch.cat(labels)
+
+
+def knn_accuracy(features: Tensor, labels: Tensor, k: int, fit_fraction: float, classes: int) -> float:
+    """Fit a k-NN classifier (Euclidean, majority vote, ties to the lower class) on the first
+    `fit_fraction` of the samples and return its accuracy on the rest."""
+    n = features.shape[0]
+    n_fit = min(n - 1, max(1, round(fit_fraction * n)))
+    if n < 2:
+        raise ValueError(f"k-NN needs at least 2 samples, got {n}")
+    train_x, test_x = features[:n_fit].double(), features[n_fit:].double()
+    train_y, test_y = labels[:n_fit], labels[n_fit:]
+    nearest = torch.cdist(test_x, train_x).topk(min(k, n_fit), dim=1, largest=False).indices
+    votes = F.one_hot(train_y[nearest], classes).sum(1)
+    return (votes.argmax(1) == test_y).double().mean().item()
+
+
+def kkt_transfer(model: nn.Module, task: int, batches: Iterable, cfg: ExssnetConfig, n_batches: int) -> dict:
+    """Score every earlier task's mask (and BatchNorm) on the first `n_batches` of the new task by
+    k-NN on penultimate features; if the best beats chance (1/classes), the new task's scores
+    start as a copy of that task's scores (the earlier task's own are never touched)."""
+    data = list(itertools.islice(iter(batches), n_batches))
+    accs = []
+    for source in range(task):
+        feats, labels = penultimate_features(model, source, data)
+        accs.append(knn_accuracy(feats, labels, cfg.kkt_k, cfg.kkt_fit, cfg.classes))
+    chance = 1.0 / cfg.classes
+    best = max(range(task), key=lambda i: accs[i]) if accs else None
+    chosen = best if best is not None and accs[best] > chance else None
+    if chosen is not None:
+        with torch.no_grad():
+            for _, m in supermask_layers(model):
+                m.scores[task].copy_(m.scores[chosen].detach())  # a copy: task `chosen` keeps its own
+    return {"knn_acc": accs, "chance": chance, "source": chosen, "samples": sum(int(y.numel()) for _, y in data)}
+
+
+# --------------------------------------------------------------------------- the sequence of tasks
+
+class ExssnetLearner:
+    """Learns the tasks of a SupSup model (made with enough task slots) one after another.
+
+    `used[name]` is the union of the masks learned so far. `learn` returns, per task, the phases'
+    records, the KKT choice, `new_entries` (weights first covered by this task's mask: the entries
+    a store beside the seed gains, docs/design.md §2.8) and the seconds taken."""
+
+    def __init__(self, model: nn.Module, cfg: ExssnetConfig):
+        self.model, self.cfg = model, cfg
+        self.layers = supermask_layers(model)
+        if not self.layers:
+            raise ValueError("the model has no SupSup layers")
+        if any(m.mask_mode != "topk" for _, m in self.layers):
+            raise ValueError("ExSSNeT learns top-k masks (mask='topk')")
+        self.used = {n: torch.zeros(m.weight.shape, dtype=torch.bool, device=m.weight.device) for n, m in self.layers}
+
+    def learn(self, task: int, batches: Iterable, *, kkt_batches: Iterable | None = None,
+              probe: Callable[[int], None] | None = None, progress: bool | None = None) -> dict:
+        """Learn `task` on `batches`. `kkt_batches`: where KKT reads the new task's first batches
+        (default `batches` itself, which advances its order); `probe(step)`: called after every
+        mask-phase step (e.g. to measure accuracy early in training)."""
+        cfg, start = self.cfg, time.time()
+        info: dict = {"task": task}
+        steps = num_steps(cfg.mask, len(batches))
+        if cfg.kkt and task > 0:
+            n = max(1, math.ceil(cfg.kkt_fraction * steps))
+            info["kkt"] = kkt_transfer(self.model, task, batches if kkt_batches is None else kkt_batches, cfg, n)
+        set_task(self.model, task)
+        info["mask_phase"] = fit(self.model, task_scores(self.model, task), batches, cfg.mask,
+                                 desc=f"{cfg.method} mask {task}", progress=progress, after_step=probe)
+        masks = current_masks(self.model, task)
+        new = {n: masks[n] & ~self.used[n] for n in masks}
+        if cfg.trains_weights:
+            allowed = new if cfg.exclusive else masks
+            info["weight_phase"] = train_weights(self.model, task, batches, cfg.weight, allowed,
+                                                 desc=f"{cfg.method} weights {task}", progress=progress)
+            info["trained_entries"] = sum(int(a.sum()) for a in allowed.values())
+        for n in masks:
+            self.used[n] |= masks[n]
+        info["new_entries"] = sum(int(v.sum()) for v in new.values())
+        info["seconds"] = round(time.time() - start, 2)
+        return info
+
+
+__all__ = ["METHODS", "ExssnetConfig", "ExssnetLearner", "current_masks", "kkt_transfer", "knn_accuracy",
+           "penultimate_features", "train_weights", "used_from_masks"]
