@@ -5,6 +5,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -145,3 +146,12 @@ def test_gn_mixed_and_exhaustive_reach_the_results(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "| oneshot, batch | oneshot, mixed |" in text and "| SupSup masks, permuted-mnist (supsup, " in text
     assert "superposition accuracy" in text
+
+
+def test_the_overview_plot_of_every_method(tmp_path):
+    root = Path(__file__).resolve().parent.parent / "results"
+    files = [root / "permuted" / "grid-heterogeneous-K10-per-channel.json",
+             root / "exssnet" / "permuted-d0.05-s0.json", root / "ksm" / "adapt.json"]
+    out = tmp_path / "overview.png"
+    assert cli.main(["plot", "--overview", str(out)] + [str(f) for f in files]) == 0
+    assert out.stat().st_size > 10_000

@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="plots from results JSON files")
     pl.add_argument("results", nargs="+")
     pl.add_argument("--out-dir", default=".")
+    pl.add_argument("--overview", metavar="PNG",
+                    help="instead: every method on one figure (run, --methods and adapt results) written to PNG")
     t = sub.add_parser("table", help="a markdown table of results JSON files")
     t.add_argument("results", nargs="+")
     t.add_argument("--grid", action="store_true", help="pivot: rows K, columns basis kind and alpha granularity "
@@ -76,6 +78,9 @@ def cmd_storage(a: argparse.Namespace) -> int:
 
 
 def cmd_plot(a: argparse.Namespace) -> int:
+    if a.overview:
+        print(plots.methods_overview(a.results, a.overview))
+        return 0
     for path in plots.plot_results(a.results, a.out_dir):
         print(path)
     return 0

@@ -5,6 +5,8 @@
                                         type (basis kind) of impressions, per-layer and per-channel
     adapt_accuracy_vs_bytes(rs, path)   `impresslearn adapt` (KSM) files: mean new-task accuracy
                                         against bytes per task of every method and variant
+    methods_overview(paths, path)       every method of the library on one figure: the random
+                                        backbone's methods on PermutedMNIST, and KSM's adaptation
     plot_results(paths, out_dir)        all that apply, for each benchmark found in the JSON files
 """
 
@@ -159,6 +161,74 @@ def _is_adapt(path) -> bool:
     except (OSError, UnicodeDecodeError, ValueError):
         return False  # load_results says what is wrong with it
     return isinstance(r, dict) and "methods_done" in r
+
+
+METHOD_STYLE = {"supsup": ("black", "*"), "ssnet": ("tab:purple", "D"), "exssnet": ("tab:red", "P"),
+                "exssnet-kkt": ("tab:brown", "X")}
+
+
+def methods_overview(paths: Sequence[str | Path], path: str | Path) -> Path:
+    """Every method of the library on one figure, accuracy against bytes per task: the random
+    frozen LeNet-300-100 on PermutedMNIST (SupSup and ImpressLearn from `impresslearn run`
+    results; SupSup, SSNeT, ExSSNeT and ExSSNeT+KKT from `--methods` runs, one point per method
+    and density, averaged over seeds), and beside it the pretrained conv net adapted to four tasks
+    (`impresslearn adapt`: fine-tuning, head only, Piggyback, kernel-wise binary, KSM). The two
+    panels are different benchmarks: compare within a panel."""
+    runs, methods, adapt = [], defaultdict(list), []
+    for p in paths:
+        r = json.loads(Path(p).read_text())
+        if "methods_done" in r:
+            adapt.append(r)
+        elif isinstance(r.get("methods"), list):
+            if r["config"]["benchmark"] == "permuted-mnist":
+                for m in r["methods"]:
+                    rec = r[m.replace("-", "_")]  # results keys: exssnet_kkt
+                    methods[(m, r["config"]["density"])].append((rec["mean_bytes_per_task"], rec["mean_acc"]))
+        elif r.get("config", {}).get("benchmark") == "permuted-mnist" and r.get("impresslearn", {}).get("mean_acc"):
+            runs.append(r)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    seen = set()
+    for r in runs:
+        imp, st = r["impresslearn"], r["storage"]
+        pc = bool(imp["per_channel"])
+        label = f"ImpressLearn, {_label(pc)} (K = 5..50, 3 new tasks)"
+        left.scatter(st["impresslearn"], 100 * imp["mean_acc"], color="tab:blue" if pc else "tab:cyan",
+                     marker=ALPHA_MARKERS[pc], label=None if label in seen else label, zorder=3, alpha=0.7)
+        seen.add(label)
+    if runs:
+        b = sum(r["storage"]["supsup_packed"] for r in runs) / len(runs)
+        a = sum(r["supsup"]["mean_acc"] for r in runs) / len(runs)
+        left.scatter(b, 100 * a, color="black", marker="*", s=160, label="SupSup, 1-bit packed mask (same 3 tasks)",
+                     zorder=4)
+    for (m, density), pts in sorted(methods.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        color, marker = METHOD_STYLE.get(m, ("gray", "o"))
+        b = sum(x for x, _ in pts) / len(pts)
+        a = 100 * sum(y for _, y in pts) / len(pts)
+        label = f"{m} (--methods runs, 10 tasks)"
+        left.scatter(b, a, color=color, marker=marker, s=70, label=None if label in seen else label, zorder=3,
+                     facecolors="none" if m == "supsup" else None)
+        seen.add(label)
+        left.annotate(f"{density:g}", (b, a), textcoords="offset points", xytext=(4, -9), fontsize=6)
+    left.set_title("random frozen LeNet-300-100, PermutedMNIST")
+    for r in adapt:
+        for m, (color, marker) in ADAPT_STYLE.items():
+            rec = r.get(m)
+            if not isinstance(rec, dict) or _variant(r, m) != m:
+                continue
+            acc = 100 * sum(rec["task_acc"]) / len(rec["task_acc"])
+            right.scatter(rec["bytes_per_task"], acc, color=color, marker=marker, s=90, zorder=3)
+            right.annotate(m, (rec["bytes_per_task"], acc), textcoords="offset points", xytext=(5, 3), fontsize=8)
+    right.set_title("pretrained conv net adapted to 4 tasks (final accuracy, 5 tasks)")
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_xlabel("bytes per task (log scale)")
+        ax.grid(True, which="both", alpha=0.3)
+    left.set_ylabel("mean final accuracy (%)")
+    left.legend(fontsize=6.5, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
 
 
 def plot_results(paths: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
