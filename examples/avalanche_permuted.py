@@ -38,6 +38,8 @@ def main(argv=None) -> None:
     p.add_argument("--per-channel", action="store_true", help="ImpressLearn: alphas per output channel, not per layer")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--weight-epochs", type=int, default=1, help="ExSSNeT / SSNeT: weight-phase epochs, after the mask's")
+    p.add_argument("--weight-lr", type=float, default=1e-2,
+                   help="ExSSNeT / SSNeT: the weight phase's Adam rate (results/exssnet chose 1e-2 on a validation split)")
     p.add_argument("--train-per-exp", type=int, default=5000)
     p.add_argument("--test-per-exp", type=int, default=1000)
     p.add_argument("--infer-tasks", action="store_true", help="evaluate without task labels (task inference)")
@@ -55,7 +57,7 @@ def main(argv=None) -> None:
     masks = TrainConfig(optimizer="rmsprop", lr=3e-4, epochs=args.epochs, batch_size=128)
     alphas = TrainConfig(optimizer="adam", lr=1e-2, epochs=args.epochs, batch_size=128)
     # the weight phase: Adam without weight decay, so weights outside the trained set never move
-    weights = TrainConfig(optimizer="adam", lr=1e-4, epochs=args.weight_epochs, batch_size=128)
+    weights = TrainConfig(optimizer="adam", lr=args.weight_lr, epochs=args.weight_epochs, batch_size=128)
     evaluator = evaluation_plugin([InteractiveLogger()] if args.verbose else None)
     if args.strategy == "supsup":
         strategy = SupSup(model=model, masks=masks, evaluator=evaluator)

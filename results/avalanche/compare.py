@@ -7,7 +7,8 @@ samples per experience) and the same epochs per experience: PackNet trains its w
 `epochs - 1` epochs, prunes, and fine-tunes one more (Avalanche refuses post-pruning epochs >=
 training epochs, so 2 is its least), SupSup trains a mask for `epochs`, ImpressLearn masks for
 the first `--basis` experiences and alphas for the rest, ExSSNeT a mask for `epochs` and then its
-exclusive weights for `--weight-epochs` (Adam 1e-4, the library's weight phase). After each experience the whole test
+exclusive weights for `--weight-epochs` (Adam at `--weight-lr`, 1e-2: the rate results/exssnet
+chose on a validation split). After each experience the whole test
 stream is evaluated, which fills Avalanche's accuracy matrix, forgetting and BWT; at the end SupSup
 and ImpressLearn are evaluated once more without task labels (the library's exhaustive task
 inference picks the task of each test batch of 512).
@@ -75,7 +76,7 @@ def strategy_for(method: str, args, n_exp: int):
     if method == "supsup":
         return SupSup(model=supermask_net(args.seed), masks=masks, eval_mb_size=512)
     if method == "exssnet":
-        weights = TrainConfig(optimizer="adam", lr=1e-4, epochs=args.weight_epochs, batch_size=128)
+        weights = TrainConfig(optimizer="adam", lr=args.weight_lr, epochs=args.weight_epochs, batch_size=128)
         return ExSSNeT(model=supermask_net(args.seed), masks=masks, weights=weights, eval_mb_size=512)
     if method.startswith("impress"):
         return ImpressLearn(model=supermask_net(args.seed), basis_size=args.basis, per_channel=method == "impress-channel",
@@ -217,6 +218,7 @@ def main(argv=None) -> None:
     p.add_argument("--test-per-exp", type=int, default=None, help="test samples kept per experience (all: None)")
     p.add_argument("--epochs", type=int, default=2, help="per experience, every method (PackNet: the last one after pruning)")
     p.add_argument("--weight-epochs", type=int, default=1, help="ExSSNeT: weight-phase epochs, after the mask's")
+    p.add_argument("--weight-lr", type=float, default=1e-2, help="ExSSNeT: the weight phase's Adam rate")
     p.add_argument("--merge", action="store_true", help="add these methods' rows to the existing --out run")
     p.add_argument("--basis", type=int, default=3, help="ImpressLearn: experiences whose masks form the basis")
     p.add_argument("--packnet-lr", type=float, default=0.1)
