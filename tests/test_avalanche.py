@@ -16,10 +16,12 @@ from avalanche.core import SupervisedPlugin  # noqa: E402
 import impresslearn as il  # noqa: E402
 from impresslearn import models  # noqa: E402
 from impresslearn.avalanche import (  # noqa: E402
+    ExSSNeT,
     ImpressLearn,
     MaskModule,
     MaskStrategy,
     Phase,
+    SSNeT,
     SupSup,
     TaskInference,
     TaskTrainingPlugin,
@@ -27,6 +29,7 @@ from impresslearn.avalanche import (  # noqa: E402
     superposition,
 )
 from impresslearn.continual import TrainConfig  # noqa: E402
+from impresslearn.continual.exssnet import current_masks  # noqa: E402
 from impresslearn.data import load_subset  # noqa: E402
 
 N_TRAIN, N_TEST = 300, 100
@@ -250,6 +253,94 @@ def test_a_method_with_two_phases_is_one_small_class():
     # Watch runs after the switch at the end of epoch 1: the second phase's optimizer holds the last layer only
     assert len(seen[0]) == 1 and seen[0][0] is last
     assert all(not torch.equal(a, b) for a, b in zip(first, strategy.model.task_parameters(0)))
+
+
+# ExSSNeT: a short mask phase and a weight phase with a rate large enough to move the weights
+EX_MASKS = TrainConfig(optimizer="rmsprop", lr=3e-4, epochs=2, batch_size=32)
+EX_WEIGHTS = TrainConfig(optimizer="adam", lr=1e-3, epochs=1, batch_size=32)
+
+
+def weights_of(module: MaskModule) -> dict:
+    return {n: m.weight.detach().clone() for n, m in il.layers.supermask_layers(module.net)}
+
+
+def test_exssnet_keeps_earlier_tasks_bit_identical_and_trains_exclusive_weights():
+    bm = stream(3)
+    strategy = ExSSNeT(model=supermask_net(), masks=EX_MASKS, weights=EX_WEIGHTS)
+    module = strategy.model
+    xs = [torch.stack([bm.test_stream[t].dataset[i][0] for i in range(50)]) for t in range(3)]
+    seed_weights = weights_of(module)
+    strategy.train(bm.train_stream[0])
+    # the first task's weight phase moved weights of its mask (nothing is used yet), and no other
+    w0, m0 = weights_of(module), current_masks(module.net, 0)
+    for n in w0:
+        assert not torch.equal(w0[n][m0[n]], seed_weights[n][m0[n]]), n
+        assert torch.equal(w0[n][~m0[n]], seed_weights[n][~m0[n]]), n
+    out0 = outputs_of(module, xs[0], 0)
+    strategy.train(bm.train_stream[1])
+    w1, m1 = weights_of(module), current_masks(module.net, 1)
+    exclusive = {n: m1[n] & ~m0[n] for n in m1}
+    assert strategy.task_plugin.trained_entries[1] == sum(int(e.sum()) for e in exclusive.values())
+    for n in w1:
+        assert (m1[n] & m0[n]).any(), n  # the masks share weights: the restriction is what keeps task 0
+        assert torch.equal(w1[n][~exclusive[n]], w0[n][~exclusive[n]]), n  # task 0's weights among them
+        assert not torch.equal(w1[n][exclusive[n]], w0[n][exclusive[n]]), n
+    out1 = outputs_of(module, xs[1], 1)
+    strategy.train(bm.train_stream[2])
+    # every earlier task: its mask, the weights under it and its outputs, bit for bit
+    for t, out in ((0, out0), (1, out1)):
+        assert torch.equal(outputs_of(module, xs[t], t), out), t
+    assert all(torch.equal(a, b) for a, b in zip(current_masks(module.net, 0).values(), m0.values()))
+    w2 = weights_of(module)
+    assert all(torch.equal(w2[n][m0[n] | m1[n]], w1[n][m0[n] | m1[n]]) for n in w2)
+    # the phases leave the backbone frozen, with no hook on it
+    assert all(not w.requires_grad and w.grad is None and not w._backward_hooks
+               for w in (m.weight for _, m in il.layers.supermask_layers(module.net)))
+
+
+def test_ssnet_trains_the_whole_mask_and_may_change_earlier_tasks():
+    bm = stream(2)
+    strategy = SSNeT(model=supermask_net(), masks=EX_MASKS, weights=EX_WEIGHTS)
+    module = strategy.model
+    x0 = torch.stack([bm.test_stream[0].dataset[i][0] for i in range(50)])
+    strategy.train(bm.train_stream[0])
+    w0, m0, out0 = weights_of(module), current_masks(module.net, 0), outputs_of(module, x0, 0)
+    strategy.train(bm.train_stream[1])
+    w1, m1 = weights_of(module), current_masks(module.net, 1)
+    assert strategy.task_plugin.trained_entries[1] == sum(int(m.sum()) for m in m1.values())
+    shared = {n: m0[n] & m1[n] for n in m0}
+    assert any(not torch.equal(w1[n][shared[n]], w0[n][shared[n]]) for n in w1)  # task 0's weights moved
+    assert all(torch.equal(w1[n][~m1[n]], w0[n][~m1[n]]) for n in w1)  # but none outside the new mask
+    assert not torch.equal(outputs_of(module, x0, 0), out0)
+
+
+def test_exssnet_end_to_end_with_avalanche_metrics():
+    bm = stream(2)
+    strategy = ExSSNeT(model=supermask_net(), masks=EX_MASKS, weights=EX_WEIGHTS)
+    for exp in bm.train_stream:
+        strategy.train(exp)
+        strategy.eval(bm.test_stream)
+    assert strategy.train_epochs == 3  # two mask epochs, one weight epoch
+    metrics = strategy.evaluator.get_last_metrics()
+    accs = [metrics[f"Top1_Acc_Exp/eval_phase/test_stream/Task{t:03d}/Exp{t:03d}"] for t in range(2)]
+    assert all(a > 0.3 for a in accs), accs  # 10 classes: chance is 0.1
+    matrix = metrics["EvalStream/Acc_Matrix"]
+    assert float(matrix[1, 0]) == float(matrix[0, 0])  # exactly: task 0's outputs are bit-identical
+    assert metrics["StreamBWT/eval_phase/test_stream"] == 0.0
+    assert metrics["StreamForgetting/eval_phase/test_stream"] == 0.0
+
+
+def test_exssnet_refuses_what_would_move_other_weights():
+    with pytest.raises(ValueError, match="Adam without weight decay"):
+        ExSSNeT(model=supermask_net(), weights=TrainConfig(optimizer="sgd", lr=0.1, epochs=1))
+    with pytest.raises(ValueError, match="Adam without weight decay"):
+        ExSSNeT(model=supermask_net(), weights=TrainConfig(optimizer="adam", lr=1e-3, weight_decay=1e-4, epochs=1))
+    with pytest.raises(ValueError, match="supermask"):
+        ExSSNeT(model=il.convert(models.lenet_300_100(), "impress", basis_size=2))
+    with pytest.raises(ValueError, match="top-k"):
+        ExSSNeT(model=il.convert(models.lenet_300_100(), "supermask", mask="threshold", seed=0))
+    with pytest.raises(TypeError, match="ExSSNeT"):
+        SSNeT(model=supermask_net(), exclusive=True)
 
 
 def test_split_mnist_reads_local_files_and_shrinks(mnist_root, tmp_path):

@@ -8,9 +8,9 @@
                   accuracy matrix
 
 Both take the model as a `MaskModule` (or a `convert()`ed model, wrapped here). A method with a
-different training schedule is a `MaskStrategy` with its own `TaskTrainingPlugin`: ExSSNeT, a
-mask phase then a weight phase, is a plugin whose `phases()` returns both, and a strategy class
-that passes it (see docs/avalanche.md).
+different training schedule is a `MaskStrategy` with its own `TaskTrainingPlugin`: ExSSNeT
+(exssnet.py), a mask phase then a weight phase, is a plugin whose `phases()` returns both, and
+a strategy class that passes it.
 """
 
 from __future__ import annotations

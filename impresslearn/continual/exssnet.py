@@ -4,6 +4,9 @@
     ExssnetConfig        which method (supsup, ssnet, exssnet, exssnet-kkt) and its two phases
     ExssnetLearner       learns tasks in sequence; keeps the set `used` of weights earlier masks hold
     train_weights        the weight phase: W trained under a fixed mask, its gradient restricted to a set
+    trainable_entries    the set a weight phase may change: E_t (exclusive) or M_t
+    restrict_gradients, release_weights, backbone_weights
+                         the weight phase's pieces, for a training loop of another framework (Avalanche)
     kkt_transfer         KKT: k-NN on penultimate features picks an earlier task to start the scores from
     knn_accuracy         the k-NN score KKT ranks the earlier tasks by
     used_from_masks      `used` rebuilt from a model's masks (after loading a checkpoint)
@@ -100,6 +103,42 @@ def used_from_masks(model: nn.Module, tasks: Iterable[int] | None = None) -> dic
     return used
 
 
+def trainable_entries(model: nn.Module, task: int, earlier: Iterable[int], exclusive: bool = True) -> dict[str, Tensor]:
+    """The weights `task`'s weight phase may change, per layer: `E_t = M_t ∧ ¬(M_e for e in
+    earlier)` (ExSSNeT) or `M_t` (SSNeT, `exclusive=False`), from the masks as they are now."""
+    masks = current_masks(model, task)
+    if not exclusive:
+        return masks
+    used = used_from_masks(model, earlier)
+    return {n: masks[n] & ~used[n] for n in masks}
+
+
+def backbone_weights(model: nn.Module) -> list[Tensor]:
+    """The frozen backbone weights of the SupSup layers: what a weight phase trains."""
+    return [m.weight for _, m in supermask_layers(model)]
+
+
+def restrict_gradients(model: nn.Module, allowed: Mapping[str, Tensor]) -> list:
+    """Make the SupSup layers' weights trainable with each layer's gradient zeroed outside
+    `allowed[name]` (bool, the weight's shape). Returns the hooks, for `release_weights`."""
+    hooks = []
+    for n, m in supermask_layers(model):
+        keep = allowed[n].to(m.weight.device)
+        m.weight.requires_grad_(True)
+        # a select, not a product with a 0/1 tensor: a non-finite gradient stays out too
+        hooks.append(m.weight.register_hook(lambda g, keep=keep: torch.where(keep, g, torch.zeros_like(g))))
+    return hooks
+
+
+def release_weights(model: nn.Module, hooks: Iterable) -> None:
+    """Undo `restrict_gradients`: the hooks removed, the weights frozen again, their gradients dropped."""
+    for h in hooks:
+        h.remove()
+    for w in backbone_weights(model):
+        w.requires_grad_(False)
+        w.grad = None
+
+
 def train_weights(model: nn.Module, task: int, batches: Iterable, cfg: TrainConfig, allowed: Mapping[str, Tensor], *,
                   desc: str | None = None, progress: bool | None = None) -> dict:
     """The weight phase: train the frozen backbone's weights under `task`'s fixed mask, each
@@ -108,24 +147,15 @@ def train_weights(model: nn.Module, task: int, batches: Iterable, cfg: TrainConf
     layers = supermask_layers(model)
     scores = [s for _, m in layers for s in m.scores]
     flags = [s.requires_grad for s in scores]
-    weights = [m.weight for _, m in layers]
     hooks = []
     set_task(model, task)
     try:
         for s in scores:
             s.requires_grad_(False)
-        for n, m in layers:
-            keep = allowed[n].to(m.weight.device)
-            m.weight.requires_grad_(True)
-            # a select, not a product with a 0/1 tensor: a non-finite gradient stays out too
-            hooks.append(m.weight.register_hook(lambda g, keep=keep: torch.where(keep, g, torch.zeros_like(g))))
-        return fit(model, weights, batches, cfg, desc=desc or f"weights {task}", progress=progress)
+        hooks = restrict_gradients(model, allowed)
+        return fit(model, backbone_weights(model), batches, cfg, desc=desc or f"weights {task}", progress=progress)
     finally:
-        for h in hooks:
-            h.remove()
-        for w in weights:
-            w.requires_grad_(False)
-            w.grad = None
+        release_weights(model, hooks)
         for s, f in zip(scores, flags):
             s.requires_grad_(f)
 
@@ -232,5 +262,6 @@ class ExssnetLearner:
         return info
 
 
-__all__ = ["METHODS", "ExssnetConfig", "ExssnetLearner", "current_masks", "kkt_transfer", "knn_accuracy",
-           "penultimate_features", "train_weights", "used_from_masks"]
+__all__ = ["METHODS", "ExssnetConfig", "ExssnetLearner", "backbone_weights", "current_masks", "kkt_transfer", "knn_accuracy",
+           "penultimate_features", "release_weights", "restrict_gradients", "train_weights", "trainable_entries",
+           "used_from_masks"]

@@ -1,4 +1,4 @@
-"""SupSup and ImpressLearn (impresslearn.avalanche) beside Avalanche's own PackNet, on the same
+"""SupSup, ImpressLearn and ExSSNeT (impresslearn.avalanche) beside Avalanche's own PackNet, on the same
 Avalanche streams: PermutedMNIST and SplitMNIST, 5 experiences each, task-incremental.
 
 Every method gets the same LeNet-300-100 (784-300-100-10, no biases), the same experiences
@@ -6,15 +6,21 @@ Every method gets the same LeNet-300-100 (784-300-100-10, no biases), the same e
 samples per experience) and the same epochs per experience: PackNet trains its weights for
 `epochs - 1` epochs, prunes, and fine-tunes one more (Avalanche refuses post-pruning epochs >=
 training epochs, so 2 is its least), SupSup trains a mask for `epochs`, ImpressLearn masks for
-the first `--basis` experiences and alphas for the rest. After each experience the whole test
+the first `--basis` experiences and alphas for the rest, ExSSNeT a mask for `epochs` and then its
+exclusive weights for `--weight-epochs` (Adam at `--weight-lr`, 1e-2: the rate results/exssnet
+chose on a validation split). After each experience the whole test
 stream is evaluated, which fills Avalanche's accuracy matrix, forgetting and BWT; at the end SupSup
 and ImpressLearn are evaluated once more without task labels (the library's exhaustive task
 inference picks the task of each test batch of 512).
 
 Bytes are measured on the trained objects: what must be kept, beyond a seed, to run every
-task (packed masks; basis and alphas; PackNet's float32 weights and its uint8 task index).
+task (packed masks; basis and alphas; ExSSNeT's packed masks and one float per weight some mask
+holds, beside the seed; PackNet's float32 weights and its uint8 task index).
 
     OMP_NUM_THREADS=1 python results/avalanche/compare.py --data-root ../shared/data --out results/avalanche/compare.json
+
+`--merge` adds the rows of `--methods` to an existing `--out` run with the same settings (one
+method rerun or added without rerunning the others).
 """
 
 from __future__ import annotations
@@ -29,12 +35,14 @@ import warnings
 import torch
 
 from impresslearn import convert, models
-from impresslearn.avalanche import ImpressLearn, SupSup, evaluation_plugin
+from impresslearn.avalanche import ExSSNeT, ImpressLearn, SupSup, evaluation_plugin
 from impresslearn.avalanche.benchmarks import permuted_mnist, split_mnist
 from impresslearn.continual import TrainConfig
+from impresslearn.continual.exssnet import current_masks
+from impresslearn.continual.storage import exssnet_bytes
 from impresslearn.layers import impress_layers, supermask_layers
 
-METHODS = ("supsup", "impress-channel", "impress-layer", "packnet")
+METHODS = ("supsup", "impress-channel", "impress-layer", "exssnet", "packnet")
 
 
 def supermask_net(seed: int):
@@ -67,6 +75,9 @@ def strategy_for(method: str, args, n_exp: int):
     alphas = TrainConfig(optimizer="adam", lr=1e-2, epochs=args.epochs, batch_size=128)
     if method == "supsup":
         return SupSup(model=supermask_net(args.seed), masks=masks, eval_mb_size=512)
+    if method == "exssnet":
+        weights = TrainConfig(optimizer="adam", lr=args.weight_lr, epochs=args.weight_epochs, batch_size=128)
+        return ExSSNeT(model=supermask_net(args.seed), masks=masks, weights=weights, eval_mb_size=512)
     if method.startswith("impress"):
         return ImpressLearn(model=supermask_net(args.seed), basis_size=args.basis, per_channel=method == "impress-channel",
                             masks=masks, alphas=alphas, eval_mb_size=512)
@@ -82,6 +93,21 @@ def kept_bytes(method: str, strategy) -> dict:
                     if hasattr(m, "task_index"))
         return {"total": weights + index, "weights": weights, "task_index": index, "per_new_task": 0}
     net = strategy.model.net
+    if method == "exssnet":
+        # beside the seed: each task's packed mask, and one float per weight its mask covers
+        # first (the weight phases change no other); positions follow from the masks
+        layers = supermask_layers(net)
+        used = {n: torch.zeros_like(m.weight, dtype=torch.bool) for n, m in layers}
+        new = []
+        for t in range(layers[0][1].num_tasks):
+            mask = current_masks(net, t)
+            new.append(sum(int((mask[n] & ~used[n]).sum()) for n in mask))
+            for n in mask:
+                used[n] |= mask[n]
+        per_task = exssnet_bytes({n: tuple(m.weight.shape) for n, m in layers}, new)
+        masks = sum(m.export_masks().nbytes for _, m in layers)
+        return {"total": sum(per_task), "masks": masks, "trained_weights": sum(per_task) - masks,
+                "new_entries": new, "per_new_task": per_task[-1]}
     if supermask_layers(net) and not impress_layers(net):
         masks = sum(m.export_masks().nbytes for _, m in supermask_layers(net))
         tasks = supermask_layers(net)[0][1].num_tasks
@@ -141,7 +167,7 @@ def run_method(method: str, bm, args) -> dict:
 
 
 LABELS = {"supsup": "SupSup", "impress-channel": "ImpressLearn, per-channel alpha", "impress-layer":
-          "ImpressLearn, per-layer alpha", "packnet": "PackNet (Avalanche)"}
+          "ImpressLearn, per-layer alpha", "exssnet": "ExSSNeT", "packnet": "PackNet (Avalanche)"}
 
 
 def markdown(results: dict) -> str:
@@ -154,7 +180,7 @@ def markdown(results: dict) -> str:
                 "| method | final accuracy per experience (%) | mean | mean, no task labels | forgetting | BWT "
                 "| bytes per task | bytes per added task | train CPU s | wall s |",
                 "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-        for method, r in methods.items():
+        for method, r in sorted(methods.items(), key=lambda kv: METHODS.index(kv[0])):
             label = LABELS[method] + (f", K = {basis}" if method.startswith("impress") else "")
             accs = " / ".join(f"{100 * a:.1f}" for a in r["final_acc"])
             inferred = r.get("mean_final_acc_tasks_inferred")
@@ -164,6 +190,21 @@ def markdown(results: dict) -> str:
                        f"| {r['wall_s']:.0f} |")
         out += ["", f"({n} experiences.)", ""]
     return "\n".join(out)
+
+
+# the settings a merged run must share with the run it adds rows to
+SHARED = ("experiences", "train_per_exp", "test_per_exp", "epochs", "basis", "seed", "threads")
+
+
+def merged_into(args, new: dict) -> dict:
+    """The run in `args.out`, with this run's command and settings recorded beside its own."""
+    with open(args.out) as f:
+        old = json.load(f)
+    differ = [k for k in SHARED if old["config"].get(k) != vars(args)[k]]
+    if differ:
+        raise SystemExit(f"--merge: {args.out} was run with other settings ({', '.join(differ)})")
+    old.setdefault("merged", []).append({k: new[k] for k in ("command", "config", "machine")})
+    return old
 
 
 def main(argv=None) -> None:
@@ -176,6 +217,9 @@ def main(argv=None) -> None:
     p.add_argument("--train-per-exp", type=int, default=None, help="training samples kept per experience (all: None)")
     p.add_argument("--test-per-exp", type=int, default=None, help="test samples kept per experience (all: None)")
     p.add_argument("--epochs", type=int, default=2, help="per experience, every method (PackNet: the last one after pruning)")
+    p.add_argument("--weight-epochs", type=int, default=1, help="ExSSNeT: weight-phase epochs, after the mask's")
+    p.add_argument("--weight-lr", type=float, default=1e-2, help="ExSSNeT: the weight phase's Adam rate")
+    p.add_argument("--merge", action="store_true", help="add these methods' rows to the existing --out run")
     p.add_argument("--basis", type=int, default=3, help="ImpressLearn: experiences whose masks form the basis")
     p.add_argument("--packnet-lr", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
@@ -205,13 +249,16 @@ def main(argv=None) -> None:
         results["machine"]["avalanche"] = avalanche.__version__
     except AttributeError:
         pass
+    if args.merge:
+        results = merged_into(args, results)
     for name in args.benchmarks.split(","):
         torch.manual_seed(args.seed)
         bm = builders[name](args.experiences, args.data_root, seed=args.seed, train_per_exp=args.train_per_exp,
                             test_per_exp=args.test_per_exp)
         print(f"{name}: {args.experiences} experiences, {len(bm.train_stream[0].dataset)} training and "
               f"{len(bm.test_stream[0].dataset)} test samples each", flush=True)
-        results["benchmarks"][name] = {m: run_method(m, bm, args) for m in methods}
+        rows = results["benchmarks"].setdefault(name, {})
+        rows.update({m: run_method(m, bm, args) for m in methods})
         with open(args.out, "w") as f:  # after each benchmark: a stopped run keeps what it finished
             json.dump(results, f, indent=1)
     print(markdown(results))
