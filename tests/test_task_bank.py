@@ -10,7 +10,7 @@ from impresslearn import set_task
 from impresslearn.continual import backbone as bb
 from impresslearn.continual import inference
 from impresslearn.continual.task_bank import TaskBank
-from impresslearn.layers import random_basis
+from impresslearn.layers import impress_layers, random_basis
 
 
 def impress(per_channel: bool, arch="lenet", tasks=4):
@@ -141,3 +141,17 @@ def test_the_diagnosis_of_the_superposition():
     assert d["true_task_most_negative"] + d["true_task_most_positive"] <= 1
     assert 0 <= d["true_task_mean_rank"] <= len(TASKS) - 1
     assert d["task_output_std"] > 0 and d["superposition_output_std"] > 0
+    assert set(d["true_task_most_negative_by_layer"]) == {n for n, _ in impress_layers(sup)}
+    assert all(0 <= v <= 1 for v in d["true_task_most_negative_by_layer"].values())
+
+
+def test_layer_gradients_sum_to_the_gradient():
+    model = impress(True)
+    x = torch.randn(6, 1, 28, 28)
+    beta = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    parts = inference.layer_gradients(model, x, inference.entropy, beta)
+    assert len(parts) == 3
+    b = beta.clone().requires_grad_(True)
+    set_task(model, b)
+    (whole,) = torch.autograd.grad(inference.entropy(model(x)), b)
+    torch.testing.assert_close(sum(parts.values()), whole, rtol=1e-4, atol=1e-6)

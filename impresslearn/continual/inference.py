@@ -18,8 +18,9 @@ compute when given a mixture (`set_task(model, beta)`), through the same combine
                                    candidates by gradient until one is left), or exhaustive
                                    (every task's score on the batch, the lowest wins: exact)
     diagnose_superposition(...)    why one-shot works or not: the uniform superposition's own
-                                   accuracy and output scale against the tasks', and where the
-                                   true task's gradient component ranks
+                                   accuracy and output scale against the tasks', where the
+                                   true task's gradient component ranks, and which layers'
+                                   shares of the gradient point at it (layer_gradients)
     infer_sample_tasks(bank, x)    a task for each sample of a batch that mixes tasks: one-shot
                                    from per-sample gradients (torch.func) or exhaustive per sample
     task_inference(model, ...)     how often the right task is found, and the accuracy with the
@@ -206,13 +207,15 @@ def diagnose_superposition(model: nn.Module, test_batches: Callable[[int], Itera
     the output entropy is stationary at a uniform output, so a superposition whose outputs are
     nearly flat gives a gradient of second order, led by noise. Measured over the test batches
     of every task: the superposition's accuracy (classifying with it directly) and the spread of
-    its outputs (std over outputs, mean over samples) against the tasks' own, the cosine of the
-    gradient with the true task's indicator, and how often the true task's component is the
-    most negative (what one-shot picks) or the most positive."""
+    its outputs (std over outputs, mean over samples) against the tasks' own, how often the true task's component is the
+    most negative (what one-shot picks) or the most positive; and, layer by layer, how often
+    that layer's share of the gradient alone would pick the true task."""
     n = len(tasks)
     bank = TaskBank(model)
     obj = objective_fn(objective, classes)
     uniform = torch.full((n,), 1.0 / n)
+    layers = impress_layers(model)
+    by_layer = {name: 0 for name, _ in layers}
     most_neg = most_pos = batches = correct = samples = 0
     rank = 0.0
     mix_spread = task_spread = 0.0
@@ -223,6 +226,8 @@ def diagnose_superposition(model: nn.Module, test_batches: Callable[[int], Itera
             for x, y in test_batches(stream_task):
                 g = _gradient(model, x, obj, uniform.to(x.device))
                 most_neg += int(g.argmin()) == s
+                for name, g_layer in layer_gradients(model, x, obj, uniform.to(x.device)).items():
+                    by_layer[name] += int(g_layer.argmin()) == s
                 most_pos += int(g.argmax()) == s
                 rank += float((g < g[s]).sum())  # 0: the true task is the most negative
                 with torch.no_grad():
@@ -239,7 +244,22 @@ def diagnose_superposition(model: nn.Module, test_batches: Callable[[int], Itera
     return {"objective": objective, "batches": batches, "superposition_acc": correct / samples,
             "superposition_output_std": mix_spread / batches, "task_output_std": task_spread / batches,
             "true_task_most_negative": most_neg / batches, "true_task_most_positive": most_pos / batches,
-            "true_task_mean_rank": rank / batches}
+            "true_task_mean_rank": rank / batches,
+            "true_task_most_negative_by_layer": {k: v / batches for k, v in by_layer.items()}}
+
+
+def layer_gradients(model: nn.Module, x: Tensor, objective: Callable[[Tensor], Tensor],
+                    beta: Tensor) -> dict[str, Tensor]:
+    """The one-shot gradient split by layer: each Impress layer gets its own copy of the mixture
+    `beta`, so d objective / d beta_layer is that layer's share of the gradient (they sum to it)."""
+    layers = impress_layers(model)
+    leaves = {name: beta.detach().clone().requires_grad_(True) for name, _ in layers}
+    set_task(model, beta)  # every task-aware module (BatchNorm too) in mixture mode
+    for name, layer in layers:
+        layer.mixture = leaves[name]
+    loss = objective(model(x))
+    grads = torch.autograd.grad(loss, list(leaves.values()))
+    return dict(zip(leaves, grads))
 
 
 def mixed_batches(test_batches: Callable[[int], Iterable], tasks: Sequence[int], seed: int = 0):
