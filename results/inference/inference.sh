@@ -19,3 +19,7 @@ $IL run --data-root $D --preset supsup --new-tasks 20 --no-impresslearn --gn G,H
 # top-10 % masks over the density-scaled backbone, 100 outputs (one-shot and exhaustive only: the
 # one-shot and binary figures of the first image are in results/permuted/gn-topk-outputs100.json)
 $IL run --data-root $D --preset topk-0.1 --outputs 100 --new-tasks 20 --no-impresslearn --gn G,H --gn-methods oneshot,exhaustive --gn-inputs batch,mixed --gn-batches 20 --cache .mask-cache --out $R/topk-0.1.json
+# Which layers' shares of the one-shot gradient point at the true task
+# (task_inference_diagnosis ... true_task_most_negative_by_layer), 5 batches per task
+$IL run --data-root $D --preset supsup --new-tasks 20 --no-impresslearn --gn H --gn-batches 5 --incorrect-tasks 0 --cache .mask-cache --out $R/supsup-preset-layers.json
+$IL run --data-root $D --preset supsup -K 10 --per-channel --new-tasks 20 --gn H --gn-batches 5 --gn-on impresslearn --incorrect-tasks 0 --cache .mask-cache --out $R/impresslearn-per-channel-layers.json
