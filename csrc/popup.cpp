@@ -25,7 +25,10 @@ namespace {
 // 16-bit digits: two passes over fp32 scores. 11-bit digits keep a chunk's histogram in L1 but
 // need a third pass, which measured no faster (2.4 M scores, one thread).
 constexpr int kDigitBits = 16;
-constexpr int64_t kBins = int64_t(1) << kDigitBits;
+// Below kSmallScores scores, clearing and scanning 2^16 bins each pass costs more than the
+// histogram itself (a LeNet layer of 30 k or 1 k scores): 8-bit digits, more but tiny passes.
+constexpr int kSmallDigitBits = 8;
+constexpr int64_t kSmallScores = int64_t(1) << 16;
 constexpr int64_t kGrain = 1 << 15;
 
 template <class U, class F>
@@ -233,17 +236,22 @@ Threshold<typename Key<scalar_t>::type> select_top(const scalar_t* x, int64_t n,
   using K = Key<scalar_t>;
   using key_t = typename K::type;
   const int64_t chunks = num_chunks(n);
-  std::vector<uint32_t> local(static_cast<size_t>(chunks * kBins));
-  std::vector<int64_t> hist(kBins);
+  const int digit_bits = n < kSmallScores ? kSmallDigitBits : kDigitBits;
+  const int64_t bins = int64_t(1) << digit_bits;
+  // Counts fit 32 bits (at most 2^32 - 1 scores); one chunk counts straight into the sum.
+  std::vector<uint32_t> local(static_cast<size_t>(chunks * bins));
+  std::vector<uint32_t> sum(chunks > 1 ? bins : 0);
+  const uint32_t* hist = chunks > 1 ? sum.data() : local.data();
   key_t prefix = 0, known = 0;  // the digits of tau found so far, and which bits they cover
   int64_t remaining = k;        // scores still to keep among those that match the prefix
   for (int shift = K::bits; shift > 0;) {
-    const int width = std::min(kDigitBits, shift);
+    const int width = std::min(digit_bits, shift);
     shift -= width;
     const key_t digits = (key_t(1) << width) - 1;
-    std::fill(local.begin(), local.end(), 0u);
+    const int64_t used = int64_t(1) << width;  // the bins this digit can reach
+    for (int64_t c = 0; c < chunks; ++c) std::fill_n(local.data() + c * bins, used, 0u);
     for_chunks(n, chunks, [&](int64_t c, int64_t b, int64_t e) {
-      uint32_t* h = local.data() + c * kBins;
+      uint32_t* h = local.data() + c * bins;
       key_t keys[kKeyBlock];
       for (int64_t i0 = b; i0 < e; i0 += kKeyBlock) {
         const int64_t len = std::min(kKeyBlock, e - i0);
@@ -256,15 +264,17 @@ Threshold<typename Key<scalar_t>::type> select_top(const scalar_t* x, int64_t n,
         }
       }
     });
-    std::fill(hist.begin(), hist.end(), 0);
-    for (int64_t c = 0; c < chunks; ++c)
-      for (int64_t d = 0; d < kBins; ++d) hist[d] += local[c * kBins + d];
+    if (chunks > 1) {
+      std::fill_n(sum.data(), used, 0u);
+      for (int64_t c = 0; c < chunks; ++c)
+        for (int64_t d = 0; d < used; ++d) sum[d] += local[c * bins + d];
+    }
     int64_t d = static_cast<int64_t>(digits), above = 0;
-    while (above + hist[d] < remaining) above += hist[d--];
+    while (above + int64_t(hist[d]) < remaining) above += hist[d--];
     remaining -= above;
     prefix |= key_t(d) << shift;
     known |= digits << shift;
-    if (hist[d] == remaining) return {prefix, n};  // the whole bin is kept: every key >= prefix
+    if (int64_t(hist[d]) == remaining) return {prefix, n};  // the whole bin is kept: every key >= prefix
   }
   return {prefix, cut_after<kAbs>(x, n, prefix, remaining)};
 }
