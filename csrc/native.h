@@ -20,6 +20,12 @@ Tensor popup_mask(const Tensor& scores, int64_t k);
 Tensor popup_pack(const Tensor& scores, int64_t k);
 Tensor threshold_mask(const Tensor& scores);
 
+// Fused edge-popup / SupSup steps (weight and scores of one shape and dtype): weight * popup_mask(|scores|, k)
+// and its scores' gradient grad * weight * sgn(scores); weight * (scores >= 0).
+Tensor popup_weight(const Tensor& weight, const Tensor& scores, int64_t k);
+Tensor popup_weight_grad_scores(const Tensor& grad, const Tensor& weight, const Tensor& scores);
+Tensor threshold_weight(const Tensor& weight, const Tensor& scores);
+
 // bits [T, rows, cols] (bool or any real dtype, nonzero = 1) <-> int32 words [T, rows, ceil(cols/32)].
 Tensor pack_bits(const Tensor& bits);
 Tensor unpack_bits(const Tensor& words, int64_t cols);

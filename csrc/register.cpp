@@ -10,6 +10,9 @@ STABLE_TORCH_LIBRARY(impresslearn_native, m) {
   m.def("popup_mask(Tensor scores, int k) -> Tensor");
   m.def("popup_pack(Tensor scores, int k) -> Tensor");
   m.def("threshold_mask(Tensor scores) -> Tensor");
+  m.def("popup_weight(Tensor weight, Tensor scores, int k) -> Tensor");
+  m.def("popup_weight_grad_scores(Tensor grad, Tensor weight, Tensor scores) -> Tensor");
+  m.def("threshold_weight(Tensor weight, Tensor scores) -> Tensor");
   m.def("pack_bits(Tensor bits) -> Tensor");
   m.def("unpack_bits(Tensor words, int cols) -> Tensor");
   // Not tensor ops: which inner-loop variant runs (variant.h), for tests and benchmarks.
@@ -23,6 +26,9 @@ STABLE_TORCH_LIBRARY_IMPL(impresslearn_native, CPU, m) {
   m.impl("popup_mask", TORCH_BOX(&impresslearn_native::popup_mask));
   m.impl("popup_pack", TORCH_BOX(&impresslearn_native::popup_pack));
   m.impl("threshold_mask", TORCH_BOX(&impresslearn_native::threshold_mask));
+  m.impl("popup_weight", TORCH_BOX(&impresslearn_native::popup_weight));
+  m.impl("popup_weight_grad_scores", TORCH_BOX(&impresslearn_native::popup_weight_grad_scores));
+  m.impl("threshold_weight", TORCH_BOX(&impresslearn_native::threshold_weight));
   m.impl("pack_bits", TORCH_BOX(&impresslearn_native::pack_bits));
   m.impl("unpack_bits", TORCH_BOX(&impresslearn_native::unpack_bits));
 }

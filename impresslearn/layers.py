@@ -137,9 +137,13 @@ class SupermaskLayer(BackboneLayer):
         return ops.threshold_mask(s)
 
     def effective_weight(self) -> Tensor:
+        """`weight * mask()`, by the fused ops: one pass each way, no float mask in between."""
         if self.mixture is not None:
             raise RuntimeError("a task mixture needs Impress layers; build one from the exported masks")
-        return self.weight * self.mask()
+        s = self.scores[self.task]
+        if self.mask_mode == "topk":
+            return ops.popup_weight(self.weight, s, self.density)
+        return ops.threshold_weight(self.weight, s)
 
     @torch.no_grad()
     def export_masks(self, tasks: Sequence[int] | None = None) -> PackedMasks:

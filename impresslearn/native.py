@@ -111,6 +111,21 @@ def threshold_mask(scores: torch.Tensor) -> torch.Tensor:
     return _op("threshold_mask")(scores)
 
 
+def popup_weight(weight: torch.Tensor, scores: torch.Tensor, k: int) -> torch.Tensor:
+    """`weight * popup_mask(|scores|, k)`: the radix select on |scores|, then one pass (no float mask)."""
+    return _op("popup_weight")(weight, scores, k)
+
+
+def popup_weight_grad_scores(grad: torch.Tensor, weight: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """`grad * weight * sgn(scores)` in one pass: the scores' gradient of `popup_weight`."""
+    return _op("popup_weight_grad_scores")(grad, weight, scores)
+
+
+def threshold_weight(weight: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """`weight * (scores >= 0)` in one pass."""
+    return _op("threshold_weight")(weight, scores)
+
+
 def pack_bits(bits: torch.Tensor) -> torch.Tensor:
     """A bool (or 0/1) tensor `[T, rows, cols]` as int32 words `[T, rows, ceil(cols / 32)]`."""
     return _op("pack_bits")(bits)
@@ -156,6 +171,18 @@ def _register_fakes() -> None:
 
     @torch.library.register_fake(lib + "threshold_mask")
     def _(scores):
+        return torch.empty_like(scores, memory_format=torch.contiguous_format)
+
+    @torch.library.register_fake(lib + "popup_weight")
+    def _(weight, scores, k):
+        return torch.empty_like(scores, memory_format=torch.contiguous_format)
+
+    @torch.library.register_fake(lib + "popup_weight_grad_scores")
+    def _(grad, weight, scores):
+        return torch.empty_like(scores, memory_format=torch.contiguous_format)
+
+    @torch.library.register_fake(lib + "threshold_weight")
+    def _(weight, scores):
         return torch.empty_like(scores, memory_format=torch.contiguous_format)
 
     @torch.library.register_fake(lib + "pack_bits")

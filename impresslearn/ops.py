@@ -12,6 +12,8 @@ Public functions (docs/design.md §4.2):
     popup_mask(scores, density)                    top-k mask, straight-through backward
     popup_pack(scores, density)                    the same mask as a one-mask PackedMasks
     threshold_mask(scores)                         scores >= 0, straight-through backward
+    popup_weight(weight, scores, density)          weight * popup_mask(|scores|), fused (edge-popup layers)
+    threshold_weight(weight, scores)               weight * threshold_mask(scores), fused (threshold layers)
     pack_bits(bits), unpack_bits(words, cols)      the packed format's codec, on the backend
 
 `alpha` is `[T]` (one coefficient per mask for the layer) or `[T, rows]` (per output channel).
@@ -42,6 +44,8 @@ __all__ = [
     "popup_mask",
     "popup_pack",
     "threshold_mask",
+    "popup_weight",
+    "threshold_weight",
     "popup_k",
     "backend_for",
     "pack_bits",
@@ -76,9 +80,15 @@ def _grad_input_from(combine):
     return lambda grad, weight, words, alpha: grad @ combine(weight, words, alpha)
 
 
-# Fused primitives a backend may leave out, and how they are built from that backend's combine:
-# at batch sizes that train, combine then one dense GEMM is what a fused kernel must beat.
-_COMPOSED = {"impress_linear": _linear_from, "impress_linear_grad_input": _grad_input_from}
+def _popup_weight_from(popup_mask):
+    return lambda weight, scores, k: weight * popup_mask(scores.abs(), k)
+
+
+# Fused primitives a backend may leave out: (the backend primitive they are built from, how). At
+# batch sizes that train, combine then one dense GEMM is what a fused linear kernel must beat; a
+# backend with its own top-k but no fused popup_weight (Triton) keeps its top-k.
+_COMPOSED = {"impress_linear": ("combine", _linear_from), "impress_linear_grad_input": ("combine", _grad_input_from),
+             "popup_weight": ("popup_mask", _popup_weight_from)}
 
 
 def _primitive(device: torch.device, name: str):
@@ -90,8 +100,9 @@ def _primitive(device: torch.device, name: str):
     torch.compile checks the real strides against them (an einsum may return a transposed view)."""
     mod = _select(device)
     fn = getattr(mod, name, None)
-    if fn is None and name in _COMPOSED and hasattr(mod, "combine"):
-        fn = _COMPOSED[name](mod.combine)
+    if fn is None and name in _COMPOSED and hasattr(mod, _COMPOSED[name][0]):
+        base, build = _COMPOSED[name]
+        fn = build(getattr(mod, base))
     if fn is None:
         fn = getattr(reference, name)
     return lambda *args: fn(*args).contiguous()
@@ -347,8 +358,18 @@ _impress_linear_grad_input.register_autograd(_impress_linear_grad_input_backward
 
 
 def impress_linear(x: Tensor, weight: Tensor, packed: PackedMasks, alpha: Tensor, bias: Tensor | None = None) -> Tensor:
-    """`F.linear(x, combine(weight, packed, alpha), bias)`."""
+    """`F.linear(x, combine(weight, packed, alpha), bias)`.
+
+    On a backend without a fused impress_linear (native), this is that composition itself, so that
+    autograd keeps the W_eff of the forward for the input gradient (`grad @ W_eff`) instead of
+    combining the masks a second time in backward: one weight-sized tensor per layer, the memory a
+    plain layer's weight takes, for one combine less per step. The fused op (Triton, reference) keeps
+    only the packed bits."""
     _check_packed(weight, packed)
+    if not hasattr(_select(x.device), "impress_linear"):
+        _check_combine(weight, packed.words, alpha)
+        _check_linear(x, weight, bias)
+        return F.linear(x, _combine(weight, packed.words, alpha), bias)
     return _impress_linear(x, weight, packed.words, alpha, bias)
 
 
@@ -523,6 +544,126 @@ _threshold_mask.register_autograd(lambda ctx, grad: grad)
 def threshold_mask(scores: Tensor) -> Tensor:
     """1.0 where `scores >= 0`, else 0.0 (SupSup's fast masks); straight-through backward."""
     return _threshold_mask(scores)
+
+
+# --------------------------------------------------------------------------- fused mask steps
+# A SupSup layer's effective weight and the scores' gradient, each in one pass over the weights:
+# the same values as `weight * popup_mask(scores.abs(), density)` and `weight * threshold_mask(scores)`
+# with their straight-through backward, without a float mask, |scores| or grad * weight tensor.
+
+def _check_weight_scores(weight: Tensor, scores: Tensor) -> None:
+    _check_scores(scores)
+    if weight.dtype != scores.dtype:
+        raise TypeError(f"weight dtype {weight.dtype} differs from scores dtype {scores.dtype}")
+    if weight.shape != scores.shape:
+        raise ValueError(f"weight of shape {tuple(weight.shape)} and scores of shape {tuple(scores.shape)} differ")
+    _check_same_device(weight=weight, scores=scores)
+
+
+@torch.library.custom_op("impresslearn::popup_weight", mutates_args=())
+def _popup_weight(weight: Tensor, scores: Tensor, k: int) -> Tensor:
+    _check_weight_scores(weight, scores)
+    _check_k(scores, k)
+    return _primitive(scores.device, "popup_weight")(weight.contiguous(), scores.contiguous(), k)
+
+
+@_popup_weight.register_fake
+def _(weight, scores, k):
+    _check_weight_scores(weight, scores)
+    _check_k(scores, k)
+    return scores.new_empty(scores.shape)
+
+
+@torch.library.custom_op("impresslearn::popup_weight_grad_scores", mutates_args=())
+def _popup_weight_grad_scores(grad: Tensor, weight: Tensor, scores: Tensor) -> Tensor:
+    _check_weight_scores(weight, scores)
+    _check_weight_scores(grad, scores)
+    return _primitive(scores.device, "popup_weight_grad_scores")(grad.contiguous(), weight.contiguous(),
+                                                                 scores.contiguous())
+
+
+@_popup_weight_grad_scores.register_fake
+def _(grad, weight, scores):
+    _check_weight_scores(weight, scores)
+    _check_weight_scores(grad, scores)
+    return scores.new_empty(scores.shape)
+
+
+def _popup_weight_grad_scores_setup(ctx, inputs, output):
+    grad, weight, scores = inputs
+    ctx.save_for_backward(grad, weight, scores)
+
+
+def _popup_weight_grad_scores_backward(ctx, gg):
+    # out = grad * weight * sgn(scores): linear in grad and in weight, and sgn has zero derivative.
+    grad, weight, scores = ctx.saved_tensors
+    sgn = scores.sgn()
+    d_grad = gg * weight * sgn if ctx.needs_input_grad[0] else None
+    d_weight = gg * grad * sgn if ctx.needs_input_grad[1] else None
+    return d_grad, d_weight, None
+
+
+_popup_weight_grad_scores.register_autograd(_popup_weight_grad_scores_backward,
+                                            setup_context=_popup_weight_grad_scores_setup)
+
+
+def _popup_weight_setup(ctx, inputs, output):
+    weight, scores, k = inputs
+    ctx.k = k
+    ctx.save_for_backward(weight, scores)
+
+
+def _popup_weight_backward(ctx, grad):
+    weight, scores = ctx.saved_tensors
+    needs_w, needs_s = ctx.needs_input_grad[:2]
+    # The weight is a frozen buffer in the layers; its gradient (grad * mask) reselects the mask.
+    grad_weight = grad * _popup_mask(scores.abs(), ctx.k) if needs_w else None
+    grad_scores = _popup_weight_grad_scores(grad, weight, scores) if needs_s else None
+    return grad_weight, grad_scores, None
+
+
+_popup_weight.register_autograd(_popup_weight_backward, setup_context=_popup_weight_setup)
+
+
+def popup_weight(weight: Tensor, scores: Tensor, density: float) -> Tensor:
+    """`weight * popup_mask(scores.abs(), density)` (an edge-popup layer's effective weight) in one
+    pass after the selection; the scores receive `grad * weight * sgn(scores)`, straight through the
+    mask as `popup_mask` has it."""
+    _check_scores(scores)
+    return _popup_weight(weight, scores, popup_k(scores.numel(), density))
+
+
+@torch.library.custom_op("impresslearn::threshold_weight", mutates_args=())
+def _threshold_weight(weight: Tensor, scores: Tensor) -> Tensor:
+    _check_weight_scores(weight, scores)
+    return _primitive(scores.device, "threshold_weight")(weight.contiguous(), scores.contiguous())
+
+
+@_threshold_weight.register_fake
+def _(weight, scores):
+    _check_weight_scores(weight, scores)
+    return scores.new_empty(scores.shape)
+
+
+def _threshold_weight_setup(ctx, inputs, output):
+    weight, scores = inputs
+    ctx.save_for_backward(weight, scores)
+
+
+def _threshold_weight_backward(ctx, grad):
+    # Straight through the mask: the scores get grad * weight, one elementwise product.
+    weight, scores = ctx.saved_tensors
+    grad_weight = grad * _threshold_mask(scores) if ctx.needs_input_grad[0] else None
+    grad_scores = grad * weight if ctx.needs_input_grad[1] else None
+    return grad_weight, grad_scores
+
+
+_threshold_weight.register_autograd(_threshold_weight_backward, setup_context=_threshold_weight_setup)
+
+
+def threshold_weight(weight: Tensor, scores: Tensor) -> Tensor:
+    """`weight * threshold_mask(scores)` in one pass; the scores receive `grad * weight`."""
+    return _threshold_weight(weight, scores)
 
 
 # --------------------------------------------------------------------------- packing

@@ -106,3 +106,19 @@ def popup_pack(scores: torch.Tensor, k: int) -> torch.Tensor:
 def threshold_mask(scores: torch.Tensor) -> torch.Tensor:
     """1.0 where `scores >= 0`, else 0.0 (SupSup's fast masks)."""
     return (scores >= 0).to(scores.dtype)
+
+
+def popup_weight(weight: torch.Tensor, scores: torch.Tensor, k: int) -> torch.Tensor:
+    """`weight * popup_mask(|scores|, k)`: an edge-popup layer's effective weight."""
+    return weight * popup_mask(scores.abs(), k)
+
+
+def popup_weight_grad_scores(grad: torch.Tensor, weight: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """`grad * weight * sgn(scores)`: the scores' gradient of `popup_weight`, straight through the
+    mask and then through |scores| (torch's abs backward, so 0 at a zero score)."""
+    return grad * weight * scores.sgn()
+
+
+def threshold_weight(weight: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """`weight * threshold_mask(scores)`: a SupSup threshold layer's effective weight."""
+    return weight * threshold_mask(scores)
