@@ -318,7 +318,8 @@ def inference_table(paths: Sequence[str]) -> str:
     head = ["tasks", "n", "objective"] + [f"{m}, {i}" for m, i in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     diag = ["| tasks | objective | superposition accuracy | output std: superposition / tasks | "
-            "true task most negative | most positive | mean rank |", "|---|---|---|---|---|---|---|"]
+            "true task most negative | most positive | mean rank | most negative by layer, first to last |",
+            "|---|---|---|---|---|---|---|---|"]
     for r in runs:
         for label, entries in r.get("task_inference", {}).items():
             name = _inference_label(r, label)
@@ -331,7 +332,9 @@ def inference_table(paths: Sequence[str]) -> str:
                 diag.append(f"| {name} | {d['objective']} | {pct(d['superposition_acc'])} | "
                             f"{d['superposition_output_std']:.3f} / {d['task_output_std']:.3f} | "
                             f"{pct(d['true_task_most_negative'])} | {pct(d['true_task_most_positive'])} | "
-                            f"{d['true_task_mean_rank']:.1f} |")
+                            f"{d['true_task_mean_rank']:.1f} | "
+                            + (" / ".join(pct(v) for v in d["true_task_most_negative_by_layer"].values())
+                               if d.get("true_task_most_negative_by_layer") else "-") + " |")
     out = "\n".join(lines) + "\n\nCells: the task found (the accuracy with the inferred task)."
     if len(diag) > 2:
         out += "\n\n" + "\n".join(diag)
