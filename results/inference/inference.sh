@@ -23,3 +23,4 @@ $IL run --data-root $D --preset topk-0.1 --outputs 100 --new-tasks 20 --no-impre
 # (task_inference_diagnosis ... true_task_most_negative_by_layer), 5 batches per task
 $IL run --data-root $D --preset supsup --new-tasks 20 --no-impresslearn --gn H --gn-batches 5 --incorrect-tasks 0 --cache .mask-cache --out $R/supsup-preset-layers.json
 $IL run --data-root $D --preset supsup -K 10 --per-channel --new-tasks 20 --gn H --gn-batches 5 --gn-on impresslearn --incorrect-tasks 0 --cache .mask-cache --out $R/impresslearn-per-channel-layers.json
+$IL run --data-root $D --preset topk-0.1 --outputs 100 --new-tasks 20 --no-impresslearn --gn G,H --gn-batches 5 --incorrect-tasks 0 --cache .mask-cache --out $R/topk-0.1-layers.json
