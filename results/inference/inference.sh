@@ -24,3 +24,6 @@ $IL run --data-root $D --preset topk-0.1 --outputs 100 --new-tasks 20 --no-impre
 $IL run --data-root $D --preset supsup --new-tasks 20 --no-impresslearn --gn H --gn-batches 5 --incorrect-tasks 0 --cache .mask-cache --out $R/supsup-preset-layers.json
 $IL run --data-root $D --preset supsup -K 10 --per-channel --new-tasks 20 --gn H --gn-batches 5 --gn-on impresslearn --incorrect-tasks 0 --cache .mask-cache --out $R/impresslearn-per-channel-layers.json
 $IL run --data-root $D --preset topk-0.1 --outputs 100 --new-tasks 20 --no-impresslearn --gn G,H --gn-batches 5 --incorrect-tasks 0 --cache .mask-cache --out $R/topk-0.1-layers.json
+# each factor of top-k's failure alone, by layer: denser masks, then no 1/sqrt(density) scaling
+$IL run --data-root $D --preset topk-0.1 --outputs 100 --density 0.5 --new-tasks 20 --no-impresslearn --gn G,H --gn-batches 5 --incorrect-tasks 0 --cache .mask-cache --out $R/topk-0.5-layers.json
+$IL run --data-root $D --preset topk-0.1 --outputs 100 --scale false --new-tasks 20 --no-impresslearn --gn G,H --gn-batches 5 --incorrect-tasks 0 --cache .mask-cache --out $R/topk-0.1-unscaled-layers.json
