@@ -10,6 +10,7 @@ import torch
 
 from impresslearn import doctor, threads
 from impresslearn.cli import main
+from impresslearn.cli.options import say_threads, use_threads
 from impresslearn.continual import backbone as bb
 
 
@@ -47,14 +48,18 @@ def test_doctor_counts_the_real_models():
     assert re.search(r"threads, LeNet-300-100 runs +1: 266,200 weights", text)
 
 
-def test_a_run_says_what_it_chose(tmp_path, capsys):
-    # refused after the choice (--out holds a file that is not a results file): no data is read
+def test_a_run_says_what_it_chose_once_accepted(tmp_path, capsys):
+    # refused (--out holds a file that is not a results file): the refusal is all it prints, but
+    # the threads are set already (before any data is read)
     out = tmp_path / "r.json"
     out.write_text("not results")
     torch.set_num_threads(2)
-    code = main(["run", "--out", str(out)])
+    assert main(["run", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert code == 2 and "impresslearn: 1 CPU thread (266,200 weights < 2,000,000" in err
-    assert torch.get_num_threads() == 1
-    main(["run", "--threads", "2", "--out", str(out)])
+    assert "CPU thread" not in err and torch.get_num_threads() == 1
+    say_threads(use_threads(bb.BackboneConfig(), None))
+    assert "impresslearn: 1 CPU thread (266,200 weights < 2,000,000" in capsys.readouterr().err
+    say_threads(use_threads(bb.BackboneConfig(), 2))
     assert "impresslearn: 2 CPU threads (--threads)" in capsys.readouterr().err
+    say_threads(use_threads(bb.BackboneConfig(), 2), quiet=True)
+    assert capsys.readouterr().err == ""

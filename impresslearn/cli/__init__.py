@@ -24,7 +24,7 @@ from ..experiments.quickstart import BASE as QUICKSTART_RUN
 from ..experiments.quickstart import quickstart
 from . import split
 from .adapt import add_adapt_arguments, cmd_adapt
-from .options import Parser, Refused, positive_int, use_threads
+from .options import Parser, Refused, positive_int, say_threads, use_threads
 from .run import add_run_arguments, cmd_run
 
 __all__ = ["build_parser", "main"]
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_quickstart(a: argparse.Namespace) -> int:
-    use_threads(QUICKSTART_RUN.backbone(), a.threads, quiet=a.quiet)
+    say_threads(use_threads(QUICKSTART_RUN.backbone(), a.threads), a.quiet)
     quickstart(out=a.out, plot_path=a.plot, verbose=not a.quiet)
     return 0
 

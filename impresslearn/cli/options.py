@@ -9,7 +9,7 @@ import re
 import sys
 
 from ..continual.backbone import network, weight_shapes
-from ..threads import apply
+from ..threads import ThreadChoice, apply
 
 
 class Parser(argparse.ArgumentParser):
@@ -74,11 +74,15 @@ def config_from_args(a: argparse.Namespace, config_class):
     return config_class(**kw)
 
 
-def use_threads(backbone, explicit: int | None, quiet: bool = False) -> None:
+def use_threads(backbone, explicit: int | None) -> ThreadChoice:
     """Set torch's CPU threads for a run of `backbone` (a BackboneConfig): `--threads`, else the
-    environment's, else impresslearn.threads' rule by model size; says which on stderr."""
+    environment's, else impresslearn.threads' rule by model size. Silent: a refused run prints
+    only its refusal; `say_threads` reports the choice once the run is accepted."""
     weights = sum(math.prod(s) for s in weight_shapes(network(backbone)).values())
-    choice = apply(weights, explicit)
+    return apply(weights, explicit)
+
+
+def say_threads(choice: ThreadChoice, quiet: bool = False) -> None:
     if not quiet:
         print(f"impresslearn: {choice.threads} CPU thread{'s' if choice.threads > 1 else ''} ({choice.reason})",
               file=sys.stderr)

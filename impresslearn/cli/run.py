@@ -12,7 +12,17 @@ from collections.abc import Sequence
 from ..continual import masks as masks_mod
 from ..experiments import ALPHA_PRESETS, BENCHMARKS, RunConfig, Runner
 from ..experiments.tables import methods_summary, summary_table
-from .options import Refused, config_from_args, parse_bool, parse_floats, parse_names, positive_int, use_threads, with_flags
+from .options import (
+    Refused,
+    config_from_args,
+    parse_bool,
+    parse_floats,
+    parse_names,
+    positive_int,
+    say_threads,
+    use_threads,
+    with_flags,
+)
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -113,10 +123,11 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_run(a: argparse.Namespace, argv: Sequence[str]) -> int:
     try:  # everything that can refuse the run happens here, before any training
         cfg = config_from_args(a, RunConfig)
-        use_threads(cfg.backbone(), a.threads, quiet=a.quiet)
+        threads = use_threads(cfg.backbone(), a.threads)
         runner = Runner(cfg, a.out, command="impresslearn " + shlex.join(argv))
     except (ValueError, OSError) as err:  # (OutputError and CheckpointError are ValueErrors)
         raise Refused(with_flags(str(err), a.parser)) from err
+    say_threads(threads, a.quiet)
     res = runner.run()
     print(methods_summary(res) if res.get("methods") else summary_table(res))
     print(f"results: {a.out}")

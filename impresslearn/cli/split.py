@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from ..continual import distributed as dd
 from ..experiments import PAPER_SETTINGS, SPLIT_BENCHMARKS, SplitConfig, SplitRunner
 from ..experiments.tables import split_summary
-from .options import Parser, Refused, config_from_args, parse_bool, positive_int, use_threads, with_flags
+from .options import Parser, Refused, config_from_args, parse_bool, positive_int, say_threads, use_threads, with_flags
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,7 +94,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         cfg = config_from_args(a, SplitConfig)
         cfg.check()  # before joining the process group: bad options fail fast on every rank
-        use_threads(cfg.backbone(), a.threads, quiet=a.quiet)
+        threads = use_threads(cfg.backbone(), a.threads)
     except (ValueError, OSError) as err:
         raise Refused(with_flags(str(err), parser)) from err
     d = dd.init_from_env(cfg.device, timeout_minutes=a.dist_timeout)
@@ -103,6 +103,7 @@ def main(argv: Sequence[str]) -> int:
             runner = SplitRunner(cfg, a.out, command="impresslearn run " + shlex.join(argv), d=d)
         except (ValueError, OSError) as err:
             raise Refused(with_flags(str(err), parser)) from err
+        say_threads(threads, a.quiet or not d.is_main)
         res = runner.run()
     except BaseException:
         dd.shutdown(d, wait=False)  # no barrier: the other processes may be stuck elsewhere

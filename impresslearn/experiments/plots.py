@@ -7,6 +7,7 @@
                                         against bytes per task of every method and variant
     methods_overview(paths, path)       every method of the library on one figure: the random
                                         backbone's methods on PermutedMNIST, and KSM's adaptation
+    quickstart_plot(rows, path)         the quickstart's lessons, ImpressLearn beside SupSup
     plot_results(paths, out_dir)        all that apply, for each benchmark found in the JSON files
 """
 
@@ -41,6 +42,35 @@ def load(paths: Sequence[str | Path]) -> list[dict]:
     return out
 
 
+def finish_log_x(fig, ax, path: str | Path, ylabel: str, title: str, legend: bool = True) -> Path:
+    """Every accuracy-against-bytes figure ends the same way: log bytes axis, grid, legend, PNG."""
+    ax.set_xscale("log")
+    ax.set_xlabel("bytes per task (log scale)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    if legend:
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def quickstart_plot(rows: list[dict], path: str | Path) -> Path:
+    """The quickstart's lessons: each ImpressLearn row beside the SupSup mask of the same tasks."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, r in enumerate(rows):
+        color = f"C{i}"
+        ax.scatter(r["impresslearn_bytes"], 100 * r["impresslearn_acc"], color=color, marker="o",
+                   label=f"ImpressLearn: {r['lesson']}", zorder=3)
+        ax.scatter(r["supsup_bytes"], 100 * r["supsup_acc"], color=color, marker="*", s=120,
+                   label=f"SupSup mask: {r['lesson'].split(',')[0]}", zorder=3)
+        ax.plot([r["impresslearn_bytes"], r["supsup_bytes"]], [100 * r["impresslearn_acc"], 100 * r["supsup_acc"]],
+                color=color, alpha=0.4)
+    return finish_log_x(fig, ax, path, "mean accuracy on the new tasks (%)", "impresslearn quickstart (shipped MNIST subset)")
+
+
 def accuracy_vs_bytes(results: list[dict], path: str | Path, title: str = "") -> Path:
     fig, ax = plt.subplots(figsize=(7.5, 5))
     supsup = defaultdict(list)
@@ -62,16 +92,7 @@ def accuracy_vs_bytes(results: list[dict], path: str | Path, title: str = "") ->
             a = sum(v[1] for v in supsup[name]) / len(supsup[name])
             label = "SupSup, 1-bit packed mask" if name == "packed" else "SupSup, 16-bit indices (papers' count)"
             ax.scatter(b, 100 * a, color="black", marker=marker, s=120, label=label, zorder=4)
-    ax.set_xscale("log")
-    ax.set_xlabel("bytes per task (log scale)")
-    ax.set_ylabel("mean accuracy on new tasks (%)")
-    ax.set_title(title or "Accuracy against storage per task")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return finish_log_x(fig, ax, path, "mean accuracy on new tasks (%)", title or "Accuracy against storage per task")
 
 
 def impressions_box(results: list[dict], path: str | Path, title: str = "") -> Path:

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from .mnist import RunConfig, Runner
+from .plots import quickstart_plot
 from .tables import _aligned, nbytes, pct, ratio
 
 MATCH_POINTS = 3.0  # within this many accuracy points of SupSup's, a row "matches"
@@ -112,32 +113,6 @@ def summary(rows: list[dict], gn: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(rows: list[dict], path: str | Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, r in enumerate(rows):
-        color = f"C{i}"
-        ax.scatter(r["impresslearn_bytes"], 100 * r["impresslearn_acc"], color=color, marker="o",
-                   label=f"ImpressLearn: {r['lesson']}", zorder=3)
-        ax.scatter(r["supsup_bytes"], 100 * r["supsup_acc"], color=color, marker="*", s=120,
-                   label=f"SupSup mask: {r['lesson'].split(',')[0]}", zorder=3)
-        ax.plot([r["impresslearn_bytes"], r["supsup_bytes"]], [100 * r["impresslearn_acc"], 100 * r["supsup_acc"]],
-                color=color, alpha=0.4)
-    ax.set_xscale("log")
-    ax.set_xlabel("bytes per task (log scale)")
-    ax.set_ylabel("mean accuracy on the new tasks (%)")
-    ax.set_title("impresslearn quickstart (shipped MNIST subset)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
-
-
 def quickstart(out: str | None = None, plot_path: str | None = None, verbose: bool = True,
                lessons=LESSONS, **overrides) -> dict:
     """Run the lessons (`overrides` replace RunConfig fields in each, e.g. for a shorter run), print
@@ -158,7 +133,7 @@ def quickstart(out: str | None = None, plot_path: str | None = None, verbose: bo
     print(f"\nimpresslearn quickstart: {first['data']['source']}, {first['data']['train']:,} training images\n")
     print(summary(rows, gn))
     plot_path = Path(plot_path or (Path(out).with_suffix(".png") if out else "impresslearn-quickstart.png"))
-    plot(rows, plot_path)
+    quickstart_plot(rows, plot_path)
     print(f"\nplot: {plot_path}; finished in {time.time() - start:.0f} s (backend {first['machine']['backend']})")
     report = {"rows": rows, "verdict": verdict(rows), "task_inference": gn, "plot": str(plot_path),
               "runs": {lesson.name: res for lesson, res in results}}
