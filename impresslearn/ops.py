@@ -364,9 +364,12 @@ def impress_linear(x: Tensor, weight: Tensor, packed: PackedMasks, alpha: Tensor
     autograd keeps the W_eff of the forward for the input gradient (`grad @ W_eff`) instead of
     combining the masks a second time in backward: one weight-sized tensor per layer, the memory a
     plain layer's weight takes, for one combine less per step. The fused op (Triton, reference) keeps
-    only the packed bits."""
+    only the packed bits (and so does any backend under torch.compile)."""
     _check_packed(weight, packed)
-    if not hasattr(_select(x.device), "impress_linear"):
+    # Under torch.compile the fused op stays one opaque node (it composes inside for a backend
+    # without a fused primitive); the backend choice reads a ContextVar, which dynamo on
+    # torch 2.11 cannot trace.
+    if not torch.compiler.is_compiling() and not hasattr(_select(x.device), "impress_linear"):
         _check_combine(weight, packed.words, alpha)
         _check_linear(x, weight, bias)
         return F.linear(x, _combine(weight, packed.words, alpha), bias)
