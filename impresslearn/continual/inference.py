@@ -224,9 +224,11 @@ def diagnose_superposition(model: nn.Module, test_batches: Callable[[int], Itera
     try:
         for s, stream_task in enumerate(tasks):
             for x, y in test_batches(stream_task):
-                g = _gradient(model, x, obj, uniform.to(x.device))
+                # one backward: the layers' shares sum to the whole one-shot gradient
+                parts = layer_gradients(model, x, obj, uniform.to(x.device))
+                g = sum(parts.values())
                 most_neg += int(g.argmin()) == s
-                for name, g_layer in layer_gradients(model, x, obj, uniform.to(x.device)).items():
+                for name, g_layer in parts.items():
                     by_layer[name] += int(g_layer.argmin()) == s
                 most_pos += int(g.argmax()) == s
                 rank += float((g < g[s]).sum())  # 0: the true task is the most negative
