@@ -46,6 +46,19 @@ def test_bad_options_are_rejected(tmp_path, capsys):
     refused(capsys, TINY + ["--basis", "random", "--basis-gn", "1", "--out", str(tmp_path / "r.json")], "heterogeneous")
 
 
+def test_matrix_every_measures_the_diagonal_between_full_rows(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    refused(capsys, TINY + ["--matrix-every", "0", "--out", str(out)], "--matrix-every must be at least 1")
+    assert cli.main(["run", "--new-tasks", "3", "--first-new-task", "0", "--no-impresslearn", "--mask-epochs", "0.2",
+                     "--quiet", "--incorrect-tasks", "0", "--matrix-every", "5", "--out", str(out)]) == 0
+    m = json.loads(out.read_text())["supsup"]["acc_matrix"]
+    R = m["matrix"]
+    assert R[1][0] is None and R[1][1] is not None  # row 1: the diagonal only
+    assert all(v is not None for v in R[2])          # the last row: every task
+    assert m["forgetting"] == 0.0 and m["backward_transfer"] == 0.0  # frozen masks, measured
+    capsys.readouterr()
+
+
 def test_tiny_run_writes_results_and_plots(tmp_path, capsys):
     out = tmp_path / "r.json"
     assert cli.main(TINY + ["--basis", "random", "--per-channel", "--gn", "H", "--gn-batches", "2",

@@ -26,6 +26,22 @@ def test_matrix_metrics_by_hand():
     assert one.forgetting() == 0.0 and one.backward_transfer() == 0.0
 
 
+def test_sparse_matrix_metrics_skip_rows_not_measured():
+    # rows 0..2 hold only the diagonal, row 3 and the last are full (--matrix-every 4)
+    R = metrics.AccuracyMatrix(5)
+    for i, v in enumerate([0.9, 0.8, 0.95, 0.7, 0.6]):
+        R.record(i, i, v)
+    for j, v in enumerate([0.85, 0.8, 0.9, 0.7]):
+        R.record(3, j, v)
+    for j, v in enumerate([0.8, 0.75, 0.9, 0.65, 0.6]):
+        R.record(4, j, v)
+    # task 0: best of 0.9 (diag) and 0.85 (row 3) -> 0.8; task 1: 0.8 -> 0.75; task 2: 0.95 -> 0.9;
+    # task 3: 0.7 -> 0.65
+    assert R.forgetting() == pytest.approx((0.1 + 0.05 + 0.05 + 0.05) / 4)
+    assert R.backward_transfer() == pytest.approx((-0.1 - 0.05 - 0.05 - 0.05) / 4)
+    assert not math.isnan(R.forgetting())
+
+
 def test_incorrect_masks_give_chance_on_permuted_tasks():
     _, model = trained("topk")
     M = metrics.incorrect_mask_matrix(model, list(TASKS), eval_batches)

@@ -95,6 +95,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("measurements")
     g.add_argument("--incorrect-tasks", type=int, default=10,
                    help="incorrect-mask matrix over the first N new tasks' SupSup masks")
+    g.add_argument("--matrix-every", type=int, default=1, metavar="N",
+                   help="accuracy matrix: a full row after every N-th task and the last, only the diagonal "
+                        "between (default 1: every row; the full matrix costs tasks²/2 evaluations)")
     g.add_argument("--basis-gn", type=int, default=0, metavar="N",
                    help="basis-GN: learn the first N basis tasks again without their label")
     g.add_argument("--gn", type=parse_names, default=[], metavar="OBJ", dest="gn_objectives",

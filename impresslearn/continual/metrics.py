@@ -66,11 +66,14 @@ class AccuracyMatrix:
         return sum(self.final) / self.num_tasks
 
     def forgetting(self) -> float:
-        """Mean over tasks j < T-1 of max_{i < T-1} R[i][j] - R[T-1][j] (0.0 for a single task)."""
+        """Mean over tasks j < T-1 of max_{i < T-1} R[i][j] - R[T-1][j] over the measured rows (0.0
+        for a single task); the diagonal and the last row must be measured."""
         t = self.num_tasks
         if t < 2:
             return 0.0
-        drops = [max(self.R[i][j] for i in range(j, t - 1)) - self.R[t - 1][j] for j in range(t - 1)]
+        # rows not measured (NaN) are left out: a sparse matrix measures only the diagonal between rows
+        drops = [max(v for i in range(j, t - 1) if not math.isnan(v := self.R[i][j])) - self.R[t - 1][j]
+                 for j in range(t - 1)]
         return sum(drops) / len(drops)
 
     def backward_transfer(self) -> float:

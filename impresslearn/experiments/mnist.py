@@ -95,6 +95,7 @@ class RunConfig:
     alpha_schedule: str | None = None
     # extra measurements
     incorrect_tasks: int = 10              # incorrect-mask matrix over the first n new tasks
+    matrix_every: int = 1                  # accuracy-matrix rows after every n-th task and the last (diagonal always)
     basis_gn: int = 0                      # basis-GN on the first n basis tasks (heterogeneous)
     gn_objectives: list = dataclasses.field(default_factory=list)   # "G", "H"
     gn_methods: list = dataclasses.field(default_factory=lambda: ["oneshot"])
@@ -157,6 +158,8 @@ class RunConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.eval_batch_size < 1:
             raise ValueError(f"eval_batch_size must be at least 1, got {self.eval_batch_size}")
+        if self.matrix_every < 1:
+            raise ValueError(f"matrix_every must be at least 1 (1: a row after every task), got {self.matrix_every}")
         # (without ImpressLearn there is no basis: the new tasks may start at 0, SupSup's own
         # permutation seeds 1, 2, ...)
         if self.benchmark == "permuted-mnist" and self.impresslearn and not self.methods and \
@@ -393,7 +396,8 @@ class Runner(RunnerBase):
                                  desc=f"{label} mask {i + 1}/{n}")
                 self.cache.put(key, masks.task_masks(model, [i]), {"task": self.tasks.stream.describe(t), "slot": i})
             if acc is not None:
-                acc.measure_row(i, lambda j: metrics.accuracy(model, self.test_batches(stream_tasks[j]), task=j))
+                acc.measure_row(i, lambda j: metrics.accuracy(model, self.test_batches(stream_tasks[j]), task=j),
+                                tasks=self.matrix_row(i, n))
                 diag.append(acc.R[i][i])
             else:
                 diag.append(metrics.accuracy(model, self.test_batches(t), task=i))
@@ -402,6 +406,13 @@ class Runner(RunnerBase):
         if acc is not None:
             info["acc_matrix"] = acc.to_dict()
         return model, info
+
+    def matrix_row(self, i: int, n: int) -> list[int]:
+        """The tasks the accuracy matrix measures after learning task i of n: all learned so far
+        after every `matrix_every`-th task and the last, else only task i (the diagonal): the full
+        matrix costs n²/2 evaluations, too many at hundreds of tasks."""
+        every = self.cfg.matrix_every
+        return list(range(i + 1)) if (i + 1) % every == 0 or i == n - 1 else [i]
 
     def mask_key(self, slot: int, task: int) -> str:
         # the model slot fixes the score initialisation seed; the data seed follows slot and task
@@ -444,7 +455,8 @@ class Runner(RunnerBase):
                 fits.append({**fit, "seconds": round(time.time() - start, 1)})
                 if unit is not None:
                     unit.save(state_bytes(task_state(model, i), position=fits[-1]))
-            acc.measure_row(i, lambda j: metrics.accuracy(model, self.test_batches(self.tasks.new[j]), task=j))
+            acc.measure_row(i, lambda j: metrics.accuracy(model, self.test_batches(self.tasks.new[j]), task=j),
+                            tasks=self.matrix_row(i, n))
             self.log(f"ImpressLearn task {i + 1}/{n} ({self.tasks.stream.describe(t)}): {acc.R[i][i]:.4f}")
             diag = [acc.R[j][j] for j in range(i + 1)]
             self.results["impresslearn"].update(new_task_acc=diag, mean_acc=sum(diag) / len(diag), fits=fits)
