@@ -94,20 +94,32 @@ def test_killed_run_resumes_to_the_same_results(tmp_path, reference, n, when):
 # --------------------------------------------------------------------------- two runs, one --out
 
 def test_a_second_run_on_the_same_out_is_refused_at_once(tmp_path):
-    # The first run trains long enough (about 30 s) for the second to start while it holds --out.
+    # Another process holds r.json (this test's, so that nothing depends on how long a run
+    # takes): the run is refused at once, names the holder and writes nothing.
+    with RunLock(tmp_path / "r.json", command="impresslearn run --out r.json"):
+        start = time.time()
+        second = impresslearn(TINY + ["--out", "r.json"], tmp_path)
+        assert second.returncode == 2 and time.time() - start < 60, second.stderr
+        one_sentence(second.stderr, rf"r\.json is in use by another run \(pid {os.getpid()} on ")
+        assert not (tmp_path / "r.json").exists()
+    # let go, the same command runs
+    assert impresslearn(TINY + ["--out", "r.json"], tmp_path).returncode == 0
+    assert json.loads((tmp_path / "r.json").read_text())["status"] == "done"
+
+
+def test_a_run_holds_its_out_while_it_runs(tmp_path):
     slow = [a if a != "0.3" else "3" for a in TINY]
     first = subprocess.Popen([sys.executable, "-m", "impresslearn.cli", *slow, "--out", "r.json"], cwd=tmp_path,
                              env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lock = tmp_path / "r.json.lock"
-    deadline = time.time() + 120
-    while not (lock.exists() and lock.read_text()) and first.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert first.poll() is None, "the first run ended before the second started"
-    start = time.time()
-    second = impresslearn(slow + ["--out", "r.json"], tmp_path)
-    assert first.poll() is None, "the first run ended before the second was refused"
-    assert second.returncode == 2 and time.time() - start < 60, second.stderr
-    one_sentence(second.stderr, rf"r\.json is in use by another run \(pid {first.pid} on ")
+    holder, deadline = None, time.time() + 120
+    while holder is None and first.poll() is None and time.time() < deadline:
+        try:  # empty (or half written) until the run has written its name
+            holder = json.loads(lock.read_text())
+        except (FileNotFoundError, ValueError):
+            time.sleep(0.05)
+    assert holder is not None, "the run never named itself in r.json.lock"
+    assert holder["pid"] == first.pid
     out, err = first.communicate(timeout=600)
     assert first.returncode == 0, err
     assert json.loads((tmp_path / "r.json").read_text())["status"] == "done"
