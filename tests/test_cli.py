@@ -46,6 +46,18 @@ def test_bad_options_are_rejected(tmp_path, capsys):
     refused(capsys, TINY + ["--basis", "random", "--basis-gn", "1", "--out", str(tmp_path / "r.json")], "heterogeneous")
 
 
+def test_hybrid_first_run_infers_tasks(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert cli.main(TINY + ["--hybrid", "first", "--gn", "H", "--gn-batches", "2", "--gn-on", "impresslearn",
+                            "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["config"]["hybrid"] == "first" and r["impresslearn"]["hybrid"] == "first"
+    assert r["storage"]["impresslearn_hybrid_mask_bytes"] == 300 * 25 * 4  # the first layer, packed in 32-bit words
+    (found,) = r["task_inference"]["impresslearn"]
+    assert found["batches"] == 4 and found["method"] == "oneshot"
+    assert "ImpressLearn (heterogeneous K=2, per-layer, hybrid-first)" in capsys.readouterr().out
+
+
 def test_matrix_every_measures_the_diagonal_between_full_rows(tmp_path, capsys):
     out = tmp_path / "r.json"
     refused(capsys, TINY + ["--matrix-every", "0", "--out", str(out)], "--matrix-every must be at least 1")

@@ -91,6 +91,32 @@ def test_hybrid_learns_a_last_layer_mask_with_the_alphas():
         alpha.fit_alpha(model, 0, permuted().train(7, 128), TrainConfig(optimizer="lbfgs", lr=1.0, iterations=2))
 
 
+def test_hybrid_first_keeps_a_first_layer_mask_and_superposes_exactly():
+    cfg, b = task_basis()
+    model = impress_model(cfg, b, hybrid="first", per_channel=True, num_tasks=2)
+    assert isinstance(model[1], SupermaskLinear) and isinstance(model[5], ImpressLinear)
+    alpha.fit_alpha(model, 0, permuted().train(7, 128), FAST, progress=False)
+    torch.manual_seed(0)
+    with torch.no_grad():  # task 1: other alphas and scores than task 0's
+        model[1].scores[1].normal_()
+        for _, m in layers.impress_layers(model):
+            m.alpha[1].normal_()
+    sup = superposition_model(cfg, model)
+    assert not layers.supermask_layers(sup) and sup[1].basis_size == 2
+    x, _ = next(iter(eval_batches(2)))
+    outs = []
+    for s in range(2):
+        set_task(model, s)
+        set_task(sup, s)
+        outs.append(model(x))
+        torch.testing.assert_close(sup(x), outs[-1], rtol=1e-5, atol=1e-5)
+        set_task(sup, torch.nn.functional.one_hot(torch.tensor(s), 2).float())  # a one-hot mixture too
+        torch.testing.assert_close(sup(x), outs[-1], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(outs[0], outs[1])
+    with pytest.raises(ValueError, match="hybrid must be one of"):
+        impress_model(cfg, b, hybrid="middle")
+
+
 def test_full_batch_lbfgs_lowers_the_loss():
     cfg, b = task_basis()
     model = impress_model(cfg, b, per_channel=True)

@@ -220,7 +220,7 @@ BAD = [  # (arguments after `impresslearn`, what the sentence must say)
     (["run", "--basis", "mixed"], "invalid choice"),
     (["run", "--preset", "best"], "invalid choice"),
     (["run", "--scale", "maybe"], "expected true or false"),
-    (["run", "--hybrid", "--gn", "H", "--gn-on", "impresslearn"], "hybrid"),
+    (["run", "--hybrid", "middle"], "invalid choice"),
     (["run", "--data-root", "/nonexistent/mnist"], "MNIST not found under /nonexistent/mnist"),
     (["run", "--benchmark", "split-cifar100"], "--data-root"),
     (["run", "--benchmark", "split-cifar100", "--synthetic", "--workers", "-1"], "--workers must be >= 0"),

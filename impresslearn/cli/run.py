@@ -65,7 +65,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--basis", default="heterogeneous", choices=["heterogeneous", "homogeneous", "random"])
     g.add_argument("--basis-size", "-K", type=int, default=10)
     g.add_argument("--per-channel", action="store_true", help="alpha per output channel ([K, rows]) instead of per layer")
-    g.add_argument("--hybrid", action="store_true", help="a SupSup mask in the last layer, alphas elsewhere")
+    g.add_argument("--hybrid", nargs="?", const="last", default=False, choices=["last", "first"],
+                   help="a SupSup mask per task in the last layer (--hybrid, --hybrid last) or the first (--hybrid "
+                        "first: one-shot task inference finds its signal there), alphas elsewhere")
     g.add_argument("--lam", type=float, default=0.0, help="eq. 2 penalty weight: lam * sum (sum |alpha| - 1)^2")
     g.add_argument("--alpha-preset", default="tuned", choices=sorted(ALPHA_PRESETS),
                    help="; ".join(f"{k}: {v['optimizer']} lr {v['lr']:g}{' cosine' if v.get('schedule') == 'cosine' else ''}, "

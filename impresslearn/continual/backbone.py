@@ -69,12 +69,34 @@ def supermask_model(cfg: BackboneConfig, num_tasks: int = 1) -> nn.Module:
                    scale=cfg.scale, seed=cfg.seed, num_tasks=num_tasks)
 
 
+HYBRID_LAYERS = ("last", "first")
+
+
+def hybrid_layer_name(net: nn.Module, hybrid: bool | str | None) -> str | None:
+    """The layer a hybrid ImpressLearn model keeps as a SupSup mask per task: none (False/None),
+    the last ("last", or True) or the first ("first": the layer where task inference finds its
+    signal, design.md §2.6)."""
+    if hybrid is None or hybrid is False:
+        return None
+    if hybrid is True or hybrid == "last":
+        return last_layer_name(net)
+    if hybrid == "first":
+        return first_layer_name(net)
+    raise ValueError(f"hybrid must be one of {HYBRID_LAYERS} (or False), got {hybrid!r}")
+
+
+def hybrid_label(hybrid: bool | str | None) -> str:
+    """How results name the variant: ' hybrid' (the last layer a mask), ' hybrid-first', or ''."""
+    return "" if not hybrid else " hybrid" if hybrid in (True, "last") else f" hybrid-{hybrid}"
+
+
 def impress_model(cfg: BackboneConfig, basis: Mapping[str, PackedMasks], *, per_channel: bool = False,
-                  num_tasks: int = 1, hybrid: bool = False) -> nn.Module:
-    """An ImpressLearn model over `basis` (masks per layer name). `hybrid` keeps a SupSup mask,
-    learned per task, in the last layer instead of alphas."""
+                  num_tasks: int = 1, hybrid: bool | str = False) -> nn.Module:
+    """An ImpressLearn model over `basis` (masks per layer name). `hybrid` ("last" or True,
+    "first") keeps a SupSup mask, learned per task with the alphas, in that layer instead of alphas."""
     net = network(cfg)
-    overrides = {last_layer_name(net): "supermask"} if hybrid else None
+    layer = hybrid_layer_name(net, hybrid)
+    overrides = {layer: "supermask"} if layer else None
     return convert(net, "impress", basis=basis, density=cfg.density, mask=cfg.mask, init=cfg.init, scale=cfg.scale,
                    seed=cfg.seed, per_channel=per_channel, num_tasks=num_tasks, overrides=overrides)
 
@@ -85,6 +107,13 @@ MASK_LAYERS = (SupermaskLinear, SupermaskConv2d, ImpressLinear, ImpressConv2d)
 def mask_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """(name, layer) of every Supermask* and Impress* layer, in order."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, MASK_LAYERS)]
+
+
+def first_layer_name(net: nn.Module) -> str:
+    names = [n for n, m in net.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    if not names:
+        raise ValueError("the network has no Linear or Conv2d layer")
+    return names[0]
 
 
 def last_layer_name(net: nn.Module) -> str:

@@ -117,20 +117,30 @@ def num_tasks(model: nn.Module) -> int:
     return counts.pop()
 
 
-def superposition_model(cfg: BackboneConfig, supsup: nn.Module, tasks: Sequence[int] | None = None) -> nn.Module:
-    """An Impress model whose basis is the SupSup masks of `tasks` (all by default) and whose task
-    s has alpha one-hot at s: task s computes exactly with mask s, and a mixture beta computes
-    `W ⊙ Σ_s beta_s M_s`, SupSup's superposition."""
-    if not supermask_layers(supsup):
-        raise ValueError("superposition_model needs a SupSup model (Supermask layers)")
-    basis = task_masks(supsup, tasks)
-    n = next(iter(basis.values())).num_masks
-    model = impress_model(cfg, basis, num_tasks=n)
+def superposition_model(cfg: BackboneConfig, model: nn.Module, tasks: Sequence[int] | None = None) -> nn.Module:
+    """An Impress model whose task i computes exactly as task `tasks[i]` of `model` (all tasks by
+    default) and which takes a task mixture in every layer. A SupSup layer's masks become that
+    layer's basis, task i's alpha one-hot at i, so a mixture beta computes `W ⊙ Σ_s beta_s M_s`,
+    SupSup's superposition; an Impress layer (a hybrid model's others) keeps its basis and the
+    tasks' alphas."""
+    if not supermask_layers(model):
+        raise ValueError("superposition_model needs a SupSup or hybrid model (Supermask layers); an Impress "
+                         "model takes a mixture as it is")
+    picked = list(range(num_tasks(model))) if tasks is None else [int(t) for t in tasks]
+    own = task_masks(model, picked)
+    kept = dict(impress_layers(model))
+    per_channel = any(m.per_channel for m in kept.values())
+    out = impress_model(cfg, {**own, **{name: m.basis for name, m in kept.items()}}, per_channel=per_channel,
+                        num_tasks=len(picked))
     with torch.no_grad():
-        for _, m in impress_layers(model):
-            for s in range(n):
-                m.alpha[s].copy_(torch.nn.functional.one_hot(torch.tensor(s), n).float())
-    return model.to(next(supsup.buffers()).device)
+        for name, m in impress_layers(out):
+            for i, s in enumerate(picked):
+                if name in own:  # one-hot at i (in every output channel when per channel)
+                    m.alpha[i].zero_()
+                    m.alpha[i][i] = 1.0
+                else:
+                    m.alpha[i].copy_(kept[name].alpha[s])
+    return out.to(next(model.buffers()).device)
 
 
 def _gradient(model: nn.Module, x: Tensor, objective, beta: Tensor) -> Tensor:

@@ -85,7 +85,7 @@ class RunConfig:
     basis: str = "heterogeneous"
     basis_size: int = 10
     per_channel: bool = False
-    hybrid: bool = False
+    hybrid: bool | str = False              # "last" (or True) / "first": that layer a SupSup mask per task
     lam: float = 0.0
     alpha_preset: str = "tuned"
     alpha_optimizer: str | None = None
@@ -145,9 +145,8 @@ class RunConfig:
         for i in self.gn_inputs:
             if i not in inference.INPUTS:
                 raise ValueError(f"GN inputs are {inference.INPUTS}, got {i!r}")
-        if self.hybrid and self.gn_objectives and "impresslearn" in self.gn_on:
-            raise ValueError("task inference over hybrid ImpressLearn tasks is not defined (their last layer is a "
-                             "mask per task); drop --hybrid or use --gn-on supsup")
+        if self.hybrid not in (False, True, *bb.HYBRID_LAYERS):
+            raise ValueError(f"hybrid must be one of {bb.HYBRID_LAYERS} (or False), got {self.hybrid!r}")
         for where in self.gn_on:
             if where not in ("supsup", "impresslearn"):
                 raise ValueError(f"GN runs on 'supsup' and 'impresslearn' tasks, got {where!r}")
@@ -543,7 +542,7 @@ class Runner(RunnerBase):
             # threshold masks have no density setting: say so where the backbone is recorded
             self.results["backbone"].update(density=None, measured_density=density)
         max_tasks = storage.BENCHMARK_MAX_TASKS[cfg.benchmark]
-        hybrid_layer = bb.last_layer_name(bb.network(self.backbone)) if cfg.hybrid else None
+        hybrid_layer = bb.hybrid_layer_name(bb.network(self.backbone), cfg.hybrid)
         imp = storage.impress_bytes(shapes, cfg.basis_size, per_channel=cfg.per_channel, max_tasks=max_tasks,
                                     hybrid_layer=hybrid_layer)
         return storage_record(storage.supsup_bytes_packed(shapes), storage.supsup_bytes_indices(shapes, density), imp,
@@ -568,7 +567,7 @@ class Runner(RunnerBase):
             self.save()
             return self.results
         method = (f"basis {cfg.basis} K={cfg.basis_size}, {'per-channel' if cfg.per_channel else 'per-layer'}"
-                  f"{' hybrid' if cfg.hybrid else ''}" if cfg.impresslearn else "SupSup only")
+                  f"{bb.hybrid_label(cfg.hybrid)}" if cfg.impresslearn else "SupSup only")
         self.log(f"{cfg.benchmark}: {len(self.tasks.new)} new tasks, {method}; backend {ops.backend_for(self.device)}")
         self.results["supsup"] = {}
         self.results["impresslearn"] = {"basis": cfg.basis, "basis_size": cfg.basis_size,
@@ -593,7 +592,10 @@ class Runner(RunnerBase):
                 self.results["basis_gn"] = self.run_basis_gn(basis)
                 self.save()
             if cfg.gn_objectives and "impresslearn" in cfg.gn_on:
-                self.run_gn(impress, "impresslearn")
+                # a hybrid model's mask layer takes no mixture: its superposition holds the tasks'
+                # masks of that layer as a basis with one-hot alphas
+                self.run_gn(inference.superposition_model(self.backbone, impress) if cfg.hybrid else impress,
+                            "impresslearn")
         else:
             self.results["impresslearn"].update(new_task_acc=[], mean_acc=None, skipped=True)
         self.results["status"] = "done"

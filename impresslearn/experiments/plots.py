@@ -20,6 +20,7 @@ from pathlib import Path
 
 import matplotlib
 
+from ..continual.backbone import hybrid_label
 from .tables import load_results
 
 matplotlib.use("Agg")
@@ -82,7 +83,7 @@ def accuracy_vs_bytes(results: list[dict], path: str | Path, title: str = "") ->
         ax.scatter(st["impresslearn"], 100 * imp["mean_acc"], color=KIND_COLORS[imp["basis"]], marker=ALPHA_MARKERS[pc],
                    label=None if key in seen else f"ImpressLearn {imp['basis']}, {_label(pc)}", zorder=3)
         seen.add(key)
-        ax.annotate(f"K={imp['basis_size']}{' hybrid' if imp['hybrid'] else ''}", (st["impresslearn"], 100 * imp["mean_acc"]),
+        ax.annotate(f"K={imp['basis_size']}{hybrid_label(imp['hybrid'])}", (st["impresslearn"], 100 * imp["mean_acc"]),
                     textcoords="offset points", xytext=(4, 3), fontsize=7)
         supsup["packed"].append((st["supsup_packed"], r["supsup"]["mean_acc"]))
         supsup["index16"].append((st["supsup_index16"], r["supsup"]["mean_acc"]))

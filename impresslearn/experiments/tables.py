@@ -24,6 +24,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from ..continual.backbone import hybrid_label
+
 REQUIRED = ("config", "impresslearn", "storage", "supsup", "tasks")
 
 
@@ -73,7 +75,7 @@ def ratio(v) -> str:
 def summary_table(res: dict, extra_rows: Sequence[tuple] = ()) -> str:
     st, imp = res["storage"], res["impresslearn"]
     kind = f"{imp['basis']} K={imp['basis_size']}, {'per-channel' if imp['per_channel'] else 'per-layer'}" + \
-           (", hybrid" if imp["hybrid"] else "")
+           ("," + hybrid_label(imp["hybrid"]) if imp["hybrid"] else "")
     impress = [] if imp.get("skipped") else [(f"ImpressLearn ({kind})", pct(imp.get("mean_acc")), nbytes(st["impresslearn"]))]
     rows = [("method", "mean accuracy", "bytes per task"),
             ("SupSup (1-bit packed mask)", pct(res["supsup"]["mean_acc"]), nbytes(st["supsup_packed"])),
@@ -257,7 +259,7 @@ def results_rows(paths: Sequence[str]) -> str:
             kind, acc, ib, compression = "SupSup only", "-", "-", "-"
         else:
             kind = (f"{imp['basis']} K={imp['basis_size']} {'per-channel' if imp['per_channel'] else 'per-layer'}"
-                    + (" hybrid" if imp["hybrid"] else "") + (f" λ={imp['lam']:g}" if imp["lam"] else ""))
+                    + hybrid_label(imp["hybrid"]) + (f" λ={imp['lam']:g}" if imp["lam"] else ""))
             acc, ib, compression = pct(imp.get("mean_acc")), nbytes(st["impresslearn"]), ratio(st["compression_vs_packed"])
         status = "" if r.get("status") == "done" else f" ({r.get('status')})"
         lines.append(f"| {r['config']['benchmark']} {kind}{status} | {len(r['tasks']['new'])} | {pct(r['supsup']['mean_acc'])} "
@@ -297,7 +299,7 @@ def _inference_label(r: dict, label: str) -> str:
     if label == "impresslearn":
         imp = r["impresslearn"]
         return (f"ImpressLearn tasks, {cfg['benchmark']}, K={imp['basis_size']} "
-                f"{'per-channel' if imp['per_channel'] else 'per-layer'}")
+                f"{'per-channel' if imp['per_channel'] else 'per-layer'}{hybrid_label(imp.get('hybrid'))}")
     bits = [cfg["preset"]] + [f"{k} {cfg[k]}" for k in ("density", "outputs", "scale", "mask_iterations")
                               if cfg.get(k) is not None]
     return f"SupSup masks, {cfg['benchmark']} ({', '.join(bits)})"
