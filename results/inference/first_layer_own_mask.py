@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from impresslearn.continual import backbone as bb
-from impresslearn.continual import inference, masks, metrics
+from impresslearn.continual import inference, masks, metrics, storage
 from impresslearn.continual.training import fit
 from impresslearn.experiments import RunConfig, Runner
 from impresslearn.format import PackedMasks
@@ -85,7 +85,7 @@ def main(argv=None) -> int:
             found.append(r)
             print(f"[{time.time() - start:7.1f}s] {objective} {method}: task found for {r['task_acc']:.4f} of "
                   f"{r['batches']} batches, accuracy {r['acc']:.4f}", file=sys.stderr)
-    own_bytes = (own.shape[0] * own.shape[1] + 7) // 8 if len(own.shape) == 2 else None
+    own_bytes = storage.supsup_bytes_packed({first: tuple(own.shape)})  # as SupSup's are counted: 32-bit words
     alpha_bytes = sum(m.alpha[0].numel() * 4 for name, m in layers.items() if name != first)
     result = {
         "command": "python results/inference/first_layer_own_mask.py",
@@ -96,7 +96,8 @@ def main(argv=None) -> int:
         "supsup_task_acc": info["task_acc"], "supsup_mean_acc": info["mean_acc"],
         "fits": fits,
         "storage_per_task": {"first_layer_mask_bytes": own_bytes, "alpha_bytes": alpha_bytes,
-                             "total": (own_bytes or 0) + alpha_bytes},
+                             "total": own_bytes + alpha_bytes,
+                             "supsup_packed": storage.supsup_bytes_packed(bb.weight_shapes(supsup))},
         "task_inference": found, "task_inference_diagnosis": diagnosis,
         "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(), "torch": torch.__version__},
         "elapsed_s": round(time.time() - start, 1),
