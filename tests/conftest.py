@@ -48,3 +48,11 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _same_random_state():
+    # Every test starts from one torch random state, whatever ran before it: an unseeded draw in a
+    # test is the same input on every run and in any selection of tests, so a tolerance that held
+    # once holds (an unseeded input once drew a gradient just past its float32 tolerance in CI).
+    torch.manual_seed(0)
