@@ -109,18 +109,19 @@ def mask_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, MASK_LAYERS)]
 
 
-def first_layer_name(net: nn.Module) -> str:
+def _weight_layer_names(net: nn.Module) -> list[str]:
     names = [n for n, m in net.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     if not names:
         raise ValueError("the network has no Linear or Conv2d layer")
-    return names[0]
+    return names
+
+
+def first_layer_name(net: nn.Module) -> str:
+    return _weight_layer_names(net)[0]
 
 
 def last_layer_name(net: nn.Module) -> str:
-    names = [n for n, m in net.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    if not names:
-        raise ValueError("the network has no Linear or Conv2d layer")
-    return names[-1]
+    return _weight_layer_names(net)[-1]
 
 
 def weight_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:

@@ -29,7 +29,6 @@ from impresslearn.continual import backbone as bb
 from impresslearn.continual import inference, masks, metrics, storage
 from impresslearn.continual.training import fit
 from impresslearn.experiments import RunConfig, Runner
-from impresslearn.format import PackedMasks
 from impresslearn.layers import impress_layers, set_task
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,19 +51,16 @@ def main(argv=None) -> int:
     n = len(new)
     supsup, info = run.learn_masks(new, "SupSup", matrix=False)
     basis = run.build_basis()
-    first = bb.mask_layers(supsup)[0][0]
-    own = masks.task_masks(supsup)[first]            # the n tasks' own first-layer masks
-    layer_basis: dict[str, PackedMasks] = {**basis, first: own}
-    model = bb.impress_model(run.backbone, layer_basis, per_channel=True, num_tasks=n).to(run.device)
+    # a hybrid-first model (its first layer a SupSup mask per task) whose masks are the tasks' own
+    # from the SupSup run, not learned with the alphas as `--hybrid first` learns them
+    first = bb.first_layer_name(bb.network(run.backbone))
+    model = bb.impress_model(run.backbone, basis, per_channel=True, num_tasks=n, hybrid="first").to(run.device)
+    model.get_submodule(first).load_masks(masks.task_masks(supsup)[first])
     layers = dict(impress_layers(model))
-    with torch.no_grad():  # task s's first layer: its own mask alone (alpha one-hot at s, every channel)
-        for s in range(n):
-            layers[first].alpha[s].zero_()
-            layers[first].alpha[s][s] = 1.0
     fits, acc = [], []
     for i, t in enumerate(new):
         set_task(model, i)
-        params = [m.alpha[i] for name, m in layers.items() if name != first]
+        params = [m.alpha[i] for m in layers.values()]  # the alphas only: the first layer's mask stays
         t0 = time.time()
         res = fit(model, params, run.alpha_batches(t, seed=run.data_seed(10_000 + i, t)), run.alpha_train,
                   desc=f"alpha {i + 1}/{n}", progress=False)
@@ -72,21 +68,22 @@ def main(argv=None) -> int:
         acc.append(metrics.accuracy(model, run.test_batches(t), task=i))
         print(f"[{time.time() - start:7.1f}s] task {i + 1}/{n}: {acc[-1]:.4f} (SupSup mask {info['task_acc'][i]:.4f})",
               file=sys.stderr)
+    sup = inference.superposition_model(run.backbone, model)  # takes a task mixture in every layer
     batches = lambda t: run.test_batches(t, 128, limit=a.gn_batches, shuffle=True)  # noqa: E731
     diagnosis, found = [], []
     for objective in ("G", "H"):
-        diagnosis.append(inference.diagnose_superposition(model, batches, new, objective=objective,
+        diagnosis.append(inference.diagnose_superposition(sup, batches, new, objective=objective,
                                                           classes=run.backbone.classes))
         for method in ("oneshot", "exhaustive"):
             t0 = time.time()
-            r = inference.task_inference(model, batches, new, objective=objective, method=method,
+            r = inference.task_inference(sup, batches, new, objective=objective, method=method,
                                          classes=run.backbone.classes)
             r["seconds"] = round(time.time() - t0, 1)
             found.append(r)
             print(f"[{time.time() - start:7.1f}s] {objective} {method}: task found for {r['task_acc']:.4f} of "
                   f"{r['batches']} batches, accuracy {r['acc']:.4f}", file=sys.stderr)
-    own_bytes = storage.supsup_bytes_packed({first: tuple(own.shape)})  # as SupSup's are counted: 32-bit words
-    alpha_bytes = sum(m.alpha[0].numel() * 4 for name, m in layers.items() if name != first)
+    shapes = bb.weight_shapes(supsup)
+    bytes_ = storage.impress_bytes(shapes, cfg.basis_size, per_channel=True, hybrid_layer=first)
     result = {
         "command": "python results/inference/first_layer_own_mask.py",
         "config": {"preset": "supsup", "basis": "heterogeneous", "basis_size": 10, "per_channel": True,
@@ -95,9 +92,8 @@ def main(argv=None) -> int:
         "task_acc": acc, "mean_acc": sum(acc) / n,
         "supsup_task_acc": info["task_acc"], "supsup_mean_acc": info["mean_acc"],
         "fits": fits,
-        "storage_per_task": {"first_layer_mask_bytes": own_bytes, "alpha_bytes": alpha_bytes,
-                             "total": own_bytes + alpha_bytes,
-                             "supsup_packed": storage.supsup_bytes_packed(bb.weight_shapes(supsup))},
+        "storage_per_task": {"first_layer_mask_bytes": bytes_.mask_bytes, "alpha_bytes": bytes_.alpha_bytes,
+                             "total": int(bytes_.per_task), "supsup_packed": storage.supsup_bytes_packed(shapes)},
         "task_inference": found, "task_inference_diagnosis": diagnosis,
         "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(), "torch": torch.__version__},
         "elapsed_s": round(time.time() - start, 1),
