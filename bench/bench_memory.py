@@ -75,7 +75,9 @@ def make_step(model, batch: int, image_size: int, device: str):
     import torch
     import torch.nn.functional as F
 
-    alphas = [m.alpha[0] for m in model.modules() if hasattr(m, "alpha") and hasattr(m, "basis_size")]
+    from impresslearn import task_parameters
+
+    alphas = task_parameters(model, 0)
     opt = torch.optim.Adam(alphas, lr=0.0025)
     model.train()
 

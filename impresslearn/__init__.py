@@ -5,6 +5,7 @@ from .backends import available_backends, backend
 from .checkpoint import load_checkpoint, save_checkpoint
 from .format import PackedMasks, pack_masks
 from .layers import (
+    ConvertError,
     ImpressConv2d,
     ImpressLinear,
     SupermaskConv2d,
@@ -12,7 +13,9 @@ from .layers import (
     TaskBatchNorm2d,
     add_task,
     convert,
+    finish_task,
     set_task,
+    task_parameters,
 )
 
 __version__ = "0.1.0"
@@ -29,8 +32,11 @@ __all__ = [
     "ImpressConv2d",
     "TaskBatchNorm2d",
     "convert",
+    "ConvertError",
     "set_task",
     "add_task",
+    "finish_task",
+    "task_parameters",
     "save_checkpoint",
     "load_checkpoint",
 ]

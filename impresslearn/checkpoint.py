@@ -9,17 +9,29 @@ holds the SHA-256 of every tensor (format version 2; version 1 files have none a
 and loads are all or nothing: the whole file is checked against the model before any of it is
 copied in (docs/design.md §3.2).
 
+Every task's state is saved as the task-state model holds it (docs/design.md §4.4): the header
+lists per layer which tasks are `finished`; a finished task is its packed mask (or alpha, soft
+mask, head), and an unfinished task that holds floats (the one in training) has them saved too,
+its index in the layer's `open` list, so that training can go on after loading. A file written
+before tasks could be finished (no `finished` in its header) loads with every task finished, or,
+where it holds scores, every task trainable from them.
+
 Tensor names, for a layer with qualified name `L`:
-    L.masks        SupermaskLinear/Conv2d: int32 packed masks [tasks, rows, nw]
-    L.scores       the same layers' float scores [tasks, *shape] (include_scores=True)
-    L.basis        ImpressLinear/Conv2d: int32 packed basis [T, rows, nw]
+    L.masks        SupSup layers: int32 packed masks [tasks, rows, nw] (an unfinished task's
+                   selected from its scores)
+    L.scores       the same layers' float scores of the `open` tasks [open, *shape]
+    L.basis        Impress layers: int32 packed basis [T, rows, nw]
     L.alpha        the same layers' alphas [tasks, T] or [tasks, T, rows]
+    L.kmask_bits, L.kmask_real, L.logits   kernel-mask layers: the finished tasks' packed bits
+                   and real parts ([tasks, ...]; a zero row for an unfinished task), the open
+                   tasks' R [open, *mask_shape]
+    L.head_weight, L.head_bias             TaskHeads: every task's head [tasks, out, in], [tasks, out]
     L.weight, L.bias                      frozen backbone (include_weights=True)
     L.trained      SupermaskLinear/Conv2d: the weights under the union of the stored masks, in flat
                    order (include_trained=True: ExSSNeT / SSNeT, whose weight phases change only
                    those; the rest is rebuilt from the seed)
-    L.running_mean / running_var / num_batches_tracked   TaskBatchNorm2d, stacked over tasks
-    state.K        every other entry K of the model's state_dict (unconverted modules)
+    L.running_mean / running_var / num_batches_tracked   TaskBatchNorm1d/2d/3d, stacked over tasks
+    state.K        every other entry K of the model's state_dict (frozen modules and parameters)
 """
 
 from __future__ import annotations
@@ -33,7 +45,18 @@ import torch.nn as nn
 from . import ops
 from .files import CheckpointError, atomic_write, check_entries, check_tensor, read_verified, safetensors_bytes
 from .format import PackedMasks, words_shape
-from .layers import MASK_MODES, BackboneLayer, ImpressLayer, SupermaskLayer, TaskBatchNorm2d, task_modules
+from .kernel_masks import KernelMaskLayer
+from .layers import (
+    MASK_MODES,
+    BackboneLayer,
+    ImpressLayer,
+    SupermaskLayer,
+    TaskBatchNorm,
+    TaskHeads,
+    TaskStateLayer,
+    count_bits,
+    task_modules,
+)
 from .seeding import INITS, check_density, init_backbone
 
 __all__ = ["CheckpointError", "FORMAT_VERSION", "load_checkpoint", "read_checkpoint", "save_checkpoint"]
@@ -57,45 +80,81 @@ def _layer_record(layer: nn.Module) -> dict[str, Any]:
         rec.update(density=layer.density, mask=layer.mask_mode)
     if isinstance(layer, ImpressLayer):
         rec.update(basis_size=layer.basis_size, per_channel=layer.per_channel)
+    if isinstance(layer, KernelMaskLayer):
+        rec.update(mask_shape=list(layer.mask_shape), real=layer.cfg.real)
+    if isinstance(layer, (TaskStateLayer, TaskHeads)):
+        rec["finished"] = [bool(layer.is_finished(t)) for t in range(layer.num_tasks)]
+    if isinstance(layer, TaskStateLayer):
+        rec["open"] = layer.open_tasks()
     return rec
+
+
+def _all_paths(model: nn.Module) -> dict[int, list[str]]:
+    """Every qualified name of every module (a module used at several places has several)."""
+    out: dict[int, list[str]] = {}
+    for name, m in model.named_modules(remove_duplicate=False):
+        out.setdefault(id(m), []).append(name)
+    return out
+
+
+def _owned(model: nn.Module) -> set[str]:
+    """The state_dict keys the task modules' own entries cover, under every name they have."""
+    paths = _all_paths(model)
+    owned: set[str] = set()
+    for _, m in task_modules(model):
+        for path in paths[id(m)]:
+            prefix = f"{path}." if path else ""
+            owned.update(prefix + k for k in m.state_dict())
+    return owned
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, metadata: dict | None = None,
                     include_weights: bool = False, include_scores: bool = False,
                     include_trained: bool = False) -> None:
-    """Save `model`'s masks, bases, alphas and per-task BatchNorm statistics to `path` atomically.
+    """Save every task of `model` — finished ones as packed masks, alphas, soft masks and heads,
+    the one in training with its floats — and per-task BatchNorm statistics, to `path` atomically.
 
     metadata: any JSON-serialisable dict kept with the file (experiment config, seeds, ...).
+    include_scores: kept for older callers; the floats of every unfinished task are always saved.
     include_trained: store, beside the seed, the weights of each SupSup layer under the union of
     its masks (weights trained there, as ExSSNeT does); a weight outside that union that differs
     from its seed is a ValueError (nothing is written): such a model needs include_weights.
     """
+    del include_scores
     tensors: dict[str, torch.Tensor] = {}
     layers: dict[str, dict] = {}
-    owned: set[str] = set()
     for name, m in task_modules(model):
         layers[name] = rec = _layer_record(m)
         prefix = f"{name}." if name else ""
-        owned.update(prefix + k for k in m.state_dict())
         if isinstance(m, BackboneLayer) and (include_weights or m.init == "keep"):
             rec["weights_included"] = True
             tensors[prefix + "weight"] = m.weight
             if m.bias is not None:
                 tensors[prefix + "bias"] = m.bias
+        if isinstance(m, (SupermaskLayer, KernelMaskLayer)) and rec["open"]:  # an Impress layer's are in L.alpha
+            key = "scores" if isinstance(m, SupermaskLayer) else "logits"
+            tensors[prefix + key] = torch.stack([m.task_floats(t).detach() for t in rec["open"]])
         if isinstance(m, SupermaskLayer):
             packed = m.export_masks()
             tensors[prefix + "masks"] = packed.words
             if include_trained and not rec.get("weights_included"):
                 rec["trained"] = True
                 tensors[prefix + "trained"] = _trained_values(name, m, packed.unpack().any(0))
-            if include_scores:
-                tensors[prefix + "scores"] = torch.stack([s.detach() for s in m.scores])
         if isinstance(m, ImpressLayer):
             tensors[prefix + "basis"] = m.basis_words
-            tensors[prefix + "alpha"] = torch.stack([a.detach() for a in m.alpha])
-        if isinstance(m, TaskBatchNorm2d):
+            tensors[prefix + "alpha"] = torch.stack([m.task_alpha(t).detach() for t in range(m.num_tasks)])
+        if isinstance(m, KernelMaskLayer):
+            tensors[prefix + "kmask_bits"] = m.kmask_bits
+            if m.cfg.real != "none":
+                tensors[prefix + "kmask_real"] = m.kmask_real
+        if isinstance(m, TaskHeads):
+            tensors[prefix + "head_weight"] = torch.stack([h.weight.detach() for h in m.heads])
+            if m.has_bias:
+                tensors[prefix + "head_bias"] = torch.stack([h.bias.detach() for h in m.heads])
+        if isinstance(m, TaskBatchNorm):
             for key in BN_STATS:
                 tensors[prefix + key] = torch.stack([getattr(bn, key) for bn in m.bns])
+    owned = _owned(model)
     for key, value in model.state_dict().items():
         if key not in owned:
             tensors["state." + key] = value
@@ -185,10 +244,9 @@ def _plan(path: str, header: dict, tensors: dict[str, torch.Tensor], model: nn.M
                           f"not in the checkpoint {sorted(extra)}")
     expected: set[str] = set()
     steps: list = []
-    owned: set[str] = set()
+    owned = _owned(model)
     for name, m in modules.items():
         prefix = f"{name}." if name else ""
-        owned.update(prefix + k for k in m.state_dict())
         steps += _plan_layer(path, name, m, layers_rec[name], tensors, prefix, expected)
     state_keys = {k: v for k, v in model.state_dict().items() if k not in owned}
     expected.update("state." + k for k in state_keys)
@@ -257,8 +315,9 @@ def _plan_layer(path: str, name: str, m: nn.Module, rec: dict, tensors: dict, pr
                 m.bias.copy_(bias)
         steps.append(backbone)
     device = next(iter(m.buffers())).device
+    finished, open_tasks = _task_lists(path, name, rec, tasks, m)
     if isinstance(m, SupermaskLayer):
-        steps.append(_plan_supermask(path, prefix, m, rec, tasks, entry, tensors, device))
+        steps.append(_plan_supermask(path, prefix, m, rec, tasks, entry, tensors, device, finished, open_tasks))
     if isinstance(m, ImpressLayer):
         size = _field(path, name, rec, "basis_size", int, lambda n: n >= 1)
         per_channel = _field(path, name, rec, "per_channel", bool)
@@ -267,14 +326,29 @@ def _plan_layer(path: str, name: str, m: nn.Module, rec: dict, tensors: dict, pr
         alpha = entry("alpha", floating=True, shape=alpha_shape).to(device, torch.float32)
 
         def impress(m=m, words=words, per_channel=per_channel, alpha=alpha):
-            m.basis_words = words
-            m.per_channel = per_channel
-            m.alpha = nn.ParameterList()
-            m._init_tasks()
-            for a in alpha:
-                m.add_task(init=a)
+            m.reset_basis(PackedMasks(words, m.weight.shape), per_channel, tasks)
+            for t, a in enumerate(alpha):
+                if finished[t]:
+                    m.load_alpha(t, a)
+                elif t in open_tasks:
+                    m.load_floats(t, a)
         steps.append(impress)
-    if isinstance(m, TaskBatchNorm2d):
+    if isinstance(m, KernelMaskLayer):
+        steps.append(_plan_kernel_mask(path, name, m, rec, tasks, entry, device, finished, open_tasks))
+    if isinstance(m, TaskHeads):
+        weight = entry("head_weight", floating=True, shape=[tasks, m.out_features, m.in_features])
+        bias = entry("head_bias", floating=True, shape=[tasks, m.out_features]) if m.has_bias else None
+
+        def heads(m=m, weight=weight, bias=bias):
+            m.set_num_tasks(tasks)
+            for t, head in enumerate(m.heads):
+                head.weight.copy_(weight[t])
+                if bias is not None:
+                    head.bias.copy_(bias[t])
+                if finished[t]:
+                    m.finish_task(t)
+        steps.append(heads)
+    if isinstance(m, TaskBatchNorm):
         stats = {}
         for key in BN_STATS:
             live = getattr(m.bns[0], key)
@@ -289,6 +363,46 @@ def _plan_layer(path: str, name: str, m: nn.Module, rec: dict, tensors: dict, pr
     return steps
 
 
+def _task_lists(path: str, name: str, rec: dict, tasks: int, m: nn.Module) -> tuple[list[bool], list[int]]:
+    """Which tasks the file holds finished, and which unfinished ones with floats. A file written
+    before tasks could be finished has neither: every task finished, or every one trainable where
+    the file holds its scores (docs/design.md §3.2)."""
+    if "finished" not in rec:
+        return [True] * tasks, []
+    finished = _field(path, name, rec, "finished", list,
+                      lambda v: len(v) == tasks and all(isinstance(f, bool) for f in v))
+    open_tasks = rec.get("open", [])
+    if not (isinstance(open_tasks, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in open_tasks)
+            and open_tasks == sorted(set(open_tasks)) and all(0 <= t < tasks and not finished[t] for t in open_tasks)):
+        raise CheckpointError(f"checkpoint {path} has an invalid 'open' ({open_tasks!r}) in the header of layer {name!r}")
+    return finished, open_tasks
+
+
+def _plan_kernel_mask(path, name, m, rec, tasks, entry, device, finished, open_tasks):
+    shape = _field(path, name, rec, "mask_shape", list)
+    real = _field(path, name, rec, "real", str)
+    if shape != list(m.mask_shape) or real != m.cfg.real:
+        raise _fail(path, f"layer {name!r} holds masks of shape {list(m.mask_shape)} with a {m.cfg.real!r} real part "
+                          f"in the model but of shape {shape} with a {real!r} one in the checkpoint")
+    bits = entry("kmask_bits", dtype=torch.int32, shape=words_shape(m.mask_shape, tasks)).to(device)
+    real_parts = (entry("kmask_real", floating=True, shape=[tasks, *m.mask_shape]).to(device, m.weight.dtype)
+                  if real != "none" else None)
+    logits = (entry("logits", floating=True, shape=[len(open_tasks), *m.mask_shape]).to(device, m.weight.dtype)
+              if open_tasks else None)
+
+    def kernel_mask():
+        m.set_num_tasks(tasks)
+        for t in range(tasks):
+            if finished[t]:
+                b = PackedMasks(bits[t:t + 1], m.mask_shape).unpack()[0]
+                m.load_soft_mask(t, b, None if real_parts is None else real_parts[t])
+            elif t in open_tasks:
+                m.load_floats(t, logits[open_tasks.index(t)])
+            else:
+                m.untrain(t)
+    return kernel_mask
+
+
 def _density_ok(v) -> bool:
     try:
         check_density(v)
@@ -297,34 +411,34 @@ def _density_ok(v) -> bool:
     return True
 
 
-def _plan_supermask(path, prefix, m, rec, tasks, entry, tensors, device):
-    """The step setting a Supermask layer's scores: the saved ones if the file has them, else ones
-    whose masks are the saved masks (as `SupermaskLayer.load_mask` makes them), after checking
-    that every mask keeps the number of weights its density keeps."""
+def _plan_supermask(path, prefix, m, rec, tasks, entry, tensors, device, finished, open_tasks):
+    """The step setting a Supermask layer's tasks: finished ones to the saved masks, open ones to
+    their saved scores, after checking that every mask keeps the number of weights its density
+    keeps. A file without `finished` that holds scores for every task makes each trainable."""
     name = prefix[:-1]
     mode = _field(path, name, rec, "mask", str, lambda v: v in MASK_MODES)
     density = float(_field(path, name, rec, "density", (int, float), lambda v: mode != "topk" or _density_ok(v)))
     shape = m.weight.shape
     words = entry("masks", dtype=torch.int32, shape=words_shape(shape, tasks)).to(device)
-    saved = (entry("scores", floating=True, shape=[tasks, *shape]).to(device, m.weight.dtype)
-             if prefix + "scores" in tensors else None)
+    if "finished" not in rec and prefix + "scores" in tensors:  # an older file with every task's scores
+        finished, open_tasks = [False] * tasks, list(range(tasks))
+    scores = (entry("scores", floating=True, shape=[len(open_tasks), *shape]).to(device, m.weight.dtype)
+              if open_tasks else None)
     kept = ops.popup_k(shape.numel(), density) if mode == "topk" else None
-    scores = []
     for t in range(tasks):
-        mask = PackedMasks(words[t:t + 1], shape).unpack()[0]
-        if kept is not None and int(mask.sum()) != kept:
+        count = count_bits(words[t])
+        if kept is not None and count != kept:
             raise CheckpointError(f"checkpoint {path} has entry {prefix + 'masks'!r} whose mask {t} keeps "
-                                  f"{int(mask.sum())} of {shape.numel()} weights, not the {kept} that density {density} keeps")
-        if saved is None:
-            # |1| beats |0| in a top-k, and 1 >= 0 > -1 under a threshold: the mask comes back exactly.
-            mask = mask.to(m.weight.dtype)
-            scores.append(mask * 2 - 1 if mode == "threshold" else mask)
-    if saved is not None:
-        scores = list(saved)
+                                  f"{count} of {shape.numel()} weights, not the {kept} that density {density} keeps")
 
     def supermask():
         m.density, m.mask_mode = density, mode
         m.set_num_tasks(tasks)
-        for s, new in zip(m.scores, scores):
-            s.copy_(new)
+        for t in range(tasks):
+            if finished[t]:
+                m.load_mask(t, PackedMasks(words[t:t + 1], shape))
+            elif t in open_tasks:
+                m.load_floats(t, scores[open_tasks.index(t)])
+            else:
+                m.untrain(t)
     return supermask

@@ -121,7 +121,7 @@ class _DenseImpress(TaskAware):
         self.register_buffer("weight", src.weight.detach().clone())
         self.register_buffer("bias", None if src.bias is None else src.bias.detach().clone())
         self.register_buffer("stacked", stack_masks(src.basis, dtype).to(src.weight.device))
-        self.alpha = nn.ParameterList([nn.Parameter(a.detach().clone()) for a in src.alpha])
+        self.alpha = nn.ParameterList([nn.Parameter(src.task_alpha(t).detach().clone()) for t in range(src.num_tasks)])
         self.per_channel = src.per_channel
         self.combine = combine
         self._init_tasks()
@@ -143,6 +143,9 @@ class _DenseImpress(TaskAware):
     def _truncate_tasks(self, n: int) -> None:
         if len(self.alpha) > n:
             self.alpha = nn.ParameterList(list(self.alpha)[:n])
+
+    def trainable_parameters(self, task: int) -> list[nn.Parameter]:
+        return [self.alpha[task]]
 
     def effective_weight(self) -> Tensor:
         if self.mixture is not None:

@@ -35,8 +35,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .format import PackedMasks, pack_masks
-from .layers import BackboneLayer, convert, set_submodule
+from . import ops
+from .format import PackedMasks, pack_masks, rows_cols, words_shape
+from .layers import BackboneLayer, TaskStateLayer, convert_with
 
 REAL_FORMS = ("logistic", "linear", "none")
 RELAXATIONS = ("softmax", "ste")
@@ -87,45 +88,61 @@ class _HardSTE(torch.autograd.Function):
         return g
 
 
-class KernelMaskLayer(BackboneLayer):
-    """Per task: a trainable `R` (while the task is learned) or its stored soft mask (bits + real).
+class KernelMaskLayer(TaskStateLayer):
+    """Per task: a trainable `R` while the task is learned (the slot `live_logits`), its soft mask
+    (packed bits `kmask_bits[t]` + real part `kmask_real[t]`) once finished (docs/design.md §4.4).
 
     Subclasses give `mask_shape` (the grain of the mask) and `broadcast(mask)` (to the weight)."""
 
+    SLOT = "live_logits"
     mask_shape: tuple[int, ...]
 
     def _init_kernel_mask(self, cfg: KernelMaskConfig, num_tasks: int) -> None:
         self.cfg = cfg
         self.temperature = float(cfg.temperature)
-        self.logits = nn.ParameterList()   # R per task; an empty tensor once the task is stored
-        self.stored: list[bool] = []
-        self._init_tasks()
-        for _ in range(num_tasks):
-            self.add_task()
+        self.register_buffer("kmask_bits", torch.zeros(words_shape(self.mask_shape, 0), dtype=torch.int32,
+                                                       device=self.weight.device))
+        real_shape = self.mask_shape if cfg.real != "none" else (0,)
+        self.register_buffer("kmask_real", torch.zeros((0, *real_shape), dtype=self.weight.dtype,
+                                                       device=self.weight.device))
+        self._init_task_state(num_tasks, self.weight.dtype)
 
     # ---- tasks
 
     @property
-    def num_tasks(self) -> int:
-        return len(self.logits)
+    def stored(self) -> list[bool]:
+        """Which tasks are finished (stored), by index."""
+        return self.finished
 
     def add_task(self) -> int:
-        """Append a task whose `R` starts at `cfg.init` everywhere. Returns its index."""
-        r = torch.full(self.mask_shape, float(self.cfg.init), dtype=self.weight.dtype, device=self.weight.device)
-        self.logits.append(nn.Parameter(r))
-        self.stored.append(False)
-        t = len(self.logits) - 1
-        self.register_buffer(f"bits_{t}", None)
-        self.register_buffer(f"real_{t}", None)
+        """Append a task whose `R` starts at `cfg.init` everywhere when first selected. Returns its index."""
+        t = self._new_task()
+        self._resize_rows("kmask_bits", self.num_tasks)
+        self._resize_rows("kmask_real", self.num_tasks)
         return t
 
-    def _truncate_tasks(self, n: int) -> None:
-        while len(self.logits) > n:
-            t = len(self.logits) - 1
-            self.logits = nn.ParameterList(list(self.logits)[:t])
-            self.stored.pop()
-            delattr(self, f"bits_{t}")
-            delattr(self, f"real_{t}")
+    def _fresh(self, task: int) -> Tensor:
+        return torch.full(self.mask_shape, float(self.cfg.init), dtype=self.weight.dtype, device=self.weight.device)
+
+    def _finish(self, task: int, r: Tensor) -> None:
+        self.kmask_bits[task] = pack_masks((r > 0).unsqueeze(0)).words[0].to(self.kmask_bits.device)
+        if self.cfg.real != "none":
+            self.kmask_real[task] = self.real_part(r)
+
+    def _reopen(self, task: int) -> Tensor:
+        bits, real = self.stored_parts(task)
+        if real is None:  # only the sign of R is kept: R = ±|init| gives the same binary part
+            return (bits.unpack()[0].to(self.weight.dtype) * 2 - 1) * abs(float(self.cfg.init) or 1.0)
+        r = real / self.cfg.scale
+        return torch.logit(r) if self.cfg.real == "logistic" else r
+
+    def _truncate_buffers(self, n: int) -> None:
+        self._resize_rows("kmask_bits", n)
+        self._resize_rows("kmask_real", n)
+
+    def store_task(self, task: int) -> None:
+        """Keep only the soft mask of `task` (bits + real part, as evaluated) and drop its `R`."""
+        self.finish_task(task)
 
     def set_temperature(self, temperature: float) -> None:
         if not temperature > 0:
@@ -152,51 +169,49 @@ class KernelMaskLayer(BackboneLayer):
 
     def stored_parts(self, task: int) -> tuple[PackedMasks, Tensor | None]:
         """A stored task's binary part (packed, 1 bit per kernel) and real part (None for "none")."""
-        if not self.stored[task]:
+        task = self._check_task(task)
+        if not self.finished[task]:
             raise RuntimeError(f"task {task} is not stored yet; call store_task({task}) after training it")
-        words, real = getattr(self, f"bits_{task}"), getattr(self, f"real_{task}")
-        return PackedMasks(words, self.mask_shape), real
+        real = None if self.cfg.real == "none" else self.kmask_real[task]
+        return PackedMasks(self.kmask_bits[task:task + 1], self.mask_shape), real
 
     def mask(self, task: int | None = None) -> Tensor:
         """The mask of a task at its own grain (`mask_shape`): the stored soft mask, or while the
         task is learned the relaxed one (training mode) or the hard one (eval mode)."""
-        t = self.task if task is None else task
-        if self.stored[t]:
-            bits, real = self.stored_parts(t)
-            m = bits.unpack()[0].to(self.weight.dtype)
+        t = self.task if task is None else self._check_task(task)
+        if self.finished[t]:
+            words, real = self.kmask_bits[t:t + 1], self.stored_parts(t)[1]
+            cols = rows_cols(self.mask_shape)[1]
+            m = ops.unpack_bits(words, cols)[0].reshape(self.mask_shape).to(self.weight.dtype)
             return m if real is None else m + real
-        r = self.logits[t]
+        r = self.task_floats(t)
         return self.binary_part(r, hard=not self.training) + self.real_part(r)
 
     def effective_weight(self) -> Tensor:
+        """`W ⊙ broadcast(mask)`. A stored binary mask at the weight's own grain is read from its
+        packed words by combine; at a kernel's or a row's grain it is unpacked at that grain
+        (1/(kh·kw) of the weight, or one value per row), never to the weight's shape."""
         if self.mixture is not None:
             raise RuntimeError("kernel-mask layers take one task at a time, not a mixture")
+        t = self.task
+        if self.finished[t] and self.cfg.real == "none" and self.mask_shape == tuple(self.weight.shape):
+            one = torch.ones(1, device=self.weight.device)
+            return ops.combine(self.weight, PackedMasks(self.kmask_bits[t:t + 1], self.mask_shape), one)
         return self.weight * self.broadcast(self.mask())
-
-    @torch.no_grad()
-    def store_task(self, task: int) -> None:
-        """Keep only the soft mask of `task` (bits + real part, as evaluated) and drop its `R`."""
-        if self.stored[task]:
-            return
-        r = self.logits[task].detach()
-        words = pack_masks((r > 0).unsqueeze(0)).words
-        real = None if self.cfg.real == "none" else self.real_part(r).clone()
-        self.register_buffer(f"bits_{task}", words)
-        self.register_buffer(f"real_{task}", real)
-        self.stored[task] = True
-        self.logits[task] = nn.Parameter(r.new_empty(0), requires_grad=False)
 
     @torch.no_grad()
     def load_soft_mask(self, task: int, bits: Tensor, real: Tensor | None = None) -> None:
         """Store `task` from a binary part (bool or 0/1, `mask_shape`) and a real part."""
+        task = self._check_task(task)
         if tuple(bits.shape) != self.mask_shape or (real is not None and tuple(real.shape) != self.mask_shape):
             raise ValueError(f"a soft mask of this layer has shape {list(self.mask_shape)}")
         if (real is None) != (self.cfg.real == "none"):
             raise ValueError(f"this layer's real part is {self.cfg.real!r}: give a real part exactly when it has one")
-        self.register_buffer(f"bits_{task}", pack_masks(bits.bool().unsqueeze(0)).words.to(self.weight.device))
-        self.register_buffer(f"real_{task}", None if real is None else real.to(self.weight).clone())
-        self.stored[task] = True
-        self.logits[task] = nn.Parameter(self.weight.new_empty(0), requires_grad=False)
+        self.kmask_bits[task] = pack_masks(bits.bool().unsqueeze(0)).words[0].to(self.kmask_bits.device)
+        if real is not None:
+            self.kmask_real[task] = real.to(self.kmask_real)
+        self._drop_floats(task)
+        self.finished[task] = True
 
     def bytes_per_task(self) -> dict:
         """What one stored task costs here: packed bits (rows padded to 32 bits), the exact bit
@@ -267,18 +282,19 @@ def kernel_mask_layers(model: nn.Module) -> list[tuple[str, KernelMaskLayer]]:
 
 
 def convert_kernelwise(model: nn.Module, cfg: KernelMaskConfig | None = None, *, num_tasks: int = 1,
-                       batchnorm: str = "per_task",
-                       include: Callable[[str, nn.Module], bool] | None = None) -> nn.Module:
-    """Swap the `nn.Conv2d` / `nn.Linear` modules of `model` (in place) for kernel-mask layers that
-    keep their pretrained weights frozen; returns `model`. `include` chooses the layers (e.g. all
-    but a task head); `batchnorm` is `convert()`'s (per-task non-affine statistics, or "keep")."""
+                       batchnorm: str = "per_task", include: Callable[[str, nn.Module], bool] | None = None,
+                       unknown: str = "refuse") -> nn.Module:
+    """Swap the `nn.Conv2d` / `nn.Linear` modules of `model` (attention projections included) in
+    place for kernel-mask layers that keep their pretrained weights frozen; returns `model`.
+    `include` chooses the layers (e.g. all but a task head); everything else is treated as
+    `convert()` treats it (per-task or frozen BatchNorm, frozen norms and tokens, refusals)."""
     cfg = cfg or KernelMaskConfig()
-    targets = [(n, m) for n, m in model.named_modules()
-               if type(m) in (nn.Linear, nn.Conv2d) and (include is None or include(n, m))]
-    if any(n == "" for n, _ in targets):
-        raise ValueError("convert_kernelwise swaps the layers inside a model; wrap a lone layer in nn.Sequential")
-    for name, old in targets:
-        cls = KernelMaskConv2d if isinstance(old, nn.Conv2d) else KernelMaskLinear
-        set_submodule(model, name, cls(old, cfg, num_tasks).to(device=old.weight.device))
-    # BatchNorm the way convert() treats it; no further layer is converted by that call
-    return convert(model, "supermask", include=lambda n, m: False, num_tasks=num_tasks, batchnorm=batchnorm)
+
+    def make(name: str, old: nn.Module) -> nn.Module | None:
+        if type(old) is nn.Conv2d or (isinstance(old, nn.Conv2d) and not isinstance(old, nn.ConvTranspose2d)):
+            return KernelMaskConv2d(old, cfg, num_tasks)
+        if isinstance(old, nn.Linear):
+            return KernelMaskLinear(old, cfg, num_tasks)
+        return None  # 1-d, 3-d and transposed convolutions: no kernel grain is defined for them here
+
+    return convert_with(model, make, num_tasks=num_tasks, batchnorm=batchnorm, include=include, unknown=unknown)

@@ -21,7 +21,7 @@ from ..continual.alpha import alpha_params
 from ..continual.inference import infer_sample_tasks, infer_task, num_tasks
 from ..continual.masks import task_scores
 from ..continual.task_bank import TaskBank
-from ..layers import add_task, impress_layers, set_task, supermask_layers, task_modules
+from ..layers import add_task, finish_task, impress_layers, set_task, supermask_layers, task_modules
 from .superpose import superposition
 
 METHODS = ("exhaustive", "oneshot", "binary")
@@ -108,8 +108,7 @@ class MaskModule(MultiTaskModule):
 
     def freeze(self, task: int) -> None:
         """Freeze task `task`: no later experience changes its scores or alphas."""
-        for p in self.task_parameters(task):
-            p.requires_grad_(False)
+        finish_task(self.net, task)
         self.frozen.add(task)
         self.changed()
 

@@ -15,7 +15,16 @@ import copy
 import torch
 import torch.nn as nn
 
-from ..layers import ImpressConv2d, ImpressLinear, SupermaskConv2d, SupermaskLinear, set_submodule, supermask_layers
+from ..layers import (
+    ImpressConv,
+    ImpressConv2d,
+    ImpressLinear,
+    SupermaskConv,
+    SupermaskConv2d,
+    SupermaskLinear,
+    set_submodule,
+    supermask_layers,
+)
 
 
 def superposition(net: nn.Module, *, per_channel: bool = False) -> nn.Module:
@@ -41,6 +50,10 @@ def _impress_twin(layer: nn.Module, per_channel: bool) -> nn.Module:
     elif isinstance(layer, SupermaskConv2d):
         new = ImpressConv2d(layer.in_channels, layer.out_channels, layer.kernel_size, basis, stride=layer.stride,
                             padding=layer.padding, dilation=layer.dilation, groups=layer.groups, **kw)
+    elif isinstance(layer, SupermaskConv):
+        new = ImpressConv(layer.dims, layer.in_channels, layer.out_channels, layer.kernel_size, basis, stride=layer.stride,
+                          padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
+                          transposed=layer.transposed, output_padding=layer.output_padding, **kw)
     else:
         raise TypeError(f"no Impress layer matches {type(layer).__name__}")
     new = new.to(device=layer.weight.device, dtype=layer.weight.dtype)
@@ -48,11 +61,10 @@ def _impress_twin(layer: nn.Module, per_channel: bool) -> nn.Module:
         new.weight.copy_(layer.weight)  # the very same frozen weight, whatever its init
         if layer.bias is not None:
             new.bias.copy_(layer.bias)
-        for s in range(n):
-            one_hot = torch.zeros(new.alpha_shape(), dtype=new.alpha[s].dtype, device=new.alpha[s].device)
+        for s in range(n):  # each task finished, one-hot at its own mask
+            one_hot = torch.zeros(new.alpha_shape())
             one_hot[s] = 1.0
-            new.alpha[s].copy_(one_hot)
-            new.alpha[s].requires_grad_(False)
+            new.load_alpha(s, one_hot)
     new.init = layer.init
     new.set_task(layer.task if layer.mixture is None else 0)
     return new

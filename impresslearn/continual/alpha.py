@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..layers import impress_layers, set_task, supermask_layers
+from ..layers import finish_task, impress_layers, set_task, supermask_layers
 from .training import TrainConfig, fit
 
 # Alpha-fitting settings: the paper's (Table 3, MNIST) and the issue's prototype; the default of
@@ -38,18 +38,20 @@ def alpha_params(model: nn.Module, task: int) -> list[Tensor]:
     layers = impress_layers(model)
     if not layers:
         raise ValueError("the model has no Impress layers; build it with impress_model()")
-    return [m.alpha[task] for _, m in layers] + [m.scores[task] for _, m in supermask_layers(model)]
+    set_task(model, task)
+    return [m.task_floats(task) for _, m in layers] + [m.task_floats(task) for _, m in supermask_layers(model)]
 
 
 def alpha_penalty(model: nn.Module, task: int) -> Tensor:
     """Paper eq. 2 without lam: Σ over layers (and output channels) of (Σ_t |alpha_t| - 1)^2."""
-    terms = [((m.alpha[task].abs().sum(0) - 1) ** 2).sum() for _, m in impress_layers(model)]
+    terms = [((m.task_alpha(task).abs().sum(0) - 1) ** 2).sum() for _, m in impress_layers(model)]
     return torch.stack(terms).sum()
 
 
 def fit_alpha(model: nn.Module, task: int, batches: Iterable, cfg: TrainConfig, *, lam: float = 0.0,
-              desc: str | None = None, progress: bool | None = None) -> dict:
-    """Fit the alphas of `task` (and its hybrid mask) on `batches`; the basis and backbone stay frozen."""
+              desc: str | None = None, progress: bool | None = None, finish: bool = True) -> dict:
+    """Fit the alphas of `task` (and its hybrid mask) on `batches`; the basis and backbone stay
+    frozen. With `finish` the task is then finished (docs/design.md §4.4)."""
     if lam < 0:
         raise ValueError(f"lam must be non-negative, got {lam}")
     if cfg.optimizer == "lbfgs" and supermask_layers(model):
@@ -57,8 +59,11 @@ def fit_alpha(model: nn.Module, task: int, batches: Iterable, cfg: TrainConfig, 
                          "use adam, rmsprop or sgd")
     set_task(model, task)
     penalty = (lambda: lam * alpha_penalty(model, task)) if lam > 0 else None
-    return fit(model, alpha_params(model, task), batches, cfg, penalty=penalty,
-               desc=desc or f"alpha {task}", progress=progress)
+    out = fit(model, alpha_params(model, task), batches, cfg, penalty=penalty,
+              desc=desc or f"alpha {task}", progress=progress)
+    if finish:
+        finish_task(model, task)
+    return out
 
 
 @torch.no_grad()
@@ -67,7 +72,7 @@ def favoured_masks(model: nn.Module, task: int) -> dict[str, int]:
     for per-channel alphas)."""
     out = {}
     for name, m in impress_layers(model):
-        a = m.alpha[task].detach()
+        a = m.task_alpha(task).detach()
         out[name] = int((a.mean(1) if a.dim() == 2 else a).argmax())
     return out
 
@@ -81,4 +86,4 @@ def basis_gn(model: nn.Module, task: int, batches: Iterable, cfg: TrainConfig, b
     fav = favoured_masks(model, task)
     return {"basis_index": basis_index, "favoured": fav,
             "found": all(v == basis_index for v in fav.values()),
-            "alpha": {n: m.alpha[task].detach().cpu().tolist() for n, m in impress_layers(model)}}
+            "alpha": {n: m.task_alpha(task).detach().cpu().tolist() for n, m in impress_layers(model)}}

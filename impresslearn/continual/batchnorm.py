@@ -15,14 +15,14 @@ from collections.abc import Iterable
 import torch
 import torch.nn as nn
 
-from ..layers import TaskBatchNorm2d, set_task, task_modules
+from ..layers import TaskBatchNorm, set_task, task_modules
 
 
 @torch.no_grad()
 def recalibrate(model: nn.Module, task: int, batches: Iterable, max_batches: int | None = None) -> int:
     """Re-estimate task `task`'s BatchNorm statistics on `batches` (at most `max_batches`).
     Returns the number of batches used (0 if the model keeps no per-task BatchNorm)."""
-    bns = [m.bns[task] for _, m in task_modules(model) if isinstance(m, TaskBatchNorm2d)]
+    bns = [m.bns[task] for _, m in task_modules(model) if isinstance(m, TaskBatchNorm)]
     if not bns or max_batches == 0:
         return 0
     momenta = [bn.momentum for bn in bns]

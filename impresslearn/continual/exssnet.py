@@ -11,7 +11,7 @@
     knn_accuracy         the k-NN score KKT ranks the earlier tasks by
     used_from_masks      `used` rebuilt from a model's masks (after loading a checkpoint)
 
-Per task t: (a) with KKT, the scores of t start as a copy of the best earlier task's scores;
+Per task t: (a) with KKT, the scores of t start as scores selecting the best earlier task's mask;
 (b) mask phase: the scores of t only, the weights frozen; (c) weight phase (ssnet, exssnet): the
 scores frozen, the weights trained with their gradient multiplied by `E_t = M_t ∧ ¬used`
 (exssnet) or `M_t` (ssnet), by a fresh Adam without weight decay, so an entry outside `E_t` gets
@@ -31,7 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..layers import set_task, supermask_layers
+from ..layers import finish_task, set_task, supermask_layers
 from .masks import task_scores
 from .training import TrainConfig, fit, num_steps
 
@@ -145,7 +145,7 @@ def train_weights(model: nn.Module, task: int, batches: Iterable, cfg: TrainConf
     layer's gradient zeroed outside `allowed[name]` (bool, the weight's shape). The scores do not
     take part. Returns `fit`'s record. The weights are frozen again on every way out."""
     layers = supermask_layers(model)
-    scores = [s for _, m in layers for s in m.scores]
+    scores = [m.slot for _, m in layers]
     flags = [s.requires_grad for s in scores]
     hooks = []
     set_task(model, task)
@@ -200,7 +200,8 @@ def knn_accuracy(features: Tensor, labels: Tensor, k: int, fit_fraction: float, 
 def kkt_transfer(model: nn.Module, task: int, batches: Iterable, cfg: ExssnetConfig, n_batches: int) -> dict:
     """Score every earlier task's mask (and BatchNorm) on the first `n_batches` of the new task by
     k-NN on penultimate features; if the best beats chance (1/classes), the new task's scores
-    start as a copy of that task's scores (the earlier task's own are never touched)."""
+    start as scores selecting that task's finished mask (0/1 for top-k: docs/design.md §4.4; the
+    earlier task's own mask is never touched)."""
     data = list(itertools.islice(iter(batches), n_batches))
     accs = []
     for source in range(task):
@@ -212,7 +213,8 @@ def kkt_transfer(model: nn.Module, task: int, batches: Iterable, cfg: ExssnetCon
     if chosen is not None:
         with torch.no_grad():
             for _, m in supermask_layers(model):
-                m.scores[task].copy_(m.scores[chosen].detach())  # a copy: task `chosen` keeps its own
+                # scores that select `chosen`'s finished mask: task `chosen` keeps its own
+                m.task_floats(task).copy_(m.finished_floats(chosen))
     return {"knn_acc": accs, "chance": chance, "source": chosen, "samples": sum(int(y.numel()) for _, y in data)}
 
 
@@ -248,6 +250,7 @@ class ExssnetLearner:
         set_task(self.model, task)
         info["mask_phase"] = fit(self.model, task_scores(self.model, task), batches, cfg.mask,
                                  desc=f"{cfg.method} mask {task}", progress=progress, after_step=probe)
+        finish_task(self.model, task)  # the weight phase and every later task read its packed mask
         masks = current_masks(self.model, task)
         new = {n: masks[n] & ~self.used[n] for n in masks}
         if cfg.trains_weights:

@@ -136,10 +136,11 @@ def superposition_model(cfg: BackboneConfig, model: nn.Module, tasks: Sequence[i
         for name, m in impress_layers(out):
             for i, s in enumerate(picked):
                 if name in own:  # one-hot at i (in every output channel when per channel)
-                    m.alpha[i].zero_()
-                    m.alpha[i][i] = 1.0
+                    one_hot = torch.zeros(m.alpha_shape())
+                    one_hot[i] = 1.0
+                    m.load_alpha(i, one_hot)
                 else:
-                    m.alpha[i].copy_(kept[name].alpha[s])
+                    m.load_alpha(i, kept[name].task_alpha(s).detach())
     return out.to(next(model.buffers()).device)
 
 

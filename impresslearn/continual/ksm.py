@@ -26,8 +26,10 @@ import math
 import torch
 import torch.nn as nn
 
+from ..format import pack_masks
 from ..kernel_masks import KernelMaskConfig, convert_kernelwise, kernel_mask_layers
-from ..layers import TaskHeads, convert, set_submodule, supermask_layers
+from ..layers import TaskHeads, convert, set_submodule, set_task, supermask_layers
+from ..layers import finish_task as finish_all
 
 METHODS = ("finetune", "head", "piggyback", "kernel_binary", "ksm")
 MASK_METHODS = ("piggyback", "kernel_binary", "ksm")
@@ -55,10 +57,9 @@ def build_model(method: str, pretrained: nn.Module, num_tasks: int, *, kernel: K
     if method == "piggyback":
         convert(model, "supermask", mask="threshold", init="keep", num_tasks=num_tasks, include=body,
                 batchnorm="keep")
-        with torch.no_grad():
-            for _, layer in supermask_layers(model):
-                for s in layer.scores:
-                    s.fill_(piggyback_init)
+        for _, layer in supermask_layers(model):
+            layer.score_init = piggyback_init  # every later task starts with every weight kept
+            layer.load_mask(0, pack_masks(torch.ones((1, *layer.weight.shape), dtype=torch.bool)))
     elif method in ("kernel_binary", "ksm"):
         cfg = kernel or KernelMaskConfig()
         if method == "kernel_binary":
@@ -82,6 +83,7 @@ def trainable(model: nn.Module, method: str, task: int, *, lr: float, head_lr: f
     """Parameter groups for learning `task`: its head (at `head_lr`) and the method's own tensors
     (at `lr`): every body weight (finetune), task `task`'s scores (piggyback) or `R` (kernel)."""
     check_method(method)
+    set_task(model, task)
     head = list(heads_of(model).heads[task].parameters())
     if method == "head":
         return [{"params": head, "lr": head_lr}]
@@ -89,9 +91,9 @@ def trainable(model: nn.Module, method: str, task: int, *, lr: float, head_lr: f
         owned = {id(p) for p in heads_of(model).parameters()}
         own = [p for p in model.parameters() if id(p) not in owned]
     elif method == "piggyback":
-        own = [layer.scores[task] for _, layer in supermask_layers(model)]
+        own = [layer.task_floats(task) for _, layer in supermask_layers(model)]
     else:
-        own = [layer.logits[task] for _, layer in kernel_mask_layers(model)]
+        own = [layer.task_floats(task) for _, layer in kernel_mask_layers(model)]
     return [{"params": own, "lr": lr}, {"params": head, "lr": head_lr}]
 
 
@@ -105,14 +107,13 @@ def only_these_need_grad(model: nn.Module, groups: list[dict]) -> None:
 
 @torch.no_grad()
 def finish_task(model: nn.Module, method: str, task: int) -> None:
-    """Reduce `task` to what is stored: Piggyback's scores to its packed mask (scores ±1 that give
-    the same mask back), a kernel mask's `R` to its soft mask (packed bits + real part)."""
-    if method == "piggyback":
-        for _, layer in supermask_layers(model):
-            layer.load_mask(task, layer.export_masks([task]))
-    elif method in ("kernel_binary", "ksm"):
-        for _, layer in kernel_mask_layers(model):
-            layer.store_task(task)
+    """Reduce `task` to what is stored (docs/design.md §4.4): Piggyback's scores to its packed
+    mask, a kernel mask's `R` to its soft mask (packed bits + real part); its head is frozen."""
+    check_method(method)
+    if method in MASK_METHODS:
+        finish_all(model, task)
+    else:
+        heads_of(model).finish_task(task)
 
 
 def bytes_per_task(model: nn.Module, method: str) -> dict:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import torch.nn as nn
 
 from ..format import PackedMasks
-from ..layers import set_task, supermask_layers
+from ..layers import finish_task, set_task, supermask_layers
 from .backbone import BackboneConfig
 from .training import TrainConfig, fit
 
@@ -39,18 +39,24 @@ MASK_PRESETS: dict[str, tuple[dict, dict]] = {
 
 
 def task_scores(model: nn.Module, task: int) -> list:
-    """The score tensors of `task` in every SupSup layer (what mask training updates)."""
+    """Select `task` and return its score tensors in every SupSup layer (what mask training
+    updates: each layer's slot Parameter). A finished task has none: a RuntimeError."""
     layers = supermask_layers(model)
     if not layers:
         raise ValueError("the model has no SupSup layers")
-    return [m.scores[task] for _, m in layers]
+    set_task(model, task)
+    return [m.task_floats(task) for _, m in layers]
 
 
 def train_mask(model: nn.Module, task: int, batches: Iterable, cfg: TrainConfig, *,
-               desc: str | None = None, progress: bool | None = None) -> dict:
-    """Learn the mask of `task` (its scores only) on `batches`. Returns steps and final loss."""
+               desc: str | None = None, progress: bool | None = None, finish: bool = True) -> dict:
+    """Learn the mask of `task` (its scores only) on `batches`, then (with `finish`) keep it as its
+    packed mask (docs/design.md §4.4). Returns steps and final loss."""
     set_task(model, task)
-    return fit(model, task_scores(model, task), batches, cfg, desc=desc or f"mask {task}", progress=progress)
+    out = fit(model, task_scores(model, task), batches, cfg, desc=desc or f"mask {task}", progress=progress)
+    if finish:
+        finish_task(model, task)
+    return out
 
 
 def task_masks(model: nn.Module, tasks: Sequence[int] | None = None) -> dict[str, PackedMasks]:

@@ -26,7 +26,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..files import CheckpointError, atomic_write, check_entries, check_tensor, read_verified, safetensors_bytes
-from ..layers import ImpressLayer, SupermaskLayer, TaskBatchNorm2d, task_modules
+from ..layers import ImpressLayer, SupermaskLayer, TaskBatchNorm, TaskHeads, TaskStateLayer, task_modules
 
 STATE_KEY = "impresslearn-train-state"
 STATE_VERSION = 2  # 2: with checksums; 1 (read too): without
@@ -36,16 +36,28 @@ BN_KEYS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 def task_state(model: nn.Module, task: int) -> dict[str, Tensor]:
-    """Everything task `task` owns, by name: scores (SupSup layers), alpha (Impress layers), BatchNorm
-    statistics. The tensors are the model's own, so saving them saves the task and copying into
-    them restores it."""
+    """Everything task `task` owns, by name: scores (SupSup layers) or, once finished, its packed
+    mask (`masks`), alpha (Impress layers), R (`logits`) or its stored soft mask (`kmask_bits`,
+    `kmask_real`, kernel-mask layers), BatchNorm statistics, its head. The tensors are the
+    model's own (for a finished task, views of its rows), so saving them saves the task and
+    copying into them restores it (docs/design.md §4.4)."""
     out: dict[str, Tensor] = {}
     for name, m in task_modules(model):
-        if isinstance(m, SupermaskLayer):
-            out[f"{name}.scores"] = m.scores[task]
+        if isinstance(m, TaskStateLayer) and not m.is_finished(task):
+            key = "scores" if isinstance(m, SupermaskLayer) else "alpha" if isinstance(m, ImpressLayer) else "logits"
+            out[f"{name}.{key}"] = m.task_floats(task)
+        elif isinstance(m, SupermaskLayer):
+            out[f"{name}.masks"] = m.masks[task]
         elif isinstance(m, ImpressLayer):
-            out[f"{name}.alpha"] = m.alpha[task]
-        elif isinstance(m, TaskBatchNorm2d):
+            out[f"{name}.alpha"] = m.alphas[task]
+        elif isinstance(m, TaskStateLayer):
+            out[f"{name}.kmask_bits"] = m.kmask_bits[task]
+            if m.kmask_real.numel():
+                out[f"{name}.kmask_real"] = m.kmask_real[task]
+        elif isinstance(m, TaskHeads):
+            for key, p in m.heads[task].named_parameters():
+                out[f"{name}.heads.{key}"] = p
+        elif isinstance(m, TaskBatchNorm):
             for key in BN_KEYS:
                 out[f"{name}.{key}"] = getattr(m.bns[task], key)
     return out

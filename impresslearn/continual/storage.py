@@ -71,7 +71,7 @@ def alpha_count(shapes: Shapes, basis_size: int, per_channel: bool = False, skip
 def batchnorm_bytes(model: nn.Module) -> int:
     """Per-task BatchNorm statistics (running mean and variance, fp32) of a network."""
     feats = sum(m.num_features for m in model.modules() if isinstance(m, nn.BatchNorm2d))
-    feats += sum(getattr(m, "num_features", 0) for m in model.modules() if type(m).__name__ == "TaskBatchNorm2d")
+    feats += sum(getattr(m, "num_features", 0) for m in model.modules() if type(m).__name__.startswith("TaskBatchNorm"))
     return 2 * FLOAT_BYTES * feats
 
 

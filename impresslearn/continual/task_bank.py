@@ -31,7 +31,7 @@ from ..layers import (
     BackboneLayer,
     ImpressLayer,
     SupermaskLayer,
-    TaskBatchNorm2d,
+    TaskBatchNorm,
     set_submodule,
     task_modules,
 )
@@ -42,8 +42,8 @@ CHUNK_MASKS = 16
 
 def _plain(layer: nn.Module) -> nn.Module:
     """A plain module with the geometry of a task-aware layer (its weight is supplied per call)."""
-    if isinstance(layer, TaskBatchNorm2d):
-        bn = nn.BatchNorm2d(layer.num_features, layer.eps, affine=False)
+    if isinstance(layer, TaskBatchNorm):
+        bn = layer.BATCHNORM(layer.num_features, layer.eps, affine=False)
         return bn.eval()
     shape = tuple(layer.weight.shape)
     bias = layer.bias is not None
@@ -60,7 +60,7 @@ def _task_weights(layer: nn.Module) -> Tensor:
     if isinstance(layer, SupermaskLayer):
         masks = layer.export_masks()
         return torch.stack([w * masks[t].unpack()[0].to(w.dtype) for t in range(masks.num_masks)])
-    alphas = torch.stack([a.detach() for a in layer.alpha]).to(w.dtype)  # [n, T] or [n, T, rows]
+    alphas = torch.stack([layer.task_alpha(t).detach() for t in range(layer.num_tasks)]).to(w.dtype)  # [n, T] or [n, T, rows]
     basis = layer.basis
     rows = w.shape[0]
     coef = torch.zeros((alphas.shape[0], rows, w[0].numel()), dtype=w.dtype, device=w.device)
@@ -85,7 +85,7 @@ class TaskBank:
         self.shared: dict[str, Tensor] = {}   # biases: the same for every task
         for name, layer in found:
             set_submodule(self.twin, name, _plain(layer).to(next(layer.buffers()).device))
-            if isinstance(layer, TaskBatchNorm2d):
+            if isinstance(layer, TaskBatchNorm):
                 self.stacked[f"{name}.running_mean"] = torch.stack([bn.running_mean for bn in layer.bns])
                 self.stacked[f"{name}.running_var"] = torch.stack([bn.running_var for bn in layer.bns])
             elif isinstance(layer, BackboneLayer):

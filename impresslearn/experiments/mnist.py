@@ -46,7 +46,7 @@ from ..continual.training import TrainConfig
 from ..data import MnistArrays, PermutedMNIST, RotatedMNIST, SplitMNIST, TaskStream, load_mnist, load_subset
 from ..files import CheckpointError, atomic_write, read_safetensors, safetensors_bytes, verify_checksums
 from ..format import PackedMasks
-from ..layers import impress_layers, supermask_layers
+from ..layers import finish_task, impress_layers, supermask_layers
 from ..seeding import derive_seed
 from .base import BENCHMARKS, SPLIT_BENCHMARKS, RunnerBase, machine_info, storage_record
 from .methods import run_methods
@@ -445,15 +445,17 @@ class Runner(RunnerBase):
             if done is not None:  # fitted by an earlier start of this run
                 tensors, _, info = parse_state(done, str(unit.path))
                 load_task_state(model, i, tensors)
+                finish_task(model, i)
                 fits.append(info)
             else:
                 batches = self.alpha_batches(t, seed=self.data_seed(10_000 + i, t))
                 start = time.time()
                 fit = alpha_mod.fit_alpha(model, i, batches, self.alpha_train, lam=cfg.lam, progress=cfg.progress,
-                                          desc=f"alpha {i + 1}/{n}")
+                                          desc=f"alpha {i + 1}/{n}", finish=False)
                 fits.append({**fit, "seconds": round(time.time() - start, 1)})
-                if unit is not None:
+                if unit is not None:  # saved as it trained (the unit's format), then finished
                     unit.save(state_bytes(task_state(model, i), position=fits[-1]))
+                finish_task(model, i)
             acc.measure_row(i, lambda j: metrics.accuracy(model, self.test_batches(self.tasks.new[j]), task=j),
                             tasks=self.matrix_row(i, n))
             self.log(f"ImpressLearn task {i + 1}/{n} ({self.tasks.stream.describe(t)}): {acc.R[i][i]:.4f}")
@@ -489,8 +491,7 @@ class Runner(RunnerBase):
         # What holding every task for inference costs: the packed bases (and alphas) of the model
         # against SupSup's stacked float masks, one float per weight and mask.
         layers = impress_layers(model)
-        memory = {"packed_bytes": sum(m.basis.nbytes + sum(a.numel() * a.element_size() for a in m.alpha)
-                                      for _, m in layers),
+        memory = {"packed_bytes": sum(m.basis.nbytes + m.alphas.numel() * m.alphas.element_size() for _, m in layers),
                   "dense_float_masks_bytes": sum(m.basis.num_masks * m.weight.numel() * 4 for _, m in layers)}
         self.results.setdefault("task_inference_memory", {})[label] = memory
         if "G" in cfg.gn_objectives and self.backbone.outputs <= self.backbone.classes:

@@ -114,7 +114,7 @@ def kept_bytes(method: str, strategy) -> dict:
         return {"total": masks, "masks": masks, "per_new_task": masks // tasks}
     basis = sum(m.basis.nbytes for _, m in impress_layers(net))
     layers = impress_layers(net)
-    new_alpha = sum(m.alpha[-1].numel() * 4 for _, m in layers)
+    new_alpha = sum(m.alphas[-1].numel() * 4 for _, m in layers)
     new_tasks = layers[0][1].num_tasks - layers[0][1].basis_size
     return {"total": basis + new_tasks * new_alpha, "basis": basis, "per_new_task": new_alpha}
 

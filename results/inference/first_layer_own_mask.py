@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     fits, acc = [], []
     for i, t in enumerate(new):
         set_task(model, i)
-        params = [m.alpha[i] for m in layers.values()]  # the alphas only: the first layer's mask stays
+        params = [m.task_floats(i) for m in layers.values()]  # the alphas only: the first layer's mask stays
         t0 = time.time()
         res = fit(model, params, run.alpha_batches(t, seed=run.data_seed(10_000 + i, t)), run.alpha_train,
                   desc=f"alpha {i + 1}/{n}", progress=False)

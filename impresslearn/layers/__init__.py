@@ -1,0 +1,50 @@
+"""Layer 4's modules over the ops (docs/design.md §4.3-§4.5): the task-state model, the mask
+layers, per-task normalisation and heads, masked attention, and `convert()` for any model.
+
+    tasks.py      TaskAware, BackboneLayer, TaskStateLayer; set_task / add_task / finish_task /
+                  task_parameters over a whole model
+    masked.py     SupermaskLinear / Conv2d / Conv, ImpressLinear / Conv2d / Conv, random_basis
+    norms.py      TaskBatchNorm1d / 2d / 3d, FrozenBatchNorm
+    heads.py      TaskHeads
+    attention.py  TaskMultiheadAttention
+    convert.py    convert(model, ...), convert_with(model, factory, ...)
+"""
+
+from .attention import TaskMultiheadAttention
+from .convert import ConvertError, convert, convert_with
+from .heads import TaskHeads
+from .masked import (
+    MASK_MODES,
+    ImpressConv,
+    ImpressConv2d,
+    ImpressLayer,
+    ImpressLinear,
+    SupermaskConv,
+    SupermaskConv2d,
+    SupermaskLayer,
+    SupermaskLinear,
+    count_bits,
+    impress_layers,
+    random_basis,
+    supermask_layers,
+)
+from .norms import FrozenBatchNorm, TaskBatchNorm, TaskBatchNorm1d, TaskBatchNorm2d, TaskBatchNorm3d
+from .tasks import (
+    BackboneLayer,
+    TaskAware,
+    TaskStateLayer,
+    add_task,
+    finish_task,
+    set_submodule,
+    set_task,
+    task_modules,
+    task_parameters,
+)
+
+__all__ = [
+    "TaskAware", "BackboneLayer", "TaskStateLayer", "SupermaskLayer", "SupermaskLinear", "SupermaskConv2d",
+    "SupermaskConv", "ImpressLayer", "ImpressLinear", "ImpressConv2d", "ImpressConv", "TaskBatchNorm",
+    "TaskBatchNorm1d", "TaskBatchNorm2d", "TaskBatchNorm3d", "FrozenBatchNorm", "TaskHeads", "TaskMultiheadAttention",
+    "MASK_MODES", "ConvertError", "convert", "convert_with", "set_task", "add_task", "finish_task", "task_parameters",
+    "task_modules", "supermask_layers", "impress_layers", "random_basis", "count_bits", "set_submodule",
+]
