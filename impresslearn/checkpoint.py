@@ -158,6 +158,11 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, metadata: dict
     for key, value in model.state_dict().items():
         if key not in owned:
             tensors["state." + key] = value
+    seen: set[int] = set()
+    for key, value in tensors.items():  # a tied weight is two entries: each saved on its own
+        if value.numel() and value.data_ptr() in seen:
+            tensors[key] = value.clone()
+        seen.add(value.data_ptr())
     header = {"format_version": FORMAT_VERSION, "layers": layers, "metadata": metadata or {}}
     atomic_write(path, safetensors_bytes(tensors, META_KEY, header))
 

@@ -42,6 +42,9 @@ def outputs(model, x, tasks):
 
 def test_supermask_round_trip_rebuilds_backbone(tmp_path):
     model = supermask_lenet(seed=0, tasks=3)
+    for t in range(3):  # trained tasks are finished: 1 bit per weight each
+        il.set_task(model, t)
+        il.finish_task(model)
     path = tmp_path / "masks.safetensors"
     il.save_checkpoint(path, model, metadata={"benchmark": "permuted-mnist"})
     fresh = supermask_lenet(seed=99, tasks=1)  # other seed: the file's seeds must win
@@ -63,7 +66,7 @@ def test_impress_round_trip_with_batchnorm_and_scores(tmp_path):
     with torch.no_grad():
         for _, m in layers.task_modules(model):
             if isinstance(m, layers.ImpressLayer):
-                m.alpha[1].normal_()
+                m.task_alpha(1).normal_()
         model(torch.randn(4, 3, 32, 32))  # moves task 1's BatchNorm statistics
     path = tmp_path / "impress.safetensors"
     il.save_checkpoint(path, model)
@@ -149,18 +152,19 @@ def small(mode, seed=0, tasks=2):
 
 
 def trained(mode):
-    """A small model whose every saved tensor differs from a fresh one's."""
+    """A small model whose every saved tensor differs from a fresh one's: tasks 0 and 1 finished,
+    task 2 in training (its floats saved too)."""
     model = small(mode, seed=1, tasks=3)
     model.train()
     with torch.no_grad():
         for t in range(3):
             il.set_task(model, t)
             for _, m in layers.task_modules(model):
-                if isinstance(m, layers.ImpressLayer):
-                    m.alpha[t].normal_()
-                if isinstance(m, layers.SupermaskLayer):
-                    m.scores[t].normal_()
+                if isinstance(m, layers.TaskStateLayer):
+                    m.task_floats(t).normal_()
             model(torch.randn(4, 3, 8, 8))
+            if t < 2:
+                il.finish_task(model, t)
         model[6].weight.normal_()
     return model
 

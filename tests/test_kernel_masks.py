@@ -24,15 +24,15 @@ def test_one_value_per_kernel_broadcast_over_its_positions(groups):
     conv, layer = conv_layer(groups=groups)
     assert layer.mask_shape == (33, 6 // groups)
     with torch.no_grad():
-        layer.logits[0].copy_(torch.randn(layer.mask_shape))
-        layer.logits[0][4, 1] = -3.0  # this kernel is dropped by the binary part
+        layer.task_floats(0).copy_(torch.randn(layer.mask_shape))
+        layer.task_floats(0)[4, 1] = -3.0  # this kernel is dropped by the binary part
     layer.eval()
     m = layer.mask(0)
     w = layer.effective_weight()
     expect = conv.weight * m[:, :, None, None]
     assert torch.equal(w, expect)
     # every spatial position of kernel (4, 1) carries the same value, its real part alone
-    assert torch.allclose(w[4, 1], conv.weight[4, 1] * layer.real_part(layer.logits[0][4, 1]))
+    assert torch.allclose(w[4, 1], conv.weight[4, 1] * layer.real_part(layer.task_floats(0)[4, 1]))
     x = torch.randn(2, 6, 8, 8)
     assert torch.allclose(layer(x), F.conv2d(x, expect, conv.bias, 1, 1, 1, groups), atol=1e-6)
 
@@ -40,8 +40,8 @@ def test_one_value_per_kernel_broadcast_over_its_positions(groups):
 def test_relaxation_while_training_hard_mask_at_eval():
     _, layer = conv_layer(KernelMaskConfig(real="logistic", scale=0.1, temperature=0.5))
     with torch.no_grad():
-        layer.logits[0].copy_(torch.randn(layer.mask_shape))
-    r = layer.logits[0].detach()
+        layer.task_floats(0).copy_(torch.randn(layer.mask_shape))
+    r = layer.task_floats(0).detach()
     p = torch.sigmoid(r)
     soft = torch.softmax(torch.stack([p, 1 - p]) / 0.5, dim=0)[0]  # the softmax over [p, 1-p]
     layer.train()
@@ -51,23 +51,23 @@ def test_relaxation_while_training_hard_mask_at_eval():
     # no straight-through estimator: the gradient is the relaxation's own, nonzero everywhere
     layer.train()
     layer(torch.randn(2, 6, 5, 5)).sum().backward()
-    assert layer.logits[0].grad is not None and (layer.logits[0].grad != 0).all()
+    assert layer.live_logits.grad is not None and (layer.live_logits.grad != 0).all()
 
 
 @pytest.mark.parametrize("form", ["logistic", "linear"])
 def test_stored_task_is_its_bits_plus_real_part_and_drops_r(form):
     _, layer = conv_layer(KernelMaskConfig(real=form, scale=0.1))
     with torch.no_grad():
-        layer.logits[1].copy_(torch.randn(layer.mask_shape))
+        layer.task_floats(1).copy_(torch.randn(layer.mask_shape))
     layer.eval()
     hard = layer.mask(1).clone()
-    r = layer.logits[1].detach().clone()
+    r = layer.task_floats(1).detach().clone()
     layer.store_task(1)
     bits, real = layer.stored_parts(1)
     assert isinstance(bits, PackedMasks) and bits.shape == torch.Size(layer.mask_shape)
     assert torch.equal(bits.unpack()[0], r > 0)
     assert torch.equal(real, 0.1 * (torch.sigmoid(r) if form == "logistic" else r))
-    assert layer.logits[1].numel() == 0  # only the soft mask is kept
+    assert layer.is_finished(1) and 1 not in layer.open_tasks()  # only the soft mask is kept
     for mode in (True, False):  # a stored task is the same in training and eval mode
         layer.train(mode)
         assert torch.equal(layer.mask(1), hard)
@@ -77,12 +77,12 @@ def test_stored_task_is_its_bits_plus_real_part_and_drops_r(form):
 def test_binary_only_and_straight_through_variants():
     _, layer = conv_layer(KernelMaskConfig(real="none", relax="ste"))
     with torch.no_grad():
-        layer.logits[0].copy_(torch.randn(layer.mask_shape))
+        layer.task_floats(0).copy_(torch.randn(layer.mask_shape))
     layer.train()
     m = layer.mask(0)
     assert set(m.unique().tolist()) <= {0.0, 1.0}
     layer(torch.randn(1, 6, 4, 4)).sum().backward()
-    assert (layer.logits[0].grad != 0).any()
+    assert (layer.live_logits.grad != 0).any()
     layer.store_task(0)
     assert layer.stored_parts(0)[1] is None
     assert layer.bytes_per_task()["real"] == 0
@@ -92,7 +92,7 @@ def test_backbone_is_a_frozen_buffer_never_changed():
     conv, layer = conv_layer()
     w0, b0 = conv.weight.detach().clone(), conv.bias.detach().clone()
     names = {n for n, _ in layer.named_parameters()}
-    assert names == {"logits.0", "logits.1"}
+    assert names == {"live_logits"}  # one slot: the selected task's R
     opt = torch.optim.Adam(layer.parameters(), lr=0.1)
     for _ in range(3):
         opt.zero_grad()
@@ -116,7 +116,7 @@ def test_storage_counts():
     assert per_row.bytes_per_task()["total"] == 4 * 5 + 4 * 5
     x = torch.randn(3, 70)
     with torch.no_grad():
-        per_row.logits[0].copy_(torch.tensor([[1.0], [-1.0], [2.0], [-2.0], [0.5]]))
+        per_row.task_floats(0).copy_(torch.tensor([[1.0], [-1.0], [2.0], [-2.0], [0.5]]))
     per_row.eval()
     m = per_row.mask(0)
     assert torch.allclose(per_row(x), F.linear(x, lin.weight * m, lin.bias))
@@ -141,7 +141,7 @@ def test_convert_kernelwise_on_torchvision_resnet18():
             layer.set_task(1)
         assert net(x).shape == (2, 7)
     for _, layer in layers:  # the weights are buffers: only the masks' R train
-        assert {n.split(".")[0] for n, _ in layer.named_parameters()} == {"logits"}
+        assert {n for n, _ in layer.named_parameters()} == {"live_logits"}
 
 
 def test_convert_kernelwise_swaps_batchnorm_per_task_like_convert():

@@ -58,7 +58,7 @@ def test_piggyback_keeps_exactly_its_packed_mask():
     model = ksm.build_model("piggyback", pretrained(), 2)
     with torch.no_grad():
         for _, layer in supermask_layers(model):
-            layer.scores[1].normal_()
+            layer.task_floats(1).normal_()
     set_task(model, 1)
     model.eval()
     x = torch.randn(4, 784)
@@ -67,14 +67,15 @@ def test_piggyback_keeps_exactly_its_packed_mask():
         ksm.finish_task(model, "piggyback", 1)
         assert torch.equal(model(x), before)
     for _, layer in supermask_layers(model):
-        assert set(layer.scores[1].unique().tolist()) <= {-1.0, 1.0}
+        assert layer.is_finished(1) and set(layer.finished_floats(1).unique().tolist()) <= {-1.0, 1.0}
 
 
 def test_trainable_groups_hold_only_the_task_own_tensors():
     model = ksm.build_model("ksm", pretrained(), 3)
     groups = ksm.trainable(model, "ksm", 2, lr=1e-2, head_lr=1e-3)
     own = {id(p) for p in groups[0]["params"]}
-    assert own == {id(layer.logits[2]) for _, layer in kernel_mask_layers(model)}
+    assert own == {id(layer.live_logits) for _, layer in kernel_mask_layers(model)}
+    assert all(layer.live_task == 2 for _, layer in kernel_mask_layers(model))
     assert {id(p) for p in groups[1]["params"]} == {id(p) for p in ksm.heads_of(model).heads[2].parameters()}
 
 
@@ -116,7 +117,7 @@ def test_stored_ksm_model_matches_bits_plus_real():
     model = ksm.build_model("ksm", pretrained(), 2)
     with torch.no_grad():
         for _, layer in kernel_mask_layers(model):
-            layer.logits[1].normal_()
+            layer.task_floats(1).normal_()
     set_task(model, 1)
     model.eval()
     acc_r = accuracy(model, stream.test(1, samples=100))

@@ -32,7 +32,7 @@ def test_backbone_init_statistics_and_seed():
 def test_supermask_linear_forward_and_score_gradient(mask):
     layer = layers.SupermaskLinear(37, 13, density=0.2, mask=mask, seed=3)
     x = torch.randn(5, 37)
-    s = layer.scores[0].detach()
+    s = layer.task_floats(0).detach()
     m = popup_oracle(s.abs(), 13 * 37 - math.floor(0.8 * 13 * 37)) if mask == "topk" else (s >= 0).float()
     out = layer(x)
     torch.testing.assert_close(out, F.linear(x, layer.weight * m))
@@ -40,31 +40,36 @@ def test_supermask_linear_forward_and_score_gradient(mask):
     out.backward(g)
     d_eff = g.t() @ x  # gradient w.r.t. the effective weight W * M
     expected = d_eff * layer.weight * (torch.sign(s) if mask == "topk" else 1)
-    torch.testing.assert_close(layer.scores[0].grad, expected)
+    torch.testing.assert_close(layer.live_scores.grad, expected)
 
 
 def test_supermask_conv_and_export_masks():
     layer = layers.SupermaskConv2d(3, 5, 3, padding=1, num_tasks=3, density=0.3, seed=0)
     x = torch.randn(2, 3, 9, 8)
     layer.set_task(2)
-    s = layer.scores[2].detach()
+    s = layer.task_floats(2).detach()
     m = popup_oracle(s.abs(), il.ops.popup_k(s.numel(), 0.3))
     torch.testing.assert_close(layer(x), F.conv2d(x, layer.weight * m, padding=1))
     packed = layer.export_masks()
     assert packed.num_masks == 3 and packed.shape == layer.weight.shape
     assert torch.equal(packed.unpack()[2].float(), m)
-    # load_masks writes scores whose masks are exactly these masks
+    # load_masks makes every task finished with exactly these masks, computing as they do
     other = layers.SupermaskConv2d(3, 5, 3, padding=1, num_tasks=1, density=0.3, seed=0)
     other.load_masks(packed)
-    assert other.num_tasks == 3 and other.export_masks() == packed
+    assert other.num_tasks == 3 and other.export_masks() == packed and all(other.finished)
+    other.set_task(2)
+    torch.testing.assert_close(other(x), F.conv2d(x, layer.weight * m, padding=1))
 
 
 def test_tasks_have_their_own_scores():
     layer = layers.SupermaskLinear(10, 4, num_tasks=2)
-    assert not torch.equal(layer.scores[0], layer.scores[1])
+    first = layer.task_floats(0).detach().clone()
+    assert not torch.equal(first, layer.task_floats(1))
     layer.set_task(1)
     layer(torch.randn(3, 10)).sum().backward()
-    assert layer.scores[0].grad is None and layer.scores[1].grad is not None
+    # one slot Parameter: task 1's scores, with its gradient; task 0's floats are stashed untouched
+    assert layer.live_task == 1 and layer.live_scores.grad is not None
+    assert torch.equal(layer.task_floats(0), first) and not layer.task_floats(0).requires_grad
     assert layer.add_task() == 2 and layer.num_tasks == 3
     with pytest.raises(IndexError):
         layer.set_task(3)
@@ -77,34 +82,34 @@ def test_impress_linear_matches_dense(per_channel):
     masks = torch.rand(6, 9, 41) < 0.3
     layer = layers.ImpressLinear(41, 9, pack_masks(masks), bias=True, num_tasks=2, per_channel=per_channel)
     shape = (6, 9) if per_channel else (6,)
-    assert torch.equal(layer.alpha[0].detach(), torch.full(shape, 1 / 6))
+    assert torch.equal(layer.task_alpha(0).detach(), torch.full(shape, 1 / 6))
     with torch.no_grad():
-        layer.alpha[1].copy_(torch.randn(shape))
+        layer.task_alpha(1).copy_(torch.randn(shape))
         layer.bias.copy_(torch.randn(9))
     layer.set_task(1)
     x = torch.randn(4, 41)
-    w_eff = layer.weight.double() * coefficients_oracle(masks, layer.alpha[1].detach())
+    w_eff = layer.weight.double() * coefficients_oracle(masks, layer.task_alpha(1).detach())
     torch.testing.assert_close(layer(x), F.linear(x.double(), w_eff, layer.bias.double()).float())
     layer(x).sum().backward()
-    assert layer.alpha[0].grad is None and layer.alpha[1].grad.shape == shape
+    assert layer.live_task == 1 and layer.live_alpha.grad.shape == shape
+    assert not layer.task_alpha(0).requires_grad
 
 
 def test_impress_conv_matches_dense():
     masks = torch.rand(4, 6, 3, 3, 3) < 0.5
     layer = layers.ImpressConv2d(3, 6, 3, pack_masks(masks), stride=2, padding=1, per_channel=True)
     with torch.no_grad():
-        layer.alpha[0].copy_(torch.randn(4, 6))
+        layer.task_alpha(0).copy_(torch.randn(4, 6))
     x = torch.randn(2, 3, 11, 10)
-    w_eff = (layer.weight.double() * coefficients_oracle(masks, layer.alpha[0].detach())).float()
+    w_eff = (layer.weight.double() * coefficients_oracle(masks, layer.task_alpha(0).detach())).float()
     torch.testing.assert_close(layer(x), F.conv2d(x, w_eff, stride=2, padding=1))
 
 
 def test_mixture_is_linear_in_task_alphas():
     masks = torch.rand(5, 7, 19) < 0.4
     layer = layers.ImpressLinear(19, 7, pack_masks(masks), num_tasks=3)
-    with torch.no_grad():
-        for a in layer.alpha:
-            a.copy_(torch.randn(5))
+    for t in range(3):
+        layer.load_alpha(t, torch.randn(5))  # finished: a mixture reads finished tasks
     x = torch.randn(3, 19)
     layer.set_task(2)
     single = layer(x)
@@ -112,7 +117,7 @@ def test_mixture_is_linear_in_task_alphas():
     torch.testing.assert_close(layer(x), single)
     beta = torch.tensor([0.2, 0.5, 0.3], requires_grad=True)
     layer.set_task(beta)
-    A = torch.stack([a.detach() for a in layer.alpha])
+    A = layer.alphas.clone()
     w_eff = layer.weight.double() * coefficients_oracle(masks, (beta.detach() @ A))
     out = layer(x)
     torch.testing.assert_close(out, F.linear(x.double(), w_eff).float())
@@ -158,7 +163,7 @@ def test_converted_resnet18_equals_effective_weights(batchnorm):
     with torch.no_grad():
         for _, m in layers.task_modules(converted):
             if isinstance(m, layers.ImpressLayer):
-                m.alpha[0].normal_()
+                m.task_alpha(0).normal_()
     plain = copy.deepcopy(original)
     _write_effective_weights(plain, converted)
     converted.eval(), plain.eval()
@@ -177,7 +182,8 @@ def test_convert_keep_and_hybrid():
     assert isinstance(model[0], layers.ImpressLinear) and isinstance(model[2], layers.SupermaskLinear)
     assert torch.equal(model[0].weight, w0) and model[0].init == "keep"
     assert model[0].basis_size == 4 and model[2].num_tasks == 2
-    assert [p.requires_grad for p in model.parameters()] == [True] * 4  # 2 alphas + 2 score tensors
+    # one slot each (task 0's alpha, task 0's scores): every other task holds nothing yet
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["0.live_alpha", "2.live_scores"]
     assert il.add_task(model) == 2
     il.set_task(model, 1)
     assert model[0].task == 1 and model[2].task == 1
@@ -220,12 +226,15 @@ def test_compiled_layers_match_eager():
 
 
 def test_set_num_tasks_shrinks_scores_and_alphas():
-    # nn.ParameterList has no __delitem__; shrinking must keep the first tasks as they were.
+    # shrinking keeps the first tasks as they were, finished or trainable, and drops the rest's state
     sm = layers.SupermaskLinear(7, 5, num_tasks=3, density=0.5)
-    kept = sm.scores[1].detach().clone()
+    sm.set_task(1)
+    sm.finish_task(1)
+    kept = sm.export_masks([1])
     sm.set_task(2)
     sm.set_num_tasks(2)
-    assert sm.num_tasks == 2 and sm.task == 1 and torch.equal(sm.scores[1], kept)
+    assert sm.num_tasks == 2 and sm.task == 1 and sm.export_masks([1]) == kept
+    assert sm.masks.shape[0] == 2 and sm.live_task is None and sm.open_tasks() == [0]  # task 2's floats gone
     im = layers.ImpressLinear(7, 5, layers.random_basis((5, 7), 2, 0.5), num_tasks=3)
     im.set_num_tasks(1)
-    assert im.num_tasks == 1 and len(list(im.parameters())) == 1
+    assert im.num_tasks == 1 and im.alphas.shape[0] == 1 and len(list(im.parameters())) == 1

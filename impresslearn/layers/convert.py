@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 
 from ..format import PackedMasks
-from ..seeding import INITS, check_density, derive_seed
+from ..seeding import INITS, check_density, derive_seed, init_backbone
 from .attention import TaskMultiheadAttention
 from .masked import ImpressConv, ImpressConv2d, ImpressLinear, SupermaskConv, SupermaskConv2d, SupermaskLinear, random_basis
 from .norms import FrozenBatchNorm, TaskBatchNorm1d, TaskBatchNorm2d, TaskBatchNorm3d
@@ -90,19 +90,22 @@ def convert(model: nn.Module, mode: str = "impress", *, basis: Mapping[str, Pack
     if mode == "impress" and basis is None and basis_size is None and set(overrides.values()) != {"supermask"}:
         raise ValueError("mode 'impress' needs a basis per layer or a basis_size for random masks")
 
+    layer_init = "kaiming_normal" if init == "keep" else init
+
     def make(name: str, old: nn.Module) -> nn.Module:
         return _mask_layer(name, old, overrides.get(name, mode), basis, basis_size, density, mask, init, scale, seed,
                            per_channel, num_tasks)
 
     return convert_with(model, make, num_tasks=num_tasks, batchnorm=batchnorm, include=include, unknown=unknown,
-                        reseed=None if init == "keep" else seed, names=set(overrides))
+                        reseed=None if init == "keep" else seed, init=layer_init, names=set(overrides))
 
 
 def convert_with(model: nn.Module, make_layer: LayerFactory, *, num_tasks: int = 1, batchnorm: str = "per_task",
                  include: Callable[[str, nn.Module], bool] | None = None, unknown: str = "refuse",
-                 reseed: int | None = None, names: set[str] | None = None) -> nn.Module:
+                 reseed: int | None = None, init: str = "kaiming_normal", names: set[str] | None = None) -> nn.Module:
     """convert()'s walk with a layer factory of one's own (kernel-wise masks use it): every module
-    classified first, then swapped. `reseed` draws the frozen parameters again from that seed;
+    classified first, then swapped. `reseed` draws the frozen parameters again from that seed
+    (an unmasked linear or convolution as an `init` backbone);
     `names` are layer names that must be among those converted (else a ValueError)."""
     if batchnorm not in BATCHNORM_MODES:
         raise ValueError(f"batchnorm must be 'per_task' or 'keep', got {batchnorm!r}")
@@ -130,7 +133,7 @@ def convert_with(model: nn.Module, make_layer: LayerFactory, *, num_tasks: int =
     for bn in plan.batchnorms:
         new[id(bn)] = _batchnorm(bn, batchnorm, num_tasks)
     for path, module, recurse in plan.frozen:
-        _freeze(path, module, reseed, recurse)
+        _freeze(path, module, reseed, init, recurse)
     for old_id, paths in plan.paths.items():
         if old_id in new:
             for path in paths:
@@ -344,15 +347,41 @@ def _batchnorm(bn: nn.Module, batchnorm: str, num_tasks: int) -> nn.Module:
     return BATCHNORMS[type(bn)](bn.num_features, num_tasks, bn.eps, bn.momentum or 0.1).to(device)
 
 
+# The std a frozen parameter that a model owns directly (a token, a position embedding) is drawn
+# with when it is drawn again from the seed: the usual start of such tensors (docs/design.md §4.5).
+TOKEN_STD = 0.02
+
+
 @torch.no_grad()
-def _freeze(path: str, module: nn.Module, reseed: int | None, recurse: bool) -> None:
-    """Turn off the gradient of the module's own parameters (an optimizer then never moves them:
-    it skips a parameter without a gradient); with `reseed`, draw each non-constant one again as
-    a normal of its own mean and std from `derive_seed(reseed, its name)`, so that the frozen
-    backbone is a function of the seed, as the mask layers' weights are (docs/design.md §4.5)."""
-    for pname, p in module.named_parameters(recurse=recurse):
-        if reseed is not None and p.numel() > 1 and not bool((p == p.flatten()[0]).all()):
-            gen = torch.Generator().manual_seed(derive_seed(reseed, f"{path}.{pname}" if path else pname))
-            mean, std = p.mean().item(), p.std().item()
-            p.copy_((torch.randn(p.shape, generator=gen) * std + mean).to(p))
+def _freeze(path: str, module: nn.Module, reseed: int | None, init: str, recurse: bool) -> None:
+    """Turn off the gradient of the module's own parameters (and its submodules' with `recurse`):
+    an optimizer then never moves them, as it skips a parameter without a gradient. With `reseed`
+    they are drawn again from that seed first, so that the frozen backbone is a function of the
+    seed as the mask layers' weights are (docs/design.md §4.5)."""
+    if reseed is not None:
+        _redraw(path, module, reseed, init, recurse)
+    for p in module.parameters(recurse=recurse):
         p.requires_grad_(False)
+
+
+def _redraw(path: str, module: nn.Module, seed: int, init: str, recurse: bool) -> None:
+    """An unmasked linear or convolution: a backbone weight like a mask layer's (bias zero); a
+    module with `reset_parameters`: its own initialisation under the path's seed; any other
+    parameter: kept if constant (ones, zeros, a layer scale), else a normal of std TOKEN_STD."""
+    own_seed = derive_seed(seed, path)
+    params = dict(module.named_parameters(recurse=recurse))
+    if (_is_linear(module) or _conv_kind(module) is not None) and "weight" in module._parameters:
+        module.weight.copy_(init_backbone(module.weight.shape, init=init, seed=own_seed).to(module.weight))
+        if module.bias is not None:
+            module.bias.zero_()
+        return
+    if callable(getattr(module, "reset_parameters", None)) and not recurse:
+        devices = [p.device.index or 0 for p in params.values() if p.device.type == "cuda"][:1]
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(own_seed)
+            module.reset_parameters()
+        return
+    for name, p in params.items():
+        if p.numel() > 1 and not bool((p == p.flatten()[0]).all()):
+            gen = torch.Generator().manual_seed(derive_seed(own_seed, name))
+            p.copy_((torch.randn(p.shape, generator=gen) * TOKEN_STD).to(p))

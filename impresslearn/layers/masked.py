@@ -275,7 +275,7 @@ class SupermaskConv(_ConvNd, SupermaskLayer):
         super().__init__()
         shape = self._init_convnd(dims, transposed, in_channels, out_channels, kernel_size, stride, padding, dilation,
                                   groups, output_padding)
-        self._init_backbone(shape, bias, init, seed, density if scale else None)
+        self._init_backbone(shape, bias, init, seed, density if scale else None, bias_size=out_channels)
         self._init_supermask(num_tasks, density, mask)
 
     def _apply_weight(self, x: Tensor, weight: Tensor) -> Tensor:
@@ -427,7 +427,7 @@ class ImpressConv(_ConvNd, ImpressLayer):
         super().__init__()
         shape = self._init_convnd(dims, transposed, in_channels, out_channels, kernel_size, stride, padding, dilation,
                                   groups, output_padding)
-        self._init_backbone(shape, bias, init, seed, scale_density)
+        self._init_backbone(shape, bias, init, seed, scale_density, bias_size=out_channels)
         self._init_impress(basis, num_tasks, per_channel)
 
     def forward(self, x: Tensor) -> Tensor:

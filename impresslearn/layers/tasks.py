@@ -75,12 +75,13 @@ class TaskAware(nn.Module):
 class BackboneLayer(TaskAware):
     """A frozen weight (and optional frozen bias) rebuilt from (init, seed, density)."""
 
-    def _init_backbone(self, shape, bias: bool, init: str, seed: int, scale_density: float | None) -> None:
+    def _init_backbone(self, shape, bias: bool, init: str, seed: int, scale_density: float | None,
+                       bias_size: int | None = None) -> None:
         self.init = init
         self.seed = int(seed)
         self.scale_density = scale_density
         self.register_buffer("weight", init_backbone(shape, init=init, seed=seed, density=scale_density))
-        self.register_buffer("bias", torch.zeros(shape[0]) if bias else None)
+        self.register_buffer("bias", torch.zeros(shape[0] if bias_size is None else bias_size) if bias else None)
 
     def reset_backbone(self) -> None:
         """Rewrite the weight from its seed (biases back to zero); the checkpoint loader uses this."""
