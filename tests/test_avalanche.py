@@ -102,16 +102,18 @@ def test_supsup_freezes_earlier_tasks_bit_identically():
     x0 = torch.stack([bm.test_stream[0].dataset[i][0] for i in range(50)])
     strategy.train(bm.train_stream[0])
     before = outputs_of(strategy.model, x0, 0)
-    scores = [s.detach().clone() for s in strategy.model.task_parameters(0)]
+    layers_of = lambda: il.layers.supermask_layers(strategy.model.net)  # noqa: E731
+    assert all(m.is_finished(0) for _, m in layers_of())  # a frozen task is finished: packed bits only
+    masks0 = [m.export_masks([0]) for _, m in layers_of()]
     for exp in bm.train_stream[1:]:
         strategy.train(exp)
     assert torch.equal(outputs_of(strategy.model, x0, 0), before)
-    assert all(torch.equal(a, b) for a, b in zip(scores, strategy.model.task_parameters(0)))
+    assert all(a == m.export_masks([0]) for a, (_, m) in zip(masks0, layers_of()))
     assert strategy.model.frozen == {0, 1, 2}
-    # each later task did learn: its scores moved from their initialisation
+    # each later task did learn: its mask moved from its initial scores' mask
     fresh = supermask_net()
     il.add_task(fresh)
-    assert not torch.equal(strategy.model.task_parameters(1)[0], il.layers.supermask_layers(fresh)[0][1].scores[1])
+    assert layers_of()[0][1].export_masks([1]) != il.layers.supermask_layers(fresh)[0][1].export_masks([1])
 
 
 def test_a_frozen_label_cannot_train_again():
@@ -184,7 +186,7 @@ def test_superposition_keeps_each_mask():
     x = torch.randn(5, 784)
     for per_channel in (False, True):
         twin = superposition(net, per_channel=per_channel)
-        assert il.layers.impress_layers(twin)[0][1].alpha[0].dim() == (2 if per_channel else 1)
+        assert il.layers.impress_layers(twin)[0][1].task_alpha(0).dim() == (2 if per_channel else 1)
         for t in range(2):
             il.set_task(net, t)
             il.set_task(twin, t)

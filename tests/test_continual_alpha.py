@@ -36,8 +36,8 @@ def test_alphas_start_at_one_over_k_and_have_the_right_shapes():
     per_layer = impress_model(cfg, b)
     per_channel = impress_model(cfg, b, per_channel=True)
     for (_name, m), (_, mc) in zip(layers.impress_layers(per_layer), layers.impress_layers(per_channel)):
-        assert tuple(m.alpha[0].shape) == (3,) and torch.allclose(m.alpha[0], torch.full((3,), 1 / 3))
-        assert tuple(mc.alpha[0].shape) == (3, m.weight.shape[0])
+        assert tuple(m.task_alpha(0).shape) == (3,) and torch.allclose(m.task_alpha(0), torch.full((3,), 1 / 3))
+        assert tuple(mc.task_alpha(0).shape) == (3, m.weight.shape[0])
 
 
 def test_penalty_is_eq2_by_hand():
@@ -46,7 +46,7 @@ def test_penalty_is_eq2_by_hand():
     vals = [torch.tensor([0.5, -0.25, 1.0]), torch.tensor([0.1, 0.1, 0.1]), torch.tensor([-1.0, 0.0, 0.0])]
     with torch.no_grad():
         for (_, m), v in zip(layers.impress_layers(model), vals):
-            m.alpha[0].copy_(v)
+            m.task_alpha(0).copy_(v)
     expected = (1.75 - 1) ** 2 + (0.3 - 1) ** 2 + (1.0 - 1) ** 2
     assert alpha.alpha_penalty(model, 0).item() == pytest.approx(expected)
     pc = impress_model(cfg, b, per_channel=True)  # at 1/K every channel sums to exactly 1
@@ -57,9 +57,15 @@ def test_fit_learns_only_the_task_alphas_and_per_channel_learns_a_new_task():
     cfg, b = task_basis()
     model = impress_model(cfg, b, per_channel=True, num_tasks=2)
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    task0 = [m.task_alpha(0).detach().clone() for _, m in layers.impress_layers(model)]
     alpha.fit_alpha(model, 1, permuted().train(7, 128, seed=0), FAST, progress=False)
-    changed = {k for k, v in model.state_dict().items() if not torch.equal(before[k], v)}
-    assert changed == {"1.alpha.1", "3.alpha.1", "5.alpha.1"}
+    after = model.state_dict()
+    # the task is finished: its alphas are rows of the `alphas` buffers; the slot holds nothing
+    assert all(after[k].numel() == 0 for k in after if k.endswith("live_alpha"))
+    changed = {k for k, v in after.items() if not k.endswith("live_alpha") and not torch.equal(before[k], v)}
+    assert changed == {"1.alphas", "3.alphas", "5.alphas"}
+    for (_, m), a in zip(layers.impress_layers(model), task0):  # task 0's own alphas: untouched
+        assert torch.equal(m.task_alpha(0), a) and not torch.equal(m.alphas[1], before[f"{_}.alphas"][1])
     acc = metrics.accuracy(model, eval_batches(7), task=1)
     assert acc > 0.5, acc  # a new permutation from 3 impressions, 1 epoch on 6,000 images
 
@@ -69,10 +75,10 @@ def test_large_lambda_pulls_the_alpha_sums_to_one():
     model = impress_model(cfg, b)
     with torch.no_grad():
         for _, m in layers.impress_layers(model):
-            m.alpha[0].mul_(3)  # sums start at 3
+            m.task_alpha(0).mul_(3)  # sums start at 3
     alpha.fit_alpha(model, 0, permuted().train(7, 128), TrainConfig(optimizer="adam", lr=5e-2, iterations=60),
                     lam=100.0, progress=False)
-    sums = [m.alpha[0].abs().sum().item() for _, m in layers.impress_layers(model)]
+    sums = [m.task_alpha(0).abs().sum().item() for _, m in layers.impress_layers(model)]
     assert all(abs(s - 1) < 0.2 for s in sums), sums  # from 3, against the cross-entropy
     with pytest.raises(ValueError):
         alpha.fit_alpha(model, 0, permuted().train(7, 128), FAST, lam=-1.0)
@@ -83,10 +89,10 @@ def test_hybrid_learns_a_last_layer_mask_with_the_alphas():
     model = impress_model(cfg, {k: v for k, v in b.items() if k != "5"} | {"5": b["5"]}, hybrid=True)
     assert isinstance(model[5], SupermaskLinear) and isinstance(model[1], ImpressLinear)
     params = alpha.alpha_params(model, 0)
-    assert len(params) == 3 and params[-1] is model[5].scores[0]
-    start = model[5].scores[0].detach().clone()
-    alpha.fit_alpha(model, 0, permuted().train(7, 128), FAST, progress=False)
-    assert not torch.equal(start, model[5].scores[0])
+    assert len(params) == 3 and params[-1] is model[5].live_scores
+    start = model[5].task_floats(0).detach().clone()
+    alpha.fit_alpha(model, 0, permuted().train(7, 128), FAST, progress=False, finish=False)
+    assert not torch.equal(start, model[5].task_floats(0))
     with pytest.raises(ValueError, match="L-BFGS"):
         alpha.fit_alpha(model, 0, permuted().train(7, 128), TrainConfig(optimizer="lbfgs", lr=1.0, iterations=2))
 
@@ -98,9 +104,9 @@ def test_hybrid_first_keeps_a_first_layer_mask_and_superposes_exactly():
     alpha.fit_alpha(model, 0, permuted().train(7, 128), FAST, progress=False)
     torch.manual_seed(0)
     with torch.no_grad():  # task 1: other alphas and scores than task 0's
-        model[1].scores[1].normal_()
+        model[1].task_floats(1).normal_()
         for _, m in layers.impress_layers(model):
-            m.alpha[1].normal_()
+            m.task_alpha(1).normal_()
     sup = superposition_model(cfg, model)
     assert not layers.supermask_layers(sup) and sup[1].basis_size == 2
     x, _ = next(iter(eval_batches(2)))

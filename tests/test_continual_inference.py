@@ -67,7 +67,7 @@ def test_impresslearn_tasks_superpose_as_beta_at_A_and_are_found():
     beta = torch.tensor([0.2, 0.5, 0.3])
     set_task(imp, beta)
     layer = imp[1]
-    A = torch.stack(list(layer.alpha))
+    A = layer.alphas  # every task finished: its alpha a row
     torch.testing.assert_close(layer.current_alpha(), torch.tensordot(beta, A, dims=1))
     res = inference.task_inference(imp, lambda t: permuted().test(t, 128, shuffle=True, limit=4), [7, 8, 9],
                                    objective="H")

@@ -7,6 +7,7 @@ import torch
 from continual_helpers import TASKS, eval_batches, permuted, trained
 
 from impresslearn import set_task
+from impresslearn.layers import supermask_layers
 from impresslearn.continual import masks, metrics
 from impresslearn.continual.backbone import BackboneConfig, supermask_model
 from impresslearn.continual.training import TrainConfig
@@ -41,13 +42,20 @@ def test_topk_masks_keep_the_density_and_threshold_masks_learn_theirs():
 def test_training_a_task_leaves_the_backbone_and_other_tasks_untouched():
     cfg, model = trained("topk")
     model = copy.deepcopy(model)
-    masks.load_task_masks(model, masks.task_masks(model))
+    masks.load_task_masks(model, masks.task_masks(model))  # every task finished
+    with pytest.raises(RuntimeError, match="task 1 is finished"):
+        masks.task_scores(model, 1)
+    for _, m in supermask_layers(model):  # trained further from scores that select its mask
+        m.reopen_task(1)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    tr = TrainConfig(optimizer="rmsprop", lr=3e-4, epochs=1.0, iterations=5)
+    # reopened top-k scores are 0 or 1: a step large enough to move some across the threshold
+    tr = TrainConfig(optimizer="rmsprop", lr=0.5, epochs=1.0, iterations=5)
     masks.train_mask(model, 1, permuted().train(5, 128), tr, progress=False)
     after = model.state_dict()
-    changed = {k for k in before if not torch.equal(before[k], after[k])}
-    assert changed and all(k.endswith("scores.1") for k in changed)
+    changed = {k for k in before if not k.endswith("live_scores") and not torch.equal(before[k], after[k])}
+    assert changed and all(k.endswith(".masks") for k in changed)
+    for k in changed:  # only task 1's row of the packed masks
+        assert torch.equal(before[k][[0, 2]], after[k][[0, 2]]) and not torch.equal(before[k][1], after[k][1])
 
 
 def test_stored_masks_come_back_exactly():

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 from cases import combine_oracle, grad_alpha_oracle, make_combine_inputs, popup_oracle
 
-from impresslearn import convert, dense, pack_masks, set_task
+from impresslearn import convert, dense, layers, pack_masks, set_task
 from impresslearn.dense import DenseImpressConv2d, DenseImpressLinear, densify
 from impresslearn.models import cifar_resnet18, lenet_300_100
 
@@ -69,9 +69,9 @@ def test_selections_keep_the_top_k(levels, k):
 def _alphas_random(model):
     with torch.no_grad():
         for m in model.modules():
-            if hasattr(m, "alpha"):
-                for a in m.alpha:
-                    a.uniform_(-1, 1)
+            if isinstance(m, layers.ImpressLayer):
+                for t in range(m.num_tasks):
+                    m.task_alpha(t).uniform_(-1, 1)
 
 
 @pytest.mark.parametrize("per_channel", [False, True])
@@ -94,8 +94,9 @@ def test_densified_model_matches_the_packed_one(per_channel):
         torch.testing.assert_close(out_d, out_p, rtol=1e-4, atol=1e-4)
         out_p.square().sum().backward()
         out_d.square().sum().backward()
-    for (n, p), (_, d) in zip(packed.named_parameters(), twin.named_parameters()):
-        torch.testing.assert_close(d.grad, p.grad, rtol=1e-3, atol=1e-3, msg=n)
+        pairs = zip(layers.impress_layers(packed), [m for m in twin.modules() if hasattr(m, "stacked")])
+        for (n, p), d in pairs:  # the packed layer's slot holds the selected task's alpha
+            torch.testing.assert_close(d.alpha[task].grad, p.live_alpha.grad, rtol=1e-3, atol=1e-3, msg=n)
 
 
 def test_densify_with_the_matvec_combine():

@@ -92,7 +92,7 @@ def test_knn_accuracy_on_separable_features():
     assert knn_accuracy(torch.zeros(200, 5), y, k=15, fit_fraction=0.66, classes=2) <= 0.6
 
 
-def test_kkt_picks_the_similar_task_and_copies_its_scores():
+def test_kkt_picks_the_similar_task_and_starts_from_its_mask():
     # tasks 0 and 2 are the same permutation, task 1 another: task 2 should start from task 0
     torch.manual_seed(0)
     perm = PermutedMNIST(subset(), num_tasks=2)
@@ -101,13 +101,13 @@ def test_kkt_picks_the_similar_task_and_copies_its_scores():
     cfg = ExssnetConfig(method="exssnet-kkt", mask=MASK, weight=WEIGHT, kkt_k=20, kkt_fraction=1.0)
     learner = ExssnetLearner(model, cfg)
     infos = [learner.learn(i, perm.train(t, 128, seed=i), progress=False) for i, t in enumerate(order[:2])]
-    scores0 = [m.scores[0].detach().clone() for _, m in supermask_layers(model)]
-    # snapshot before task 2 is learned: the source's scores must not change
+    mask0 = [m.export_masks([0]) for _, m in supermask_layers(model)]
+    # snapshot before task 2 is learned: the source's finished mask must not change
     info = learner.learn(2, perm.train(0, 128, seed=2), progress=False)
     assert "kkt" not in infos[0] and infos[1]["kkt"]["source"] == 0  # only one earlier task: beats chance
     kkt = info["kkt"]
     assert kkt["source"] == 0 and kkt["knn_acc"][0] > kkt["knn_acc"][1], kkt
-    assert all(torch.equal(a, m.scores[0]) for a, (_, m) in zip(scores0, supermask_layers(model)))
+    assert all(a == m.export_masks([0]) for a, (_, m) in zip(mask0, supermask_layers(model)))
 
 
 def test_storage_counts_the_new_entries():

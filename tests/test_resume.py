@@ -30,7 +30,7 @@ from impresslearn.continual.resume import (
 )
 from impresslearn.continual.training import TrainConfig, fit
 from impresslearn.data.split import split_cifar100
-from impresslearn.layers import random_basis
+from impresslearn.layers import random_basis, task_parameters
 
 HERE = Path(__file__).resolve().parent
 
@@ -96,7 +96,7 @@ def _impress_task():
 
 
 def _alphas(model):
-    return [m.alpha[0] for m in model.modules() if hasattr(m, "alpha")]
+    return task_parameters(model, 0)
 
 
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])

@@ -28,7 +28,7 @@ def test_split_imagenet_resnet50_smoke(tmp_path, capsys, one_thread):
     cfg = bb.BackboneConfig(arch="resnet50", outputs=10, classes=10, init="kaiming_normal", scale=False)
     model = bb.impress_model(cfg, basis)
     load_checkpoint(tmp_path / "inet.run" / "impress.safetensors", model)
-    assert model.fc.alpha[0].tolist() == pytest.approx(r["impresslearn"]["alpha"]["fc"][0])
+    assert model.fc.task_alpha(0).tolist() == pytest.approx(r["impresslearn"]["alpha"]["fc"][0])
     assert "ImpressLearn (random K=1)" in capsys.readouterr().out
 
 

@@ -10,7 +10,7 @@ from impresslearn import set_task
 from impresslearn.continual import backbone as bb
 from impresslearn.continual import inference
 from impresslearn.continual.task_bank import TaskBank
-from impresslearn.layers import impress_layers, random_basis
+from impresslearn.layers import ImpressLayer, impress_layers, random_basis
 
 
 def impress(per_channel: bool, arch="lenet", tasks=4):
@@ -22,9 +22,9 @@ def impress(per_channel: bool, arch="lenet", tasks=4):
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for m in model.modules():
-            if hasattr(m, "alpha"):
-                for a in m.alpha:
-                    a.copy_(torch.randn(a.shape, generator=g))
+            if isinstance(m, ImpressLayer):
+                for t in range(m.num_tasks):  # each task finished; halved so no logit reaches 1e7 in float32
+                    m.load_alpha(t, 0.5 * torch.randn(m.alpha_shape(), generator=g))
             if hasattr(m, "bns"):  # distinct BatchNorm statistics per task
                 for bn in m.bns:
                     bn.running_mean.copy_(torch.randn(bn.running_mean.shape, generator=g) * 0.1)

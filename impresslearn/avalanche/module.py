@@ -22,7 +22,7 @@ from ..continual.inference import infer_sample_tasks, infer_task, num_tasks
 from ..continual.masks import task_scores
 from ..continual.task_bank import TaskBank
 from ..layers import add_task, finish_task, impress_layers, set_task, supermask_layers, task_modules
-from .superpose import superposition
+from ..layers import impress_over as superposition
 
 METHODS = ("exhaustive", "oneshot", "binary")
 

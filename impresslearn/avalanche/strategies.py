@@ -26,9 +26,9 @@ from avalanche.training.templates import SupervisedTemplate
 
 from ..continual.training import TrainConfig, make_optimizer
 from ..layers import impress_layers
+from ..layers import impress_over as superposition
 from .module import MaskModule, TaskInference
 from .plugin import TaskTrainingPlugin
-from .superpose import superposition
 
 # The library's settings for LeNet-300-100 on MNIST (continual/masks.py "topk-0.1", alpha.py
 # "prototype"): RMSprop 3e-4 for scores, Adam 1e-2 for alphas.

@@ -200,7 +200,8 @@ def knn_accuracy(features: Tensor, labels: Tensor, k: int, fit_fraction: float, 
 def kkt_transfer(model: nn.Module, task: int, batches: Iterable, cfg: ExssnetConfig, n_batches: int) -> dict:
     """Score every earlier task's mask (and BatchNorm) on the first `n_batches` of the new task by
     k-NN on penultimate features; if the best beats chance (1/classes), the new task's scores
-    start as scores selecting that task's finished mask (0/1 for top-k: docs/design.md §4.4; the
+    start as scores selecting that task's finished mask (b kept, b/2 dropped for top-k, b the
+    scores' initial bound: docs/design.md §4.4; the
     earlier task's own mask is never touched)."""
     data = list(itertools.islice(iter(batches), n_batches))
     accs = []

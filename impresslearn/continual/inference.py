@@ -42,7 +42,7 @@ from torch import Tensor
 from ..layers import impress_layers, set_task, supermask_layers, task_modules
 from .backbone import BackboneConfig, impress_model
 from .masks import task_masks
-from .task_bank import TaskBank
+from .task_bank import TaskBank, bank_supports
 
 METHODS = ("oneshot", "binary", "exhaustive")
 OBJECTIVES = ("G", "H")
@@ -166,9 +166,8 @@ def infer_task(model: nn.Module, x: Tensor, objective: str | Callable = "H", *, 
     if method == "exhaustive":
         if not isinstance(objective, str):
             raise ValueError("exhaustive inference takes an objective by name ('G' or 'H')")
-        bank = bank if bank is not None else TaskBank(model)
         with torch.no_grad():
-            return int(sample_score(objective, classes)(bank.logits(x)).mean(1).argmin())
+            return int(sample_score(objective, classes)(every_task_logits(model, x, bank)).mean(1).argmin())
     obj = objective_fn(objective, classes) if isinstance(objective, str) else objective
     n = num_tasks(model)
     device = x.device
@@ -188,6 +187,25 @@ def infer_task(model: nn.Module, x: Tensor, objective: str | Callable = "H", *, 
             alive[torch.topk(g, keep, largest=False).indices] = True
         return int(alive.nonzero()[0])
     finally:
+        model.train(was_training)
+
+
+def every_task_logits(model: nn.Module, x: Tensor, bank: TaskBank | None = None) -> Tensor:
+    """`[n, B, C]`: the outputs of every task on `x`, in evaluation mode: through `bank` (or one
+    built here) where the model's layers allow one batched pass, else one forward per task,
+    which any converted model takes (a ViT's attention included)."""
+    if bank is not None or bank_supports(model):
+        return (bank if bank is not None else TaskBank(model)).logits(x)
+    was_training, task = model.training, next(m for _, m in task_modules(model)).task
+    model.eval()
+    try:
+        outs = []
+        for t in range(num_tasks(model)):
+            set_task(model, t)
+            outs.append(model(x))
+        return torch.stack(outs)
+    finally:
+        set_task(model, task)
         model.train(was_training)
 
 

@@ -29,9 +29,14 @@ from torch.func import functional_call, grad, vmap
 
 from ..layers import (
     BackboneLayer,
+    ImpressConv2d,
     ImpressLayer,
+    ImpressLinear,
+    SupermaskConv2d,
     SupermaskLayer,
+    SupermaskLinear,
     TaskBatchNorm,
+    TaskMultiheadAttention,
     set_submodule,
     task_modules,
 )
@@ -69,6 +74,15 @@ def _task_weights(layer: nn.Module) -> Tensor:
         a = alphas[:, t0:t0 + bits.shape[0]]
         coef += torch.einsum("str,trc->src", a, bits) if a.dim() == 3 else torch.einsum("st,trc->src", a, bits)
     return w.unsqueeze(0) * coef.reshape(-1, *w.shape)
+
+
+def bank_supports(model: nn.Module) -> bool:
+    """Whether a bank can be built: every task-aware module a linear or 2-d convolution mask layer
+    called as a module, or per-task BatchNorm (a converted attention reads its projections'
+    weights itself, which the bank's plain twins do not have)."""
+    plain = (SupermaskLinear, SupermaskConv2d, ImpressLinear, ImpressConv2d, TaskBatchNorm)
+    return (all(isinstance(m, plain) for _, m in task_modules(model))
+            and not any(isinstance(m, TaskMultiheadAttention) for m in model.modules()))
 
 
 class TaskBank:

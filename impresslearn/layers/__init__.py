@@ -7,6 +7,7 @@ layers, per-task normalisation and heads, masked attention, and `convert()` for 
     norms.py      TaskBatchNorm1d / 2d / 3d, FrozenBatchNorm
     heads.py      TaskHeads
     attention.py  TaskMultiheadAttention
+    superpose.py  impress_over(model): an ImpressLearn model over a SupSup model's finished masks
     convert.py    convert(model, ...), convert_with(model, factory, ...)
 """
 
@@ -29,6 +30,7 @@ from .masked import (
     supermask_layers,
 )
 from .norms import FrozenBatchNorm, TaskBatchNorm, TaskBatchNorm1d, TaskBatchNorm2d, TaskBatchNorm3d
+from .superpose import impress_over
 from .tasks import (
     BackboneLayer,
     TaskAware,
@@ -46,5 +48,5 @@ __all__ = [
     "SupermaskConv", "ImpressLayer", "ImpressLinear", "ImpressConv2d", "ImpressConv", "TaskBatchNorm",
     "TaskBatchNorm1d", "TaskBatchNorm2d", "TaskBatchNorm3d", "FrozenBatchNorm", "TaskHeads", "TaskMultiheadAttention",
     "MASK_MODES", "ConvertError", "convert", "convert_with", "set_task", "add_task", "finish_task", "task_parameters",
-    "task_modules", "supermask_layers", "impress_layers", "random_basis", "count_bits", "set_submodule",
+    "task_modules", "impress_over", "supermask_layers", "impress_layers", "random_basis", "count_bits", "set_submodule",
 ]

@@ -176,7 +176,7 @@ def _plan(model: nn.Module, include, unknown: str) -> _Plan:
         why = _classify(plan, path, m, include, model)
         if why is not None:
             if unknown == "refuse":
-                refusals.append(f"{path or 'the model'} ({type(m).__name__}) {why}")
+                refusals.append(f"{path or 'the model'} ({type(m).__name__}): it {why}")
             else:
                 plan.frozen.append((path, m, _replaces(m)))
         if _replaces(m) or isinstance(m, CONVERTED):

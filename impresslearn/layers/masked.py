@@ -81,9 +81,12 @@ class SupermaskLayer(TaskStateLayer):
         self.masks[task] = self._pack_scores(floats).words[0].to(self.masks.device)
 
     def _reopen(self, task: int) -> Tensor:
-        # |1| beats |0| in a top-k, and 1 >= 0 > -1 under a threshold: the mask comes back exactly.
+        # At the scale scores start at (the bound b of their initialisation): |b| beats |b/2| in a
+        # top-k, and b >= 0 > -b under a threshold, so the mask comes back exactly; no score is 0,
+        # where the top-k's straight-through gradient (times sign(s)) would vanish.
+        b = 1.0 / math.sqrt(self.weight[0].numel())
         m = self.finished_masks([task]).unpack()[0].to(self.weight.dtype)
-        return m * 2 - 1 if self.mask_mode == "threshold" else m
+        return (m * 2 - 1) * b if self.mask_mode == "threshold" else (m + 1) * (b / 2)
 
     def _truncate_buffers(self, n: int) -> None:
         self._resize_rows("masks", n)

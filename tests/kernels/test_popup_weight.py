@@ -131,11 +131,11 @@ def test_layer_step_equals_composed(flavour, layer):
     with impresslearn.backend(flavour.backend):
         out = net(x)
         out.square().sum().backward()
-        fused, net.scores[0].grad = net.scores[0].grad, None
-        composed = net.weight * ops.popup_mask(net.scores[0].abs(), net.density)
+        fused, net.live_scores.grad = net.live_scores.grad, None
+        composed = net.weight * ops.popup_mask(net.live_scores.abs(), net.density)
         want = forward_with(net, x, composed)
         want.square().sum().backward()
-    assert torch.equal(out, want) and torch.equal(fused, net.scores[0].grad)
+    assert torch.equal(out, want) and torch.equal(fused, net.live_scores.grad)
 
 
 def forward_with(net, x, w):

@@ -87,11 +87,11 @@ def test_layer_step_equals_composed(flavour, layer):
     with impresslearn.backend(flavour.backend):
         out = net(x)
         out.square().sum().backward()
-        fused, net.scores[0].grad = net.scores[0].grad, None
-        w = net.weight * ops.threshold_mask(net.scores[0])
+        fused, net.live_scores.grad = net.live_scores.grad, None
+        w = net.weight * ops.threshold_mask(net.live_scores)
         want = F.linear(x, w) if layer == "linear" else F.conv2d(x, w)
         want.square().sum().backward()
-    assert torch.equal(out, want) and torch.equal(fused, net.scores[0].grad)
+    assert torch.equal(out, want) and torch.equal(fused, net.live_scores.grad)
 
 
 def test_refusals():

@@ -1,11 +1,11 @@
 """An ImpressLearn model over the masks a SupSup model learnt, for any `convert()`ed model.
 
 Every SupSup layer of a copy of the model becomes an Impress layer of the same geometry and the
-same frozen weight, whose basis is the layer's learnt masks and whose task `s` has alpha one-hot
-at `s`: task `s` computes with exactly mask `s`, a mixture `beta` with `W ⊙ Σ_s beta_s M_s`
-(docs/design.md §2.6), and a new task added to it learns alphas over those masks (§2.4).
-`impresslearn.continual.inference.superposition_model` does the same from a `BackboneConfig`;
-this one needs only the model, which is all an Avalanche strategy is given.
+same frozen weight, whose basis is the layer's learnt masks and whose task `s` is finished with
+alpha one-hot at `s`: task `s` computes with exactly mask `s`, a mixture `beta` with
+`W ⊙ Σ_s beta_s M_s` (docs/design.md §2.6), and a new task added to it learns alphas over those
+masks (§2.4). Everything else — per-task BatchNorm statistics, Impress layers of a hybrid model,
+attention, frozen modules — is copied as it is, so the tasks' normalisation comes along.
 """
 
 from __future__ import annotations
@@ -15,28 +15,23 @@ import copy
 import torch
 import torch.nn as nn
 
-from ..layers import (
-    ImpressConv,
-    ImpressConv2d,
-    ImpressLinear,
-    SupermaskConv,
-    SupermaskConv2d,
-    SupermaskLinear,
-    set_submodule,
-    supermask_layers,
-)
+from .masked import ImpressConv, ImpressConv2d, ImpressLinear, SupermaskConv, SupermaskConv2d, SupermaskLinear, supermask_layers
+from .tasks import add_task, set_submodule
 
 
-def superposition(net: nn.Module, *, per_channel: bool = False) -> nn.Module:
-    """A copy of `net` whose SupSup layers are Impress layers over their own masks, one task per
-    mask (alpha one-hot), `per_channel` alphas `[T, rows]` or per layer `[T]`. Other layers
-    (Impress layers, per-task BatchNorm) are copied as they are."""
+def impress_over(net: nn.Module, *, per_channel: bool = False, new_tasks: int = 0) -> nn.Module:
+    """A copy of `net` whose SupSup layers are Impress layers over their own masks, one finished
+    task per mask (alpha one-hot), `per_channel` alphas `[T, rows]` or per layer `[T]`, and
+    `new_tasks` more tasks to learn as alphas over those masks. Other layers (Impress layers,
+    per-task BatchNorm, attention, frozen modules) are copied as they are."""
     layers = supermask_layers(net)
     if not layers:
         raise ValueError("the model has no SupSup layers: there are no masks to build a basis from")
     out = copy.deepcopy(net)
     for name, layer in layers:
         set_submodule(out, name, _impress_twin(layer, per_channel))
+    for _ in range(new_tasks):
+        add_task(out)
     return out
 
 
