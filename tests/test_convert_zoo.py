@@ -237,7 +237,7 @@ def test_unknown_modules_are_refused_before_anything_changes():
             return super().forward(x) * 2
 
     for net, match in [(nn.Sequential(nn.Linear(4, 4), nn.PReLU()), r"1 \(PReLU\)"),
-                       (nn.Sequential(nn.Linear(4, 4), OwnForward(4, 4)), r"1 \(OwnForward\) has a forward of its own"),
+                       (nn.Sequential(nn.Linear(4, 4), OwnForward(4, 4)), r"1 \(OwnForward\): it has a forward of its own"),
                        (nn.Sequential(nn.Conv2d(1, 2, 3, padding_mode="reflect")), "pads with 'reflect'"),
                        (tvm.swin_t(num_classes=5), r"read directly by .*ShiftedWindowAttention")]:
         before = copy.deepcopy(net.state_dict())
