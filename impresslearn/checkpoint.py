@@ -191,20 +191,28 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tens
     return read_verified(data, path, WHAT, META_KEY, READS, legacy=LEGACY_VERSIONS)
 
 
+BACKBONE_MODES = ("check", "file")
+
+
 @torch.no_grad()
-def load_checkpoint(path: str | os.PathLike, model: nn.Module) -> dict:
+def load_checkpoint(path: str | os.PathLike, model: nn.Module, *, backbone: str = "check") -> dict:
     """Load a checkpoint into `model` (built with the same architecture and converted alike).
 
-    Task counts and bases are resized to the file's; the backbone is rebuilt from the stored
-    seeds unless the file holds the weights. Returns the metadata dict given at save time.
+    Task counts and bases are resized to the file's. The backbone is the model's identity: with
+    `backbone="check"` (the default) a layer whose init, seed or density scaling differs from the
+    file's is refused, naming both; `backbone="file"` takes the file's settings instead and
+    rebuilds the weights from its seeds (or its stored weights). Returns the metadata dict given
+    at save time.
 
     All or nothing: the whole file is checked against the model first (checksums, entry names,
     shapes, dtypes, layer kinds and settings, mask densities); a `CheckpointError` then leaves
     the model as it was. Only a file that fits is copied in.
     """
+    if backbone not in BACKBONE_MODES:
+        raise ValueError(f"backbone must be one of {BACKBONE_MODES}, got {backbone!r}")
     path = os.fspath(path)
     header, tensors = read_checkpoint(path)
-    steps = _plan(path, header, tensors, model)
+    steps = _plan(path, header, tensors, model, backbone)
     for step in steps:
         step()
     return header.get("metadata", {})
@@ -231,7 +239,7 @@ def _as_tuple(types) -> tuple:
     return types if isinstance(types, tuple) else (types,)
 
 
-def _plan(path: str, header: dict, tensors: dict[str, torch.Tensor], model: nn.Module) -> list:
+def _plan(path: str, header: dict, tensors: dict[str, torch.Tensor], model: nn.Module, backbone: str = "check") -> list:
     """Check the whole file against `model` without changing it; the steps that then load it.
 
     The steps only assign attributes and copy prepared tensors (already on the right device and
@@ -252,7 +260,7 @@ def _plan(path: str, header: dict, tensors: dict[str, torch.Tensor], model: nn.M
     owned = _owned(model)
     for name, m in modules.items():
         prefix = f"{name}." if name else ""
-        steps += _plan_layer(path, name, m, layers_rec[name], tensors, prefix, expected)
+        steps += _plan_layer(path, name, m, layers_rec[name], tensors, prefix, expected, backbone)
     state_keys = {k: v for k, v in model.state_dict().items() if k not in owned}
     expected.update("state." + k for k in state_keys)
     check_entries(tensors, expected, path, WHAT)
@@ -266,7 +274,8 @@ def _plan(path: str, header: dict, tensors: dict[str, torch.Tensor], model: nn.M
     return steps
 
 
-def _plan_layer(path: str, name: str, m: nn.Module, rec: dict, tensors: dict, prefix: str, expected: set) -> list:
+def _plan_layer(path: str, name: str, m: nn.Module, rec: dict, tensors: dict, prefix: str, expected: set,
+                backbone: str = "check") -> list:
     kind = rec.get("kind")
     if type(m).__name__ != kind:
         raise _fail(path, f"layer {name!r} is a {type(m).__name__} in the model but a {kind} in the checkpoint")
@@ -296,6 +305,10 @@ def _plan_layer(path: str, name: str, m: nn.Module, rec: dict, tensors: dict, pr
         if has_bias != (m.bias is not None):
             raise _fail(path, f"layer {name!r} {'has' if m.bias is not None else 'has no'} bias in the model, "
                               f"but {'has' if has_bias else 'has no'} bias in the checkpoint")
+        if backbone == "check" and _identity(init, seed, scale) != _identity(m.init, m.seed, m.scale_density):
+            raise _fail(path, f"layer {name!r} has the backbone {_describe(m.init, m.seed, m.scale_density)} in the model "
+                              f"but {_describe(init, seed, scale)} in the checkpoint (convert the model with the "
+                              "checkpoint's settings, or load with backbone='file' to take them)")
         if rec.get("weights_included"):
             weight = entry("weight", floating=True, shape=wshape).to(m.weight.device, m.weight.dtype)
             bias = (entry("bias", floating=True, shape=m.bias.shape).to(m.bias.device, m.bias.dtype)
@@ -406,6 +419,17 @@ def _plan_kernel_mask(path, name, m, rec, tasks, entry, device, finished, open_t
             else:
                 m.untrain(t)
     return kernel_mask
+
+
+def _identity(init: str, seed: int, scale) -> tuple:
+    """What makes a layer's backbone: its init, and for a seeded one its seed and density scaling."""
+    return ("keep",) if init == "keep" else (init, int(seed), None if scale is None else float(scale))
+
+
+def _describe(init: str, seed: int, scale) -> str:
+    if init == "keep":
+        return "of kept weights"
+    return f"{init} from seed {seed}" + ("" if scale is None else f" scaled for density {scale}")
 
 
 def _density_ok(v) -> bool:

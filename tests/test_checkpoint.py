@@ -47,8 +47,10 @@ def test_supermask_round_trip_rebuilds_backbone(tmp_path):
         il.finish_task(model)
     path = tmp_path / "masks.safetensors"
     il.save_checkpoint(path, model, metadata={"benchmark": "permuted-mnist"})
-    fresh = supermask_lenet(seed=99, tasks=1)  # other seed: the file's seeds must win
-    meta = il.load_checkpoint(path, fresh)
+    fresh = supermask_lenet(seed=99, tasks=1)  # another seed: refused, unless asked to take the file's
+    with pytest.raises(checkpoint.CheckpointError, match=r"layer '1' has the backbone signed_constant|kaiming_normal from seed"):
+        il.load_checkpoint(path, fresh)
+    meta = il.load_checkpoint(path, fresh, backbone="file")
     assert meta == {"benchmark": "permuted-mnist"}
     x = torch.randn(4, 784)
     torch.testing.assert_close(outputs(fresh, x, 3), outputs(model, x, 3))
@@ -70,7 +72,7 @@ def test_impress_round_trip_with_batchnorm_and_scores(tmp_path):
         model(torch.randn(4, 3, 32, 32))  # moves task 1's BatchNorm statistics
     path = tmp_path / "impress.safetensors"
     il.save_checkpoint(path, model)
-    fresh = il.convert(models.cifar_resnet18(num_classes=5, width=8), "impress", basis_size=1, seed=0)
+    fresh = il.convert(models.cifar_resnet18(num_classes=5, width=8), "impress", basis_size=1, seed=4)
     il.load_checkpoint(path, fresh)
     model.eval(), fresh.eval()
     x = torch.randn(2, 3, 32, 32)
@@ -207,7 +209,7 @@ def refused(path, data, target, snap, match, entry=None):
     `match`, naming the file (and `entry`), and `target` as it was."""
     path.write_bytes(data)
     with pytest.raises(checkpoint.CheckpointError, match=match) as info:
-        il.load_checkpoint(path, target)
+        il.load_checkpoint(path, target, backbone="file")  # another seed: a half-applied load would show
     message = str(info.value)
     assert str(path) in message and one_sentence(message), message
     if entry is not None:
@@ -299,11 +301,11 @@ def test_header_fields_versions_and_kinds(saved):
 
 def test_legacy_files_still_load(saved):
     mode, path, data, target, snap = saved
-    il.load_checkpoint(path, target)
+    il.load_checkpoint(path, target, backbone="file")
     expect = snapshot(target)
     legacy = small(mode, seed=5, tasks=1)
     path.write_bytes(as_legacy(data, checkpoint.META_KEY))
-    assert il.load_checkpoint(path, legacy) == {"m": 1}
+    assert il.load_checkpoint(path, legacy, backbone="file") == {"m": 1}
     assert_untouched(legacy, (expect[0], expect[1], [id(p) for p in legacy.parameters()]))
     header, _ = checkpoint.read_checkpoint(path)
     assert header["format_version"] == 1 and "sha256" not in header
@@ -318,3 +320,17 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
     assert stat.S_IMODE(os.stat(tmp_path / "p.safetensors").st_mode) == 0o644
     header, _ = checkpoint.read_checkpoint(tmp_path / "p.safetensors")
     assert header["format_version"] == checkpoint.FORMAT_VERSION == 2 and header["sha256"]
+
+
+def test_a_model_of_another_backbone_is_refused_not_replaced(tmp_path):
+    path = tmp_path / "b.safetensors"
+    il.save_checkpoint(path, small("impress", seed=1))
+    for other in (small("impress", seed=2), il.convert(nn.Sequential(nn.Conv2d(3, 4, 3, bias=True), nn.BatchNorm2d(4),
+                                                                     nn.ReLU(), nn.Flatten(), nn.Linear(144, 5), nn.ReLU(),
+                                                                     nn.Linear(5, 3)), "impress", basis_size=3, density=0.3,
+                                                       seed=1, scale=True, include=lambda n, m: n != "6")):
+        snap = snapshot(other)
+        with pytest.raises(checkpoint.CheckpointError, match="in the checkpoint .convert the model with the checkpoint's"):
+            il.load_checkpoint(path, other)
+        assert_untouched(other, snap)
+    il.load_checkpoint(path, small("impress", seed=1))  # the same backbone loads

@@ -7,10 +7,10 @@ import torch
 from continual_helpers import TASKS, eval_batches, permuted, trained
 
 from impresslearn import set_task
-from impresslearn.layers import supermask_layers
 from impresslearn.continual import masks, metrics
 from impresslearn.continual.backbone import BackboneConfig, supermask_model
 from impresslearn.continual.training import TrainConfig
+from impresslearn.layers import supermask_layers
 from impresslearn.ops import popup_k
 
 
