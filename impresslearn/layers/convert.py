@@ -184,18 +184,13 @@ def _plan(model: nn.Module, include, unknown: str) -> _Plan:
     if refusals:
         raise ConvertError(f"convert cannot classify {refusals[0]}; pass unknown='freeze' to freeze it instead"
                            + (f" ({len(refusals) - 1} more: {'; '.join(refusals[1:4])})" if len(refusals) > 1 else ""))
-    for old_id in [i for i in plan.paths if not _replaced_id(plan, i)]:
-        del plan.paths[old_id]
+    replaced = {id(m) for _, m in plan.layers} | {id(m) for m, _ in plan.attention} | {id(m) for m in plan.batchnorms}
+    plan.paths = {i: paths for i, paths in plan.paths.items() if i in replaced}
     return plan
 
 
 def _replaces(m: nn.Module) -> bool:
     return _conv_kind(m) is not None or _is_linear(m) or _is_attention(m) or type(m) in BATCHNORMS
-
-
-def _replaced_id(plan: _Plan, i: int) -> bool:
-    return (any(id(m) == i for _, m in plan.layers) or any(id(m) == i for m, _ in plan.attention)
-            or any(id(m) == i for m in plan.batchnorms))
 
 
 def _classify(plan: _Plan, path: str, m: nn.Module, include, model: nn.Module) -> str | None:
