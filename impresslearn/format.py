@@ -111,11 +111,14 @@ class PackedMasks:
     Attributes:
         words: `torch.int32` tensor `[T, rows, ceil(cols / 32)]` (the layout above).
         shape: the weight shape the masks cover (`torch.Size`).
+        origin: the backbone the masks were learnt over, `(init, seed, scale_density)` of their
+            layer, or None where unknown (random masks, masks read from a file); a selection or a
+            move keeps it, and `convert` refuses a basis learnt over another backbone.
     """
 
-    __slots__ = ("words", "shape")
+    __slots__ = ("words", "shape", "origin")
 
-    def __init__(self, words: torch.Tensor, shape: Sequence[int]):
+    def __init__(self, words: torch.Tensor, shape: Sequence[int], origin: tuple | None = None):
         if not isinstance(words, torch.Tensor):
             raise TypeError(f"words must be a torch.Tensor, got {type(words).__name__}")
         if words.dtype != torch.int32:
@@ -131,6 +134,7 @@ class PackedMasks:
             )
         self.words = words
         self.shape = shape
+        self.origin = origin
 
     @property
     def num_masks(self) -> int:
@@ -158,7 +162,7 @@ class PackedMasks:
         return _codec["unpack"](self.words, self.cols).reshape(self.num_masks, *self.shape)
 
     def to(self, device) -> PackedMasks:
-        return PackedMasks(self.words.to(device), self.shape)
+        return PackedMasks(self.words.to(device), self.shape, self.origin)
 
     def __getitem__(self, index) -> PackedMasks:
         """Some of the masks, as a `PackedMasks` over the same weight shape: the mask axis is kept.
@@ -179,7 +183,7 @@ class PackedMasks:
                 raise ValueError(f"the slice {_slice_text(index)} selects none of the {n} masks; "
                                  f"a PackedMasks holds at least one")
             if picked.step > 0:
-                return PackedMasks(self.words[picked.start:picked.stop:picked.step], self.shape)
+                return PackedMasks(self.words[picked.start:picked.stop:picked.step], self.shape, self.origin)
             index = list(picked)
         if _is_bool(index):
             if isinstance(index, (torch.Tensor, np.ndarray)) and index.ndim > 0:
@@ -190,7 +194,7 @@ class PackedMasks:
             raise TypeError("PackedMasks has one axis to index, the masks; use a list, not a tuple, to pick several")
         if isinstance(index, (list, np.ndarray, torch.Tensor)) and _array_dim(index) > 0:
             positions = _index_array(index, n)
-            return PackedMasks(self.words.index_select(0, positions.to(self.words.device)), self.shape)
+            return PackedMasks(self.words.index_select(0, positions.to(self.words.device)), self.shape, self.origin)
         try:
             i = operator.index(index)
         except TypeError:
@@ -199,12 +203,12 @@ class PackedMasks:
         if not -n <= i < n:
             raise IndexError(f"mask index {i} is out of range for {n} masks")
         i %= n
-        return PackedMasks(self.words[i:i + 1], self.shape)
+        return PackedMasks(self.words[i:i + 1], self.shape, self.origin)
 
     def __iter__(self) -> Iterator[PackedMasks]:
         """The masks one at a time, each a one-mask `PackedMasks` (`packed[i]`)."""
         for i in range(self.num_masks):
-            yield PackedMasks(self.words[i:i + 1], self.shape)
+            yield PackedMasks(self.words[i:i + 1], self.shape, self.origin)
 
     def __len__(self) -> int:
         return self.num_masks
@@ -237,7 +241,8 @@ class PackedMasks:
                 raise TypeError(f"PackedMasks.cat takes PackedMasks, got {type(p).__name__}")
             if p.shape != shape:
                 raise ValueError(f"cannot stack masks of shapes {tuple(shape)} and {tuple(p.shape)}")
-        return PackedMasks(torch.cat([p.words for p in parts]), shape)
+        origins = {p.origin for p in parts}  # masks of one backbone keep it; a mix is of none known
+        return PackedMasks(torch.cat([p.words for p in parts]), shape, origins.pop() if len(origins) == 1 else None)
 
 
 def _slice_text(s: slice) -> str:

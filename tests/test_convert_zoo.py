@@ -190,9 +190,10 @@ def test_zoo_keeps_task_zero(name, method, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("method", ["supermask", "impress", "kernel"])
 @pytest.mark.parametrize("name", SLOW)
-def test_zoo_keeps_task_zero_large(name, tmp_path):
-    check_model(name, "supermask", tmp_path)
+def test_zoo_keeps_task_zero_large(name, method, tmp_path):
+    check_model(name, method, tmp_path)
 
 
 def test_a_vit_is_masked_throughout():

@@ -238,3 +238,20 @@ def test_set_num_tasks_shrinks_scores_and_alphas():
     im = layers.ImpressLinear(7, 5, layers.random_basis((5, 7), 2, 0.5), num_tasks=3)
     im.set_num_tasks(1)
     assert im.num_tasks == 1 and im.alphas.shape[0] == 1 and len(list(im.parameters())) == 1
+
+
+def test_a_basis_learnt_over_another_backbone_is_refused():
+    net = il.convert(nn.Sequential(nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3)), "supermask", density=0.5,
+                     num_tasks=2, seed=3, scale=True)
+    basis = {name: m.export_masks() for name, m in layers.supermask_layers(net)}
+    assert basis["0"].origin == (net[0].init, net[0].seed, 0.5) and basis["0"][1].origin == basis["0"].origin
+    same = il.convert(nn.Sequential(nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3)), "impress", basis=basis,
+                      density=0.5, seed=3, scale=True)
+    assert torch.equal(same[0].weight, net[0].weight)
+    for other in (dict(seed=4, scale=True), dict(seed=3, scale=False), dict(seed=3, scale=True, init="signed_constant")):
+        model = nn.Sequential(nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3))
+        with pytest.raises(il.ConvertError, match="learnt over another backbone"):
+            il.convert(model, "impress", basis=basis, density=0.5, **other)
+        assert type(model[0]) is nn.Linear  # nothing changed
+    # random masks and masks read from files carry no backbone: accepted as they are
+    il.convert(nn.Sequential(nn.Linear(12, 8)), "impress", basis={"0": pack_masks(torch.rand(2, 8, 12) < 0.5)}, seed=9)

@@ -304,6 +304,12 @@ def _mask_layer(name, old, mode, basis, basis_size, density, mask, init, scale, 
             if name not in basis:
                 raise KeyError(f"no basis given for layer {name!r}")
             layer_basis = basis[name]
+            made = (layer_init, layer_seed, density if scale else None)
+            origin = getattr(layer_basis, "origin", None)
+            if init != "keep" and origin is not None and tuple(origin) != made:
+                raise ConvertError(f"the basis of {name} was learnt over another backbone (init, layer seed, density "
+                                   f"scaling {tuple(origin)}) than this conversion makes ({made}); convert with the init, "
+                                   "seed and scale of the model the masks come from")
         elif basis_size is not None:
             layer_basis = random_basis(weight.shape, basis_size, density, seed=derive_seed(layer_seed, "basis"))
         else:

@@ -132,13 +132,18 @@ class SupermaskLayer(TaskStateLayer):
     @torch.no_grad()
     def export_masks(self, tasks: Sequence[int] | None = None) -> PackedMasks:
         """The masks of `tasks` (all by default) as one `PackedMasks`, 1 bit per weight: a finished
-        task's words as held, an unfinished one's selected from its scores."""
+        task's words as held, an unfinished one's selected from its scores. They carry the
+        backbone they were learnt over (`origin`), which `convert` checks when they are a basis."""
         tasks = range(self.num_tasks) if tasks is None else tasks
         parts = []
         for t in tasks:
             t = self._check_task(t)
             parts.append(self.finished_masks([t]) if self.finished[t] else self._pack_scores(self.task_floats(t).detach()))
-        return PackedMasks.cat(parts)
+        return PackedMasks(PackedMasks.cat(parts).words, self.weight.shape, self.backbone_origin())
+
+    def backbone_origin(self) -> tuple | None:
+        """`(init, seed, scale_density)` of this layer's backbone; None for kept weights (any)."""
+        return None if self.init == "keep" else (self.init, self.seed, self.scale_density)
 
     @torch.no_grad()
     def load_masks(self, packed: PackedMasks) -> None:
