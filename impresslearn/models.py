@@ -5,6 +5,11 @@ mask models (their weights are rebuilt from a seed there, so the init here does 
     cifar_resnet18  SupSup's CIFAR ResNet-18: 3x3 stem, no max-pool, configurable width
     resnet50        torchvision's ResNet-50 (ImageNet)
     mnist_convnet   a small conv net for flat 28x28 MNIST inputs (the KSM adaptation experiment)
+    mnist_vit       a small vision transformer (torchvision's VisionTransformer: 7x7 patches, 2
+                    layers of 4 heads, width 64, MLP 128) for flat 28x28 MNIST inputs; layers
+                    conv_proj (the patch embedding), encoder.layers.encoder_layer_<i>.self_attention
+                    (an nn.MultiheadAttention: convert() masks its in_proj and out_proj),
+                    encoder.layers.encoder_layer_<i>.mlp.0 / .mlp.3, heads.head
 """
 
 from __future__ import annotations
@@ -96,3 +101,21 @@ def mnist_convnet(num_classes: int = 10, width: tuple[int, int, int] = (16, 32, 
         ("gap", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()),
         ("head", nn.Linear(c3, num_classes)),
     ]))
+
+
+class MnistViT(torchvision.models.VisionTransformer):
+    """torchvision's `VisionTransformer` on flat `[B, 784]` MNIST batches: each 28x28 image is
+    given to the patch embedding on its three input channels (`view(-1, 1, 28, 28).expand(-1, 3,
+    -1, -1)`), as docs/own-model.md's `Digits` does; its modules keep torchvision's names."""
+
+    def forward(self, x):
+        return super().forward(x.reshape(-1, 1, 28, 28).expand(-1, 3, -1, -1))
+
+
+def mnist_vit(num_classes: int = 10, *, patch_size: int = 7, num_layers: int = 2, num_heads: int = 4,
+              hidden_dim: int = 64, mlp_dim: int = 128) -> MnistViT:
+    """A small ViT for flat `[B, 784]` MNIST batches (16 patches of 7x7 and a class token; no
+    dropout). Its linear layers, patch embedding and attention projections are what `convert`
+    masks; LayerNorm, class token and position embedding it freezes (docs/design.md §4.5)."""
+    return MnistViT(image_size=28, patch_size=patch_size, num_layers=num_layers, num_heads=num_heads,
+                    hidden_dim=hidden_dim, mlp_dim=mlp_dim, num_classes=num_classes)

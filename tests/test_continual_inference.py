@@ -72,3 +72,29 @@ def test_impresslearn_tasks_superpose_as_beta_at_A_and_are_found():
     res = inference.task_inference(imp, lambda t: permuted().test(t, 128, shuffle=True, limit=4), [7, 8, 9],
                                    objective="H")
     assert res["task_acc"] >= 0.75, res["confusion"]
+
+
+def test_inference_over_a_model_that_takes_no_bank():
+    """A ViT (attention reads its projections' weights) takes no task bank: whole batches are
+    inferred one forward per task, the diagnosis superposes through the model itself, and mixed
+    batches are refused in a sentence."""
+    import torchvision
+
+    import impresslearn as il
+
+    torch.manual_seed(0)
+    vit = torchvision.models.VisionTransformer(image_size=16, patch_size=8, num_layers=1, num_heads=2, hidden_dim=16,
+                                               mlp_dim=16, num_classes=10)
+    model = il.convert(vit, "supermask", density=0.5, num_tasks=2, seed=0)
+    for t in range(2):
+        il.set_task(model, t)
+        il.finish_task(model)
+    data = {t: [(torch.randn(8, 3, 16, 16) + 3 * t, torch.randint(0, 10, (8,)))] for t in (5, 6)}
+    res = inference.task_inference(model, lambda t: data[t], [5, 6], method="exhaustive")
+    manual = [int(inference.sample_score("H", 10)(inference.every_task_logits(model, x)).mean(1).argmin())
+              for t in (5, 6) for x, _ in data[t]]
+    assert res["batches"] == 2 and [row.index(1) for row in res["confusion"]] == manual
+    diag = inference.diagnose_superposition(model, lambda t: data[t], [5, 6])
+    assert "encoder.layers.encoder_layer_0.self_attention.in_proj" in diag["true_task_most_negative_by_layer"]
+    with pytest.raises(ValueError, match="task bank"):
+        inference.task_inference(model, lambda t: data[t], [5, 6], inputs="mixed")

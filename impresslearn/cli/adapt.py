@@ -1,6 +1,7 @@
-"""`impresslearn adapt`: the KSM experiment (a pretrained conv net adapted to new MNIST tasks).
+"""`impresslearn adapt`: the KSM experiment (a pretrained conv net, or ViT, adapted to new MNIST tasks).
 
     impresslearn adapt --data-root /data --out results/ksm/adapt.json
+    impresslearn adapt --arch vit --linear row --data-root /data --out results/vit/adapt.json
     impresslearn adapt --methods ksm,piggyback --iterations 200 --out quick.json
 """
 
@@ -11,10 +12,9 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from .. import models
 from ..continual.ksm import METHODS
 from ..data import ADAPT_TASKS
-from ..experiments.adapt import AdaptConfig, AdaptRunner
+from ..experiments.adapt import ADAPT_ARCHS, AdaptConfig, AdaptRunner, adapt_network
 from ..experiments.tables import adapt_table
 from ..kernel_masks import LINEAR_GRAINS, REAL_FORMS, RELAXATIONS
 from ..threads import apply
@@ -25,6 +25,8 @@ def add_adapt_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data and network")
     g.add_argument("--data-root", help="folder with MNIST/raw (torchvision layout); default: the subset shipped "
                                        "with the package")
+    g.add_argument("--arch", choices=ADAPT_ARCHS, help="the pretrained network: convnet (models.mnist_convnet, the "
+                                                       "default) or vit (models.mnist_vit, a small ViT)")
     g.add_argument("--tasks", type=parse_names, help=f"comma-separated, the first is pretrained on "
                                                      f"(default: {','.join(ADAPT_TASKS)})")
     g = p.add_argument_group("methods and training")
@@ -61,7 +63,7 @@ def cmd_adapt(a: argparse.Namespace, argv: Sequence[str]) -> int:
         runner = AdaptRunner(cfg, a.out, command="impresslearn " + shlex.join(argv))
     except (ValueError, OSError) as err:
         raise Refused(with_flags(str(err), a.parser)) from err
-    weights = sum(p.numel() for p in models.mnist_convnet(10, cfg.width).parameters() if p.dim() > 1)
+    weights = sum(p.numel() for p in adapt_network(cfg).parameters() if p.dim() > 1)
     choice = apply(weights, a.threads)
     if not a.quiet:
         print(f"impresslearn: {choice.threads} CPU thread{'s' if choice.threads > 1 else ''} ({choice.reason})",

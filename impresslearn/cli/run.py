@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from ..continual import masks as masks_mod
 from ..experiments import ALPHA_PRESETS, BENCHMARKS, RunConfig, Runner
+from ..experiments.mnist import MNIST_ARCHS
 from ..experiments.tables import methods_summary, summary_table
 from .options import (
     Refused,
@@ -36,6 +37,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--validation", type=int, default=0, metavar="N",
                    help="evaluate on the last N training images instead of the test set (for tuning)")
     g = p.add_argument_group("backbone and SupSup masks")
+    g.add_argument("--arch", choices=MNIST_ARCHS,
+                   help="the backbone (default lenet_300_100); vit: a small ViT (models.mnist_vit: 7x7 patches, "
+                        "2 layers of 4 heads, width 64), attention projections masked, norms and tokens frozen")
     g.add_argument("--preset", default="topk-0.1", choices=sorted(masks_mod.MASK_PRESETS),
                    help="topk-0.1: top-10%% masks, density-scaled signed constant, RMSprop 3e-4, 1 epoch; "
                         "supsup: SupSup's PermutedMNIST settings (threshold masks, unscaled signed constant, "

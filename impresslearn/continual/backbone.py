@@ -16,10 +16,12 @@ import torch.nn as nn
 
 from .. import models
 from ..format import PackedMasks
-from ..layers import MASK_MODES, ImpressConv2d, ImpressLinear, SupermaskConv2d, SupermaskLinear, convert
+from ..layers import MASK_MODES, BackboneLayer, ImpressLayer, SupermaskLayer, convert
 from ..seeding import INITS, check_density
 
-ARCHS = ("lenet_300_100", "resnet18", "resnet50")  # the ResNets: SplitCIFAR-100 and SplitImageNet (issue 6)
+# the ResNets: SplitCIFAR-100 and SplitImageNet (issue 6); vit: models.mnist_vit, a small
+# transformer on MNIST (docs/results.md, "A transformer through every method")
+ARCHS = ("lenet_300_100", "resnet18", "resnet50", "vit")
 
 
 @dataclasses.dataclass
@@ -28,7 +30,10 @@ class BackboneConfig:
     mask: "topk" (keep `density` of the weights) or "threshold" (SupSup's `scores >= 0`);
     init: "kaiming_normal" or "signed_constant"; scale: multiply the std by 1/sqrt(density).
     arch "resnet18" is SupSup's CIFAR ResNet-18 (`width` channels in its first stage),
-    "resnet50" torchvision's; both keep non-affine BatchNorm statistics per task."""
+    "resnet50" torchvision's; both keep non-affine BatchNorm statistics per task. "vit" is
+    `models.mnist_vit` (flat MNIST inputs): its patch embedding, both projections of every
+    attention, its MLPs and head are masked; LayerNorm, class token and position embedding are
+    frozen, drawn from the seed (docs/design.md §4.5)."""
 
     arch: str = "lenet_300_100"
     outputs: int = 10
@@ -60,6 +65,8 @@ def network(cfg: BackboneConfig) -> nn.Module:
         return models.cifar_resnet18(num_classes=cfg.outputs, width=cfg.width)
     if cfg.arch == "resnet50":
         return models.resnet50(num_classes=cfg.outputs)
+    if cfg.arch == "vit":
+        return models.mnist_vit(num_classes=cfg.outputs)
     return models.lenet_300_100(num_outputs=cfg.outputs)
 
 
@@ -101,36 +108,57 @@ def impress_model(cfg: BackboneConfig, basis: Mapping[str, PackedMasks], *, per_
                    seed=cfg.seed, per_channel=per_channel, num_tasks=num_tasks, overrides=overrides)
 
 
-MASK_LAYERS = (SupermaskLinear, SupermaskConv2d, ImpressLinear, ImpressConv2d)
+MASK_LAYERS = (SupermaskLayer, ImpressLayer)
 
 
 def mask_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """(name, layer) of every Supermask* and Impress* layer, in order."""
+    """(name, layer) of every SupSup and ImpressLearn layer (linear, convolution, attention
+    projection), in order."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, MASK_LAYERS)]
 
 
-def _weight_layer_names(net: nn.Module) -> list[str]:
-    names = [n for n, m in net.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    if not names:
-        raise ValueError("the network has no Linear or Conv2d layer")
-    return names
+def weight_layers(net: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, weight shape) of every layer `convert` masks, in order and by the names the
+    converted model gives them, for a plain network or a converted one alike: linear layers and
+    convolutions, both projections of an `nn.MultiheadAttention` (`<path>.in_proj`, or
+    `q_proj` / `k_proj` / `v_proj` when their sizes differ, and `<path>.out_proj`: the names of
+    `TaskMultiheadAttention`'s mask layers), and layers already converted (any backbone layer)."""
+    out, done = [], []
+    for name, m in net.named_modules():
+        if any(name.startswith(d + ".") for d in done):
+            continue  # inside an attention or a converted layer: named there
+        if isinstance(m, BackboneLayer):
+            out.append((name, tuple(m.weight.shape)))
+            done.append(name)
+        elif isinstance(m, nn.MultiheadAttention):
+            if m.in_proj_weight is not None:
+                out.append((f"{name}.in_proj", tuple(m.in_proj_weight.shape)))
+            else:
+                out += [(f"{name}.{p}_proj", tuple(getattr(m, f"{p}_proj_weight").shape)) for p in "qkv"]
+            out.append((f"{name}.out_proj", tuple(m.out_proj.weight.shape)))
+            done.append(name)
+        elif isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
+                            nn.ConvTranspose3d)):
+            out.append((name, tuple(m.weight.shape)))
+    if not out:
+        raise ValueError("the network has no linear, convolution or attention layer")
+    return out
 
 
 def first_layer_name(net: nn.Module) -> str:
-    return _weight_layer_names(net)[0]
+    """The first masked layer (LeNet's first linear layer, a ResNet's stem, the ViT's patch
+    embedding `conv_proj`)."""
+    return weight_layers(net)[0][0]
 
 
 def last_layer_name(net: nn.Module) -> str:
-    return _weight_layer_names(net)[-1]
+    return weight_layers(net)[-1][0]
 
 
 def weight_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
-    """Weight shape of every maskable layer (plain Linear/Conv2d or a converted one), by name."""
-    out = {}
-    for n, m in model.named_modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d) + MASK_LAYERS):
-            out[n] = tuple(m.weight.shape)
-    return out
+    """Weight shape of every maskable layer (plain or converted; attention projections by the
+    names convert gives them), by name: `weight_layers` as a dict."""
+    return dict(weight_layers(model))
 
 
 def to_dict(cfg) -> dict:
@@ -144,5 +172,5 @@ def replace(cfg, **changes):
     return dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
 
 
-__all__ = ["BackboneConfig", "network", "supermask_model", "impress_model", "mask_layers", "last_layer_name",
-           "weight_shapes", "to_dict", "replace"]
+__all__ = ["BackboneConfig", "network", "supermask_model", "impress_model", "mask_layers", "weight_layers",
+           "first_layer_name", "last_layer_name", "weight_shapes", "to_dict", "replace"]

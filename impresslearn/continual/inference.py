@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..layers import impress_layers, set_task, supermask_layers, task_modules
+from ..layers import ImpressLayer, SupermaskLayer, impress_layers, set_task, supermask_layers, task_modules
 from .backbone import BackboneConfig, impress_model
 from .masks import task_masks
 from .task_bank import TaskBank, bank_supports
@@ -240,10 +240,10 @@ def diagnose_superposition(model: nn.Module, test_batches: Callable[[int], Itera
     most negative (what one-shot picks) or the most positive; and, layer by layer, how often
     that layer's share of the gradient alone would pick the true task."""
     n = len(tasks)
-    bank = TaskBank(model)
+    bank = TaskBank(model) if bank_supports(model) else None
     obj = objective_fn(objective, classes)
     uniform = torch.full((n,), 1.0 / n)
-    layers = impress_layers(model)
+    layers = mixture_layers(model)
     by_layer = {name: 0 for name, _ in layers}
     most_neg = most_pos = batches = correct = samples = 0
     rank = 0.0
@@ -262,7 +262,11 @@ def diagnose_superposition(model: nn.Module, test_batches: Callable[[int], Itera
                 most_pos += int(g.argmax()) == s
                 rank += float((g < g[s]).sum())  # 0: the true task is the most negative
                 with torch.no_grad():
-                    mix = bank.mixture_logits(x, uniform.to(x.device))
+                    if bank is not None:
+                        mix = bank.mixture_logits(x, uniform.to(x.device))
+                    else:  # the model itself under the mixture: every layer superposes its tasks
+                        set_task(model, uniform.to(x.device))
+                        mix = model(x)
                     correct += int((mix[:, :classes].argmax(1) == y).sum())
                     mix_spread += _spread(mix)
                     set_task(model, s)
@@ -279,11 +283,17 @@ def diagnose_superposition(model: nn.Module, test_batches: Callable[[int], Itera
             "true_task_most_negative_by_layer": {k: v / batches for k, v in by_layer.items()}}
 
 
+def mixture_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The layers that superpose tasks under a mixture: Impress and SupSup layers."""
+    return [(n, m) for n, m in task_modules(model) if isinstance(m, (ImpressLayer, SupermaskLayer))]
+
+
 def layer_gradients(model: nn.Module, x: Tensor, objective: Callable[[Tensor], Tensor],
                     beta: Tensor) -> dict[str, Tensor]:
-    """The one-shot gradient split by layer: each Impress layer gets its own copy of the mixture
-    `beta`, so d objective / d beta_layer is that layer's share of the gradient (they sum to it)."""
-    layers = impress_layers(model)
+    """The one-shot gradient split by layer: each Impress or SupSup layer gets its own copy of the
+    mixture `beta`, so d objective / d beta_layer is that layer's share of the gradient (they sum
+    to it)."""
+    layers = mixture_layers(model)
     leaves = {name: beta.detach().clone().requires_grad_(True) for name, _ in layers}
     set_task(model, beta)  # every task-aware module (BatchNorm too) in mixture mode
     for name, layer in layers:
@@ -330,7 +340,7 @@ def task_inference(model: nn.Module, test_batches: Callable[[int], Iterable], ta
         raise ValueError(f"{n} stream tasks given for a model with {num_tasks(model)} tasks")
     if inputs == "mixed":
         return _mixed_inference(model, test_batches, tasks, objective, method, classes, progress)
-    bank = TaskBank(model) if method == "exhaustive" else None
+    bank = TaskBank(model) if method == "exhaustive" and bank_supports(model) else None  # else one forward per task
     confusion = [[0] * n for _ in range(n)]
     found = batches = correct = samples = 0
     spent = 0.0

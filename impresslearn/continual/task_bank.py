@@ -87,6 +87,10 @@ def bank_supports(model: nn.Module) -> bool:
 
 class TaskBank:
     def __init__(self, model: nn.Module):
+        if not bank_supports(model):
+            raise ValueError("a task bank takes models whose task-aware layers are linear or 2-d convolution mask "
+                             "layers and per-task BatchNorm; this one has attention or other convolutions "
+                             "(infer whole batches instead: one forward per task, docs/design.md §2.6)")
         found = task_modules(model)
         if not any(isinstance(m, (ImpressLayer, SupermaskLayer)) for _, m in found):
             raise ValueError("a task bank needs a model with Impress or Supermask layers")

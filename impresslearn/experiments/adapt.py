@@ -1,8 +1,13 @@
-"""The KSM experiment (`impresslearn adapt`): one small conv net pretrained on MNIST digits 0-4,
+"""The KSM experiment (`impresslearn adapt`): one small network pretrained on MNIST digits 0-4,
 then adapted in turn to digits 5-9, PermutedMNIST, RotatedMNIST (90°) and inverted MNIST by each
-method of `continual.ksm.METHODS` (docs/design.md §2.10).
+method of `continual.ksm.METHODS` (docs/design.md §2.10). The network is `models.mnist_convnet`
+(the default, `arch="convnet"`) or the small ViT `models.mnist_vit` (`arch="vit"`: its patch
+embedding, attention projections and MLPs masked, LayerNorm and tokens kept frozen as pretrained).
 
-    AdaptConfig         the settings (sizes, steps, learning rates, the KSM mask's form)
+    AdaptConfig         the settings (network, sizes, steps, learning rates, the KSM mask's form)
+    adapt_network(cfg)  the plain network pretrained (its classifier: `HEADS[arch]`)
+    adapt_model(cfg, method, pretrained, n)
+                        a copy of the pretrained network ready for `n` tasks by `method`
     AdaptRunner(cfg, out, command).run()
                         pretrains once, then per method: a model for every task, each new task
                         trained, reduced to what is stored and timed, the accuracy matrix
@@ -44,9 +49,16 @@ RECONSTRUCTED = {
 }
 
 
+# The networks `impresslearn adapt` pretrains, and the path of each one's classifier (the part
+# every method learns anew per task).
+ADAPT_ARCHS = ("convnet", "vit")
+HEADS = {"convnet": "head", "vit": "heads.head"}
+
+
 @dataclasses.dataclass
 class AdaptConfig:
     data_root: str | None = None        # None: the MNIST subset shipped with the package
+    arch: str | None = None             # None: "convnet" (models.mnist_convnet); "vit": models.mnist_vit
     methods: tuple[str, ...] = ksm.METHODS
     tasks: tuple[str, ...] = ADAPT_TASKS  # the first is the pretraining task
     width: tuple[int, int, int] = (16, 32, 64)
@@ -75,6 +87,8 @@ class AdaptConfig:
         self.methods, self.tasks, self.width = tuple(self.methods), tuple(self.tasks), tuple(self.width)
 
     def check(self) -> None:
+        if self.arch is not None and self.arch not in ADAPT_ARCHS:
+            raise ValueError(f"arch must be one of {', '.join(ADAPT_ARCHS)}, got {self.arch!r}")
         unknown = [m for m in self.methods if m not in ksm.METHODS]
         if unknown or not self.methods:
             raise ValueError(f"methods must be some of {', '.join(ksm.METHODS)}, got {', '.join(self.methods) or 'none'}")
@@ -96,6 +110,19 @@ class AdaptConfig:
 
     def kernel(self) -> KernelMaskConfig:
         return KernelMaskConfig(self.real, self.scale, self.relax, self.temperature, self.init, self.linear)
+
+
+def adapt_network(cfg: AdaptConfig) -> nn.Module:
+    """The plain network `cfg` pretrains (initialised from the global random state)."""
+    if cfg.arch == "vit":
+        return models.mnist_vit(10)
+    return models.mnist_convnet(10, cfg.width)
+
+
+def adapt_model(cfg: AdaptConfig, method: str, pretrained: nn.Module, num_tasks: int) -> nn.Module:
+    """A copy of `pretrained` (an `adapt_network(cfg)`) ready for `num_tasks` tasks by `method`:
+    `ksm.build_model` with the network's classifier as the per-task head."""
+    return ksm.build_model(method, pretrained, num_tasks, kernel=cfg.kernel(), head=HEADS[cfg.arch or "convnet"])
 
 
 # Fields a rerun may change without being another run.
@@ -126,7 +153,7 @@ class AdaptRunner(RunnerBase):
 
     def pretrain(self) -> nn.Module:
         torch.manual_seed(self.cfg.seed)
-        net = models.mnist_convnet(10, self.cfg.width)
+        net = adapt_network(self.cfg)
         t0 = time.time()
         tc = TrainConfig(optimizer="adam", lr=self.cfg.pretrain_lr, epochs=1e9, iterations=self.cfg.pretrain_iterations,
                          batch_size=self.cfg.batch_size)
@@ -143,7 +170,7 @@ class AdaptRunner(RunnerBase):
     def run_method(self, method: str, pretrained: nn.Module) -> dict:
         cfg, n = self.cfg, self.stream.num_tasks
         torch.manual_seed(cfg.seed)  # the new heads' initialisation
-        model = ksm.build_model(method, pretrained, n, kernel=cfg.kernel())
+        model = adapt_model(cfg, method, pretrained, n)
         before = ksm.backbone_tensors(model)
         R = AccuracyMatrix(n)
         evaluate = lambda j: accuracy(model, self.test(j), task=j)  # noqa: E731

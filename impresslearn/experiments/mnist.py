@@ -42,6 +42,7 @@ from ..continual import basis as basis_mod
 from ..continual import inference, masks, metrics, storage
 from ..continual.exssnet import METHODS, ExssnetConfig
 from ..continual.resume import FileCheckpoint, load_task_state, parse_state, state_bytes, task_state
+from ..continual.task_bank import bank_supports
 from ..continual.training import TrainConfig
 from ..data import MnistArrays, PermutedMNIST, RotatedMNIST, SplitMNIST, TaskStream, load_mnist, load_subset
 from ..files import CheckpointError, atomic_write, read_safetensors, safetensors_bytes, verify_checksums
@@ -50,6 +51,10 @@ from ..layers import finish_task, impress_layers, supermask_layers
 from ..seeding import derive_seed
 from .base import BENCHMARKS, SPLIT_BENCHMARKS, RunnerBase, machine_info, storage_record
 from .methods import run_methods
+
+# The backbones an MNIST run takes (flat 784-pixel inputs): LeNet-300-100 (the default) and the
+# small ViT of models.mnist_vit.
+MNIST_ARCHS = ("lenet_300_100", "vit")
 
 # Fields a resumed run may change without changing what it computes.
 RESUME_FREE = ("progress", "verbose", "cache", "restart")
@@ -64,6 +69,7 @@ class RunConfig:
     download: bool = False
     validation: int = 0                    # >0: evaluate on the last n training images instead of the test set
     # backbone and mask training (preset, then overrides)
+    arch: str | None = None                # None: lenet_300_100; "vit": models.mnist_vit
     preset: str = "topk-0.1"
     density: float | None = None
     mask: str | None = None
@@ -126,6 +132,8 @@ class RunConfig:
                              "(SplitConfig, run_split); this runner takes permuted-mnist and rotated-mnist")
         if self.benchmark not in BENCHMARKS:
             raise ValueError(f"benchmark must be one of {BENCHMARKS}, got {self.benchmark!r}")
+        if self.arch not in (None, *MNIST_ARCHS):
+            raise ValueError(f"arch must be one of {', '.join(MNIST_ARCHS)} on MNIST, got {self.arch!r}")
         if self.basis not in basis_mod.BASIS_KINDS:
             raise ValueError(f"basis must be one of {basis_mod.BASIS_KINDS}, got {self.basis!r}")
         if self.new_tasks < 1:
@@ -220,8 +228,8 @@ class RunConfig:
 
     def backbone(self) -> bb.BackboneConfig:
         cfg, _ = masks.preset(self.preset)
-        over = dict(density=self.density, mask=self.mask, init=self.init, scale=self.scale, outputs=self.outputs,
-                    seed=self.seed)
+        over = dict(arch=self.arch, density=self.density, mask=self.mask, init=self.init, scale=self.scale,
+                    outputs=self.outputs, seed=self.seed)
         if self.benchmark == "split-mnist":  # 2 classes per task, one shared head of 2 outputs
             over.update(classes=2, outputs=self.outputs or 2)
         return bb.replace(cfg, **over)
@@ -499,6 +507,9 @@ class Runner(RunnerBase):
         for objective in cfg.gn_objectives:
             if objective == "G" and self.backbone.outputs <= self.backbone.classes:
                 continue
+            # A model with attention (the ViT) takes no task bank (continual.task_bank.bank_supports): its
+            # mixed batches are skipped; whole batches are inferred one forward per task (design.md §2.6).
+            banked = bank_supports(model)
             if "oneshot" in cfg.gn_methods:  # why one-shot finds the task or not (design.md §2.6)
                 diag = inference.diagnose_superposition(
                     model, lambda t: self.test_batches(t, 128, limit=cfg.gn_batches, shuffle=True), self.tasks.new,
@@ -514,6 +525,10 @@ class Runner(RunnerBase):
                     if inp == "mixed" and method == "binary":
                         self.log("GN binary search skipped for mixed batches: it halves the candidates of a whole "
                                  "batch (per sample: oneshot or exhaustive)")
+                        continue
+                    if inp == "mixed" and not banked:
+                        self.log("GN on mixed batches skipped: per-sample inference needs a task bank, which a "
+                                 "model with attention does not take")
                         continue
                     start = time.time()
                     batches = lambda t: self.test_batches(t, 128, limit=cfg.gn_batches, shuffle=True)  # noqa: E731
