@@ -19,12 +19,19 @@ most its share), so that one step that overruns cannot take the others with it:
                   the conv training step, each checked against the reference while timed
     memory_bench  bench/bench_memory.py --device cuda: ResNet-50 step memory, packed vs dense, and
                   the largest batch (the dry run: a narrow ResNet-18 on the CPU)
+    task_memory   bench/bench_task_memory.py --device cuda --T 10 100: a SupSup ResNet-50 with T
+                  finished tasks (packed), the peak of a new task's training step, a finished
+                  task's forward (the dry run: a narrow ResNet-18 on the CPU); the code before the
+                  task states is left out (it is extracted from git history, which the lent machine
+                  has not). Its JSON stays out of --out (the file limit); the summary holds its cases.
+                  It runs last, in the time the others leave (at most 90 s)
 
 Written to --out: gpu-suite-<gpu>.json (each step: command, exit code, seconds, whether it timed
 out, and what it measured), gpu-suite-<gpu>.md (the tables for the README), gpu-suite-<gpu>.log
 (every step's output), and the files the two benchmarks write themselves (<gpu>.json/.png,
-memory_<gpu>.json/.md): seven files, within what the lent machine sends back. The summary is
-rewritten after every step: a killed run keeps what ran.
+memory_<gpu>.json/.md): seven files, within what the lent machine sends back (task_memory's
+results go into the summary). The summary is rewritten after every step: a killed run keeps what
+ran.
 """
 
 from __future__ import annotations
@@ -88,12 +95,18 @@ def plan(out: Path, junit: Path, name: str, dry_run: bool) -> list[Step]:
     memory = [py, str(HERE / "bench_memory.py"), "--out", str(out / f"memory_{slug(name)}.json")]
     memory += (["--device", "cpu", "--arch", "resnet18", "--width", "8", "--T", "2", "--image-size", "32",
                 "--batch", "1"] if dry_run else ["--device", "cuda", "--T", "10", "75", "--max-batch", "1024"])
+    # Its own results file goes to the scratch folder beside the test report (at most 8 files come back).
+    task_memory = [py, str(HERE / "bench_task_memory.py"), "--out", str(junit.parent / "task_memory.json"), "--old-T"]
+    task_memory += (["--device", "cpu", "--arch", "resnet18", "--width", "4", "--T", "2", "--image-size", "16",
+                     "--forward-runs", "1", "--steps", "1"] if dry_run else ["--device", "cuda", "--T", "10", "100"])
     interpret = {"TRITON_INTERPRET": "1"} if dry_run else {}
-    # Shares add up to the default budget; a step that ends early leaves its time to the next.
+    # The first four shares add up to the default budget; a step that ends early leaves its time to
+    # the next, and the last, task_memory (at most 90 s), runs in the time the others leave.
     return [Step("doctor", [py, "-m", "impresslearn.cli", "doctor", "--json"], 20),
             Step("cuda_tests", tests, 140, interpret),
             Step("triton_bench", triton, 200, interpret),
-            Step("memory_bench", memory, 120)]
+            Step("memory_bench", memory, 120),
+            Step("task_memory", task_memory, 90)]
 
 
 def run_step(step: Step, limit_s: float, log) -> None:
@@ -142,6 +155,10 @@ def read_results(step: Step, out: Path, junit: Path, name: str) -> None:
             data = json.loads((out / f"memory_{s}.json").read_text())
             step.result = {"file": f"memory_{s}.json", "arch": data["config"]["arch"], "cases": data["cases"],
                            "table": data.get("table")}
+        elif step.name == "task_memory":  # written case by case: a step that timed out keeps what ran
+            data = json.loads((junit.parent / "task_memory.json").read_text())
+            step.result = {"arch": data["config"]["arch"], "device": data["config"]["device"], "cases": data["cases"],
+                           "table": data.get("table"), "verdict": data.get("verdict")}
     except (OSError, ValueError, KeyError, ET.ParseError) as err:
         step.result["read_error"] = f"{type(err).__name__}: {err}"
 
@@ -160,6 +177,8 @@ def markdown(name: str, steps: list[Step], dry_run: bool) -> str:
             what = f"{r['rows']} rows in {r['file']}"
         elif st.name == "memory_bench" and "cases" in r:
             what = f"{len(r['cases'])} cases in {r['file']}"
+        elif st.name == "task_memory" and "cases" in r:
+            what = f"{len(r['cases'])} case{'' if len(r['cases']) == 1 else 's'} (below)"
         elif st.name == "doctor" and "packages" in r:
             what = ", ".join(f"{k} {v}" for k, v in r["packages"].items() if k in ("torch", "triton"))
         else:
@@ -169,6 +188,10 @@ def markdown(name: str, steps: list[Step], dry_run: bool) -> str:
         if st.name == "memory_bench" and st.result.get("table"):
             lines += ["", f"## Training-step memory, packed vs dense ({st.result.get('arch', '?')})", "",
                       st.result["table"]]
+        if st.name == "task_memory" and st.result.get("table"):
+            unit = "allocated on the GPU" if st.result.get("device", "").startswith("cuda") else "resident, above import"
+            lines += ["", f"## SupSup model memory with T finished tasks ({st.result.get('arch', '?')}; MiB {unit})", "",
+                      st.result["table"], "", st.result.get("verdict") or ""]
         if st.name == "triton_bench" and "summary" in st.result:
             lines += ["", "## Triton benchmark summary", "", "```json",
                       json.dumps(st.result["summary"], indent=1), "```"]

@@ -116,10 +116,7 @@ class KernelMaskLayer(TaskStateLayer):
 
     def add_task(self) -> int:
         """Append a task whose `R` starts at `cfg.init` everywhere when first selected. Returns its index."""
-        t = self._new_task()
-        self._resize_rows("kmask_bits", self.num_tasks)
-        self._resize_rows("kmask_real", self.num_tasks)
-        return t
+        return self._grow(self.num_tasks + 1)
 
     def _fresh(self, task: int) -> Tensor:
         return torch.full(self.mask_shape, float(self.cfg.init), dtype=self.weight.dtype, device=self.weight.device)
@@ -136,7 +133,7 @@ class KernelMaskLayer(TaskStateLayer):
         r = real / self.cfg.scale
         return torch.logit(r) if self.cfg.real == "logistic" else r
 
-    def _truncate_buffers(self, n: int) -> None:
+    def _resize_buffers(self, n: int) -> None:
         self._resize_rows("kmask_bits", n)
         self._resize_rows("kmask_real", n)
 

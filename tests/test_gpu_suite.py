@@ -26,7 +26,7 @@ def test_dry_run_runs_every_step(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     record = json.loads((tmp_path / "gpu-suite-dry-run.json").read_text())
     steps = {s["name"]: s for s in record["steps"]}
-    assert list(steps) == ["doctor", "cuda_tests", "triton_bench", "memory_bench"]
+    assert list(steps) == ["doctor", "cuda_tests", "triton_bench", "memory_bench", "task_memory"]
     assert all(s["rc"] == 0 and not s["timed_out"] for s in steps.values())
     assert steps["doctor"]["result"]["backends"]["reference"] is None
     tests = steps["cuda_tests"]["result"]

@@ -57,10 +57,9 @@ class SupermaskLayer(TaskStateLayer):
     def add_task(self, seed: int | None = None) -> int:
         """Append an untrained task; its scores start as SupSup's (kaiming_uniform, a=sqrt(5)) from
         `seed` or from the layer seed and the task index when it is first selected. Returns its index."""
-        t = self._new_task()
+        t = self._grow(self.num_tasks + 1)
         if seed is not None:
             self._stash[t] = self._fresh(t, seed)
-        self._resize_rows("masks", self.num_tasks)
         return t
 
     def _fresh(self, task: int, seed: int | None = None) -> Tensor:
@@ -88,7 +87,7 @@ class SupermaskLayer(TaskStateLayer):
         m = self.finished_masks([task]).unpack()[0].to(self.weight.dtype)
         return (m * 2 - 1) * b if self.mask_mode == "threshold" else (m + 1) * (b / 2)
 
-    def _truncate_buffers(self, n: int) -> None:
+    def _resize_buffers(self, n: int) -> None:
         self._resize_rows("masks", n)
 
     def finished_masks(self, tasks: Sequence[int] | None = None) -> PackedMasks:
@@ -341,10 +340,9 @@ class ImpressLayer(TaskStateLayer):
             a = torch.as_tensor(init, dtype=torch.float32).detach().clone()
             if tuple(a.shape) != shape:
                 raise ValueError(f"alpha init must have shape {list(shape)}, got {tuple(a.shape)}")
-        t = self._new_task()
+        t = self._grow(self.num_tasks + 1)
         if init is not None:
             self._stash[t] = a.to(self.weight.device)
-        self._resize_rows("alphas", self.num_tasks)
         return t
 
     def _fresh(self, task: int) -> Tensor:
@@ -356,7 +354,7 @@ class ImpressLayer(TaskStateLayer):
     def _reopen(self, task: int) -> Tensor:
         return self.alphas[task].clone()
 
-    def _truncate_buffers(self, n: int) -> None:
+    def _resize_buffers(self, n: int) -> None:
         self._resize_rows("alphas", n)
 
     def task_alpha(self, task: int) -> Tensor:

@@ -110,8 +110,7 @@ class TaskStateLayer(BackboneLayer):
         self.live_task: int | None = None
         self._stash: dict[int, Tensor] = {}
         setattr(self, self.SLOT, nn.Parameter(torch.empty(0, dtype=dtype, device=self.weight.device)))
-        for _ in range(num_tasks):
-            self.add_task()
+        self._grow(num_tasks)
         self._selected(self.task)
 
     @property
@@ -221,15 +220,24 @@ class TaskStateLayer(BackboneLayer):
         if task == self.task and self.mixture is None:
             self._selected(task)
 
-    def _new_task(self) -> int:
-        self.finished.append(False)
-        return len(self.finished) - 1
+    def _grow(self, n: int) -> int:
+        """Hold `n` tasks, the new ones untrained: each per-task buffer resized once (adding tasks
+        one at a time would copy the buffers once per task). Returns the first new task's index."""
+        first = self.num_tasks
+        self._resize_buffers(n)
+        self.finished.extend([False] * (n - first))
+        return first
+
+    def set_num_tasks(self, n: int) -> None:
+        if n > self.num_tasks:
+            self._grow(n)
+        super().set_num_tasks(n)
 
     def _truncate_tasks(self, n: int) -> None:
         for t in range(n, self.num_tasks):
             self._drop_floats(t)
         del self.finished[n:]
-        self._truncate_buffers(n)
+        self._resize_buffers(n)
 
     def _apply(self, fn, recurse=True):
         # `.to()`, `.cuda()`, `.double()` move the stash with the slot and the buffers
@@ -246,13 +254,15 @@ class TaskStateLayer(BackboneLayer):
     def _resize_rows(self, name: str, n: int) -> None:
         """Keep the first `n` rows of the per-task buffer `name`, or add zero rows up to `n`."""
         old = getattr(self, name)
-        if old.shape[0] >= n:
+        if old.shape[0] == n:
+            return
+        if old.shape[0] > n:
             setattr(self, name, old[:n].clone())
         else:
             pad = old.new_zeros((n - old.shape[0], *old.shape[1:]))
             setattr(self, name, torch.cat([old, pad]))
 
-    def _truncate_buffers(self, n: int) -> None:
+    def _resize_buffers(self, n: int) -> None:
         raise NotImplementedError
 
 
