@@ -37,11 +37,14 @@ import resource
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # child_process beside this file, also when imported from elsewhere
+
+from child_process import failure, run_child  # noqa: E402
+
 GIB = 1024**3
 MIB = 1024**2
 ARCHS = ("resnet50", "resnet18")  # resnet18 (narrow) only for smoke runs
@@ -219,24 +222,10 @@ def run_case(mode: str, masks: int, args, layers) -> dict:
                            "error": f"needs {need / GIB:.1f} GiB of address space, {avail / GIB:.1f} GiB available"}
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(args.threads))
-    with tempfile.TemporaryFile("w+") as so, tempfile.TemporaryFile("w+") as se:
-        # The child limits itself before importing anything. (No preexec_fn: ru_maxrss would then
-        # include the forked copy of this process.)
-        proc = subprocess.Popen(cmd + ["--as-limit", str(limit or 0)], stdout=so, stderr=se, env=env, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)  # the child's own peak RSS comes with it
-        proc.returncode = code = os.waitstatus_to_exitcode(status)
-        so.seek(0)
-        se.seek(0)
-        out_text, err_text = so.read(), se.read()
-    line = next((ln for ln in reversed(out_text.splitlines()) if ln.startswith("{")), None)
-    if line is not None:
-        res = json.loads(line)
-    else:
-        tail = err_text.strip().splitlines()[-1:] or [f"exit code {code}"]
-        oom = code < 0 or "MemoryError" in err_text or "alloc" in err_text.lower()
-        res = {"mode": mode, "T": masks, "batch": args.batch, "status": "out of memory" if oom else "failed",
-               "error": tail[0][:300], "exit_code": code}
-    res["ru_maxrss_mb"] = usage.ru_maxrss / 1024
+    res, code, err_text, maxrss = run_child(cmd, limit or 0, env)
+    if res is None:
+        res = {"mode": mode, "T": masks, "batch": args.batch, **failure(code, err_text)}
+    res["ru_maxrss_mb"] = maxrss
     res["address_space_limit_gb"] = None if limit is None else round(limit / GIB, 2)
     return res
 

@@ -45,7 +45,6 @@ import statistics
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -55,6 +54,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))  # bench_memory beside this file, also when imported from a test
 
 from bench_memory import GIB, MIB, _status_mb, machine, mem_available  # noqa: E402  (stdlib only: no torch here)
+from child_process import failure, run_child  # noqa: E402
 
 OLD_COMMIT = "7a68853"  # the last commit that kept every SupSup task's float scores (an nn.ParameterList)
 ARCHS = ("resnet50", "resnet18")  # resnet18: impresslearn.models.cifar_resnet18, narrow, for smoke runs
@@ -297,25 +297,12 @@ def run_case(code: str, tasks: int, args) -> dict:
         limit = int(min(args.limit_gb * GIB, mem_available() - args.reserve_gb * GIB + 3 * GIB))
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     t0 = time.monotonic()
-    with tempfile.TemporaryFile("w+") as so, tempfile.TemporaryFile("w+") as se:
-        # The child limits itself before importing anything (no preexec_fn: ru_maxrss would count this process).
-        proc = subprocess.Popen(cmd + ["--as-limit", str(limit)], stdout=so, stderr=se, env=env, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = code_ = os.waitstatus_to_exitcode(status)
-        so.seek(0)
-        se.seek(0)
-        out_text, err_text = so.read(), se.read()
-    line = next((ln for ln in reversed(out_text.splitlines()) if ln.startswith("{")), None)
-    if line is not None:
-        res = json.loads(line)
-    else:
-        tail = err_text.strip().splitlines()[-1:] or [f"exit code {code_}"]
-        oom = code_ < 0 or "MemoryError" in err_text or "alloc" in err_text.lower()
-        res = {"code": code, "T": tasks, "status": "out of memory" if oom else "failed", "error": tail[0][:300],
-               "exit_code": code_}
+    res, code_, err_text, maxrss = run_child(cmd, limit, env)
+    if res is None:
+        res = {"code": code, "T": tasks, **failure(code_, err_text)}
     res["wall_s"] = round(time.monotonic() - t0, 1)
     if args.device == "cpu":
-        res["ru_maxrss_mb"] = usage.ru_maxrss / 1024  # since the step's peak reset (clear_refs resets it too)
+        res["ru_maxrss_mb"] = maxrss  # since the step's peak reset (clear_refs resets it too)
         res["address_space_limit_gb"] = round(limit / GIB, 2)
     return res
 
