@@ -98,3 +98,26 @@ def test_inference_over_a_model_that_takes_no_bank():
     assert "encoder.layers.encoder_layer_0.self_attention.in_proj" in diag["true_task_most_negative_by_layer"]
     with pytest.raises(ValueError, match="task bank"):
         inference.task_inference(model, lambda t: data[t], [5, 6], inputs="mixed")
+
+
+def test_hybrid_tasks_of_a_resnet_are_inferred_on_the_model_itself():
+    """A hybrid model (the stem a SupSup mask per task, alphas elsewhere) takes a mixture in every
+    layer: one-shot and exhaustive inference run on it as converted, no superposition model built."""
+    import torchvision
+
+    import impresslearn as il
+
+    torch.manual_seed(0)
+    model = il.convert(torchvision.models.resnet18(num_classes=10), "impress", basis_size=2, density=0.5,
+                       num_tasks=3, seed=0, per_channel=True, overrides={"conv1": "supermask"})
+    for t in range(3):
+        il.set_task(model, t)
+        with torch.no_grad():
+            for p in il.task_parameters(model, t):
+                p.add_(torch.randn_like(p) * 0.5)
+        il.finish_task(model)
+    x = torch.randn(4, 3, 32, 32)
+    scores = inference.sample_score("H", 10)(inference.every_task_logits(model, x)).mean(1)
+    assert inference.infer_task(model, x, "H", method="exhaustive") == int(scores.argmin())
+    g = inference._gradient(model.eval(), x, inference.objective_fn("H", 10), torch.full((3,), 1 / 3))
+    assert inference.infer_task(model, x, "H", method="oneshot") == int(g.argmin())
