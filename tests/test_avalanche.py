@@ -137,8 +137,9 @@ def test_impresslearn_learns_alphas_after_the_basis_and_keeps_every_task():
     # the basis tasks compute with their own masks still (one-hot alphas over them)
     for t in range(2):
         torch.testing.assert_close(outputs_of(strategy.model, xs[t], t), masks_out[t], rtol=1e-5, atol=1e-5)
-    # the new task learnt alphas only: K = 2 per layer, 3 layers
-    learnt = strategy.model.task_parameters(2)
+    # the new task learnt alphas only: K = 2 per layer, 3 layers, kept as finished rows
+    learnt = [m.task_alpha(2) for _, m in il.layers.impress_layers(net)]
+    assert all(m.is_finished(2) for _, m in il.layers.impress_layers(net))
     assert [tuple(p.shape) for p in learnt] == [(2,)] * 3
     assert not all(torch.equal(p, torch.full_like(p, 0.5)) for p in learnt)
     after = [outputs_of(strategy.model, xs[t], t) for t in range(3)]
@@ -241,7 +242,8 @@ def test_a_method_with_two_phases_is_one_small_class():
             super().__init__(model=model, plugin=TwoPhases(one), **kwargs)
 
     strategy = TwoPhaseStrategy(model=supermask_net())
-    first = [s.detach().clone() for s in strategy.model.task_parameters(0)]
+    layers_of = lambda: il.layers.supermask_layers(strategy.model.net)  # noqa: E731
+    first = [m.export_masks([0]) for _, m in layers_of()]
     seen = []
 
     class Watch(SupervisedPlugin):
@@ -251,10 +253,10 @@ def test_a_method_with_two_phases_is_one_small_class():
     strategy.plugins.append(Watch())
     strategy.train(stream(1).train_stream[0])
     assert calls == ["start all", "stop all", "start last", "stop last"] and strategy.train_epochs == 2
-    last = strategy.model.task_parameters(0)[-1]
+    last = layers_of()[-1][1].live_scores  # the last layer's slot, which held task 0's scores
     # Watch runs after the switch at the end of epoch 1: the second phase's optimizer holds the last layer only
     assert len(seen[0]) == 1 and seen[0][0] is last
-    assert all(not torch.equal(a, b) for a, b in zip(first, strategy.model.task_parameters(0)))
+    assert all(m.is_finished(0) and a != m.export_masks([0]) for a, (_, m) in zip(first, layers_of()))
 
 
 # ExSSNeT: a short mask phase and a weight phase with a rate large enough to move the weights
