@@ -84,10 +84,10 @@ def test_torchrun_two_processes_match_one(tmp_path):
     assert two.returncode == 0, two.stderr[-3000:]
     r1, r2 = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "two.json"))
     assert r1["distributed"]["world_size"] == 1 and r2["distributed"]["world_size"] == 2
-    b1, b2 = load_file(tmp_path / "one.run" / "basis.safetensors"), load_file(tmp_path / "two.run" / "basis.safetensors")
+    b1, b2 = (load_file(tmp_path / f"{n}.json.run" / "basis.safetensors") for n in ("one", "two"))
     assert b1.keys() == b2.keys() and all(torch.equal(b1[k], b2[k]) for k in b1)
     assert r1["supsup"]["basis_task_acc"] == r2["supsup"]["basis_task_acc"]
-    m1, m2 = load_file(tmp_path / "one.run" / "impress.safetensors"), load_file(tmp_path / "two.run" / "impress.safetensors")
+    m1, m2 = (load_file(tmp_path / f"{n}.json.run" / "impress.safetensors") for n in ("one", "two"))
     alphas = [k for k in m1 if k.endswith(".alpha")]
     assert len(alphas) == 21
     for k in alphas:

@@ -159,12 +159,38 @@ def test_out_that_is_not_this_runs_results_is_never_replaced(tmp_path, capsys, r
 
 def test_restart_replaces_a_run_of_other_settings(tmp_path, reference):
     (tmp_path / "r.json").write_text(json.dumps({**reference, "config": {**reference["config"], "seed": 7}}))
-    (tmp_path / "r.run").mkdir()
-    (tmp_path / "r.run" / "stale").write_text("units of the other run")
+    folder = tmp_path / "r.json.run"  # an earlier run of r.json left it: its marker names r.json
+    folder.mkdir()
+    (folder / ".impresslearn-run").write_text(str((tmp_path / "r.json").resolve()) + "\n")
+    (folder / "stale").write_text("units of the other run")
     done = impresslearn(TINY + ["--out", "r.json", "--restart"], tmp_path)
     assert done.returncode == 0, done.stderr
     r = json.loads((tmp_path / "r.json").read_text())
-    assert untimed(r) == untimed(reference) and not (tmp_path / "r.run" / "stale").exists()
+    assert untimed(r) == untimed(reference) and not (folder / "stale").exists()
+
+
+@pytest.mark.parametrize("marker", [None, "another.json"])
+def test_a_folder_that_is_not_the_runs_own_is_never_removed(tmp_path, capsys, marker):
+    """A user's folder where a run would keep its units (no marker, or another results file's):
+    refused in a sentence before any work, its files untouched, also with --restart."""
+    folder = tmp_path / "r.json.run"
+    folder.mkdir()
+    (folder / "mine.txt").write_text("a user's file")
+    if marker is not None:
+        (folder / ".impresslearn-run").write_text(str((tmp_path / marker).resolve()) + "\n")
+    for extra in ([], ["--restart"]):
+        refused(capsys, TINY + ["--out", str(tmp_path / "r.json")] + extra, "is not the run folder of")
+        assert (folder / "mine.txt").read_text() == "a user's file"
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_results_files_of_one_stem_get_folders_of_their_own(tmp_path):
+    """exp.json and exp.run get folders of their own (exp.json.run, exp.run.run): no results file
+    shares its units folder with another of its stem or is its own folder."""
+    for out in ("exp.json", "exp.run"):
+        done = impresslearn(TINY + ["--out", out], tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / out).is_file() and (tmp_path / (out + ".run") / ".impresslearn-run").is_file()
 
 
 # --------------------------------------------------------------------------- torn files
@@ -253,7 +279,7 @@ def test_every_refused_value_is_one_sentence_before_any_work(tmp_path, capsys, a
     start = time.time()
     refused(capsys, argv + out, match)
     assert time.time() - start < 30  # refused before any data is read or trained on
-    assert not (tmp_path / "r.run").exists()
+    assert not (tmp_path / "r.json.run").exists()
 
 
 def test_debug_shows_the_traceback(tmp_path):

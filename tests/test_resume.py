@@ -151,7 +151,7 @@ def test_killed_run_resumes_with_the_same_command(tmp_path):
     the same command then finishes it, and every result equals an uninterrupted run's."""
     killed = _run(RUN + ["--out", "r.json"], tmp_path, kill_after=4)
     assert killed.returncode == -9, killed.stderr[-2000:]
-    units = tmp_path / "r.run" / "units"
+    units = tmp_path / "r.json.run" / "units"
     assert (units / "basis-0000.safetensors").exists() and (units / "basis-0001.progress.safetensors").exists()
     saved = load_file(units / "basis-0001.progress.safetensors")
     resumed = _run(RUN + ["--out", "r.json"], tmp_path)
@@ -165,7 +165,7 @@ def test_killed_run_resumes_with_the_same_command(tmp_path):
     for key in ("supsup", "impresslearn"):
         assert _untimed(r[key]) == _untimed(w[key]), key
     for f in ("basis.safetensors", "impress.safetensors"):
-        a, b = load_file(tmp_path / "r.run" / f), load_file(tmp_path / "whole.run" / f)
+        a, b = load_file(tmp_path / "r.json.run" / f), load_file(tmp_path / "whole.json.run" / f)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), f
     assert any(k.endswith(".scores") for k in saved)  # the checkpoint held the mask's scores in progress
     # The same --out with other settings is refused (status 2, one sentence) rather than mixed.

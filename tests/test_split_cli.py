@@ -23,11 +23,11 @@ def test_split_imagenet_resnet50_smoke(tmp_path, capsys, one_thread):
     assert r["storage"]["impresslearn_alphas"] == 54  # K = 1 for 53 convolutions and the head
     assert len(r["impresslearn"]["new_task_acc"]) == 1 and r["impresslearn"]["fits"][0]["steps"] == 1
     # The saved model is a standard checkpoint: load it into a freshly converted ResNet-50.
-    basis, meta = load_basis(tmp_path / "inet.run" / "basis.safetensors")
+    basis, meta = load_basis(tmp_path / "inet.json.run" / "basis.safetensors")
     assert meta["basis"] == "random" and next(iter(basis.values())).num_masks == 1
     cfg = bb.BackboneConfig(arch="resnet50", outputs=10, classes=10, init="kaiming_normal", scale=False)
     model = bb.impress_model(cfg, basis)
-    load_checkpoint(tmp_path / "inet.run" / "impress.safetensors", model)
+    load_checkpoint(tmp_path / "inet.json.run" / "impress.safetensors", model)
     assert model.fc.task_alpha(0).tolist() == pytest.approx(r["impresslearn"]["alpha"]["fc"][0])
     assert "ImpressLearn (random K=1)" in capsys.readouterr().out
 

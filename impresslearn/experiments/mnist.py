@@ -26,7 +26,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -51,6 +50,7 @@ from ..layers import finish_task, impress_layers, supermask_layers
 from ..seeding import derive_seed
 from .base import BENCHMARKS, SPLIT_BENCHMARKS, RunnerBase, machine_info, storage_record
 from .methods import run_methods
+from .output import claim_run_folder
 
 # The backbones an MNIST run takes (flat 784-pixel inputs): LeNet-300-100 (the default) and the
 # small ViT of models.mnist_vit.
@@ -342,9 +342,11 @@ class Runner(RunnerBase):
             old = self.claim_output(out, dataclasses.asdict(cfg), RESUME_FREE, cfg.restart, command)
             self.resumed = old is not None
             self.previous = old or {}
-            self.folder = self.out.with_suffix(".run")
-            if not self.resumed and self.folder.exists():
-                shutil.rmtree(self.folder)  # another run's units (or --restart): not ours to reuse
+            try:  # units of an earlier run of this --out not resumed (other settings, --restart) go
+                self.folder = claim_run_folder(self.out, fresh=not self.resumed)
+            except BaseException:
+                self.release_output()
+                raise
             self.remove_temporaries([self.folder, self.folder / "masks", self.folder / "units"])
         try:
             self._setup(cfg, command)

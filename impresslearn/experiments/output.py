@@ -7,6 +7,8 @@ a run it does not belong to.
                                     a second run on the same `--out` is refused with who holds it
     existing_results(path, config)  what is at `--out` already: nothing, this run's results (same
                                     settings: resume), or something this run must not overwrite
+    claim_run_folder(path, fresh)   `<out>.run/`, the run's units: created with a marker naming
+                                    `<out>`, removed only by a run of that same `<out>`
 
 `OutputError` is the refusal: one sentence a user can act on.
 """
@@ -16,10 +18,13 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import socket
 import sys
 import time
 from pathlib import Path
+
+from ..files import atomic_write
 
 
 class OutputError(ValueError):
@@ -136,3 +141,35 @@ def existing_results(out: Path, config: dict, free: tuple[str, ...] = (), restar
         raise OutputError(f"--out {out} holds the results of a run with other settings (differs in "
                           f"{', '.join(diff)}); add --restart to replace them, or choose another --out")
     return old
+
+
+RUN_MARKER = ".impresslearn-run"  # in a run folder: the results file it belongs to
+
+
+def run_folder(out: Path) -> Path:
+    """The folder a run keeps its finished units in: the results file's name with ".run"
+    appended, so that two results files (`exp.json`, `exp.csv`) never share one and no results
+    file is its own folder."""
+    return out.with_name(out.name + ".run")
+
+
+def claim_run_folder(out: Path, fresh: bool) -> Path:
+    """Make `run_folder(out)` this run's, before any work: a folder there that is not a run folder
+    of `out` (no marker, another file's, a link, a file) is refused in a sentence and never
+    touched; with `fresh` (a new run, or --restart) what an earlier run of `out` left there is
+    removed. The marker is written on creation, so only a run of `out` ever removes the folder."""
+    folder = run_folder(out)
+    marker = folder / RUN_MARKER
+    owner = str(out.resolve())
+    if folder.is_symlink() or folder.exists():
+        ours = (folder.is_dir() and not folder.is_symlink() and marker.is_file() and not marker.is_symlink()
+                and marker.read_text(errors="replace").strip() == owner)
+        if not ours:
+            raise OutputError(f"{folder} exists and is not the run folder of {out} (a run keeps its units there); "
+                              "move it away, or choose another --out")
+        if fresh:
+            shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if not marker.exists():
+        atomic_write(marker, owner + "\n")
+    return folder

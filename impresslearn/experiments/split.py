@@ -59,6 +59,7 @@ from ..format import PackedMasks
 from ..layers import finish_task, impress_layers, set_task, supermask_layers
 from ..seeding import derive_seed
 from .base import SPLIT_BENCHMARKS, RunnerBase, machine_info, storage_record
+from .output import RUN_MARKER, claim_run_folder, run_folder
 
 # The paper's settings (Table 3) and each benchmark's shape.
 PAPER_SETTINGS = {
@@ -252,12 +253,10 @@ class RunFolder:
     def prepare(self, config: dict, restart: bool) -> bool:
         """Check (or write) the run's config; True if an earlier run is being continued."""
         d, cfg_file = self.d, self.path / "config.json"
-        if restart:
-            if d.is_main and self.path.exists():
-                shutil.rmtree(self.path)
+        if restart:  # the main process emptied its folder when it claimed it (claim_run_folder)
             dd.barrier(d)
-            if not d.is_main and self.path.exists():  # a folder of this machine's own
-                shutil.rmtree(self.path, ignore_errors=True)
+            if not d.is_main and self.path.exists() and not (self.path / RUN_MARKER).exists():
+                shutil.rmtree(self.path, ignore_errors=True)  # a folder of this machine's own
             dd.barrier(d)
         verdict = None
         if d.is_main:
@@ -297,7 +296,11 @@ class SplitRunner(RunnerBase):
         # what is there already is this run's to resume or nothing a run may not replace.
         self.claim_output(out, dataclasses.asdict(cfg), RESUME_FREE, cfg.restart, command, lock=self.d.is_main)
         if self.d.is_main:
-            run = self.out.with_suffix(".run")
+            try:  # refused if it is not this --out's run folder; emptied on --restart
+                run = claim_run_folder(self.out, fresh=cfg.restart)
+            except BaseException:
+                self.release_output()
+                raise
             self.remove_temporaries([run, run / "units"])
         try:
             self._setup(cfg, command)
@@ -308,7 +311,7 @@ class SplitRunner(RunnerBase):
     def _setup(self, cfg: SplitConfig, command: str | None) -> None:
         self.device = torch.device(cfg.device) if cfg.device else self.d.device
         self.progress = cfg.progress if self.d.is_main else False  # one set of progress bars
-        self.folder = RunFolder(self.out.with_suffix(".run"), self.d)
+        self.folder = RunFolder(run_folder(self.out), self.d)
         self.start_clock()
         self.stream = make_stream(cfg)
         self.backbone = cfg.backbone()
