@@ -69,6 +69,8 @@ READS = (*LEGACY_VERSIONS, FORMAT_VERSION)
 META_KEY = "impresslearn"
 WHAT = "checkpoint"
 BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
+# Every task-aware module a checkpoint holds whole; any other is refused, not dropped.
+SAVED_KINDS = (SupermaskLayer, ImpressLayer, KernelMaskLayer, TaskBatchNorm, TaskHeads)
 
 
 def _layer_record(layer: nn.Module) -> dict[str, Any]:
@@ -124,6 +126,9 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, metadata: dict
     tensors: dict[str, torch.Tensor] = {}
     layers: dict[str, dict] = {}
     for name, m in task_modules(model):
+        if not isinstance(m, SAVED_KINDS):
+            raise ValueError(f"save_checkpoint cannot save {name or 'the model'} ({type(m).__name__}): it keeps per-task "
+                             f"state of a kind checkpoints do not hold (they hold {', '.join(k.__name__ for k in SAVED_KINDS)})")
         layers[name] = rec = _layer_record(m)
         prefix = f"{name}." if name else ""
         if isinstance(m, BackboneLayer) and (include_weights or m.init == "keep"):
@@ -157,6 +162,9 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, metadata: dict
     owned = _owned(model)
     for key, value in model.state_dict().items():
         if key not in owned:
+            if "state." + key in tensors:
+                raise ValueError(f"save_checkpoint cannot name the model's entry {key!r}: 'state.{key}' is also a "
+                                 f"task layer's entry (a layer named 'state'); rename that module")
             tensors["state." + key] = value
     seen: set[int] = set()
     for key, value in tensors.items():  # a tied weight is two entries: each saved on its own

@@ -334,3 +334,53 @@ def test_a_model_of_another_backbone_is_refused_not_replaced(tmp_path):
             il.load_checkpoint(path, other)
         assert_untouched(other, snap)
     il.load_checkpoint(path, small("impress", seed=1))  # the same backbone loads
+
+
+def test_float64_models_keep_float64_through_convert_and_a_round_trip(tmp_path):
+    def make(k, n):
+        net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(144, 3)).double()
+        return il.convert(net, "impress", basis_size=k, num_tasks=n, seed=1)
+    model = make(2, 2)
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    assert model(x).dtype == torch.float64 and model[1].bns[0].running_mean.dtype == torch.float64
+    il.save_checkpoint(tmp_path / "d.safetensors", model)
+    fresh = make(1, 1)
+    il.load_checkpoint(tmp_path / "d.safetensors", fresh)
+    assert fresh[0].alphas.dtype == fresh[0].live_alpha.dtype == torch.float64
+    assert all(bn.running_mean.dtype == torch.float64 for bn in fresh[1].bns)
+    for t in range(2):
+        il.set_task(model, t), il.set_task(fresh, t)
+        assert torch.equal(model(x), fresh(x))
+
+
+def test_an_optimizer_made_before_loading_trains_the_loaded_model(tmp_path):
+    saved = small("impress", seed=1, tasks=2)
+    il.save_checkpoint(tmp_path / "o.safetensors", saved)
+    model = small("impress", seed=1, tasks=1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    il.load_checkpoint(tmp_path / "o.safetensors", model)
+    il.set_task(model, 1)
+    before = model[0].task_alpha(1).detach().clone()
+    model(torch.randn(2, 3, 8, 8)).sum().backward()
+    opt.step()
+    assert not torch.equal(model[0].task_alpha(1), before)  # the slot the optimizer holds is the model's
+
+
+def test_what_a_checkpoint_cannot_hold_is_refused_not_dropped(tmp_path):
+    class Memo(layers.TaskAware):  # per-task state of a kind no checkpoint entry holds
+        def __init__(self):
+            super().__init__()
+            self._init_tasks()
+            self.notes = [0.0]
+
+        num_tasks = property(lambda self: len(self.notes))
+
+    model = nn.Sequential(supermask_lenet(), Memo())
+    with pytest.raises(ValueError, match=r"cannot save 1 \(Memo\)"):
+        il.save_checkpoint(tmp_path / "m.safetensors", model)
+    clash = nn.Module()  # a task layer named "state" beside the model's own buffer "masks"
+    clash.state = il.convert(nn.Sequential(nn.Linear(3, 2)), "supermask")[0]
+    clash.register_buffer("masks", torch.zeros(1))  # its entry would be 'state.masks' too
+    with pytest.raises(ValueError, match="'state.masks' is also a task layer's entry"):
+        il.save_checkpoint(tmp_path / "c.safetensors", clash)
+    assert not (tmp_path / "m.safetensors").exists() and not (tmp_path / "c.safetensors").exists()

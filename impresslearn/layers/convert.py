@@ -345,7 +345,8 @@ def _batchnorm(bn: nn.Module, batchnorm: str, num_tasks: int) -> nn.Module:
     device = bn.running_mean.device if bn.running_mean is not None else None
     if batchnorm == "keep":
         return FrozenBatchNorm(bn)
-    return BATCHNORMS[type(bn)](bn.num_features, num_tasks, bn.eps, bn.momentum or 0.1).to(device)
+    dtype = bn.running_mean.dtype if bn.running_mean is not None else None  # a float64 model keeps float64 statistics
+    return BATCHNORMS[type(bn)](bn.num_features, num_tasks, bn.eps, bn.momentum or 0.1).to(device, dtype)
 
 
 # The std a frozen parameter that a model owns directly (a token, a position embedding) is drawn

@@ -325,7 +325,7 @@ class ImpressLayer(TaskStateLayer):
         self._drop_floats(0)  # nothing of the old basis's shape is held from here on
         self.basis_words = basis.words.to(self.weight.device)
         self.per_channel = bool(per_channel)
-        self.alphas = torch.zeros((1, *self.alpha_shape()), device=self.weight.device)
+        self.alphas = torch.zeros((1, *self.alpha_shape()), device=self.weight.device, dtype=self.alphas.dtype)
         self.finished[0] = False
         self.set_num_tasks(num_tasks)
         self._selected(self.task)
@@ -342,11 +342,11 @@ class ImpressLayer(TaskStateLayer):
                 raise ValueError(f"alpha init must have shape {list(shape)}, got {tuple(a.shape)}")
         t = self._grow(self.num_tasks + 1)
         if init is not None:
-            self._stash[t] = a.to(self.weight.device)
+            self._stash[t] = a.to(self.weight.device, self.alphas.dtype)
         return t
 
     def _fresh(self, task: int) -> Tensor:
-        return torch.full(self.alpha_shape(), 1.0 / self.basis_size, device=self.weight.device)
+        return torch.full(self.alpha_shape(), 1.0 / self.basis_size, device=self.weight.device, dtype=self.alphas.dtype)
 
     def _finish(self, task: int, floats: Tensor) -> None:
         self.alphas[task] = floats.to(self.alphas)

@@ -37,8 +37,10 @@ class TaskBatchNorm(TaskAware):
         return len(self.bns)
 
     def add_task(self) -> int:
-        device = self.bns[0].running_mean.device if len(self.bns) else None
-        self.bns.append(self.BATCHNORM(self.num_features, self.eps, self.momentum, affine=False, device=device))
+        like = self.bns[0].running_mean if len(self.bns) else None  # a new task's statistics: the others' device and dtype
+        self.bns.append(self.BATCHNORM(self.num_features, self.eps, self.momentum, affine=False,
+                                       device=None if like is None else like.device,
+                                       dtype=None if like is None else like.dtype))
         return len(self.bns) - 1
 
     def _truncate_tasks(self, n: int) -> None:
