@@ -43,7 +43,15 @@ import torch
 import torch.nn as nn
 
 from . import ops
-from .files import CheckpointError, atomic_write, check_entries, check_tensor, read_verified, safetensors_bytes
+from .files import (
+    CheckpointError,
+    atomic_write,
+    check_entries,
+    check_tensor,
+    read_safetensors_file,
+    read_verified,
+    safetensors_bytes,
+)
 from .format import PackedMasks, words_shape
 from .kernel_masks import KernelMaskLayer
 from .layers import (
@@ -191,11 +199,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tens
     """The header and the tensors of a checkpoint file, after checking its format version and
     (from version 2) the checksums of its header and of every tensor."""
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except IsADirectoryError as err:
-        raise CheckpointError(f"{path} is a folder, not a checkpoint") from err
+    data = read_safetensors_file(path, WHAT)  # a regular file, read only as long as its header says
     return read_verified(data, path, WHAT, META_KEY, READS, legacy=LEGACY_VERSIONS)
 
 

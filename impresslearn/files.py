@@ -16,12 +16,14 @@ file and the entry).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
 import secrets
 import socket
+import stat
 import time
 from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
@@ -102,6 +104,20 @@ def _discard(tmp: str) -> None:
         pass
 
 
+def _check_replaceable(path: str) -> None:
+    """A rename would put a regular file where a pipe, a device (`/dev/null`), a socket or a
+    read-only file is, whatever it was: refused instead (an OSError naming `path`)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise FileExistsError(errno.EEXIST, f"{path} exists and is not a regular file (a folder, a pipe, a device or "
+                                            "a socket): it is not replaced")
+    if not st.st_mode & 0o222:
+        raise PermissionError(errno.EACCES, f"{path} is read-only: it is not replaced")
+
+
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     """Write `data` to `path` through a temporary file in the same folder and a rename.
 
@@ -113,6 +129,7 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     path = os.fspath(path)
     if isinstance(data, str):
         data = data.encode()
+    _check_replaceable(path)
     directory = os.path.dirname(os.path.abspath(path))
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     for _ in range(100):
@@ -223,6 +240,75 @@ def safetensors_bytes(tensors: Mapping[str, torch.Tensor], key: str, header: dic
     if checksums:
         metadata[key + HEADER_CHECKSUM] = hashlib.sha256(text.encode()).hexdigest()
     return st_save(blob, metadata=metadata)
+
+
+# The most a safetensors header may take (names, shapes, checksums of a few thousand tensors need
+# well under a MiB) and the most a JSON results file may: larger ones are refused unread.
+MAX_HEADER_BYTES = 64 * 2**20
+MAX_JSON_BYTES = 256 * 2**20
+
+
+def _open_regular(path: str | os.PathLike, what: str) -> tuple[int, int]:
+    """(fd, size) of `path` opened for reading, after checking it is a regular file: a FIFO, a
+    device (`/dev/zero`), a socket or a folder is refused before a byte is read (opened
+    non-blocking, so that opening a FIFO cannot wait for a writer)."""
+    name = os.fspath(path)
+    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file (a pipe, a device or a socket)"
+        raise CheckpointError(f"{name} is {kind}, not a {what}")
+    return fd, st.st_size
+
+
+def _read_exactly(fd: int, n: int) -> bytes:
+    chunks, left = [], n
+    while left > 0:
+        chunk = os.read(fd, min(left, 2**26))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_safetensors_file(path: str | os.PathLike, what: str = "safetensors file") -> bytes:
+    """The bytes of a safetensors file, read only after its own header says how long it is: the
+    file must be regular and exactly `8 + header + data` bytes, the data's end taken from the
+    header's offsets; anything else (a huge sparse file, a truncated one) is refused unread."""
+    name = os.fspath(path)
+    fd, size = _open_regular(path, what)
+    try:
+        head = _read_exactly(fd, 8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if n < 2 or n > MAX_HEADER_BYTES or 8 + n > size:
+            raise CheckpointError(f"{name} is not a readable {what} (truncated or corrupt?): "
+                                  f"its header length does not fit its {size} bytes")
+        header_bytes = _read_exactly(fd, n)
+        try:
+            header = json.loads(header_bytes)
+            end = max([0] + [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"])
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
+            raise CheckpointError(f"{name} is not a readable {what} (truncated or corrupt?): {err}") from None
+        if 8 + n + end != size:
+            raise CheckpointError(f"{name} is not a readable {what} (truncated or corrupt?): its header declares "
+                                  f"{8 + n + end} bytes, the file has {size}")
+        return head + header_bytes + _read_exactly(fd, end)
+    finally:
+        os.close(fd)
+
+
+def read_text_file(path: str | os.PathLike, what: str = "results file", limit: int = MAX_JSON_BYTES) -> str:
+    """A regular file's text, refused unread when larger than `limit` bytes."""
+    name = os.fspath(path)
+    fd, size = _open_regular(path, what)
+    try:
+        if size > limit:
+            raise CheckpointError(f"{name} is {size:,} bytes, more than a {what} can be ({limit:,})")
+        return _read_exactly(fd, size).decode("utf-8")
+    finally:
+        os.close(fd)
 
 
 def read_safetensors(data: bytes, name: str = "data", what: str = "safetensors file") -> tuple[dict[str, torch.Tensor], dict]:

@@ -235,3 +235,53 @@ def test_the_header_digest_does_not_depend_on_the_caller_header():
     header = {"format_version": 2}
     files.safetensors_bytes({"a": torch.zeros(1)}, KEY, header)
     assert header == {"format_version": 2}  # not changed in place
+
+
+# --------------------------------------------------------------------------- readers that trust no path
+
+def _hostile_paths(tmp_path):
+    """A FIFO (opening it for reading would wait for a writer), a link to /dev/zero (endless),
+    a sparse file of 64 GiB (reading it would fill the memory) and a folder."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.safetensors"
+    zero.symlink_to("/dev/zero")
+    sparse = tmp_path / "sparse.safetensors"
+    with open(sparse, "wb") as f:
+        f.write((16).to_bytes(8, "little") + b'{"__metadata__":{}}'[:16])
+        f.truncate(64 * 2**30)
+    folder = tmp_path / "folder.safetensors"
+    folder.mkdir()
+    return {"fifo": fifo, "zero": zero, "sparse": sparse, "folder": folder}
+
+
+def test_every_reader_refuses_what_is_not_a_file_of_its_declared_size(tmp_path):
+    import impresslearn as il
+    from impresslearn.continual.basis_file import load_basis
+    from impresslearn.continual.resume import FileCheckpoint, load_state
+    from impresslearn.experiments.tables import load_results
+
+    model = il.convert(torch.nn.Sequential(torch.nn.Linear(4, 3)), "supermask")
+    readers = {"checkpoint": lambda p: il.load_checkpoint(p, model), "basis": load_basis, "state": load_state,
+               "unit": lambda p: FileCheckpoint(p).load(), "results": load_results}
+    for kind, path in _hostile_paths(tmp_path).items():
+        for name, read in readers.items():
+            start = time.time()
+            with pytest.raises(ValueError, match=r"not a regular file|is a folder|truncated or corrupt|more than"):
+                read(path)
+            assert time.time() - start < 5, (kind, name)  # refused at once, nothing read
+
+
+def test_writers_refuse_to_replace_what_is_not_a_regular_writable_file(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    null_link = tmp_path / "null"
+    null_link.symlink_to("/dev/null")
+    locked = tmp_path / "locked.json"
+    locked.write_text("keep me")
+    locked.chmod(0o444)
+    for path, error in ((fifo, FileExistsError), (null_link, FileExistsError), (locked, PermissionError)):
+        with pytest.raises(error, match="not replaced"):
+            files.atomic_write(path, b"new")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and os.path.islink(null_link) and locked.read_text() == "keep me"
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(files.TEMP_PREFIX)]

@@ -17,11 +17,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 
-from ..files import CheckpointError, atomic_write, check_entries, check_tensor, read_verified, safetensors_bytes
+from ..files import (
+    CheckpointError,
+    atomic_write,
+    check_entries,
+    check_tensor,
+    read_safetensors_file,
+    read_verified,
+    safetensors_bytes,
+)
 from ..format import PackedMasks, words_shape
 
 BASIS_VERSION = 2  # 2: with checksums; 1 (read too): without
@@ -43,7 +50,7 @@ def save_basis(path: str | os.PathLike, basis: Mapping[str, PackedMasks], metada
 
 def load_basis(path: str | os.PathLike) -> tuple[dict[str, PackedMasks], dict]:
     name = str(path)
-    header, tensors = read_verified(Path(path).read_bytes(), name, WHAT, BASIS_KEY, (*LEGACY_VERSIONS, BASIS_VERSION),
+    header, tensors = read_verified(read_safetensors_file(path, WHAT), name, WHAT, BASIS_KEY, (*LEGACY_VERSIONS, BASIS_VERSION),
                                     legacy=LEGACY_VERSIONS)
     shapes, size, metadata = header.get("shapes"), header.get("basis_size"), header.get("metadata", {})
     if not isinstance(shapes, dict) or not shapes or not all(_is_shape(s) for s in shapes.values()):

@@ -25,7 +25,15 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from ..files import CheckpointError, atomic_write, check_entries, check_tensor, read_verified, safetensors_bytes
+from ..files import (
+    CheckpointError,
+    atomic_write,
+    check_entries,
+    check_tensor,
+    read_safetensors_file,
+    read_verified,
+    safetensors_bytes,
+)
 from ..layers import ImpressLayer, SupermaskLayer, TaskBatchNorm, TaskHeads, TaskStateLayer, task_modules
 
 STATE_KEY = "impresslearn-train-state"
@@ -154,7 +162,7 @@ def save_state(path: str | os.PathLike, tensors: dict[str, Tensor], *, optimizer
 
 
 def load_state(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict | None, dict]:
-    return parse_state(Path(path).read_bytes(), str(path))
+    return parse_state(read_safetensors_file(path, WHAT), str(path))
 
 
 class FileCheckpoint:
@@ -166,7 +174,7 @@ class FileCheckpoint:
         self.path = Path(path)
 
     def load(self) -> bytes | None:
-        return self.path.read_bytes() if self.path.exists() else None
+        return read_safetensors_file(self.path, WHAT) if self.path.exists() else None
 
     def save(self, data: bytes) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

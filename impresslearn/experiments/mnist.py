@@ -44,7 +44,14 @@ from ..continual.resume import FileCheckpoint, load_task_state, parse_state, sta
 from ..continual.task_bank import bank_supports
 from ..continual.training import TrainConfig
 from ..data import MnistArrays, PermutedMNIST, RotatedMNIST, SplitMNIST, TaskStream, load_mnist, load_subset
-from ..files import CheckpointError, atomic_write, read_safetensors, safetensors_bytes, verify_checksums
+from ..files import (
+    CheckpointError,
+    atomic_write,
+    read_safetensors,
+    read_safetensors_file,
+    safetensors_bytes,
+    verify_checksums,
+)
 from ..format import PackedMasks
 from ..layers import finish_task, impress_layers, supermask_layers
 from ..seeding import derive_seed
@@ -309,7 +316,7 @@ class MaskCache:
         if path is None or not path.exists():
             return None
         try:
-            tensors, meta = read_safetensors(path.read_bytes(), str(path), "mask cache entry")
+            tensors, meta = read_safetensors(read_safetensors_file(path, "mask cache entry"), str(path), "mask cache entry")
             if CACHE_KEY in meta:  # entries written before checksums have no header to check
                 verify_checksums(tensors, meta, CACHE_KEY, json.loads(meta[CACHE_KEY]), str(path), "mask cache entry")
             shapes = json.loads((self.folder / f"{key}.json").read_text())["shapes"]

@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..files import atomic_write
+from ..files import atomic_write, read_text_file
 
 
 class OutputError(ValueError):
@@ -126,7 +126,7 @@ def existing_results(out: Path, config: dict, free: tuple[str, ...] = (), restar
     if not out.exists():
         return None
     try:
-        old = json.loads(out.read_text())
+        old = json.loads(read_text_file(out))  # a regular file of a results file's size, else refused
     except (OSError, UnicodeDecodeError, ValueError):
         raise OutputError(f"--out {out} holds something that is not a results file; move it away, or choose "
                           "another --out") from None

@@ -21,6 +21,7 @@ from pathlib import Path
 import matplotlib
 
 from ..continual.backbone import hybrid_label
+from ..files import read_text_file
 from .tables import load_results
 
 matplotlib.use("Agg")
@@ -179,7 +180,7 @@ def adapt_accuracy_vs_bytes(results: list[dict], path: str | Path, title: str = 
 
 def _is_adapt(path) -> bool:
     try:
-        r = json.loads(Path(path).read_text())
+        r = json.loads(read_text_file(path))
     except (OSError, UnicodeDecodeError, ValueError):
         return False  # load_results says what is wrong with it
     return isinstance(r, dict) and "methods_done" in r
@@ -198,7 +199,7 @@ def methods_overview(paths: Sequence[str | Path], path: str | Path) -> Path:
     panels are different benchmarks: compare within a panel."""
     runs, methods, adapt = [], defaultdict(list), []
     for p in paths:
-        r = json.loads(Path(p).read_text())
+        r = json.loads(read_text_file(p))
         if "methods_done" in r:
             adapt.append(r)
         elif isinstance(r.get("methods"), list):
@@ -262,7 +263,7 @@ def plot_results(paths: Sequence[str | Path], out_dir: str | Path) -> list[Path]
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     if adapt:
-        rs = [json.loads(Path(p).read_text()) for p in adapt]
+        rs = [json.loads(read_text_file(p)) for p in adapt]
         written.append(adapt_accuracy_vs_bytes(rs, out_dir / "ksm-adapt-accuracy-vs-bytes.png"))
     for bench in sorted({r["config"]["benchmark"] for r in results}):
         rs = [r for r in results if r["config"]["benchmark"] == bench]

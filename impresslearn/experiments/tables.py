@@ -25,6 +25,7 @@ import json
 from collections.abc import Sequence
 
 from ..continual.backbone import hybrid_label
+from ..files import read_text_file
 
 REQUIRED = ("config", "impresslearn", "storage", "supsup", "tasks")
 
@@ -32,7 +33,7 @@ REQUIRED = ("config", "impresslearn", "storage", "supsup", "tasks")
 def load_results(path) -> dict:
     """A results file, or ValueError naming the file and what is wrong with it."""
     try:
-        text = open(path, encoding="utf-8").read()
+        text = read_text_file(path)
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as err:
@@ -110,7 +111,7 @@ def methods_summary(res: dict) -> str:
 
 def load_methods_results(path) -> dict:
     try:
-        r = json.loads(open(path, encoding="utf-8").read())
+        r = json.loads(read_text_file(path))
     except (OSError, UnicodeDecodeError, ValueError) as err:
         raise ValueError(f"{path}: cannot be read as a results file ({err.__class__.__name__}: {err})") from None
     if not isinstance(r, dict) or not isinstance(r.get("methods"), list):
@@ -120,7 +121,7 @@ def load_methods_results(path) -> dict:
 
 def is_methods_run(path) -> bool:
     try:
-        return isinstance(json.loads(open(path, encoding="utf-8").read()).get("methods"), list)
+        return isinstance(json.loads(read_text_file(path)).get("methods"), list)
     except (OSError, UnicodeDecodeError, ValueError, AttributeError):
         return False
 
