@@ -62,7 +62,6 @@ from .layers import (
     TaskBatchNorm,
     TaskHeads,
     TaskStateLayer,
-    count_bits,
     task_modules,
 )
 from .seeding import INITS, check_density, init_backbone
@@ -467,7 +466,7 @@ def _plan_supermask(path, prefix, m, rec, tasks, entry, tensors, device, finishe
               if open_tasks else None)
     kept = ops.popup_k(shape.numel(), density) if mode == "topk" else None
     for t in range(tasks):
-        count = count_bits(words[t])
+        count = int(PackedMasks(words[t:t + 1], shape).unpack().sum())
         if kept is not None and count != kept:
             raise CheckpointError(f"checkpoint {path} has entry {prefix + 'masks'!r} whose mask {t} keeps "
                                   f"{count} of {shape.numel()} weights, not the {kept} that density {density} keeps")

@@ -95,6 +95,7 @@ class KernelMaskLayer(TaskStateLayer):
     Subclasses give `mask_shape` (the grain of the mask) and `broadcast(mask)` (to the weight)."""
 
     SLOT = "live_logits"
+    TASK_BUFFERS = ("kmask_bits", "kmask_real")
     mask_shape: tuple[int, ...]
 
     def _init_kernel_mask(self, cfg: KernelMaskConfig, num_tasks: int) -> None:
@@ -133,9 +134,6 @@ class KernelMaskLayer(TaskStateLayer):
         r = real / self.cfg.scale
         return torch.logit(r) if self.cfg.real == "logistic" else r
 
-    def _resize_buffers(self, n: int) -> None:
-        self._resize_rows("kmask_bits", n)
-        self._resize_rows("kmask_real", n)
 
     def store_task(self, task: int) -> None:
         """Keep only the soft mask of `task` (bits + real part, as evaluated) and drop its `R`."""

@@ -19,7 +19,7 @@ from ..format import PackedMasks
 from ..layers import MASK_MODES, BackboneLayer, ImpressLayer, SupermaskLayer, convert
 from ..seeding import INITS, check_density
 
-# the ResNets: SplitCIFAR-100 and SplitImageNet (issue 6); vit: models.mnist_vit, a small
+# the ResNets: SplitCIFAR-100 and SplitImageNet (docs/scale.md); vit: models.mnist_vit, a small
 # transformer on MNIST (docs/results.md, "A transformer through every method")
 ARCHS = ("lenet_300_100", "resnet18", "resnet50", "vit")
 

@@ -24,7 +24,6 @@ from .masked import (
     SupermaskConv2d,
     SupermaskLayer,
     SupermaskLinear,
-    count_bits,
     impress_layers,
     random_basis,
     supermask_layers,
@@ -48,5 +47,5 @@ __all__ = [
     "SupermaskConv", "ImpressLayer", "ImpressLinear", "ImpressConv2d", "ImpressConv", "TaskBatchNorm",
     "TaskBatchNorm1d", "TaskBatchNorm2d", "TaskBatchNorm3d", "FrozenBatchNorm", "TaskHeads", "TaskMultiheadAttention",
     "MASK_MODES", "ConvertError", "convert", "convert_with", "set_task", "add_task", "finish_task", "task_parameters",
-    "task_modules", "impress_over", "supermask_layers", "impress_layers", "random_basis", "count_bits", "set_submodule",
+    "task_modules", "impress_over", "supermask_layers", "impress_layers", "random_basis", "set_submodule",
 ]

@@ -38,6 +38,7 @@ class SupermaskLayer(TaskStateLayer):
     packed words once finished. Subclasses give `_apply_weight(x, weight)` (the layer's function)."""
 
     SLOT = "live_scores"
+    TASK_BUFFERS = ("masks",)
 
     def _init_supermask(self, num_tasks: int, density: float, mask: str) -> None:
         if mask not in MASK_MODES:
@@ -86,9 +87,6 @@ class SupermaskLayer(TaskStateLayer):
         b = 1.0 / math.sqrt(self.weight[0].numel())
         m = self.finished_masks([task]).unpack()[0].to(self.weight.dtype)
         return (m * 2 - 1) * b if self.mask_mode == "threshold" else (m + 1) * (b / 2)
-
-    def _resize_buffers(self, n: int) -> None:
-        self._resize_rows("masks", n)
 
     def finished_masks(self, tasks: Sequence[int] | None = None) -> PackedMasks:
         """The packed words of finished `tasks` (all by default), as they are held."""
@@ -161,25 +159,13 @@ class SupermaskLayer(TaskStateLayer):
         task = self._check_task(task)
         words = packed.words.to(self.masks.device)
         if self.mask_mode == "topk":
-            kept, want = count_bits(words), ops.popup_k(self.weight.numel(), self.density)
+            kept, want = int(packed.unpack().sum()), ops.popup_k(self.weight.numel(), self.density)
             if kept != want:
                 raise ValueError(f"mask {task} keeps {kept} of {self.weight.numel()} weights, not the {want} "
                                  f"that density {self.density} keeps")
         self.masks[task] = words[0]
         self._drop_floats(task)
         self.finished[task] = True
-
-
-def count_bits(words: Tensor) -> int:
-    """The number of set bits in int32 packed words (padding bits are zero in the format, §3.1)."""
-    w = words.to(torch.int64) & 0xFFFFFFFF
-    total = 0
-    for shift in range(0, 32, 8):
-        total += int(_BYTE_POPCOUNT.to(w.device)[(w >> shift) & 0xFF].sum())
-    return total
-
-
-_BYTE_POPCOUNT = torch.tensor([bin(i).count("1") for i in range(256)], dtype=torch.int64)
 
 
 class SupermaskLinear(SupermaskLayer):
@@ -299,6 +285,7 @@ class ImpressLayer(TaskStateLayer):
     finished task's alpha is a row of the buffer `alphas` (float32, its small float part)."""
 
     SLOT = "live_alpha"
+    TASK_BUFFERS = ("alphas",)
 
     def _init_impress(self, basis: PackedMasks, num_tasks: int, per_channel: bool) -> None:
         if not isinstance(basis, PackedMasks):
@@ -353,9 +340,6 @@ class ImpressLayer(TaskStateLayer):
 
     def _reopen(self, task: int) -> Tensor:
         return self.alphas[task].clone()
-
-    def _resize_buffers(self, n: int) -> None:
-        self._resize_rows("alphas", n)
 
     def task_alpha(self, task: int) -> Tensor:
         """Task `task`'s alpha: the trainable Parameter (or stashed floats) while it is unfinished,

@@ -100,9 +100,10 @@ class TaskStateLayer(BackboneLayer):
     the same object for the layer's life; an unfinished task that is not selected keeps its floats
     in `_stash` (a plain tensor: no optimizer can reach it). Subclasses say how a task starts
     (`_fresh`), how its floats become finished buffers (`_finish`), how finished buffers become
-    floats again (`_reopen`), and keep their finished buffers with one row per task."""
+    floats again (`_reopen`), and name their finished buffers, one row per task, in `TASK_BUFFERS`."""
 
     SLOT = "live"
+    TASK_BUFFERS: tuple[str, ...] = ()
 
     def _init_task_state(self, num_tasks: int, dtype: torch.dtype) -> None:
         self._init_tasks()
@@ -184,8 +185,7 @@ class TaskStateLayer(BackboneLayer):
             self.slot.grad = None
         else:
             self._stash[task] = floats
-        if task == self.task and self.mixture is None:
-            self._selected(task)
+        self._reselect(task)
 
     def untrain(self, task: int) -> None:
         """Make `task` untrained: it holds nothing until it is selected (its floats then start
@@ -193,8 +193,7 @@ class TaskStateLayer(BackboneLayer):
         task = self._check_task(task)
         self._drop_floats(task)
         self.finished[task] = False
-        if task == self.task and self.mixture is None:
-            self._selected(task)
+        self._reselect(task)
 
     def open_tasks(self) -> list[int]:
         """The unfinished tasks that hold floats (the live one and the stashed ones), in order."""
@@ -217,8 +216,7 @@ class TaskStateLayer(BackboneLayer):
             return
         self._stash[task] = self._reopen(task)
         self.finished[task] = False
-        if task == self.task and self.mixture is None:
-            self._selected(task)
+        self._reselect(task)
 
     def _grow(self, n: int) -> int:
         """Hold `n` tasks, the new ones untrained: each per-task buffer resized once (adding tasks
@@ -251,19 +249,19 @@ class TaskStateLayer(BackboneLayer):
             raise RuntimeError(f"a task mixture reads finished tasks only; tasks {open_tasks} are not finished "
                                "(finish_task(model, t) after training each)")
 
-    def _resize_rows(self, name: str, n: int) -> None:
-        """Keep the first `n` rows of the per-task buffer `name`, or add zero rows up to `n`."""
-        old = getattr(self, name)
-        if old.shape[0] == n:
-            return
-        if old.shape[0] > n:
-            setattr(self, name, old[:n].clone())
-        else:
-            pad = old.new_zeros((n - old.shape[0], *old.shape[1:]))
-            setattr(self, name, torch.cat([old, pad]))
-
     def _resize_buffers(self, n: int) -> None:
-        raise NotImplementedError
+        """Keep the first `n` rows of every per-task buffer, or add zero rows up to `n`."""
+        for name in self.TASK_BUFFERS:
+            old = getattr(self, name)
+            if old.shape[0] > n:
+                setattr(self, name, old[:n].clone())
+            elif old.shape[0] < n:
+                setattr(self, name, torch.cat([old, old.new_zeros((n - old.shape[0], *old.shape[1:]))]))
+
+    def _reselect(self, task: int) -> None:
+        """After `task`'s state changed: make it live again if it is the selected one."""
+        if task == self.task and self.mixture is None:
+            self._selected(task)
 
 
 # --------------------------------------------------------------------------- whole models
