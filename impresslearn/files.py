@@ -46,6 +46,15 @@ _TEMP_NAME = re.compile(r"^\.tmp-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]{8}-
 # What tempfile.mkstemp(prefix=".tmp-", suffix=<target>) made before the pid was in the name.
 _LEGACY_TEMP_NAME = re.compile(r"^\.tmp-[a-z0-9_]{8}(?P<target>.+)$")
 _host_token: str | None = None
+# A file name holds at most 255 bytes on the common file systems; the temporary's prefix takes at
+# most 5 + 8 + 1 + 10 + 1 + 8 + 1 = 34 of them, so the target's name is cut to the rest: a target
+# whose own name is 222-255 bytes long can still be saved.
+_TEMP_TARGET_BYTES = 255 - 34
+
+
+def _temp_target(name: str) -> str:
+    """The target's name as its temporaries carry it: cut to fit the file-name limit."""
+    return os.fsdecode(os.fsencode(name)[:_TEMP_TARGET_BYTES])
 
 
 def _host() -> str:
@@ -134,7 +143,7 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     for _ in range(100):
         tmp = os.path.join(directory, f"{TEMP_PREFIX}{_host()}-{os.getpid()}-{secrets.token_hex(4)}-"
-                                      f"{os.path.basename(path)}")
+                                      f"{_temp_target(os.path.basename(path))}")
         try:
             fd = os.open(tmp, flags, 0o666)  # the mode open() uses: the umask applies
             break
@@ -191,7 +200,7 @@ def remove_stale_temporaries(folder: str | os.PathLike, target_name: str | None 
         m = _TEMP_NAME.match(entry.name)
         legacy = None if m else _LEGACY_TEMP_NAME.match(entry.name)
         found = m or legacy
-        if found is None or (target_name is not None and found["target"] != target_name):
+        if found is None or (target_name is not None and found["target"] != _temp_target(target_name)):
             continue
         try:
             if not entry.is_file(follow_symlinks=False):

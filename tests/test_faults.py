@@ -12,9 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+from file_damage import metadata, rewrite, tensors_of
 
-from impresslearn import cli
+from impresslearn import cli, convert, task_parameters
+from impresslearn.continual.resume import STATE_KEY, FileCheckpoint
+from impresslearn.continual.training import TrainConfig, fit
 from impresslearn.experiments.output import OutputError, RunLock
+from impresslearn.files import CheckpointError
 
 HERE = Path(__file__).resolve().parent
 # A tiny PermutedMNIST run on the shipped subset (about 8 s on one thread).
@@ -285,3 +290,96 @@ def test_every_refused_value_is_one_sentence_before_any_work(tmp_path, capsys, a
 def test_debug_shows_the_traceback(tmp_path):
     done = impresslearn(["run", "-K", "0", "--out", "r.json", "--debug"], tmp_path)
     assert done.returncode != 0 and "Traceback" in done.stderr and "basis_size must be at least 1" in done.stderr
+
+
+# --------------------------------------------------------------------------- resuming a fit
+
+class _Stop(Exception):
+    pass
+
+
+class _StopAfterSave(FileCheckpoint):
+    def save(self, data):
+        super().save(data)
+        raise _Stop
+
+
+class _Batches:
+    """5 batches an epoch, in an order drawn from the epoch: resumable mid-epoch."""
+
+    def __init__(self):
+        gen = torch.Generator().manual_seed(3)
+        self.x, self.y = torch.randn(20, 6, generator=gen), torch.randint(0, 3, (20,), generator=gen)
+
+    def __len__(self):
+        return 5
+
+    def epoch_iter(self, epoch, start):
+        order = torch.randperm(20, generator=torch.Generator().manual_seed(epoch))
+        for b in range(start, 5):
+            i = order[4 * b: 4 * b + 4]
+            yield self.x[i], self.y[i]
+
+
+def _fit_task():
+    """A converted MLP and 15 steps of Adam (3 epochs of 5 batches)."""
+    model = convert(torch.nn.Sequential(torch.nn.Linear(6, 9), torch.nn.ReLU(), torch.nn.Linear(9, 3)),
+                    mode="supermask", num_tasks=1, seed=1)
+    return model, _Batches(), TrainConfig(optimizer="adam", lr=0.05, epochs=3, batch_size=4)
+
+
+def _saved_at_step_4(path):
+    model, batches, cfg = _fit_task()
+    with pytest.raises(_Stop):
+        fit(model, task_parameters(model, 0), batches, cfg, checkpoint=_StopAfterSave(path), every=4, progress=False)
+    return path.read_bytes()
+
+
+def _position(**change):
+    return lambda h: h["position"].update(change)
+
+
+def _optimizer_shape(h):
+    h["optimizer"]["param_groups"][0]["params"] = [0]  # one parameter where the optimizer has two
+
+
+RESUME_DAMAGE = [
+    (_position(step=40, epoch=8, batch=0), "never saves"),      # past the end: was silently skipped
+    (_position(step=-3), "step = -3"),                           # negative: trained more than asked
+    (_position(epoch=7), "not step 4"),
+    (_position(losses=["x"] * 4), "'losses'"),
+    (lambda h: h["position"].pop("batch"), "batch = None"),
+    (_optimizer_shape, "cannot take"),
+    (lambda h: h.update(optimizer=None), "no optimizer state"),
+]
+
+
+@pytest.mark.parametrize("edit, match", RESUME_DAMAGE, ids=[m for _, m in RESUME_DAMAGE])
+def test_a_fit_resumes_all_or_nothing(tmp_path, edit, match):
+    # Every field of a saved training state is checked before the first tensor is copied: a
+    # refused state leaves the model exactly as it was (before, the tensors were copied, then the
+    # position or the optimizer failed).
+    path = tmp_path / "state.safetensors"
+    damaged = rewrite(_saved_at_step_4(path), STATE_KEY, edit)
+    if "optimizer" not in json.loads(metadata(damaged)[STATE_KEY]) or edit is RESUME_DAMAGE[-1][0]:
+        damaged = rewrite(damaged, STATE_KEY, tensors={k: v for k, v in tensors_of(damaged).items()
+                                                       if not k.startswith("opt.")})
+    path.write_bytes(damaged)
+    model, batches, cfg = _fit_task()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    before_floats = [p.detach().clone() for p in task_parameters(model, 0)]
+    with pytest.raises(CheckpointError, match=match):
+        fit(model, task_parameters(model, 0), batches, cfg, checkpoint=path, every=4, progress=False)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert all(torch.equal(p, q) for p, q in zip(task_parameters(model, 0), before_floats))
+
+
+def test_an_intact_state_still_resumes_to_the_uninterrupted_result(tmp_path):
+    path = tmp_path / "state.safetensors"
+    _saved_at_step_4(path)
+    resumed, batches, cfg = _fit_task()
+    out = fit(resumed, task_parameters(resumed, 0), batches, cfg, checkpoint=path, every=4, progress=False)
+    straight, batches, cfg = _fit_task()
+    ref = fit(straight, task_parameters(straight, 0), batches, cfg, progress=False)
+    assert out["resumed_from"] == 4 and out["steps"] == ref["steps"] == 15 and out["loss"] == ref["loss"]
+    assert all(torch.equal(a, b) for a, b in zip(task_parameters(resumed, 0), task_parameters(straight, 0)))

@@ -193,6 +193,24 @@ def test_the_leftover_of_a_killed_save_is_removed(tmp_path):
     assert os.listdir(tmp_path) == ["a.safetensors"] and target.read_bytes() == b"old"
 
 
+@pytest.mark.parametrize("length", [221, 227, 240, 255])
+def test_names_up_to_the_file_system_limit_are_saved_and_cleaned(tmp_path, length):
+    # The temporary's prefix must not push a long name past the 255-byte limit; a killed save
+    # of such a name is still found (and only for its own target) by remove_stale_temporaries.
+    name = ("é" * length)[: length // 2] + "x" * (length % 2)  # 2 bytes a character: a cut may split one
+    assert len(os.fsencode(name)) == length
+    target = tmp_path / name
+    atomic_write(target, b"data")
+    assert target.read_bytes() == b"data" and os.listdir(tmp_path) == [name]
+    r = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(target)], capture_output=True, timeout=300)
+    assert r.returncode == -9, r.stderr[-2000:]
+    (leftover,) = [p for p in os.listdir(tmp_path) if p != name]
+    assert len(os.fsencode(leftover)) <= 255
+    assert remove_stale_temporaries(tmp_path, "z" + name[1:]) == []
+    assert remove_stale_temporaries(tmp_path, name) == [tmp_path / leftover]
+    assert target.read_bytes() == b"data"
+
+
 # --------------------------------------------------------------------------- checksummed files
 
 KEY = "test-kind"

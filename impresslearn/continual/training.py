@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .resume import FileCheckpoint, parse_state, restore_tensors, state_bytes
+from ..files import CheckpointError
+from .resume import WHAT, FileCheckpoint, parse_state, restore_tensors, state_bytes
 
 OPTIMIZERS = ("adam", "rmsprop", "sgd", "lbfgs")
 SCHEDULES = ("constant", "cosine")
@@ -121,12 +122,7 @@ def fit(model: torch.nn.Module, params: Sequence[Tensor], batches: Iterable, cfg
     pos = {"step": 0, "epoch": 0, "batch": 0, "losses": []}
     data = checkpoint.load() if checkpoint is not None else None
     if data is not None:
-        saved, opt_state, pos = parse_state(data, str(checkpoint.path))
-        with torch.no_grad():
-            restore_tensors(state, saved, str(checkpoint.path))  # all or nothing
-        opt.load_state_dict(opt_state)
-        if sched is not None:
-            sched.load_state_dict(pos["schedule"])
+        pos = _resume(data, str(checkpoint.path), state, params, opt, sched, cfg, steps, len(batches))
     resumed_from = pos["step"]
     bar = _bar(steps, resumed_from, desc, progress)
     step, epoch, batch, losses = pos["step"], pos["epoch"], pos["batch"], list(pos["losses"])
@@ -158,6 +154,72 @@ def fit(model: torch.nn.Module, params: Sequence[Tensor], batches: Iterable, cfg
             epoch, batch = epoch + 1, 0
     bar.close()
     return {"steps": steps, "loss": sum(losses) / max(1, len(losses)), "resumed_from": resumed_from}
+
+
+def _resume(data: bytes, name: str, state: dict[str, Tensor], params: list[Tensor], opt, sched,
+            cfg: TrainConfig, steps: int, per_epoch: int) -> dict:
+    """Put a saved training state back, all or nothing (docs/design.md §3.2): the position, the
+    optimizer's and the schedule's state and every tensor are checked against this training
+    before the first tensor is copied. Returns the position."""
+    saved, opt_state, pos = parse_state(data, name)
+    pos = _check_position(pos, name, steps, per_epoch, sched is not None)
+    if opt_state is None:
+        raise CheckpointError(f"{WHAT} {name} holds no optimizer state, so training cannot continue from it")
+    _check_optimizer_state(opt_state, params, cfg, name)
+    with torch.no_grad():
+        restore_tensors(state, saved, name)  # checks every entry before copying any
+    opt.load_state_dict(opt_state)
+    if sched is not None:
+        sched.load_state_dict(pos["schedule"])
+    return pos
+
+
+def _check_position(pos: dict, name: str, steps: int, per_epoch: int, scheduled: bool) -> dict:
+    """The saved position, refused in a sentence unless it is a point this training passes."""
+    def integer(key):
+        v = pos.get(key)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise CheckpointError(f"{WHAT} {name} has an invalid position: {key} = {v!r} (a whole number >= 0)")
+        return v
+    step, epoch, batch = integer("step"), integer("epoch"), integer("batch")
+    if not 0 < step < steps:
+        raise CheckpointError(f"{WHAT} {name} was saved at step {step}, which this training of {steps} steps "
+                              "never saves: it belongs to other settings (remove it to start over)")
+    if batch >= per_epoch or epoch * per_epoch + batch != step:
+        raise CheckpointError(f"{WHAT} {name} was saved at epoch {epoch}, batch {batch}, which is not step {step} "
+                              f"of epochs of {per_epoch} batches: it belongs to other settings (remove it to start over)")
+    losses = pos.get("losses")
+    if (not isinstance(losses, list) or len(losses) != batch
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in losses)):
+        raise CheckpointError(f"{WHAT} {name} has an invalid position: 'losses' must list the {batch} "
+                              "losses of its epoch so far")
+    if scheduled:
+        sched = pos.get("schedule")
+        if not isinstance(sched, dict) or sched.get("T_max") != steps or sched.get("last_epoch") != step:
+            raise CheckpointError(f"{WHAT} {name} holds no cosine schedule of {steps} steps at step {step}: "
+                                  "it belongs to other settings (remove it to start over)")
+    return {"step": step, "epoch": epoch, "batch": batch, "losses": [float(v) for v in losses],
+            **({"schedule": pos["schedule"]} if scheduled else {})}
+
+
+def _check_optimizer_state(opt_state: dict, params: list[Tensor], cfg: TrainConfig, name: str) -> None:
+    """Refuse an optimizer state that would not load into this training's optimizer, or would
+    load and fail (or silently broadcast) at its first step: it is loaded into a scratch optimizer
+    over copies of the parameters, and every per-parameter tensor must have its parameter's shape."""
+    for idx, entries in opt_state["state"].items():
+        if not 0 <= idx < len(params):
+            raise CheckpointError(f"{WHAT} {name} holds optimizer state for parameter {idx}; this training has "
+                                  f"{len(params)}")
+        for key, value in entries.items():
+            if isinstance(value, Tensor) and value.dim() and value.shape != params[idx].shape:
+                raise CheckpointError(f"{WHAT} {name} has optimizer entry {key!r} of parameter {idx} shaped "
+                                      f"{tuple(value.shape)}; the parameter is {tuple(params[idx].shape)}")
+    scratch = make_optimizer([p.detach().clone().requires_grad_(True) for p in params], cfg)
+    try:
+        scratch.load_state_dict(opt_state)
+    except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as err:
+        raise CheckpointError(f"{WHAT} {name} holds an optimizer state this training's {cfg.optimizer} "
+                              f"cannot take ({err})") from None
 
 
 def _bar(steps: int, initial: int, desc: str, progress: bool | None):
