@@ -36,6 +36,7 @@ Tensor names, for a layer with qualified name `L`:
 
 from __future__ import annotations
 
+import itertools
 import os
 from typing import Any
 
@@ -311,7 +312,8 @@ def _plan_layer(path: str, name: str, m: nn.Module, rec: dict, tensors: dict, pr
         seed = _field(path, name, rec, "seed", int)
         scale = rec.get("scale_density")
         if scale is not None:
-            _field(path, name, rec, "scale_density", (int, float), lambda v: _density_ok(v))
+            # a density that keeps no weight would rebuild the backbone scaled without bound
+            _field(path, name, rec, "scale_density", (int, float), lambda v: _density_ok(v, m.weight.numel()))
         has_bias = _field(path, name, rec, "bias", bool)
         if has_bias != (m.bias is not None):
             raise _fail(path, f"layer {name!r} {'has' if m.bias is not None else 'has no'} bias in the model, "
@@ -343,7 +345,7 @@ def _plan_layer(path: str, name: str, m: nn.Module, rec: dict, tensors: dict, pr
             if bias is not None:
                 m.bias.copy_(bias)
         steps.append(backbone)
-    device = next(iter(m.buffers())).device
+    device = next(itertools.chain(m.buffers(), m.parameters())).device  # TaskHeads hold parameters only
     finished, open_tasks = _task_lists(path, name, rec, tasks, m)
     if isinstance(m, SupermaskLayer):
         steps.append(_plan_supermask(path, prefix, m, rec, tasks, entry, tensors, device, finished, open_tasks))
@@ -443,9 +445,9 @@ def _describe(init: str, seed: int, scale) -> str:
     return f"{init} from seed {seed}" + ("" if scale is None else f" scaled for density {scale}")
 
 
-def _density_ok(v) -> bool:
+def _density_ok(v, numel: int | None = None) -> bool:
     try:
-        check_density(v)
+        check_density(v, numel)
     except ValueError:
         return False
     return True
