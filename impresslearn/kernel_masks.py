@@ -28,6 +28,7 @@ the temperature and `R`'s start are reconstructed from the paper's abstract and 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 
 import torch
@@ -72,6 +73,9 @@ class KernelMaskConfig:
             raise ValueError(f"relax must be one of {RELAXATIONS}, got {self.relax!r}")
         if self.linear not in LINEAR_GRAINS:
             raise ValueError(f"linear must be one of {LINEAR_GRAINS}, got {self.linear!r}")
+        for name in ("scale", "temperature", "init"):  # nan or inf would train to nothing, silently
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
 

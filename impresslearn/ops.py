@@ -25,7 +25,6 @@ Backward of impress_linear takes its input gradient from `impress_linear_grad_in
 
 from __future__ import annotations
 
-import math
 import numbers
 import types
 from collections.abc import Sequence
@@ -36,6 +35,7 @@ from torch import Tensor
 
 from . import backends, reference
 from .format import PackedMasks, num_words, rows_cols, set_bit_codec, words_shape
+from .seeding import kept_count
 
 __all__ = [
     "combine",
@@ -187,7 +187,7 @@ def popup_k(numel: int, density: float) -> int:
     density = float(density)
     if not 0.0 < density <= 1.0:
         raise ValueError(f"density must lie in (0, 1], got {density}")
-    return numel - math.floor((1.0 - density) * numel)
+    return kept_count(numel, density)
 
 
 # --------------------------------------------------------------------------- combine

@@ -11,7 +11,7 @@ KERNELS = ROOT / "kernels"  # installed as impresslearn.kernels
 
 # The layer of each top-level module or subpackage (1 format ... 6 experiments and CLI).
 LAYERS = {
-    "files": 1, "seeding": 1, "format": 1,
+    "files": 1, "seeding": 1, "format": 1, "memory": 1,
     "reference": 2, "native": 2, "kernels": 2,
     "backends": 3, "ops": 3,
     "threads": 3, "layers": 4, "models": 4, "dense": 4, "checkpoint": 4, "kernel_masks": 4,

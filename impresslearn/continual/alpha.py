@@ -14,6 +14,7 @@ the task instead, trained jointly with the alphas.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import torch
@@ -48,12 +49,17 @@ def alpha_penalty(model: nn.Module, task: int) -> Tensor:
     return torch.stack(terms).sum()
 
 
+def check_lam(lam) -> None:
+    """The penalty weight of eq. 2: a finite number >= 0 (nan would train to chance, silently)."""
+    if not math.isfinite(lam) or lam < 0:
+        raise ValueError(f"lam must be a finite number >= 0, got {lam}")
+
+
 def fit_alpha(model: nn.Module, task: int, batches: Iterable, cfg: TrainConfig, *, lam: float = 0.0,
               desc: str | None = None, progress: bool | None = None, finish: bool = True) -> dict:
     """Fit the alphas of `task` (and its hybrid mask) on `batches`; the basis and backbone stay
     frozen. With `finish` the task is then finished (docs/design.md §4.4)."""
-    if lam < 0:
-        raise ValueError(f"lam must be non-negative, got {lam}")
+    check_lam(lam)
     if cfg.optimizer == "lbfgs" and supermask_layers(model):
         raise ValueError("L-BFGS cannot train the hybrid variant's mask scores (straight-through top-k); "
                          "use adam, rmsprop or sgd")

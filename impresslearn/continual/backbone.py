@@ -17,7 +17,7 @@ import torch.nn as nn
 from .. import models
 from ..format import PackedMasks
 from ..layers import MASK_MODES, BackboneLayer, ImpressLayer, SupermaskLayer, convert
-from ..seeding import INITS, check_density
+from ..seeding import INITS, check_density, check_seed
 
 # the ResNets: SplitCIFAR-100 and SplitImageNet (docs/scale.md); vit: models.mnist_vit, a small
 # transformer on MNIST (docs/results.md, "A transformer through every method")
@@ -51,6 +51,7 @@ class BackboneConfig:
         if self.outputs < self.classes:
             raise ValueError(f"outputs ({self.outputs}) must be at least the number of classes ({self.classes})")
         check_density(self.density)
+        check_seed(self.seed)
         if self.mask not in MASK_MODES:
             raise ValueError(f"mask must be one of {MASK_MODES}, got {self.mask!r}")
         if self.init not in INITS:

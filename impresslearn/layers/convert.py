@@ -31,11 +31,11 @@ import torch
 import torch.nn as nn
 
 from ..format import PackedMasks
-from ..seeding import INITS, check_density, derive_seed, init_backbone
+from ..seeding import INITS, check_density, check_seed, derive_seed, init_backbone
 from .attention import TaskMultiheadAttention
 from .masked import ImpressConv, ImpressConv2d, ImpressLinear, SupermaskConv, SupermaskConv2d, SupermaskLinear, random_basis
 from .norms import FrozenBatchNorm, TaskBatchNorm1d, TaskBatchNorm2d, TaskBatchNorm3d
-from .tasks import TaskAware, set_submodule
+from .tasks import TaskAware, check_num_tasks, set_submodule
 
 MODES = ("impress", "supermask")
 BATCHNORM_MODES = ("per_task", "keep")
@@ -89,6 +89,11 @@ def convert(model: nn.Module, mode: str = "impress", *, basis: Mapping[str, Pack
         raise ValueError(f"overrides must give 'impress' or 'supermask', got {bad_modes}")
     if mode == "impress" and basis is None and basis_size is None and set(overrides.values()) != {"supermask"}:
         raise ValueError("mode 'impress' needs a basis per layer or a basis_size for random masks")
+    if basis_size is not None and (isinstance(basis_size, bool) or not isinstance(basis_size, int) or basis_size < 1):
+        raise ValueError(f"basis_size must be a whole number of at least 1 (a basis needs at least one mask), "
+                         f"got {basis_size!r}")
+    check_num_tasks(num_tasks)
+    check_seed(seed)
 
     layer_init = "kaiming_normal" if init == "keep" else init
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch.nn as nn
 from torch import Tensor
 
-from .tasks import TaskAware
+from ..memory import check_allocation
+from .tasks import TaskAware, check_num_tasks
 
 
 class TaskHeads(TaskAware):
@@ -19,6 +20,10 @@ class TaskHeads(TaskAware):
         self.heads = nn.ModuleList([head])
         self.finished: list[bool] = [False]
         self._init_tasks()
+        num_tasks = check_num_tasks(num_tasks)
+        w = head.weight
+        check_allocation((num_tasks - 1) * (w.numel() + self.out_features) * w.element_size(),
+                         f"{num_tasks} heads of shape {tuple(w.shape)}")
         while self.num_tasks < num_tasks:
             self.add_task()
 

@@ -44,7 +44,7 @@ class SupermaskLayer(TaskStateLayer):
         if mask not in MASK_MODES:
             raise ValueError(f"mask must be one of {MASK_MODES}, got {mask!r}")
         if mask == "topk":
-            check_density(density)
+            check_density(density, self.weight.numel())
         self.density = float(density)
         self.mask_mode = mask
         self.score_init: float | None = None  # every new task's scores start here, if set (Piggyback)
@@ -292,6 +292,8 @@ class ImpressLayer(TaskStateLayer):
             raise TypeError(f"basis must be a PackedMasks, got {type(basis).__name__}")
         if basis.shape != self.weight.shape:
             raise ValueError(f"basis of shape {tuple(basis.shape)} does not cover a weight of shape {tuple(self.weight.shape)}")
+        if basis.num_masks < 1:
+            raise ValueError("an ImpressLearn layer needs a basis of at least one mask, got none")
         self.register_buffer("basis_words", basis.words.to(self.weight.device))
         self.per_channel = bool(per_channel)
         self.register_buffer("alphas", torch.zeros((0, *self.alpha_shape()), device=self.weight.device))
@@ -380,6 +382,8 @@ class ImpressLinear(ImpressLayer):
         self._init_impress(basis, num_tasks, per_channel)
 
     def forward(self, x: Tensor) -> Tensor:
+        if torch.is_autocast_enabled(x.device.type):  # docs/design.md §4.3: combined in float32, then autocast
+            return F.linear(x, self.effective_weight(), self.bias)
         return ops.impress_linear(x, self.weight, self.basis, self.current_alpha(), self.bias)
 
     def extra_repr(self) -> str:
@@ -399,6 +403,8 @@ class ImpressConv2d(_ConvArgs, ImpressLayer):
         self._init_impress(basis, num_tasks, per_channel)
 
     def forward(self, x: Tensor) -> Tensor:
+        if torch.is_autocast_enabled(x.device.type):  # docs/design.md §4.3: combined in float32, then autocast
+            return F.conv2d(x, self.effective_weight(), self.bias, self.stride, self.padding, self.dilation, self.groups)
         return ops.impress_conv2d(x, self.weight, self.basis, self.current_alpha(), self.bias,
                                   self.stride, self.padding, self.dilation, self.groups)
 
@@ -439,6 +445,8 @@ def impress_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def random_basis(shape: Sequence[int], num_masks: int, density: float, seed: int = 0) -> PackedMasks:
     """`num_masks` uniformly random masks keeping exactly the top-k count of `density` each."""
-    check_density(density)
+    if isinstance(num_masks, bool) or not isinstance(num_masks, numbers.Integral) or num_masks < 1:
+        raise ValueError(f"a basis needs at least one mask, got num_masks={num_masks!r}")
+    check_density(density, math.prod(shape))
     gen = torch.Generator().manual_seed(int(seed))
     return PackedMasks.cat([ops.popup_pack(torch.rand(tuple(shape), generator=gen), density) for _ in range(num_masks)])

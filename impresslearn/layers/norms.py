@@ -14,7 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .tasks import TaskAware
+from ..memory import check_allocation
+from .tasks import TaskAware, check_num_tasks
 
 
 class TaskBatchNorm(TaskAware):
@@ -29,6 +30,8 @@ class TaskBatchNorm(TaskAware):
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.bns = nn.ModuleList()
         self._init_tasks()
+        check_allocation(check_num_tasks(num_tasks) * 2 * num_features * 4,
+                         f"{num_tasks} tasks' BatchNorm of {num_features} features")
         for _ in range(num_tasks):
             self.add_task()
 

@@ -16,15 +16,24 @@ is never re-selected from floats again).
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
+from ..memory import check_allocation
 from ..seeding import init_backbone
 
 # --------------------------------------------------------------------------- task-aware bases
+
+def check_num_tasks(num_tasks) -> int:
+    """A module's task count: a whole number, at least 1."""
+    if isinstance(num_tasks, bool) or not isinstance(num_tasks, numbers.Integral) or num_tasks < 1:
+        raise ValueError(f"num_tasks must be a whole number of at least 1, got {num_tasks!r}")
+    return int(num_tasks)
+
 
 class TaskAware(nn.Module):
     """Shared task bookkeeping. Subclasses keep their per-task state and define `num_tasks`,
@@ -106,6 +115,7 @@ class TaskStateLayer(BackboneLayer):
     TASK_BUFFERS: tuple[str, ...] = ()
 
     def _init_task_state(self, num_tasks: int, dtype: torch.dtype) -> None:
+        check_num_tasks(num_tasks)
         self._init_tasks()
         self.finished: list[bool] = []
         self.live_task: int | None = None
@@ -250,7 +260,13 @@ class TaskStateLayer(BackboneLayer):
                                "(finish_task(model, t) after training each)")
 
     def _resize_buffers(self, n: int) -> None:
-        """Keep the first `n` rows of every per-task buffer, or add zero rows up to `n`."""
+        """Keep the first `n` rows of every per-task buffer, or add zero rows up to `n` (refused
+        in a sentence first when those rows could never fit in memory)."""
+        rows = 0
+        for name in self.TASK_BUFFERS:
+            old = getattr(self, name)
+            rows += max(0, n - old.shape[0]) * math.prod(old.shape[1:]) * old.element_size()
+        check_allocation(rows, f"{n} tasks of a {type(self).__name__} of weight {tuple(self.weight.shape)}")
         for name in self.TASK_BUFFERS:
             old = getattr(self, name)
             if old.shape[0] > n:
