@@ -24,7 +24,7 @@ from ..experiments.quickstart import BASE as QUICKSTART_RUN
 from ..experiments.quickstart import quickstart
 from . import split
 from .adapt import add_adapt_arguments, cmd_adapt
-from .options import Parser, Refused, positive_int, say_threads, use_threads
+from .options import Parser, Refused, finite_float, positive_int, say_threads, use_threads
 from .run import add_run_arguments, cmd_run
 
 __all__ = ["build_parser", "main"]
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_adapt_arguments(ad)
     ad.set_defaults(parser=ad)
     s = sub.add_parser("storage", help="the paper's Table 2, recomputed")
-    s.add_argument("--density", type=float, default=0.1, help="density for the 16-bit index count")
+    s.add_argument("--density", type=finite_float, default=0.1, help="density for the 16-bit index count")
     pl = sub.add_parser("plot", help="plots from results JSON files")
     pl.add_argument("results", nargs="+")
     pl.add_argument("--out-dir", default=".")

@@ -18,7 +18,7 @@ from ..experiments.adapt import ADAPT_ARCHS, AdaptConfig, AdaptRunner, adapt_net
 from ..experiments.tables import adapt_table
 from ..kernel_masks import LINEAR_GRAINS, REAL_FORMS, RELAXATIONS
 from ..threads import apply
-from .options import Refused, config_from_args, parse_names, positive_int, with_flags
+from .options import Refused, config_from_args, finite_float, parse_names, positive_int, with_flags
 
 
 def add_adapt_arguments(p: argparse.ArgumentParser) -> None:
@@ -34,17 +34,17 @@ def add_adapt_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pretrain-iterations", type=positive_int, help="Adam steps on the first task (default 1500)")
     g.add_argument("--iterations", type=positive_int, help="Adam steps per adapted task and method (default 500)")
     g.add_argument("--batch-size", type=positive_int)
-    g.add_argument("--finetune-lr", type=float)
-    g.add_argument("--head-lr", type=float, help="every method's new head")
-    g.add_argument("--piggyback-lr", type=float, help="Piggyback's real scores (default 1e-4)")
-    g.add_argument("--mask-lr", type=float, help="the kernel masks' R (default 5e-2)")
+    g.add_argument("--finetune-lr", type=finite_float)
+    g.add_argument("--head-lr", type=finite_float, help="every method's new head")
+    g.add_argument("--piggyback-lr", type=finite_float, help="Piggyback's real scores (default 1e-4)")
+    g.add_argument("--mask-lr", type=finite_float, help="the kernel masks' R (default 5e-2)")
     g = p.add_argument_group("the KSM mask (reconstructed choices: docs/results.md)")
     g.add_argument("--real", choices=REAL_FORMS, help="the real part: scale*sigmoid(R), scale*R (the default), or none")
-    g.add_argument("--scale", type=float, help="the real part's factor (default 1)")
+    g.add_argument("--scale", type=finite_float, help="the real part's factor (default 1)")
     g.add_argument("--relax", choices=RELAXATIONS, help="softmax relaxation (KSM) or straight-through")
-    g.add_argument("--temperature", type=float, help="the softmax temperature at a task's first step (default 1)")
-    g.add_argument("--temperature-end", type=float, help="... and at its last (default 0.01)")
-    g.add_argument("--init", type=float, help="where R starts (default 1: every kernel kept)")
+    g.add_argument("--temperature", type=finite_float, help="the softmax temperature at a task's first step (default 1)")
+    g.add_argument("--temperature-end", type=finite_float, help="... and at its last (default 0.01)")
+    g.add_argument("--init", type=finite_float, help="where R starts (default 1: every kernel kept)")
     g.add_argument("--linear", choices=LINEAR_GRAINS, help="linear layers: a value per weight or per row")
     g = p.add_argument_group("running")
     g.add_argument("--eval-samples", type=positive_int, help="test images per task (default 2000)")

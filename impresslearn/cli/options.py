@@ -19,8 +19,20 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"impresslearn: error: {message} (see {self.prog} --help)\n")
 
 
+def finite_float(text: str) -> float:
+    """A float option: nan and inf are refused here, in the option's words, not after a run
+    trained to chance on them (docs/design.md §4.7)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
 def parse_floats(text: str) -> list[float]:
-    return [float(v) for v in text.split(",") if v.strip()]
+    return [finite_float(v) for v in text.split(",") if v.strip()]
 
 
 def parse_names(text: str) -> list[str]:

@@ -16,6 +16,7 @@ from ..experiments.tables import methods_summary, summary_table
 from .options import (
     Refused,
     config_from_args,
+    finite_float,
     parse_bool,
     parse_floats,
     parse_names,
@@ -44,20 +45,20 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="topk-0.1: top-10%% masks, density-scaled signed constant, RMSprop 3e-4, 1 epoch; "
                         "supsup: SupSup's PermutedMNIST settings (threshold masks, unscaled signed constant, "
                         "100 outputs, RMSprop 1e-4, 1000 iterations); paper: Kaiming normal, top-10%%, RMSprop 1e-4")
-    g.add_argument("--density", type=float, help="fraction of weights a top-k mask keeps (and of random basis masks)")
+    g.add_argument("--density", type=finite_float, help="fraction of weights a top-k mask keeps (and of random basis masks)")
     g.add_argument("--mask", choices=["topk", "threshold"])
     g.add_argument("--init", choices=["kaiming_normal", "signed_constant"])
     g.add_argument("--scale", type=parse_bool, metavar="BOOL", help="scale the backbone by 1/sqrt(density)")
     g.add_argument("--outputs", type=int, help="output neurons (100 gives SupSup's superfluous neurons for G)")
     g.add_argument("--mask-optimizer", choices=["adam", "rmsprop", "sgd"])
-    g.add_argument("--mask-lr", type=float)
-    g.add_argument("--mask-epochs", type=float)
+    g.add_argument("--mask-lr", type=finite_float)
+    g.add_argument("--mask-epochs", type=finite_float)
     g.add_argument("--mask-iterations", type=int)
     g = p.add_argument_group("tasks")
     g.add_argument("--new-tasks", type=int, default=5, help="new tasks learned by SupSup and by ImpressLearn")
     g.add_argument("--first-new-task", type=int, default=1000,
                    help="permuted-mnist: the first new task (permutation seed = task + 1); basis tasks are 0..K-1")
-    g.add_argument("--angle-step", type=float, default=10.0, help="rotated-mnist: basis task t is rotated by step*t")
+    g.add_argument("--angle-step", type=finite_float, default=10.0, help="rotated-mnist: basis task t is rotated by step*t")
     g.add_argument("--new-angles", type=parse_floats, help="rotated-mnist: comma-separated angles of the new tasks "
                                                       "(default: between basis angles, step*(t+0.5))")
     g.add_argument("--random-rotation", action="store_true",
@@ -72,13 +73,13 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--hybrid", nargs="?", const="last", default=False, choices=["last", "first"],
                    help="a SupSup mask per task in the last layer (--hybrid, --hybrid last) or the first (--hybrid "
                         "first: one-shot task inference finds its signal there), alphas elsewhere")
-    g.add_argument("--lam", type=float, default=0.0, help="eq. 2 penalty weight: lam * sum (sum |alpha| - 1)^2")
+    g.add_argument("--lam", type=finite_float, default=0.0, help="eq. 2 penalty weight: lam * sum (sum |alpha| - 1)^2")
     g.add_argument("--alpha-preset", default="tuned", choices=sorted(ALPHA_PRESETS),
                    help="; ".join(f"{k}: {v['optimizer']} lr {v['lr']:g}{' cosine' if v.get('schedule') == 'cosine' else ''}, "
                                   f"{v['epochs']:g} epochs, batch {v['batch_size']}" for k, v in sorted(ALPHA_PRESETS.items())))
     g.add_argument("--alpha-optimizer", choices=["adam", "rmsprop", "sgd", "lbfgs"])
-    g.add_argument("--alpha-lr", type=float)
-    g.add_argument("--alpha-epochs", type=float, help="epochs (L-BFGS: 20 iterations per 'epoch')")
+    g.add_argument("--alpha-lr", type=finite_float)
+    g.add_argument("--alpha-epochs", type=finite_float, help="epochs (L-BFGS: 20 iterations per 'epoch')")
     g.add_argument("--alpha-batch-size", type=int)
     g.add_argument("--alpha-schedule", choices=["constant", "cosine"], help="learning-rate schedule of the alpha fit")
     g = p.add_argument_group(
@@ -91,10 +92,10 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                         "task's mask trained), exssnet (only the weights no earlier mask holds trained: nothing "
                         "forgotten), exssnet-kkt (exssnet, scores started from the earlier task a k-NN on "
                         "penultimate features favours)")
-    g.add_argument("--weight-lr", type=float, help="weight phase learning rate (Adam, no weight decay; default 1e-4)")
-    g.add_argument("--weight-epochs", type=float, help="weight phase epochs (default: the mask phase's)")
+    g.add_argument("--weight-lr", type=finite_float, help="weight phase learning rate (Adam, no weight decay; default 1e-4)")
+    g.add_argument("--weight-epochs", type=finite_float, help="weight phase epochs (default: the mask phase's)")
     g.add_argument("--weight-iterations", type=int, help="weight phase step cap (default: the mask phase's)")
-    g.add_argument("--kkt-fraction", type=float, help="fraction of the mask phase's batches KKT classifies (default 0.2)")
+    g.add_argument("--kkt-fraction", type=finite_float, help="fraction of the mask phase's batches KKT classifies (default 0.2)")
     g.add_argument("--kkt-k", type=int, help="k of KKT's k-NN (default 200)")
     g.add_argument("--early-eval", type=parse_floats, metavar="FRACTIONS",
                    help="fractions of each mask phase after which the task's accuracy is measured (default 0.1,0.25)")

@@ -18,7 +18,17 @@ from collections.abc import Sequence
 from ..continual import distributed as dd
 from ..experiments import PAPER_SETTINGS, SPLIT_BENCHMARKS, SplitConfig, SplitRunner
 from ..experiments.tables import split_summary
-from .options import Parser, Refused, config_from_args, parse_bool, positive_int, say_threads, use_threads, with_flags
+from .options import (
+    Parser,
+    Refused,
+    config_from_args,
+    finite_float,
+    parse_bool,
+    positive_int,
+    say_threads,
+    use_threads,
+    with_flags,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("backbone and masks")
     g.add_argument("--arch", choices=["resnet18", "resnet50"], help="default: resnet18 (CIFAR) / resnet50 (ImageNet)")
     g.add_argument("--width", type=int, default=64, help="resnet18's first-stage channels")
-    g.add_argument("--density", type=float, default=0.1)
+    g.add_argument("--density", type=finite_float, default=0.1)
     g.add_argument("--mask", choices=["topk", "threshold"], default="topk")
     g.add_argument("--init", choices=["kaiming_normal", "signed_constant"], default="kaiming_normal")
     g.add_argument("--scale", type=parse_bool, default=False, metavar="BOOL")
@@ -50,18 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--new-tasks", type=int, default=5, help="0 builds the basis only")
     g.add_argument("--first-new-task", type=int, help="default: the first task after the basis tasks")
     g.add_argument("--per-channel", action="store_true")
-    g.add_argument("--lam", type=float, help="eq. 2 penalty weight (default: the paper's 0.005)")
+    g.add_argument("--lam", type=finite_float, help="eq. 2 penalty weight (default: the paper's 0.005)")
     g.add_argument("--no-supsup", dest="supsup", action="store_false", help="skip the SupSup masks of the new tasks")
     g.add_argument("--incorrect-tasks", type=int, default=5)
     g = p.add_argument_group("training (defaults: the paper's)")
     g.add_argument("--optimizer", default="adam", choices=["adam", "rmsprop", "sgd"])
-    g.add_argument("--lr", type=float, help="masks and alphas")
+    g.add_argument("--lr", type=finite_float, help="masks and alphas")
     g.add_argument("--batch-size", type=int, help="global batch (divided among processes)")
-    g.add_argument("--mask-lr", type=float)
-    g.add_argument("--mask-epochs", type=float, default=1.0)
+    g.add_argument("--mask-lr", type=finite_float)
+    g.add_argument("--mask-epochs", type=finite_float, default=1.0)
     g.add_argument("--mask-iterations", type=int)
-    g.add_argument("--alpha-lr", type=float)
-    g.add_argument("--alpha-epochs", type=float, default=1.0)
+    g.add_argument("--alpha-lr", type=finite_float)
+    g.add_argument("--alpha-epochs", type=finite_float, default=1.0)
     g.add_argument("--alpha-iterations", type=int)
     g = p.add_argument_group("running")
     g.add_argument("--seed", type=int, default=0)
@@ -79,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--bn-recalibrate", type=int, default=50, metavar="BATCHES",
                    help="re-estimate a task's BatchNorm statistics on this many training batches after training "
                         "(0: keep the running averages)")
-    g.add_argument("--dist-timeout", type=float, default=360.0, metavar="MINUTES",
+    g.add_argument("--dist-timeout", type=finite_float, default=360.0, metavar="MINUTES",
                    help="how long a process waits for the others (ranks with fewer basis masks wait)")
     g.add_argument("--restart", action="store_true", help="discard an earlier run's checkpoints instead of resuming")
     g.add_argument("--out", default="results.json")

@@ -23,6 +23,7 @@ Every results record keeps, per method, `task_acc` (the final row), `acc_matrix`
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 import torch
@@ -35,6 +36,7 @@ from ..continual.training import TrainConfig, fit
 from ..data import ADAPT_TASKS, AdaptationTasks, load_mnist, load_subset
 from ..kernel_masks import REAL_FORMS, RELAXATIONS, KernelMaskConfig
 from ..layers import set_task
+from ..seeding import check_seed
 from .base import RunnerBase, machine_info
 
 # What the paper's text available to us did not fix (docs/results.md, KSM): written into every results file.
@@ -102,8 +104,9 @@ class AdaptConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("pretrain_lr", "finetune_lr", "head_lr", "piggyback_lr", "mask_lr", "temperature",
                      "temperature_end"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+            if not 0 < getattr(self, name) < math.inf:
+                raise ValueError(f"{name} must be a finite positive number, got {getattr(self, name)}")
+        check_seed(self.seed)
         if self.real not in REAL_FORMS or self.relax not in RELAXATIONS:
             raise ValueError(f"real must be one of {REAL_FORMS} and relax one of {RELAXATIONS}")
         KernelMaskConfig(self.real, self.scale, self.relax, self.temperature, self.init, self.linear)

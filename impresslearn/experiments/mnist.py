@@ -54,7 +54,8 @@ from ..files import (
 )
 from ..format import PackedMasks
 from ..layers import finish_task, impress_layers, supermask_layers
-from ..seeding import derive_seed
+from ..memory import check_allocation
+from ..seeding import check_density, derive_seed
 from .base import BENCHMARKS, SPLIT_BENCHMARKS, RunnerBase, machine_info, storage_record
 from .methods import run_methods
 from .output import claim_run_folder
@@ -183,9 +184,13 @@ class RunConfig:
             raise ValueError(f"{len(self.new_angles)} new angles given for {self.new_tasks} new tasks")
         if not math.isfinite(self.angle_step):
             raise ValueError(f"angle_step must be a finite number of degrees, got {self.angle_step}")
+        for angle in self.new_angles or []:
+            if not math.isfinite(angle):
+                raise ValueError(f"new_angles must be finite numbers of degrees, got {angle}")
+        alpha_mod.check_lam(self.lam)
         # The settings the presets and overrides make must be valid too (density, learning rates,
         # epochs, iterations): refused here, before any data is read, not when training starts.
-        self.backbone()
+        self.check_sizes()
         for what, make in (("mask training", self.mask_training), ("alpha fit", self.alpha_training)):
             try:
                 make()
@@ -196,6 +201,21 @@ class RunConfig:
             if not any((raw / f).exists() for f in ("train-images-idx3-ubyte", "train-images-idx3-ubyte.gz")):
                 raise FileNotFoundError(f"MNIST not found under {self.data_root} (expected {raw}/train-images-idx3-"
                                         "ubyte, torchvision's layout); add --download to fetch it there")
+
+    def check_sizes(self) -> None:
+        """Every layer keeps a weight at the density asked for, and the run's tasks fit in memory
+        (docs/design.md §4.7): a run of 10**8 tasks is refused, saying what it would hold."""
+        backbone = self.backbone()
+        shapes = bb.weight_shapes(bb.network(backbone))
+        for name, shape in shapes.items():
+            try:
+                check_density(backbone.density, math.prod(shape))
+            except ValueError as err:
+                raise ValueError(f"{err}: layer {name!r} of the {backbone.arch} backbone") from None
+        tasks = self.new_tasks + (self.basis_size + self.basis_gn if self.impresslearn else 0)
+        rows = -(-self.new_tasks // self.matrix_every) + 1  # accuracy-matrix rows of 8-byte entries
+        check_allocation(tasks * storage.supsup_bytes_packed(shapes) + rows * self.new_tasks * 8,
+                         f"a run of {tasks} tasks (their packed masks and accuracy matrix)")
 
     def check_methods(self) -> None:
         if self.methods is None:

@@ -26,6 +26,8 @@ from pathlib import Path
 
 from ..files import atomic_write, read_text_file
 
+NAME_BYTES = 255  # the longest file name of the common file systems
+
 
 class OutputError(ValueError):
     """`--out` cannot be used by this run (a sentence saying why and what to do)."""
@@ -38,6 +40,9 @@ def check_out(out: str | os.PathLike | None) -> Path:
     path = Path(out)
     if path.is_dir():
         raise OutputError(f"--out {path} is a folder; give a file name inside it, e.g. {path / 'results.json'}")
+    if len(os.fsencode(path.name)) > NAME_BYTES - len(".lock"):  # <out>.lock and <out>.run sit beside it
+        raise OutputError(f"--out {path.name[:40]}... is a name of {len(os.fsencode(path.name))} bytes; beside it go "
+                          f"<name>.lock and <name>.run, so it may have at most {NAME_BYTES - len('.lock')}")
     parent = path.parent if str(path.parent) else Path(".")
     probe = parent
     while not probe.exists():  # the first folder that exists must let us create the rest

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections import defaultdict
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from pathlib import Path
 import matplotlib
 
 from ..continual.backbone import hybrid_label
-from ..files import read_text_file
+from ..files import atomic_write, read_text_file
 from .tables import load_results
 
 matplotlib.use("Agg")
@@ -29,6 +30,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 KIND_COLORS = {"heterogeneous": "tab:blue", "homogeneous": "tab:orange", "random": "tab:green"}
 ALPHA_MARKERS = {False: "o", True: "s"}
+
+
+def _save(fig, path) -> None:
+    """The figure written atomically, in the format its suffix names (png without one)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(path).suffix.lstrip(".").lower() or "png", dpi=110)
+    atomic_write(path, buf.getvalue())
 
 
 def _label(alpha_per_channel: bool) -> str:
@@ -54,7 +62,7 @@ def finish_log_x(fig, ax, path: str | Path, ylabel: str, title: str, legend: boo
     if legend:
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
     return Path(path)
 
@@ -134,7 +142,7 @@ def impressions_box(results: list[dict], path: str | Path, title: str = "") -> P
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
     return Path(path)
 
@@ -173,7 +181,7 @@ def adapt_accuracy_vs_bytes(results: list[dict], path: str | Path, title: str = 
     ax.set_title(title or "KSM and baselines: accuracy against storage per task")
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
     return Path(path)
 
@@ -249,7 +257,7 @@ def methods_overview(paths: Sequence[str | Path], path: str | Path) -> Path:
     left.set_ylabel("mean final accuracy (%)")
     left.legend(fontsize=6.5, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
     return Path(path)
 

@@ -29,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..files import atomic_write, check_writable
 from .mnist import RunConfig, Runner
 from .plots import quickstart_plot
 from .tables import _aligned, nbytes, pct, ratio
@@ -118,6 +119,9 @@ def quickstart(out: str | None = None, plot_path: str | None = None, verbose: bo
     """Run the lessons (`overrides` replace RunConfig fields in each, e.g. for a shorter run), print
     the table and its verdict, write the plot (default: beside `out`, else
     `impresslearn-quickstart.png` in the current folder) and, with `out`, the results JSON."""
+    plot_path = Path(plot_path or (Path(out).with_suffix(".png") if out else "impresslearn-quickstart.png"))
+    for path in ([out] if out else []) + [plot_path]:  # refused now, not after the lessons ran
+        check_writable(path)
     start = time.time()
     results = []
     with tempfile.TemporaryDirectory() as cache:  # the per-layer permuted run reuses the masks of the per-channel one
@@ -132,12 +136,10 @@ def quickstart(out: str | None = None, plot_path: str | None = None, verbose: bo
     first = results[0][1]
     print(f"\nimpresslearn quickstart: {first['data']['source']}, {first['data']['train']:,} training images\n")
     print(summary(rows, gn))
-    plot_path = Path(plot_path or (Path(out).with_suffix(".png") if out else "impresslearn-quickstart.png"))
     quickstart_plot(rows, plot_path)
     print(f"\nplot: {plot_path}; finished in {time.time() - start:.0f} s (backend {first['machine']['backend']})")
     report = {"rows": rows, "verdict": verdict(rows), "task_inference": gn, "plot": str(plot_path),
               "runs": {lesson.name: res for lesson, res in results}}
     if out:
-        with open(out, "w") as f:
-            json.dump(report, f, indent=1)
+        atomic_write(out, json.dumps(report, indent=1))
     return report

@@ -48,7 +48,7 @@ from ..continual import backbone as bb
 from ..continual import basis as basis_mod
 from ..continual import batchnorm, metrics, storage
 from ..continual import distributed as dd
-from ..continual.alpha import alpha_params, alpha_penalty
+from ..continual.alpha import alpha_params, alpha_penalty, check_lam
 from ..continual.basis_file import save_basis
 from ..continual.masks import task_masks, task_scores
 from ..continual.resume import FileCheckpoint, load_task_state, parse_state, state_bytes, task_state
@@ -175,6 +175,7 @@ class SplitConfig:
         # What the settings build must be valid too (density, learning rates, epochs, iterations,
         # batch size): refused here, before any data is read.
         self.backbone()
+        check_lam(self.setting("lam"))
         for what, make in (("mask training", self.mask_training), ("alpha fit", self.alpha_training)):
             try:
                 make()
