@@ -3,6 +3,7 @@ save too), two runs on one --out, torn files fed to every reader, and refused va
 finished is lost, nothing is silently replaced, and every refusal is one sentence (status 2)."""
 
 import json
+import math
 import os
 import random
 import re
@@ -13,13 +14,18 @@ from pathlib import Path
 
 import pytest
 import torch
+import torchvision
 from file_damage import metadata, rewrite, tensors_of
 
-from impresslearn import cli, convert, task_parameters
+import impresslearn as il
+from impresslearn import cli, convert, finish_task, load_checkpoint, save_checkpoint, task_parameters
+from impresslearn.continual.alpha import fit_alpha
 from impresslearn.continual.resume import STATE_KEY, FileCheckpoint
 from impresslearn.continual.training import TrainConfig, fit
 from impresslearn.experiments.output import OutputError, RunLock
 from impresslearn.files import CheckpointError
+from impresslearn.kernel_masks import KernelMaskConfig, convert_kernelwise
+from impresslearn.layers import TaskBatchNorm2d, TaskHeads, random_basis, set_submodule, set_task
 
 HERE = Path(__file__).resolve().parent
 # A tiny PermutedMNIST run on the shipped subset (about 8 s on one thread).
@@ -267,7 +273,21 @@ BAD = [  # (arguments after `impresslearn`, what the sentence must say)
     (["run", "--benchmark", "split-cifar100", "--synthetic", "--threads", "0"], "--threads: must be at least 1"),
     (["run", "--benchmark", "split-imagenet", "--arch", "vgg"], "invalid choice"),
     (["run", "--benchmark", "split-cifar100", "--synthetic", "--data-root", "/nonexistent"], None),
-    (["storage", "--density", "x"], "invalid float value"),
+    (["storage", "--density", "x"], "expected a number"),
+    # values that ran to chance-level results, or were refused only after the work
+    (["run", "--mask-lr", "inf"], "--mask-lr: must be a finite number"),
+    (["run", "--alpha-epochs", "nan"], "--alpha-epochs: must be a finite number"),
+    (["run", "--lam", "nan"], "--lam: must be a finite number"),
+    (["run", "--lam", "-1"], "--lam must be a finite number >= 0"),
+    (["run", "--benchmark", "rotated-mnist", "--new-angles", "nan,1"], "--new-angles: must be a finite number"),
+    (["run", "--seed", str(10**23)], r"--seed must be a whole number in \[0, 2\*\*63\)"),
+    (["run", "--density", "1e-17"], "keeps no weight of a layer of 235200 weights"),
+    (["run", "--new-tasks", str(10**8)], "would allocate .* more than this machine"),
+    (["run", "--benchmark", "split-cifar100", "--synthetic", "--lam", "nan"], "--lam: must be a finite number"),
+    (["run", "--benchmark", "split-cifar100", "--synthetic", "--lam", "-1"], "--lam must be a finite number >= 0"),
+    (["adapt", "--scale", "nan"], "--scale: must be a finite number"),
+    (["adapt", "--temperature", "inf"], "--temperature: must be a finite number"),
+    (["adapt", "--seed", str(2**63)], "--seed must be a whole number"),
     (["quickstart", "--threads", "0"], "--threads: must be at least 1"),
     (["table"], "the following arguments are required"),
     (["plot"], "the following arguments are required"),
@@ -277,7 +297,7 @@ BAD = [  # (arguments after `impresslearn`, what the sentence must say)
 
 @pytest.mark.parametrize("argv, match", BAD, ids=[" ".join(a[1:]) or a[0] for a, _ in BAD])
 def test_every_refused_value_is_one_sentence_before_any_work(tmp_path, capsys, argv, match):
-    out = ["--out", str(tmp_path / "r.json")] if argv[0] == "run" else []
+    out = ["--out", str(tmp_path / "r.json")] if argv[0] in ("run", "adapt") else []
     if match is None:  # a synthetic split run takes no --data-root: accepted, then refused for its --out
         (tmp_path / "r.json").write_text("not results")
         match = "not a results file"
@@ -383,3 +403,181 @@ def test_an_intact_state_still_resumes_to_the_uninterrupted_result(tmp_path):
     ref = fit(straight, task_parameters(straight, 0), batches, cfg, progress=False)
     assert out["resumed_from"] == 4 and out["steps"] == ref["steps"] == 15 and out["loss"] == ref["loss"]
     assert all(torch.equal(a, b) for a, b in zip(task_parameters(resumed, 0), task_parameters(straight, 0)))
+
+
+# --------------------------------------------------------------------------- values and sizes
+
+def _mlp():
+    return torch.nn.Sequential(torch.nn.Linear(6, 9), torch.nn.ReLU(), torch.nn.Linear(9, 3))
+
+
+BAD_LIBRARY_VALUES = [
+    # (what is built, the sentence it is refused with): each failed later, or not at all, before
+    (lambda: convert(_mlp(), "supermask", num_tasks=0), "num_tasks must be a whole number of at least 1"),
+    (lambda: il.SupermaskLinear(6, 3, num_tasks=0), "num_tasks must be"),
+    (lambda: TaskHeads(torch.nn.Linear(4, 2), num_tasks=0), "num_tasks must be"),
+    (lambda: TaskBatchNorm2d(4, num_tasks=0), "num_tasks must be"),
+    (lambda: convert(_mlp(), "impress", basis_size=0), "at least one mask"),
+    (lambda: il.ImpressLinear(6, 3, random_basis((3, 6), 0, 0.5)), "at least one mask"),
+    (lambda: il.SupermaskLinear(6, 3, density=1e-17), "keeps no weight of a layer of 18 weights"),
+    (lambda: il.SupermaskLinear(0, 3), "every dimension at least 1"),
+    (lambda: il.SupermaskLinear(6, 3, seed=2**70), r"seed must be a whole number in \[0, 2\*\*63\)"),
+    (lambda: il.SupermaskLinear(6, 3, seed=-1), "seed must be"),
+    (lambda: il.ImpressLinear(6, 3, random_basis((3, 6), 2, 0.5), scale_density=1e-300), "keeps no weight"),
+    (lambda: il.SupermaskLinear(784, 300, num_tasks=10**9), r"1000000000 tasks .* would allocate .* more than this machine"),
+    (lambda: TaskHeads(torch.nn.Linear(512, 1000), num_tasks=10**7), r"would allocate .* more than this machine"),
+    (lambda: TrainConfig(lr=math.inf), "lr must be a finite number"),
+    (lambda: TrainConfig(epochs=math.nan), "epochs must be a finite number"),
+    (lambda: TrainConfig(momentum=1.5), "momentum in"),
+    (lambda: KernelMaskConfig(scale=math.nan), "scale must be a finite number"),
+]
+
+
+@pytest.mark.parametrize("build, match", BAD_LIBRARY_VALUES, ids=[m[:40] for _, m in BAD_LIBRARY_VALUES])
+def test_bad_values_and_sizes_are_refused_where_they_are_given(build, match):
+    # Refused in one sentence when the object is made, not at its first forward (num_tasks=0 was
+    # an IndexError there) and not by the OS killing the process (10**9 tasks).
+    with pytest.raises(ValueError, match=match) as err:
+        build()
+    assert "\n" not in str(err.value)
+
+
+def test_fit_alpha_refuses_a_penalty_that_is_not_a_finite_number():
+    model = convert(_mlp(), "impress", basis_size=2, num_tasks=1, seed=1)
+    batches = [(torch.randn(4, 6), torch.randint(0, 3, (4,)))]
+    for lam in (math.nan, math.inf, -1.0):
+        with pytest.raises(ValueError, match="lam must be a finite number >= 0"):
+            fit_alpha(model, 0, batches, TrainConfig(), lam=lam, progress=False)
+
+
+def test_a_crafted_scale_density_in_a_checkpoint_is_refused_whole(tmp_path):
+    # 1e-300 lies in (0, 1] but keeps no weight: it rebuilt a backbone of inf before
+    model = convert(_mlp(), "supermask", scale=True, seed=1)
+    save_checkpoint(tmp_path / "m.safetensors", model)
+    data = (tmp_path / "m.safetensors").read_bytes()
+    key = next(k for k in metadata(data) if not k.endswith(".sha256"))
+    header = json.loads(metadata(data)[key])
+    layer = next(n for n, rec in header["layers"].items() if rec.get("scale_density"))
+
+    def edit(h):
+        h["layers"][layer]["scale_density"] = 1e-300
+    (tmp_path / "bad.safetensors").write_bytes(rewrite(data, key, edit))
+    fresh = convert(_mlp(), "supermask", scale=True, seed=1)
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    with pytest.raises(CheckpointError, match="scale_density"):
+        load_checkpoint(tmp_path / "bad.safetensors", fresh, backbone="file")
+    assert all(torch.equal(v, before[k]) for k, v in fresh.state_dict().items())
+
+
+# --------------------------------------------------------------------------- precision modes
+
+def _family(name):
+    """A small model of each layer family, and an input for it."""
+    cnn = lambda: torch.nn.Sequential(torch.nn.Conv2d(3, 5, 3), torch.nn.BatchNorm2d(5), torch.nn.ReLU(),  # noqa: E731
+                                      torch.nn.Flatten(), torch.nn.Linear(5 * 6 * 6, 4))
+    vit = lambda: torchvision.models.VisionTransformer(image_size=16, patch_size=8, num_layers=1, num_heads=2,  # noqa: E731
+                                                       hidden_dim=8, mlp_dim=16, num_classes=3)
+    img, small = torch.randn(2, 3, 16, 16), torch.randn(2, 3, 8, 8)
+    return {
+        "supermask-cnn": (lambda: convert(cnn(), "supermask", num_tasks=2, seed=1), small),
+        "impress-cnn": (lambda: convert(cnn(), "impress", basis_size=3, num_tasks=2, seed=1), small),
+        "impress-per-channel-cnn": (lambda: convert(cnn(), "impress", basis_size=3, per_channel=True, num_tasks=2,
+                                                    seed=1), small),
+        "supermask-vit": (lambda: convert(vit(), "supermask", num_tasks=2, seed=1), img),
+        "impress-vit": (lambda: convert(vit(), "impress", basis_size=2, num_tasks=2, seed=1), img),
+        "kernel-masks-cnn": (lambda: convert_kernelwise(cnn(), num_tasks=2), small),
+    }[name]
+
+
+FAMILIES = ["supermask-cnn", "impress-cnn", "impress-per-channel-cnn", "supermask-vit", "impress-vit", "kernel-masks-cnn"]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_layer_family_runs_under_autocast(family, dtype):
+    # ImpressLearn layers failed under autocast ("input dtype differs from weight dtype"): a task
+    # in training and a finished one both run in the autocast dtype, close to float32, with
+    # finite gradients for the task's floats.
+    make, x = _family(family)
+    torch.manual_seed(0)
+    model = make()
+    ref = model(x).detach()
+    with torch.autocast("cpu", dtype=dtype):
+        y = model(x)
+    assert y.dtype == dtype and torch.allclose(y.float(), ref, atol=0.05, rtol=0.05)
+    y.float().square().sum().backward()
+    grads = [p.grad for p in task_parameters(model, 0)]
+    assert grads and all(g is not None and torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
+    finish_task(model, 0)
+    with torch.autocast("cpu", dtype=dtype):
+        assert model(x).dtype == dtype
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_layer_family_runs_in_float64(family):
+    make, x = _family(family)
+    model = make().double()
+    y = model(x.double())
+    assert y.dtype == torch.float64
+    y.sum().backward()
+    assert all(p.grad.dtype == torch.float64 for p in task_parameters(model, 0))
+
+
+@pytest.mark.parametrize("where", ["folder", "missing-folder", "fifo", "plot-folder"])
+def test_quickstart_refuses_an_unwritable_out_before_the_lessons(tmp_path, capsys, where):
+    # --out was checked only when the results were written, after the whole run
+    out, plot = tmp_path / "q.json", []
+    if where == "folder":
+        out.mkdir()
+    elif where == "missing-folder":
+        out = tmp_path / "nowhere" / "q.json"
+    elif where == "fifo":
+        os.mkfifo(out)
+    else:
+        (tmp_path / "p.png").mkdir()
+        plot = ["--plot", str(tmp_path / "p.png")]
+    start = time.time()
+    refused(capsys, ["quickstart", "--quiet", "--threads", "1", "--out", str(out), *plot])
+    assert time.time() - start < 10
+
+
+def test_a_results_name_too_long_for_its_lock_and_folder_is_refused_in_a_sentence(tmp_path, capsys):
+    # a raw "[Errno 36] File name too long" on <out>.lock before
+    refused(capsys, ["run", "--out", str(tmp_path / ("a" * 246 + ".json"))], "a name of 251 bytes.* at most 250")
+
+
+# --------------------------------------------------------------------------- checkpoints hold every family
+
+def _kernel_masks_with_heads(seed):
+    """A pretrained conv net (the same weights every time) adapted by kernel masks, one head per
+    task (a new head drawn from `seed`)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(144, 3))
+    model = convert_kernelwise(net, num_tasks=2, include=lambda name, m: name != "3")
+    torch.manual_seed(seed)
+    set_submodule(model, "3", TaskHeads(model[3], num_tasks=2))
+    return model
+
+
+def test_kernel_masks_and_task_heads_are_saved_whole(tmp_path):
+    # Before: no kernel-mask state and no head weights were written; loading raised nothing (kernel
+    # masks: outputs off by up to 8.3) or a bare StopIteration (heads).
+    model, x = _kernel_masks_with_heads(0), torch.randn(5, 3, 8, 8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    for task in (0, 1):
+        set_task(model, task)
+        for _ in range(3):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), torch.arange(5) % 3).backward()
+            opt.step()
+    finish_task(model, 0)  # task 0 finished, task 1 still open
+    model.eval()
+    want = {t: (set_task(model, t), model(x))[1].detach() for t in (0, 1)}
+    save_checkpoint(tmp_path / "m.safetensors", model)
+    fresh = _kernel_masks_with_heads(1).eval()
+    assert not torch.equal(fresh[3].heads[1].weight, model[3].heads[1].weight)
+    load_checkpoint(tmp_path / "m.safetensors", fresh)
+    for t in (0, 1):
+        set_task(fresh, t)
+        assert torch.equal(fresh(x), want[t]), t
+    assert fresh[0].is_finished(0) and not fresh[0].is_finished(1)
