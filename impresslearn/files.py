@@ -127,6 +127,20 @@ def _check_replaceable(path: str) -> None:
         raise PermissionError(errno.EACCES, f"{path} is read-only: it is not replaced")
 
 
+def check_writable(path: str | os.PathLike) -> None:
+    """What `atomic_write(path, ...)` would refuse, refused now (before the work whose result it
+    is for): a missing folder, or a path that is not a regular writable file."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(errno.ENOENT, f"cannot write {path}: the folder {folder} does not exist")
+    if len(os.fsencode(os.path.basename(path))) > 255:
+        raise OSError(errno.ENAMETOOLONG, f"cannot write {path}: its name is longer than 255 bytes")
+    _check_replaceable(path)
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(errno.EACCES, f"cannot write {path}: the folder {folder} is not writable")
+
+
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     """Write `data` to `path` through a temporary file in the same folder and a rename.
 
