@@ -1,8 +1,10 @@
 """Which kernel backends exist on this machine, and the `backend(...)` context that forces one.
 
-A backend is a module with primitives named and called as in `impresslearn.reference` and a
-`supports(device) -> bool`; a primitive it leaves out runs on the reference. The op layer (`impresslearn.ops`) is the only
-place that picks one for a call; this module only knows what exists and what was asked for.
+A backend is a module with a `KERNELS` table of the primitives it implements (declared in
+`impresslearn.primitives`, called as in `impresslearn.reference`) and a `supports(device) -> bool`;
+a primitive it leaves out runs only as its declaration allows. The op layer (`impresslearn.ops`)
+is the only place that picks one for a call; this module only knows what exists and what was
+asked for.
 
     "reference"  pure PyTorch, always present (impresslearn.reference)
     "native"     compiled C++ CPU ops from csrc/ (impresslearn.native), when the build succeeded
@@ -95,15 +97,17 @@ def module(name: str) -> types.ModuleType:
     return mod
 
 
+_NAME_OF = {path: name for name, path in _MODULES.items()}
+# Preference of "auto" per device type: compiled code first, the reference last (looked up on
+# every op call, so a constant).
+_AUTO_ORDER = {"cuda": ("triton", "reference"), "cpu": ("native", "reference")}
+
+
 def name_of(mod: types.ModuleType) -> str:
     """The backend name of a backend module."""
-    return {path: name for name, path in _MODULES.items()}[mod.__name__]
+    return _NAME_OF[mod.__name__]
 
 
 def auto_order(device: torch.device) -> tuple[str, ...]:
     """Preference of "auto" for a device: compiled code first, the reference last."""
-    if device.type == "cuda":
-        return ("triton", "reference")
-    if device.type == "cpu":
-        return ("native", "reference")
-    return ("reference",)
+    return _AUTO_ORDER.get(device.type, ("reference",))

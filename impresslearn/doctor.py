@@ -16,7 +16,8 @@ import platform
 
 import torch
 
-from . import backends, threads
+from . import backends, reference, threads
+from .primitives import PRIMITIVES, MissingKernel, resolve
 
 PACKAGES = ("torch", "torchvision", "triton", "numpy", "safetensors", "tqdm", "matplotlib")
 # Masked weights of the library's models (LeNet-300-100; SupSup's CIFAR ResNet-18; torchvision's
@@ -78,6 +79,27 @@ def _cpu_name() -> str:
         return platform.processor() or platform.machine()
 
 
+def primitive_table() -> dict[str, dict[str, str]]:
+    """primitive -> backend -> what runs there: "kernel" (its own), "composed from X" or
+    "reference" (declared fallbacks, docs/design.md §5.1), "MISSING" (a gap no declaration
+    covers: its ops fail on that backend), "unavailable" (the backend cannot run here)."""
+    table: dict[str, dict[str, str]] = {}
+    for prim, spec in PRIMITIVES.items():
+        row = table[prim] = {}
+        for name in backends.NAMES:
+            mod = backends.loaded(name)
+            if mod is None:
+                row[name] = "unavailable"
+                continue
+            try:
+                how = resolve(mod.KERNELS, prim, reference.KERNELS, name).how
+            except MissingKernel:
+                how = "MISSING"
+            row[name] = {"composed": f"composed from {', '.join(spec.composed_from)}",
+                         "portable": "reference"}.get(how, how)
+    return table
+
+
 def report() -> dict:
     """Everything `impresslearn doctor` prints, as a dict (its `--json`)."""
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -88,6 +110,7 @@ def report() -> dict:
         "packages": {name: _version(name) for name in PACKAGES},
         "torchvision_imports": _imports("torchvision"),
         "backends": {name: backends.why_unavailable(name) for name in backends.NAMES},
+        "primitives": primitive_table(),
         "native": _native(),
         "triton_interpret": os.environ.get("TRITON_INTERPRET", ""),
         "cuda": _cuda(),
@@ -97,6 +120,14 @@ def report() -> dict:
                     "runs_choose": {name: dataclasses.asdict(threads.choose(weights))
                                     for name, weights in REFERENCE_MODELS.items()}},
     }
+
+
+def _primitive_lines(table: dict[str, dict[str, str]]) -> list[str]:
+    """The primitive x backend table, aligned."""
+    names = list(backends.NAMES)
+    rows = [["primitive", *names]] + [[prim, *(row[n] for n in names)] for prim, row in table.items()]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
 
 
 def format_report(r: dict) -> str:
@@ -133,6 +164,7 @@ def format_report(r: dict) -> str:
         rows.append((f"threads, {name} runs", f"{c['threads']}: {c['reason']} (--threads N chooses)"))
     width = max(len(k) for k, _ in rows)
     lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
+    lines += ["", *_primitive_lines(r["primitives"])]
     missing = [name for name, why in r["backends"].items() if why is not None]
     if "native" in missing:
         lines.append("\nThe native CPU ops are missing: everything runs on the pure-PyTorch reference (correct, "

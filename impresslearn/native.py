@@ -136,6 +136,21 @@ def unpack_bits(words: torch.Tensor, cols: int) -> torch.Tensor:
     return _op("unpack_bits")(words, cols)
 
 
+# The primitives this backend has kernels for (docs/design.md §5.1): all of them.
+KERNELS = {
+    "combine": combine,
+    "combine_grad_alpha": combine_grad_alpha,
+    "popup_mask": popup_mask,
+    "popup_pack": popup_pack,
+    "popup_weight": popup_weight,
+    "popup_weight_grad_scores": popup_weight_grad_scores,
+    "threshold_mask": threshold_mask,
+    "threshold_weight": threshold_weight,
+    "pack_bits": pack_bits,
+    "unpack_bits": unpack_bits,
+}
+
+
 # --------------------------------------------------------------------------- kernel variants
 
 def variant() -> str:

@@ -35,6 +35,7 @@ from torch import Tensor
 
 from . import backends, reference
 from .format import PackedMasks, num_words, rows_cols, set_bit_codec, words_shape
+from .primitives import PRIMITIVES, MissingKernel, resolve
 from .seeding import kept_count
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "threshold_weight",
     "popup_k",
     "backend_for",
+    "primitive_backends",
     "pack_bits",
     "unpack_bits",
 ]
@@ -72,45 +74,40 @@ def _select(device: torch.device) -> types.ModuleType:
     return mod
 
 
-def _linear_from(combine):
-    return lambda x, weight, words, alpha, bias: F.linear(x, combine(weight, words, alpha), bias)
-
-
-def _grad_input_from(combine):
-    return lambda grad, weight, words, alpha: grad @ combine(weight, words, alpha)
-
-
-def _popup_weight_from(popup_mask):
-    return lambda weight, scores, k: weight * popup_mask(scores.abs(), k)
-
-
-# Fused primitives a backend may leave out: (the backend primitive they are built from, how). At
-# batch sizes that train, combine then one dense GEMM is what a fused linear kernel must beat; a
-# backend with its own top-k but no fused popup_weight (Triton) keeps its top-k.
-_COMPOSED = {"impress_linear": ("combine", _linear_from), "impress_linear_grad_input": ("combine", _grad_input_from),
-             "popup_weight": ("popup_mask", _popup_weight_from)}
-
-
 def _primitive(device: torch.device, name: str):
-    """The backend function `name` for `device`. A backend may leave out a fused primitive
-    (`_COMPOSED`): it is then built from the backend's own combine. Any other primitive it
-    leaves out runs on the reference (e.g. `threshold_mask` on Triton), so results stay the same.
+    """The function that runs primitive `name` on `device`: the chosen backend's kernel, or what
+    the primitive declares for a backend without one (composed from its other kernels, or the
+    portable reference code); `MissingKernel` otherwise, never a silent reference run
+    (docs/design.md §5.2).
 
     Results are made contiguous: the fake implementations promise contiguous outputs, and
     torch.compile checks the real strides against them (an einsum may return a transposed view)."""
     mod = _select(device)
-    fn = getattr(mod, name, None)
-    if fn is None and name in _COMPOSED and hasattr(mod, _COMPOSED[name][0]):
-        base, build = _COMPOSED[name]
-        fn = build(getattr(mod, base))
-    if fn is None:
-        fn = getattr(reference, name)
+    fn = resolve(mod.KERNELS, name, reference.KERNELS, backends.name_of(mod)).fn
     return lambda *args: fn(*args).contiguous()
 
 
 def backend_for(device: torch.device | str) -> str:
     """The name of the backend an op on `device` would use here and now."""
     return backends.name_of(_select(torch.device(device)))
+
+
+def primitive_backends(device: torch.device | str) -> dict[str, str]:
+    """For each primitive, what an op on `device` runs here and now: the backend's name where it
+    has the kernel, "<backend>, composed from <primitives>" or "reference" (a portable primitive,
+    or the reference backend itself), "missing" where the backend has neither."""
+    mod = _select(torch.device(device))
+    name = backends.name_of(mod)
+    out = {}
+    for prim, spec in PRIMITIVES.items():
+        try:
+            how = resolve(mod.KERNELS, prim, reference.KERNELS, name).how
+        except MissingKernel:
+            out[prim] = "missing"
+            continue
+        out[prim] = {"kernel": name, "portable": "reference",
+                     "composed": f"{name}, composed from {', '.join(spec.composed_from)}"}[how]
+    return out
 
 
 # --------------------------------------------------------------------------- input checks

@@ -1,8 +1,8 @@
 """Pure-PyTorch reference of every primitive: the oracle the other backends are tested against.
 
-Tensors in, tensors out; no autograd here (the op layer adds it). Each function has the
-signature the Triton (`impresslearn.kernels`) and native (`impresslearn.native`) backends
-implement. Shapes:
+Tensors in, tensors out; no autograd here (the op layer adds it). `KERNELS` registers every
+primitive that `impresslearn.primitives` declares; the Triton (`impresslearn.kernels`) and native
+(`impresslearn.native`) backends register theirs with the same signatures. Shapes:
 
     weight  [rows, ...]                 any float dtype
     words   int32 [T, rows, nw]         the packed basis (see `impresslearn.format`)
@@ -122,3 +122,20 @@ def popup_weight_grad_scores(grad: torch.Tensor, weight: torch.Tensor, scores: t
 def threshold_weight(weight: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     """`weight * threshold_mask(scores)`: a SupSup threshold layer's effective weight."""
     return weight * threshold_mask(scores)
+
+
+# Every primitive of impresslearn.primitives, the oracle of each (docs/design.md §5.1).
+KERNELS = {
+    "combine": combine,
+    "combine_grad_alpha": combine_grad_alpha,
+    "impress_linear": impress_linear,
+    "impress_linear_grad_input": impress_linear_grad_input,
+    "popup_mask": popup_mask,
+    "popup_pack": popup_pack,
+    "popup_weight": popup_weight,
+    "popup_weight_grad_scores": popup_weight_grad_scores,
+    "threshold_mask": threshold_mask,
+    "threshold_weight": threshold_weight,
+    "pack_bits": pack_bits,
+    "unpack_bits": unpack_bits,
+}

@@ -1,15 +1,17 @@
 """Triton kernels (installed as `impresslearn.kernels`): the "triton" backend.
 
-Primitives with the names and signatures of `impresslearn.reference`:
+Primitives with the names and signatures `impresslearn.primitives` declares, registered in `KERNELS`:
 
     combine, combine_grad_alpha                 kernels/combine.py
     impress_linear, impress_linear_grad_input   kernels/impress_linear.py
     popup_mask, popup_pack                      kernels/popup.py
 
-`threshold_mask` is left to the reference (one elementwise comparison gains nothing from a
-kernel). Runs on CUDA tensors, or on CPU tensors when `TRITON_INTERPRET=1` was set before the
-kernels were defined (how the tests run without a GPU). Reported unavailable when Triton is
-missing or when there is neither a CUDA device nor the interpreter.
+`popup_weight` is composed from `popup_mask`; `threshold_mask` and the other elementwise
+primitives are declared portable (one elementwise pass gains nothing from a kernel): the
+reference's code runs on the GPU. Runs on CUDA tensors, or on CPU tensors when
+`TRITON_INTERPRET=1` was set before the kernels were defined (how the tests run without a GPU).
+Reported unavailable when Triton is missing or when there is neither a CUDA device nor the
+interpreter.
 """
 
 try:
@@ -27,3 +29,14 @@ else:
         from .combine import combine, combine_grad_alpha
         from .impress_linear import impress_linear, impress_linear_grad_input
         from .popup import popup_mask, popup_pack
+
+        # The primitives with a Triton kernel (docs/design.md §5.1); popup_weight is composed from
+        # popup_mask, the elementwise ones are portable: the reference's code runs on the GPU.
+        KERNELS = {
+            "combine": combine,
+            "combine_grad_alpha": combine_grad_alpha,
+            "impress_linear": impress_linear,
+            "impress_linear_grad_input": impress_linear_grad_input,
+            "popup_mask": popup_mask,
+            "popup_pack": popup_pack,
+        }

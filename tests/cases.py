@@ -259,13 +259,18 @@ class Flavour:
         return device_of(self.backend)
 
     def __call__(self, primitive: str, *args, **kwargs):
-        module = impresslearn.backends.module(self.backend)
-        fn = getattr(module, primitive, None)
-        if fn is None:  # a fused primitive the backend leaves out: what ops builds from its combine
-            from impresslearn import ops
+        """Run `primitive` as this backend does: its kernel, or the composition its declaration
+        names (docs/design.md §5.1). A primitive the backend has no kernel for fails here, as
+        it fails in the ops; a portable one is the reference's own code, so a test of it on
+        another backend would compare the reference with itself: it is skipped, saying so."""
+        from impresslearn import reference
+        from impresslearn.primitives import resolve
 
-            with impresslearn.backend(self.backend):
-                fn = ops._primitive(torch.device(self.device), primitive)
+        module = impresslearn.backends.module(self.backend)
+        found = resolve(module.KERNELS, primitive, reference.KERNELS, self.backend)
+        if found.how == "portable":
+            pytest.skip(f"{self.backend} declares no {primitive} kernel: the reference's code runs there")
+        fn = found.fn
         if self.backend == "triton" and self.variant is not None:
             fn = functools.partial(fn, **TRITON_VARIANTS[primitive][self.variant])
         if self.backend == "native" and self.variant is not None:

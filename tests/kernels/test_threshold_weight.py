@@ -9,7 +9,7 @@ Triton has no threshold_weight (nor threshold_mask): the op layer runs the refer
 import pytest
 import torch
 import torch.nn.functional as F
-from cases import DTYPES, SHAPES, backend_grid, only
+from cases import DTYPES, SHAPES, backend_grid
 
 import impresslearn
 from impresslearn import ops, reference
@@ -29,8 +29,9 @@ def inputs(shape, dtype, seed=0, special=False, device="cpu"):
     return weight.to(dtype).to(device), scores.to(dtype).to(device)
 
 
+# Triton has no threshold_weight kernel (declared portable, docs/design.md §5.1): the backends with one.
 @pytest.mark.parametrize("flavour, shape, dtype", backend_grid([(s, d) for s in SHAPES for d in DTYPES],
-                                                               [((7, 33), torch.float32)]))
+                                                               backends=("reference", "native")))
 @pytest.mark.parametrize("special", [False, True])
 def test_threshold_weight_equals_reference(flavour, shape, dtype, special):
     """weight where scores >= 0 (-0.0 included, NaN not), weight * 0 elsewhere, exactly."""
@@ -61,19 +62,6 @@ def test_gradcheck(flavour):
     with impresslearn.backend(flavour.backend):
         assert torch.autograd.gradcheck(lambda w: ops.threshold_weight(w, scores), (weight.requires_grad_(),),
                                         fast_mode=flavour.backend == "triton")
-
-
-@pytest.mark.parametrize("flavour", backend_grid())
-def test_opcheck(flavour):
-    weight, scores = (t.requires_grad_() for t in inputs((7, 9), torch.float32, device=flavour.device))
-    with impresslearn.backend(flavour.backend):
-        torch.library.opcheck(ops._threshold_weight, (weight, scores))
-
-
-@only("native")
-def test_opcheck_native_op():
-    for dtype in (torch.float32, torch.float64):
-        torch.library.opcheck(torch.ops.impresslearn_native.threshold_weight.default, inputs((7, 9), dtype))
 
 
 @pytest.mark.parametrize("layer", ["linear", "conv"])

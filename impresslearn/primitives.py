@@ -1,0 +1,117 @@
+"""The primitives, declared once: the set every backend is held to (docs/design.md §5.1).
+
+A primitive is a tensors-in, tensors-out function with one signature on every backend. Each
+backend module (`impresslearn.reference`, `impresslearn.native`, `impresslearn.kernels`) says
+which it implements in a `KERNELS` table ({name: function}); the reference implements them all.
+Where a backend has no kernel of its own, the declaration says what runs instead, and nothing
+else may:
+
+    composed   built from the backend's own kernels of other primitives (a fused linear from
+               its combine: at batch sizes that train, combine then one dense GEMM is what a
+               fused kernel must beat)
+    portable   the reference's code, plain PyTorch that runs on any device as fast as a kernel
+               would (one elementwise pass): a backend need not repeat it
+
+Any other gap is an error (`MissingKernel`), never a silent run of the reference: a kernel whose
+name is misspelt fails its tests instead of comparing the reference with itself.
+
+    PRIMITIVES                  name -> Primitive (its parameters, what it computes, fallbacks)
+    resolve(kernels, name, reference_kernels) -> Resolved(fn, how)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+
+import torch.nn.functional as F
+
+
+@dataclasses.dataclass(frozen=True)
+class Primitive:
+    """One primitive: its `params` (every backend's function takes exactly these, in order),
+    `summary` (what it computes, for docs and doctor), and what runs where a backend has no
+    kernel: `compose(*kernels of composed_from)`, or with `portable` the reference's code."""
+
+    name: str
+    params: tuple[str, ...]
+    summary: str
+    composed_from: tuple[str, ...] = ()
+    compose: Callable[..., Callable] | None = None
+    portable: bool = False
+
+    def __post_init__(self):
+        if bool(self.composed_from) != (self.compose is not None):
+            raise ValueError(f"primitive {self.name}: composed_from and compose go together")
+
+
+class MissingKernel(NotImplementedError):
+    """A backend was asked for a primitive it has no kernel for and no declared fallback."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    """What runs for one primitive on one backend: `fn`, and `how` it was found: "kernel" (the
+    backend's own), "composed" (from its kernels of `Primitive.composed_from`) or "portable"
+    (the reference's code)."""
+
+    fn: Callable
+    how: str
+
+
+def _linear(combine):
+    return lambda x, weight, words, alpha, bias: F.linear(x, combine(weight, words, alpha), bias)
+
+
+def _grad_input(combine):
+    return lambda grad, weight, words, alpha: grad @ combine(weight, words, alpha)
+
+
+def _popup_weight(popup_mask):
+    return lambda weight, scores, k: weight * popup_mask(scores.abs(), k)
+
+
+PRIMITIVES: dict[str, Primitive] = {p.name: p for p in (
+    Primitive("combine", ("weight", "words", "alpha"),
+              "weight * Σ_t alpha[t] * masks[t] from the packed words"),
+    Primitive("combine_grad_alpha", ("grad", "weight", "words", "alpha"),
+              "d alpha[t] = Σ grad ⊙ weight ⊙ masks[t] (per row for per-channel alpha)"),
+    Primitive("impress_linear", ("x", "weight", "words", "alpha", "bias"),
+              "F.linear(x, combine(weight, words, alpha), bias)",
+              composed_from=("combine",), compose=_linear),
+    Primitive("impress_linear_grad_input", ("grad", "weight", "words", "alpha"),
+              "grad @ combine(weight, words, alpha): impress_linear's input gradient",
+              composed_from=("combine",), compose=_grad_input),
+    Primitive("popup_mask", ("scores", "k"),
+              "1.0 at the k largest scores (ties toward the lower flat index), else 0.0"),
+    Primitive("popup_pack", ("scores", "k"), "popup_mask as packed words [1, rows, nw]"),
+    Primitive("popup_weight", ("weight", "scores", "k"),
+              "weight * popup_mask(abs(scores), k): an edge-popup layer's effective weight",
+              composed_from=("popup_mask",), compose=_popup_weight),
+    Primitive("popup_weight_grad_scores", ("grad", "weight", "scores"),
+              "grad * weight * sgn(scores): popup_weight's scores gradient", portable=True),
+    Primitive("threshold_mask", ("scores",), "1.0 where scores >= 0, else 0.0", portable=True),
+    Primitive("threshold_weight", ("weight", "scores"), "weight * (scores >= 0)", portable=True),
+    Primitive("pack_bits", ("bits",), "bool [T, rows, cols] as int32 words [T, rows, ceil(cols / 32)]",
+              portable=True),
+    Primitive("unpack_bits", ("words", "cols"), "int32 words [T, rows, nw] as bool [T, rows, cols]",
+              portable=True),
+)}
+
+
+def resolve(kernels: Mapping[str, Callable], name: str, reference_kernels: Mapping[str, Callable],
+            backend: str = "this backend") -> Resolved:
+    """The function a backend with `kernels` runs for primitive `name`, by the declaration's
+    rules; `MissingKernel` (a sentence naming the backend) where none applies."""
+    if name not in PRIMITIVES:
+        raise KeyError(f"{name!r} is not a primitive; the primitives are {', '.join(PRIMITIVES)}")
+    spec = PRIMITIVES[name]
+    if name in kernels:
+        return Resolved(kernels[name], "kernel")
+    if spec.compose is not None and all(base in kernels for base in spec.composed_from):
+        return Resolved(spec.compose(*(kernels[base] for base in spec.composed_from)), "composed")
+    if spec.portable:
+        return Resolved(reference_kernels[name], "portable")
+    raise MissingKernel(f"backend {backend} has no {name} kernel, and {name} declares no fallback "
+                        f"({'no composition' if spec.compose is None else 'composed from ' + ', '.join(spec.composed_from)}"
+                        f"{' it lacks' if spec.compose is not None else ''}, not portable)")
