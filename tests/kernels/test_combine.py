@@ -259,43 +259,6 @@ def test_impress_conv2d_gradcheck(flavour, wshape, t, xshape, bias, stride, padd
             (x, weight, alpha, *([b] if bias else [])), fast_mode=True)
 
 
-def _opcheck_cases(flavour):
-    weight, packed, alpha = _f64(flavour, (5, 37), 3, False)
-    pw, pp, pa = _f64(flavour, (5, 37), 2, True, seed=1)
-    cw, cp, ca = _f64(flavour, (6, 2, 3, 3), 4, True)
-    lw, lp, la = _f64(flavour, (4, 2, 3, 3), 2, False)
-    dev = flavour.device
-    xc = torch.randn(2, 2, 7, 7, dtype=torch.float64).to(dev).requires_grad_()
-    xl = torch.randn(2, 2, 5, 5, dtype=torch.float64).to(dev).requires_grad_()
-    grad = torch.randn(5, 37, dtype=torch.float64).to(dev)
-    return {
-        "combine-per_layer": (ops._combine, (weight, packed.words, alpha)),
-        "combine-per_channel": (ops._combine, (pw, pp.words, pa)),
-        "grad_alpha-per_layer": (ops._combine_grad_alpha, (grad, weight.detach(), packed.words, alpha.detach())),
-        "grad_alpha-per_channel": (ops._combine_grad_alpha, (grad, pw.detach(), pp.words, pa.detach())),
-        "conv2d-stride2": (ops._impress_conv2d, (xc, cw, cp.words, ca, None, [2, 2], [1, 1], [1, 1], 1)),
-        "conv2d-pad1": (ops._impress_conv2d, (xl, lw, lp.words, la, None, [1, 1], [1, 1], [1, 1], 1)),
-    }
-
-
-@pytest.mark.parametrize("flavour, case", backend_grid([(c,) for c in _opcheck_cases(Flavour("reference"))]))
-def test_opcheck(flavour, case):
-    """The registration (schema, fake tensors, autograd) with each backend's primitives."""
-    op, args = _opcheck_cases(flavour)[case]
-    with impresslearn.backend(flavour.backend):
-        torch.library.opcheck(op, args)
-
-
-@only("native")
-def test_opcheck_native_ops():
-    """The native library's own ops (torch.ops.impresslearn_native), fp64 and fp32."""
-    for shape, t, per_channel, dtype in [((5, 37), 9, True, torch.float64), ((7, 3, 3), 70, False, torch.float32)]:
-        weight, _, words, alpha = packed_inputs(shape, t, dtype=dtype, per_channel=per_channel)
-        args = (weight, words, alpha.to(dtype))
-        torch.library.opcheck(torch.ops.impresslearn_native.combine.default, args)
-        torch.library.opcheck(torch.ops.impresslearn_native.combine_grad_alpha.default, (torch.randn_like(weight), *args))
-
-
 # --------------------------------------------------------------------------- GPU, realistic shapes
 
 # LeNet-300-100, CIFAR ResNet-18 and ResNet-50 layer weights.

@@ -7,7 +7,7 @@ Triton has no packing primitives (the op layer runs the reference's for them). E
 
 import pytest
 import torch
-from cases import Flavour, backend_grid, case_id, only, pack_oracle
+from cases import backend_grid, case_id, only, pack_oracle
 
 import impresslearn
 from impresslearn import format, ops, pack_masks
@@ -54,26 +54,6 @@ def test_pack_masks_runs_on_the_backends(flavour):
         unpacked = packed.unpack()
     assert torch.equal(packed.words.cpu(), pack_oracle(masks.reshape(9, 6, -1)))
     assert torch.equal(unpacked.cpu(), masks)
-
-
-def _opcheck_cases():
-    bits = torch.rand(3, 5, 40, generator=torch.Generator().manual_seed(0)) < 0.5
-    return {"pack_bits": (ops._pack_bits, (bits,)), "unpack_bits": (ops._unpack_bits, (format.pack_bits(bits), 40))}
-
-
-@pytest.mark.parametrize("flavour, case", backend_grid([(c,) for c in _opcheck_cases()], backends=PACKING))
-def test_opcheck(flavour: Flavour, case):
-    """The registration (schema, fake tensors) with each backend's primitives."""
-    op, args = _opcheck_cases()[case]
-    with impresslearn.backend(flavour.backend):
-        torch.library.opcheck(op, args)
-
-
-@only("native")
-def test_opcheck_native_ops():
-    bits = torch.rand(3, 5, 40) < 0.5
-    torch.library.opcheck(torch.ops.impresslearn_native.pack_bits.default, (bits,))
-    torch.library.opcheck(torch.ops.impresslearn_native.unpack_bits.default, (format.pack_bits(bits), 40))
 
 
 # --------------------------------------------------------------------------- edge cases (docs/design.md §5.4)

@@ -235,30 +235,6 @@ def test_supermask_layers_equal_reference(flavour, layer):
         torch.testing.assert_close(got, want)
 
 
-def _opcheck_cases(flavour):
-    scores = torch.randn(7, 9, generator=torch.Generator().manual_seed(0)).to(flavour.device).requires_grad_()
-    return {"popup_mask": (ops._popup_mask, (scores, 19)), "popup_pack": (ops._popup_pack, (scores.detach(), 19)),
-            "threshold_mask": (ops._threshold_mask, (scores,))}
-
-
-@pytest.mark.parametrize("flavour, case", backend_grid([(c,) for c in _opcheck_cases(Flavour("reference"))]))
-def test_opcheck(flavour, case):
-    """The registration (schema, fake tensors, autograd) with each backend's primitives."""
-    op, args = _opcheck_cases(flavour)[case]
-    with impresslearn.backend(flavour.backend):
-        torch.library.opcheck(op, args)
-
-
-@only("native")
-def test_opcheck_native_ops():
-    scores = torch.randn(7, 9)
-    for dtype in (torch.float32, torch.float64):
-        s = scores.to(dtype)
-        torch.library.opcheck(torch.ops.impresslearn_native.popup_mask.default, (s, 19))
-        torch.library.opcheck(torch.ops.impresslearn_native.popup_pack.default, (s, 19))
-        torch.library.opcheck(torch.ops.impresslearn_native.threshold_mask.default, (s,))
-
-
 # --------------------------------------------------------------------------- GPU, realistic sizes
 
 @pytest.mark.cuda
