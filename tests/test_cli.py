@@ -1,6 +1,7 @@
 """The command line: storage table, a tiny run on the shipped subset, plots, clear errors, and one
 short real-MNIST experiment end to end."""
 
+import argparse
 import json
 import re
 import subprocess
@@ -180,3 +181,23 @@ def test_the_overview_plot_of_every_method(tmp_path):
     out = tmp_path / "overview.png"
     assert cli.main(["plot", "--overview", str(out)] + [str(f) for f in files]) == 0
     assert out.stat().st_size > 10_000
+
+
+def _parsers():
+    from impresslearn.cli import build_parser
+    from impresslearn.cli import split as split_cli
+
+    top = build_parser()
+    subs = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction)).choices
+    return {**{f"impresslearn {k}": v for k, v in subs.items()}, "impresslearn run (split)": split_cli.build_parser()}
+
+
+@pytest.mark.parametrize("command", list(_parsers()))
+def test_help_shows_every_default(command):
+    # every option that takes a value says its default (or what decides it) in --help
+    parser = _parsers()[command]
+    for action in parser._actions:
+        if not action.option_strings or action.nargs == 0 or action.default is argparse.SUPPRESS or action.required:
+            continue
+        entry = " ".join(parser._get_formatter()._format_action(action).split())
+        assert "default" in entry, f"{command}: {entry}"

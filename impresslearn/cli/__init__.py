@@ -24,14 +24,14 @@ from ..experiments.quickstart import BASE as QUICKSTART_RUN
 from ..experiments.quickstart import quickstart
 from . import split
 from .adapt import add_adapt_arguments, cmd_adapt
-from .options import Parser, Refused, finite_float, positive_int, say_threads, use_threads
+from .options import HelpFormatter, Parser, Refused, finite_float, positive_int, say_threads, use_threads
 from .run import add_run_arguments, cmd_run
 
 __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="impresslearn", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="impresslearn", description=__doc__, formatter_class=HelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     q = sub.add_parser("quickstart", help="offline demo on the shipped MNIST subset")
     q.add_argument("--out", help="also write the results JSON here (and the plot beside it, .png)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import math
 import re
@@ -12,8 +13,46 @@ from ..continual.backbone import network, weight_shapes
 from ..threads import ThreadChoice, apply
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written, and every option's default in its help: the value, or for an
+    option left unset by default, what decides it (a preset), so `--help` hides no default."""
+
+    _UNSAID = "\x00"  # an option given no help: its default is still shown
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if action.help is None and action.option_strings and action.nargs != 0:
+            action = copy.copy(action)
+            action.help = self._UNSAID
+        return super()._format_action(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = "" if action.help == self._UNSAID else action.help or ""
+        if "default" in text or action.default is argparse.SUPPRESS or not action.option_strings:
+            return text
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._HelpAction)):
+            return text
+        if action.default is None:
+            return f"{text} (default: {PRESET_DEFAULTS.get(action.dest, 'none')})".lstrip()
+        shown = (",".join(map(str, action.default)) or "none") if isinstance(action.default, list) else action.default
+        return f"{text} (default: {shown})".lstrip()
+
+
+# Options whose default comes from a preset rather than a fixed value.
+PRESET_DEFAULTS = {
+    **{k: "the --preset's" for k in ("density", "mask", "init", "scale", "outputs", "mask_optimizer", "mask_lr",
+                                      "mask_epochs", "mask_iterations", "arch")},
+    **{k: "the --alpha-preset's" for k in ("alpha_optimizer", "alpha_lr", "alpha_epochs", "alpha_batch_size",
+                                           "alpha_schedule")},
+}
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, refusing a bad option with one sentence (not the usage block) and status 2."""
+    """argparse, refusing a bad option with one sentence (not the usage block) and status 2, and
+    showing every default in `--help` (`HelpFormatter`)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"impresslearn: error: {message} (see {self.prog} --help)\n")

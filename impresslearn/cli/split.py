@@ -19,6 +19,7 @@ from ..continual import distributed as dd
 from ..experiments import PAPER_SETTINGS, SPLIT_BENCHMARKS, SplitConfig, SplitRunner
 from ..experiments.tables import split_summary
 from .options import (
+    HelpFormatter,
     Parser,
     Refused,
     config_from_args,
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     paper = "; ".join(f"{b}: {s['arch']}, Adam lr {s['lr']}, λ {s['lam']}, batch {s['batch_size']}"
                       for b, s in PAPER_SETTINGS.items())
     p = Parser(prog="impresslearn run", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                formatter_class=HelpFormatter,
                                 epilog=f"Paper settings (the defaults): {paper}.")
     g = p.add_argument_group("data")
     g.add_argument("--benchmark", required=True, choices=tuple(SPLIT_BENCHMARKS))
