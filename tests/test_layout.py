@@ -106,7 +106,8 @@ def test_imports_go_downward_through_public_names():
                 continue  # the package's __init__ gathers the public names
             if layer_of(dst) is not None and layer_of(src) is not None and layer_of(dst) > layer_of(src):
                 bad.append(f"{src} (layer {layer_of(src)}) imports {dst} (layer {layer_of(dst)})")
-            same_package = dst.rsplit(".", 1)[0] == src.rsplit(".", 1)[0] and dst != src
+            # modules of one package share their private names, and so does the package's __init__
+            same_package = (dst.rsplit(".", 1)[0] == src.rsplit(".", 1)[0] and dst != src) or dst.rsplit(".", 1)[0] == src
             private = [n for n in names if n.startswith("_") and n != "__version__"]
             if private and not same_package:
                 bad.append(f"{src} takes private {private} from {dst}")

@@ -1,0 +1,67 @@
+"""Autograd-aware functional ops, registered with `torch.library` (namespace `impresslearn`).
+
+This package is the only place that chooses a backend (`dispatch.py`): each op checks its inputs,
+then calls the primitive of the same name in the backend that `impresslearn.backend(...)` forces,
+or, under "auto", the first of `backends.auto_order(device)` that runs on the inputs' device. A
+file per primitive (or pair): combine.py, impress_linear.py, impress_conv2d.py, popup.py,
+popup_weight.py, threshold.py, pack.py; the checks they share in checks.py. Each primitive's op
+is declared once with `dispatch.primitive_op(check=, fake=)` over its typed signature: the op and
+its fake run the same check.
+
+Public functions (docs/design.md §4.2):
+
+    combine(weight, packed, alpha)                 weight * Σ_t alpha[t] * masks[t]
+    impress_linear(x, weight, packed, alpha, bias) F.linear(x, combine(...), bias)
+    impress_conv2d(x, weight, packed, alpha, bias, stride, padding, dilation, groups)
+    popup_mask(scores, density)                    top-k mask, straight-through backward
+    popup_pack(scores, density)                    the same mask as a one-mask PackedMasks
+    threshold_mask(scores)                         scores >= 0, straight-through backward
+    popup_weight(weight, scores, density)          weight * popup_mask(|scores|), fused (edge-popup layers)
+    threshold_weight(weight, scores)               weight * threshold_mask(scores), fused (threshold layers)
+    pack_bits(bits), unpack_bits(words, cols)      the packed format's codec, on the backend
+
+`alpha` is `[T]` (one coefficient per mask for the layer) or `[T, rows]` (per output channel).
+Backward of combine: d alpha = Σ G ⊙ W ⊙ M_t and d weight = G ⊙ Σ_t alpha_t M_t, which is
+`combine(G, packed, alpha)` again, so each backend needs only two combine primitives.
+Backward of impress_linear takes its input gradient from `impress_linear_grad_input`
+(`grad @ W_eff`, a primitive so that a backend can read the packed words transposed).
+"""
+
+from __future__ import annotations
+
+from ..format import set_bit_codec
+from .checks import popup_k
+from .combine import _combine, _combine_grad_alpha, combine
+from .dispatch import backend_for, primitive_backends
+from .dispatch import primitive as _primitive
+from .dispatch import select as _select
+from .impress_conv2d import _impress_conv2d, impress_conv2d
+from .impress_linear import _impress_linear, _impress_linear_grad_input, impress_linear
+from .pack import _pack_bits, _unpack_bits, pack_bits, unpack_bits
+from .popup import _popup_mask, _popup_pack, popup_mask, popup_pack
+from .popup_weight import _popup_weight, _popup_weight_grad_scores, popup_weight
+from .threshold import _threshold_mask, _threshold_weight, threshold_mask, threshold_weight
+
+__all__ = [
+    "combine",
+    "impress_linear",
+    "impress_conv2d",
+    "popup_mask",
+    "popup_pack",
+    "threshold_mask",
+    "popup_weight",
+    "threshold_weight",
+    "popup_k",
+    "backend_for",
+    "primitive_backends",
+    "pack_bits",
+    "unpack_bits",
+]
+
+# The registered ops (`_<name>`, for torch.library.opcheck and the tests) and the dispatch point.
+_REGISTERED = (_combine, _combine_grad_alpha, _impress_linear, _impress_linear_grad_input, _impress_conv2d,
+               _popup_mask, _popup_pack, _popup_weight, _popup_weight_grad_scores, _threshold_mask,
+               _threshold_weight, _pack_bits, _unpack_bits, _primitive, _select)
+
+# pack_masks and PackedMasks.unpack (layer 1) pack through the backends from now on.
+set_bit_codec(pack_bits, unpack_bits)

@@ -1,0 +1,138 @@
+"""Input checks the ops share: what the packed format, the shapes and the dtypes cannot take is
+refused in a sentence, for every backend alike and in the fakes too (docs/design.md §5.4)."""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+from torch import Tensor
+
+from ..format import PackedMasks, num_words, rows_cols
+from ..seeding import kept_count
+
+
+def check_same_device(**tensors: Tensor | None) -> None:
+    present = {k: t.device for k, t in tensors.items() if t is not None}
+    if len(set(present.values())) > 1:
+        raise ValueError("tensors must be on one device, got " + ", ".join(f"{k} on {d}" for k, d in present.items()))
+
+
+def check_combine(weight: Tensor, words: Tensor, alpha: Tensor) -> None:
+    if not weight.is_floating_point():
+        raise TypeError(f"weight must be a floating-point tensor, got {weight.dtype}")
+    if not alpha.is_floating_point():
+        raise TypeError(f"alpha must be a floating-point tensor, got {alpha.dtype}")
+    if words.dtype != torch.int32:
+        raise TypeError(f"packed words must be torch.int32, got {words.dtype}")
+    # What the packed format cannot hold is refused here, for every backend alike (design.md §5.4).
+    if weight.dim() == 0:
+        raise ValueError("weight must have at least one dimension (its rows), got a 0-d tensor")
+    rows, cols = rows_cols(weight.shape)
+    if rows == 0 or cols == 0:
+        raise ValueError(f"weight of shape {tuple(weight.shape)} is empty, and masks cover only non-empty weights")
+    if words.dim() != 3 or tuple(words.shape[1:]) != (rows, num_words(cols)):
+        raise ValueError(
+            f"packed words of shape {tuple(words.shape)} do not fit a weight of shape {tuple(weight.shape)} "
+            f"(expected [T, {rows}, {num_words(cols)}])"
+        )
+    t = words.shape[0]
+    if t == 0:
+        raise ValueError(f"packed words of shape {tuple(words.shape)} hold no masks (T = 0), and at least one is needed")
+    if tuple(alpha.shape) not in ((t,), (t, rows)):
+        raise ValueError(
+            f"alpha must have shape [{t}] (per layer) or [{t}, {rows}] (per output channel) "
+            f"for {t} masks, got {tuple(alpha.shape)}"
+        )
+    check_same_device(weight=weight, words=words, alpha=alpha)
+
+
+def check_packed(weight: Tensor, packed: PackedMasks) -> None:
+    if not isinstance(packed, PackedMasks):
+        raise TypeError(f"packed must be impresslearn.PackedMasks, got {type(packed).__name__}")
+    if tuple(packed.shape) != tuple(weight.shape):
+        raise ValueError(f"masks of shape {tuple(packed.shape)} do not cover a weight of shape {tuple(weight.shape)}")
+
+
+def check_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> None:
+    if weight.dim() != 2:
+        raise ValueError(f"impress_linear needs a 2-D weight, got shape {tuple(weight.shape)}")
+    if x.dim() < 1 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"input of shape {tuple(x.shape)} does not match a weight of shape {tuple(weight.shape)}")
+    if x.dtype != weight.dtype:
+        raise TypeError(f"input dtype {x.dtype} differs from weight dtype {weight.dtype}")
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"bias must have shape [{weight.shape[0]}], got {tuple(bias.shape)}")
+    check_same_device(x=x, weight=weight, bias=bias)
+
+
+def check_grad_output(grad: Tensor, weight: Tensor) -> None:
+    if grad.dim() < 1 or grad.shape[-1] != weight.shape[0]:
+        raise ValueError(f"gradient of shape {tuple(grad.shape)} does not match a weight of shape {tuple(weight.shape)}")
+    if grad.dtype != weight.dtype:
+        raise TypeError(f"gradient dtype {grad.dtype} differs from weight dtype {weight.dtype}")
+    check_same_device(grad=grad, weight=weight)
+
+
+def check_conv(x: Tensor, weight: Tensor, bias: Tensor | None, groups: int) -> None:
+    if weight.dim() != 4:
+        raise ValueError(f"impress_conv2d needs a 4-D weight, got shape {tuple(weight.shape)}")
+    if x.dim() not in (3, 4) or x.shape[-3] != weight.shape[1] * groups:
+        raise ValueError(
+            f"input of shape {tuple(x.shape)} does not match a weight of shape {tuple(weight.shape)} with groups={groups}"
+        )
+    if x.dtype != weight.dtype:
+        raise TypeError(f"input dtype {x.dtype} differs from weight dtype {weight.dtype}")
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"bias must have shape [{weight.shape[0]}], got {tuple(bias.shape)}")
+    check_same_device(x=x, weight=weight, bias=bias)
+
+
+def check_scores(scores: Tensor, *, packed: bool = False) -> None:
+    """Floating scores with at least one entry; a 0-d tensor is one score, except for a packed
+    mask, which needs a weight shape of at least one dimension (design.md §5.4)."""
+    if not scores.is_floating_point():
+        raise TypeError(f"scores must be a floating-point tensor, got {scores.dtype}")
+    if scores.numel() == 0:
+        raise ValueError(f"scores must not be empty, got shape {tuple(scores.shape)}")
+    if packed and scores.dim() == 0:
+        raise ValueError("popup_pack needs scores of at least one dimension (a weight shape to pack), got a 0-d tensor")
+
+
+def check_k(scores: Tensor, k: int, *, packed: bool = False) -> None:
+    check_scores(scores, packed=packed)
+    if not 1 <= k <= scores.numel():
+        raise ValueError(f"k must lie in [1, {scores.numel()}], got {k}")
+
+
+def check_weight_scores(weight: Tensor, scores: Tensor) -> None:
+    check_scores(scores)
+    if weight.dtype != scores.dtype:
+        raise TypeError(f"weight dtype {weight.dtype} differs from scores dtype {scores.dtype}")
+    if weight.shape != scores.shape:
+        raise ValueError(f"weight of shape {tuple(weight.shape)} and scores of shape {tuple(scores.shape)} differ")
+    check_same_device(weight=weight, scores=scores)
+
+
+def check_bits(bits: Tensor) -> None:
+    if bits.dim() != 3:
+        raise ValueError(f"bits must have shape [T, rows, cols], got {tuple(bits.shape)}")
+    if bits.is_complex():
+        raise TypeError(f"bits must be bool, integer or floating, got {bits.dtype}")
+
+
+def check_words(words: Tensor, cols: int) -> None:
+    if words.dtype != torch.int32 or words.dim() != 3:
+        raise ValueError(f"words must be int32 [T, rows, nw], got {words.dtype} {tuple(words.shape)}")
+    if cols < 0 or num_words(cols) != words.shape[2]:
+        raise ValueError(f"{words.shape[2]} words per row cannot hold {cols} columns")
+
+
+def popup_k(numel: int, density: float) -> int:
+    """Entries kept at `density`: `numel - floor((1 - density) * numel)` (the contract's count)."""
+    if isinstance(density, bool) or not isinstance(density, numbers.Real):
+        raise TypeError(f"density must be a real number, got {type(density).__name__}")
+    density = float(density)
+    if not 0.0 < density <= 1.0:
+        raise ValueError(f"density must lie in (0, 1], got {density}")
+    return kept_count(numel, density)

@@ -1,0 +1,107 @@
+"""The one place that picks a backend (docs/design.md §5.2), and how an op is declared.
+
+    select(device)                   the backend module an op on `device` runs on here and now
+    primitive(device, name)          the function that runs primitive `name` there
+    primitive_op(check=, fake=)      the decorator that makes a primitive's custom op
+    backend_for(device), primitive_backends(device)   what an op would run, for people
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from .. import backends, reference
+from ..primitives import PRIMITIVES, MissingKernel, resolve
+
+
+def select(device: torch.device) -> types.ModuleType:
+    """The backend `impresslearn.backend(...)` forces, or under "auto" the first of the device's
+    order that runs there (the reference last)."""
+    name = backends.requested()
+    if name == "auto":
+        for candidate in backends.auto_order(device):
+            mod = backends.loaded(candidate)
+            if mod is not None and mod.supports(device):
+                return mod
+        return reference
+    mod = backends.module(name)
+    if not mod.supports(device):
+        raise RuntimeError(
+            f"backend {name!r} cannot run on {device.type} tensors"
+            + (" (set TRITON_INTERPRET=1 before importing triton to run it on the CPU)" if name == "triton" else "")
+        )
+    return mod
+
+
+def primitive(device: torch.device, name: str):
+    """The function that runs primitive `name` on `device`: the chosen backend's kernel, or what
+    the primitive declares for a backend without one (composed from its other kernels, or the
+    portable reference code); `MissingKernel` otherwise, never a silent reference run.
+
+    Results are made contiguous: the fake implementations promise contiguous outputs, and
+    torch.compile checks the real strides against them (an einsum may return a transposed view)."""
+    mod = select(device)
+    fn = resolve(mod.KERNELS, name, reference.KERNELS, backends.name_of(mod)).fn
+    return lambda *args: fn(*args).contiguous()
+
+
+def has_kernel(device: torch.device, name: str) -> bool:
+    """Whether the backend an op on `device` runs on has its own kernel of `name`."""
+    return name in select(device).KERNELS
+
+
+def primitive_op(*, check: Callable[..., None], fake: Callable[..., Tensor], device_arg: int = 0):
+    """Make `_<name>(...)` (a signature only, typed) the custom op `impresslearn::<name>` of the
+    primitive `<name>`: the op checks its inputs with `check(*args)` (a sentence for what the
+    format or the shapes cannot take), then runs the primitive on the backend of the inputs'
+    device (argument `device_arg`) with contiguous tensors; its fake runs the same `check` and
+    returns `fake(*args)`, so the two can never disagree on what is refused."""
+    def make(signature: Callable) -> Callable:
+        name = signature.__name__.lstrip("_")
+        if name not in PRIMITIVES:
+            raise KeyError(f"{name!r} is not a declared primitive (impresslearn.primitives)")
+
+        @functools.wraps(signature)
+        def run(*args):
+            check(*args)
+            args = [a.contiguous() if isinstance(a, Tensor) else a for a in args]
+            return primitive(args[device_arg].device, name)(*args)
+
+        op = torch.library.custom_op(f"impresslearn::{name}", mutates_args=())(run)
+
+        @op.register_fake
+        def _(*args):
+            check(*args)
+            return fake(*args)
+
+        return op
+
+    return make
+
+
+def backend_for(device: torch.device | str) -> str:
+    """The name of the backend an op on `device` would use here and now."""
+    return backends.name_of(select(torch.device(device)))
+
+
+def primitive_backends(device: torch.device | str) -> dict[str, str]:
+    """For each primitive, what an op on `device` runs here and now: the backend's name where it
+    has the kernel, "<backend>, composed from <primitives>" or "reference" (a portable primitive,
+    or the reference backend itself), "missing" where the backend has neither."""
+    mod = select(torch.device(device))
+    name = backends.name_of(mod)
+    out = {}
+    for prim, spec in PRIMITIVES.items():
+        try:
+            how = resolve(mod.KERNELS, prim, reference.KERNELS, name).how
+        except MissingKernel:
+            out[prim] = "missing"
+            continue
+        out[prim] = {"kernel": name, "portable": "reference",
+                     "composed": f"{name}, composed from {', '.join(spec.composed_from)}"}[how]
+    return out
