@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 
+import torch
 import torch.nn.functional as F
 
 
@@ -67,6 +68,10 @@ def _grad_input(combine):
     return lambda grad, weight, words, alpha: grad @ combine(weight, words, alpha)
 
 
+def _masked_weight(combine):
+    return lambda weight, words: combine(weight, words, torch.ones(1, dtype=weight.dtype, device=weight.device))
+
+
 def _popup_weight(popup_mask):
     return lambda weight, scores, k: weight * popup_mask(scores.abs(), k)
 
@@ -82,6 +87,9 @@ PRIMITIVES: dict[str, Primitive] = {p.name: p for p in (
     Primitive("impress_linear_grad_input", ("grad", "weight", "words", "alpha"),
               "grad @ combine(weight, words, alpha): impress_linear's input gradient",
               composed_from=("combine",), compose=_grad_input),
+    Primitive("masked_weight", ("weight", "words"),
+              "weight * masks[0]: one packed mask over the weight (a finished task's effective weight)",
+              composed_from=("combine",), compose=_masked_weight),
     Primitive("popup_mask", ("scores", "k"),
               "1.0 at the k largest scores (ties toward the lower flat index), else 0.0"),
     Primitive("popup_pack", ("scores", "k"), "popup_mask as packed words [1, rows, nw]"),

@@ -87,6 +87,14 @@ def impress_linear_grad_input(grad: torch.Tensor, weight: torch.Tensor, words: t
     return grad @ combine(weight, words, alpha)
 
 
+def masked_weight(weight: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+    """`weight * masks[0]` for words holding one mask: the product with the 0/1 mask, so that it
+    is `combine(weight, words, [1])` bit for bit (an unset bit gives `weight * 0`)."""
+    rows, cols = rows_cols(weight.shape)
+    mask = unpack_bits(words, cols)[0].to(weight.dtype)
+    return (weight.reshape(rows, cols) * mask).reshape(weight.shape)
+
+
 def popup_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     """1.0 at the `k` largest entries of `scores` (ties toward the lower flat index), else 0.0."""
     flat = scores.reshape(-1)
@@ -130,6 +138,7 @@ KERNELS = {
     "combine_grad_alpha": combine_grad_alpha,
     "impress_linear": impress_linear,
     "impress_linear_grad_input": impress_linear_grad_input,
+    "masked_weight": masked_weight,
     "popup_mask": popup_mask,
     "popup_pack": popup_pack,
     "popup_weight": popup_weight,

@@ -108,16 +108,16 @@ class SupermaskLayer(TaskStateLayer):
         return ops.threshold_mask(s)
 
     def effective_weight(self) -> Tensor:
-        """`weight * mask`, by the fused ops: from the packed words for a finished task or a mixture
-        of finished tasks (one combine), from the scores in one pass each way while a task trains."""
+        """`weight * mask`, by the fused ops: from the packed words for a finished task
+        (masked_weight) or a mixture of finished tasks (one combine), from the scores in one pass
+        each way while a task trains."""
         if self.mixture is not None:
             self._unfinished_in_mixture()
             beta = self.mixture.to(self.weight.device, torch.float32)
             return ops.combine(self.weight, PackedMasks(self.masks, self.weight.shape), beta)
         t = self.task
         if self.finished[t]:
-            one = torch.ones(1, device=self.weight.device)
-            return ops.combine(self.weight, PackedMasks(self.masks[t:t + 1], self.weight.shape), one)
+            return ops.masked_weight(self.weight, PackedMasks(self.masks[t:t + 1], self.weight.shape))
         s = self.task_floats(t)
         if self.mask_mode == "topk":
             return ops.popup_weight(self.weight, s, self.density)

@@ -3,7 +3,7 @@
 This package is the only place that chooses a backend (`dispatch.py`): each op checks its inputs,
 then calls the primitive of the same name in the backend that `impresslearn.backend(...)` forces,
 or, under "auto", the first of `backends.auto_order(device)` that runs on the inputs' device. A
-file per primitive (or pair): combine.py, impress_linear.py, impress_conv2d.py, popup.py,
+file per primitive (or pair): combine.py, impress_linear.py, impress_conv2d.py, masked_weight.py, popup.py,
 popup_weight.py, threshold.py, pack.py; the checks they share in checks.py. Each primitive's op
 is declared once with `dispatch.primitive_op(check=, fake=)` over its typed signature: the op and
 its fake run the same check.
@@ -37,6 +37,7 @@ from .dispatch import primitive as _primitive
 from .dispatch import select as _select
 from .impress_conv2d import _impress_conv2d, impress_conv2d
 from .impress_linear import _impress_linear, _impress_linear_grad_input, impress_linear
+from .masked_weight import _masked_weight, masked_weight
 from .pack import _pack_bits, _unpack_bits, pack_bits, unpack_bits
 from .popup import _popup_mask, _popup_pack, popup_mask, popup_pack
 from .popup_weight import _popup_weight, _popup_weight_grad_scores, popup_weight
@@ -46,6 +47,7 @@ __all__ = [
     "combine",
     "impress_linear",
     "impress_conv2d",
+    "masked_weight",
     "popup_mask",
     "popup_pack",
     "threshold_mask",
@@ -59,7 +61,7 @@ __all__ = [
 ]
 
 # The registered ops (`_<name>`, for torch.library.opcheck and the tests) and the dispatch point.
-_REGISTERED = (_combine, _combine_grad_alpha, _impress_linear, _impress_linear_grad_input, _impress_conv2d,
+_REGISTERED = (_combine, _combine_grad_alpha, _impress_linear, _impress_linear_grad_input, _impress_conv2d, _masked_weight,
                _popup_mask, _popup_pack, _popup_weight, _popup_weight_grad_scores, _threshold_mask,
                _threshold_weight, _pack_bits, _unpack_bits, _primitive, _select)
 

@@ -101,6 +101,7 @@ CASES = {
     "impress_linear": _impress_linear,
     "impress_linear_grad_input": _impress_linear_grad_input,
     "impress_conv2d": _impress_conv2d,
+    "masked_weight": lambda d: {"float64": _f64(d, (5, 37), 1, False)[:2]},
     "popup_mask": lambda d: {"k19": (_scores(d).requires_grad_(), 19)},
     "popup_pack": lambda d: {"k19": (_scores(d), 19)},
     "popup_weight": _popup_weight,
