@@ -74,7 +74,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="a SupSup mask per task in the last layer (--hybrid, --hybrid last) or the first (--hybrid "
                         "first: one-shot task inference finds its signal there), alphas elsewhere")
     g.add_argument("--lam", type=finite_float, default=0.0, help="eq. 2 penalty weight: lam * sum (sum |alpha| - 1)^2")
-    g.add_argument("--alpha-preset", default="tuned", choices=sorted(ALPHA_PRESETS),
+    g.add_argument("--alpha-preset", default=RunConfig.alpha_preset, choices=sorted(ALPHA_PRESETS),
                    help="; ".join(f"{k}: {v['optimizer']} lr {v['lr']:g}{' cosine' if v.get('schedule') == 'cosine' else ''}, "
                                   f"{v['epochs']:g} epochs, batch {v['batch_size']}" for k, v in sorted(ALPHA_PRESETS.items())))
     g.add_argument("--alpha-optimizer", choices=["adam", "rmsprop", "sgd", "lbfgs"])

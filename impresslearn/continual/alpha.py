@@ -26,10 +26,14 @@ from .training import TrainConfig, fit
 
 # Alpha-fitting settings: the paper's (Table 3, MNIST) and the prototype; the default of
 # `impresslearn run` is the best found when tuning on a validation split (docs/results.md).
+# How to fit a task's alphas (TrainConfig fields): the paper's settings, a first prototype's, and
+# the best found by tuning on a validation split ("tuned", the default; docs/results.md).
 ALPHA_PRESETS: dict[str, dict] = {
     "paper": dict(optimizer="rmsprop", lr=2e-3, epochs=3.0, batch_size=128),
     "prototype": dict(optimizer="adam", lr=1e-2, epochs=3.0, batch_size=128),
+    "tuned": dict(optimizer="adam", lr=0.1, epochs=5.0, batch_size=1024, schedule="cosine"),
 }
+DEFAULT_ALPHA_PRESET = "tuned"
 
 
 

@@ -101,7 +101,7 @@ class RunConfig:
     per_channel: bool = False
     hybrid: bool | str = False              # "last" (or True) / "first": that layer a SupSup mask per task
     lam: float = 0.0
-    alpha_preset: str = "tuned"
+    alpha_preset: str = alpha_mod.DEFAULT_ALPHA_PRESET
     alpha_optimizer: str | None = None
     alpha_lr: float | None = None
     alpha_epochs: float | None = None
@@ -274,10 +274,8 @@ class RunConfig:
                           batch_size=self.alpha_batch_size, schedule=self.alpha_schedule)
 
 
-# The alpha-fitting settings `impresslearn run` offers: the paper's, the prototype, and
-# the best found by tuning on a validation split ("tuned"; docs/results.md).
-ALPHA_PRESETS = dict(alpha_mod.ALPHA_PRESETS)
-ALPHA_PRESETS["tuned"] = dict(optimizer="adam", lr=0.1, epochs=5.0, batch_size=1024, schedule="cosine")
+# The alpha-fitting settings `impresslearn run` offers are the algorithm layer's.
+ALPHA_PRESETS = alpha_mod.ALPHA_PRESETS
 
 
 # --------------------------------------------------------------------------- data and tasks
