@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from .format import words_shape
+from .primitives import PRIMITIVES
 
 LIBRARY = Path(__file__).with_name("_native.so")
 BUILD_INFO = LIBRARY.with_name("_native.json")
@@ -166,48 +166,16 @@ def set_variant(name: str) -> str:
 # --------------------------------------------------------------------------- fake implementations
 
 def _register_fakes() -> None:
-    lib = "impresslearn_native::"
+    """The library's ops' fakes, from the primitives' declarations: the same checks and result
+    shapes as the `impresslearn::` ops (docs/design.md §5.1), one per kernel registered here."""
+    for name in KERNELS:
+        spec = PRIMITIVES[name]
 
-    @torch.library.register_fake(lib + "combine")
-    def _(weight, words, alpha):
-        return torch.empty_like(weight, memory_format=torch.contiguous_format)
+        def fake(*args, spec=spec):
+            spec.check(*args)
+            return spec.fake(*args)
 
-    @torch.library.register_fake(lib + "combine_grad_alpha")
-    def _(grad, weight, words, alpha):
-        return torch.empty_like(alpha, memory_format=torch.contiguous_format)
-
-    @torch.library.register_fake(lib + "popup_mask")
-    def _(scores, k):
-        return torch.empty_like(scores, memory_format=torch.contiguous_format)
-
-    @torch.library.register_fake(lib + "popup_pack")
-    def _(scores, k):
-        return scores.new_empty(words_shape(scores.shape), dtype=torch.int32)
-
-    @torch.library.register_fake(lib + "threshold_mask")
-    def _(scores):
-        return torch.empty_like(scores, memory_format=torch.contiguous_format)
-
-    @torch.library.register_fake(lib + "popup_weight")
-    def _(weight, scores, k):
-        return torch.empty_like(scores, memory_format=torch.contiguous_format)
-
-    @torch.library.register_fake(lib + "popup_weight_grad_scores")
-    def _(grad, weight, scores):
-        return torch.empty_like(scores, memory_format=torch.contiguous_format)
-
-    @torch.library.register_fake(lib + "threshold_weight")
-    def _(weight, scores):
-        return torch.empty_like(scores, memory_format=torch.contiguous_format)
-
-    @torch.library.register_fake(lib + "pack_bits")
-    def _(bits):
-        return bits.new_empty(words_shape(bits.shape[1:], bits.shape[0]), dtype=torch.int32)
-
-    @torch.library.register_fake(lib + "unpack_bits")
-    def _(words, cols):
-        t, rows, _ = words.shape
-        return words.new_empty((t, rows, cols), dtype=torch.bool)
+        torch.library.register_fake(f"impresslearn_native::{name}")(fake)
 
 
 if UNAVAILABLE is None:

@@ -1,8 +1,10 @@
 """The primitives, declared once: the set every backend is held to (docs/design.md §5.1).
 
-A primitive is a tensors-in, tensors-out function with one signature on every backend. Each
-backend module (`impresslearn.reference`, `impresslearn.native`, `impresslearn.kernels`) says
-which it implements in a `KERNELS` table ({name: function}); the reference implements them all.
+A primitive is a tensors-in, tensors-out function with one signature on every backend, what it
+refuses (`check`, from `impresslearn.checks`) and the shape of what it returns (`fake`): the ops
+(`impresslearn.ops`) and the native library's fakes are made from these. Each backend module
+(`impresslearn.reference`, `impresslearn.native`, `impresslearn.kernels`) says which it
+implements in a `KERNELS` table ({name: function}); the reference implements them all.
 Where a backend has no kernel of its own, the declaration says what runs instead, and nothing
 else may:
 
@@ -15,7 +17,7 @@ else may:
 Any other gap is an error (`MissingKernel`), never a silent run of the reference: a kernel whose
 name is misspelt fails its tests instead of comparing the reference with itself.
 
-    PRIMITIVES                  name -> Primitive (its parameters, what it computes, fallbacks)
+    PRIMITIVES                  name -> Primitive (parameters, what it computes, check, fake, fallbacks)
     resolve(kernels, name, reference_kernels) -> Resolved(fn, how)
 """
 
@@ -27,16 +29,23 @@ from collections.abc import Callable, Mapping
 import torch
 import torch.nn.functional as F
 
+from . import checks
+from .format import words_shape
+
 
 @dataclasses.dataclass(frozen=True)
 class Primitive:
     """One primitive: its `params` (every backend's function takes exactly these, in order),
-    `summary` (what it computes, for docs and doctor), and what runs where a backend has no
-    kernel: `compose(*kernels of composed_from)`, or with `portable` the reference's code."""
+    `summary` (what it computes, for docs and doctor), `check(*args)` (what it refuses, in a
+    sentence), `fake(*args)` (an empty result of the right shape and dtype, for torch.compile),
+    and what runs where a backend has no kernel: `compose(*kernels of composed_from)`, or with
+    `portable` the reference's code."""
 
     name: str
     params: tuple[str, ...]
     summary: str
+    check: Callable[..., None]
+    fake: Callable[..., torch.Tensor]
     composed_from: tuple[str, ...] = ()
     compose: Callable[..., Callable] | None = None
     portable: bool = False
@@ -76,33 +85,56 @@ def _popup_weight(popup_mask):
     return lambda weight, scores, k: weight * popup_mask(scores.abs(), k)
 
 
+def _like(t: torch.Tensor) -> torch.Tensor:
+    return t.new_empty(t.shape)
+
+
 PRIMITIVES: dict[str, Primitive] = {p.name: p for p in (
     Primitive("combine", ("weight", "words", "alpha"),
-              "weight * Σ_t alpha[t] * masks[t] from the packed words"),
+              "weight * Σ_t alpha[t] * masks[t] from the packed words",
+              check=checks.check_combine, fake=lambda weight, words, alpha: _like(weight)),
     Primitive("combine_grad_alpha", ("grad", "weight", "words", "alpha"),
-              "d alpha[t] = Σ grad ⊙ weight ⊙ masks[t] (per row for per-channel alpha)"),
+              "d alpha[t] = Σ grad ⊙ weight ⊙ masks[t] (per row for per-channel alpha)",
+              check=checks.combine_grad_alpha_args, fake=lambda grad, weight, words, alpha: _like(alpha)),
     Primitive("impress_linear", ("x", "weight", "words", "alpha", "bias"),
               "F.linear(x, combine(weight, words, alpha), bias)",
+              check=checks.impress_linear_args,
+              fake=lambda x, weight, words, alpha, bias: x.new_empty((*x.shape[:-1], weight.shape[0])),
               composed_from=("combine",), compose=_linear),
     Primitive("impress_linear_grad_input", ("grad", "weight", "words", "alpha"),
               "grad @ combine(weight, words, alpha): impress_linear's input gradient",
+              check=checks.impress_linear_grad_input_args,
+              fake=lambda grad, weight, words, alpha: grad.new_empty((*grad.shape[:-1], weight.shape[1])),
               composed_from=("combine",), compose=_grad_input),
     Primitive("masked_weight", ("weight", "words"),
               "weight * masks[0]: one packed mask over the weight (a finished task's effective weight)",
+              check=checks.masked_weight_args, fake=lambda weight, words: _like(weight),
               composed_from=("combine",), compose=_masked_weight),
     Primitive("popup_mask", ("scores", "k"),
-              "1.0 at the k largest scores (ties toward the lower flat index), else 0.0"),
-    Primitive("popup_pack", ("scores", "k"), "popup_mask as packed words [1, rows, nw]"),
+              "1.0 at the k largest scores (ties toward the lower flat index), else 0.0",
+              check=checks.check_k, fake=lambda scores, k: _like(scores)),
+    Primitive("popup_pack", ("scores", "k"), "popup_mask as packed words [1, rows, nw]",
+              check=checks.popup_pack_args,
+              fake=lambda scores, k: scores.new_empty(words_shape(scores.shape), dtype=torch.int32)),
     Primitive("popup_weight", ("weight", "scores", "k"),
               "weight * popup_mask(abs(scores), k): an edge-popup layer's effective weight",
+              check=checks.popup_weight_args, fake=lambda weight, scores, k: _like(scores),
               composed_from=("popup_mask",), compose=_popup_weight),
     Primitive("popup_weight_grad_scores", ("grad", "weight", "scores"),
-              "grad * weight * sgn(scores): popup_weight's scores gradient", portable=True),
-    Primitive("threshold_mask", ("scores",), "1.0 where scores >= 0, else 0.0", portable=True),
-    Primitive("threshold_weight", ("weight", "scores"), "weight * (scores >= 0)", portable=True),
+              "grad * weight * sgn(scores): popup_weight's scores gradient",
+              check=checks.popup_weight_grad_scores_args, fake=lambda grad, weight, scores: _like(scores),
+              portable=True),
+    Primitive("threshold_mask", ("scores",), "1.0 where scores >= 0, else 0.0",
+              check=checks.check_scores, fake=_like, portable=True),
+    Primitive("threshold_weight", ("weight", "scores"), "weight * (scores >= 0)",
+              check=checks.check_weight_scores, fake=lambda weight, scores: _like(scores), portable=True),
     Primitive("pack_bits", ("bits",), "bool [T, rows, cols] as int32 words [T, rows, ceil(cols / 32)]",
+              check=checks.check_bits,
+              fake=lambda bits: bits.new_empty(words_shape(bits.shape[1:], bits.shape[0]), dtype=torch.int32),
               portable=True),
     Primitive("unpack_bits", ("words", "cols"), "int32 words [T, rows, nw] as bool [T, rows, cols]",
+              check=checks.check_words,
+              fake=lambda words, cols: words.new_empty((words.shape[0], words.shape[1], cols), dtype=torch.bool),
               portable=True),
 )}
 

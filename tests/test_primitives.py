@@ -74,7 +74,7 @@ def test_resolve_follows_the_declaration():
     with pytest.raises(KeyError, match="not a primitive"):
         resolve(reference.KERNELS, "combyne", reference.KERNELS)
     with pytest.raises(ValueError, match="go together"):
-        Primitive("x", ("a",), "x", composed_from=("combine",))
+        Primitive("x", ("a",), "x", check=lambda a: None, fake=lambda a: a, composed_from=("combine",))
 
 
 def test_backend_for_and_doctor_say_which_primitive_runs_where():
@@ -97,3 +97,23 @@ def test_design_lists_every_primitive_with_its_parameters():
     section = text[text.index("### 5.1"):text.index("### 5.2")]
     for name, spec in PRIMITIVES.items():
         assert f"{name}({', '.join(spec.params)})" in section, name
+
+
+@pytest.mark.parametrize("backend", [pytest.param("native", marks=needs("native"))])
+def test_the_native_fakes_refuse_what_the_ops_refuse(backend):
+    # the native library's fakes are made from the same declarations as the ops': under fake
+    # tensors (torch.compile's tracing) a bad input is refused in the ops' words, not traced
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    weight, alpha = torch.randn(3, 5), torch.ones(2)
+    words = torch.zeros(2, 3, 2, dtype=torch.int32)  # 2 words a row: the weight has 5 columns, 1 word
+    with pytest.raises(ValueError) as want:
+        ops._combine(weight, words, alpha)
+    with FakeTensorMode() as mode:
+        fakes = [mode.from_tensor(t) for t in (weight, words, alpha)]
+        with pytest.raises(ValueError) as got:
+            torch.ops.impresslearn_native.combine(*fakes)
+        good = mode.from_tensor(torch.zeros(2, 3, 1, dtype=torch.int32))
+        out = torch.ops.impresslearn_native.combine(fakes[0], good, fakes[2])
+    assert str(got.value) == str(want.value) and "do not fit a weight of shape (3, 5)" in str(got.value)
+    assert out.shape == weight.shape and out.dtype == weight.dtype

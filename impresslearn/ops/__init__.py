@@ -29,8 +29,8 @@ Backward of impress_linear takes its input gradient from `impress_linear_grad_in
 
 from __future__ import annotations
 
+from ..checks import popup_k
 from ..format import set_bit_codec
-from .checks import popup_k
 from .combine import _combine, _combine_grad_alpha, combine
 from .dispatch import backend_for, primitive_backends
 from .dispatch import primitive as _primitive

@@ -8,22 +8,16 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from ..checks import check_packed
 from ..format import PackedMasks
-from .checks import check_combine, check_packed
 from .dispatch import primitive_op
 
 
-def _check_grad_alpha(grad: Tensor, weight: Tensor, words: Tensor, alpha: Tensor) -> None:
-    check_combine(weight, words, alpha)
-    if grad.shape != weight.shape:
-        raise ValueError(f"grad of shape {tuple(grad.shape)} does not match weight {tuple(weight.shape)}")
-
-
-@primitive_op(check=check_combine, fake=lambda weight, words, alpha: weight.new_empty(weight.shape))
+@primitive_op()
 def _combine(weight: Tensor, words: Tensor, alpha: Tensor) -> Tensor: ...
 
 
-@primitive_op(check=_check_grad_alpha, fake=lambda grad, weight, words, alpha: alpha.new_empty(alpha.shape), device_arg=1)
+@primitive_op()
 def _combine_grad_alpha(grad: Tensor, weight: Tensor, words: Tensor, alpha: Tensor) -> Tensor: ...
 
 

@@ -2,7 +2,7 @@
 
     select(device)                   the backend module an op on `device` runs on here and now
     primitive(device, name)          the function that runs primitive `name` there
-    primitive_op(check=, fake=)      the decorator that makes a primitive's custom op
+    primitive_op()                   the decorator that makes a primitive's custom op from its declaration
     backend_for(device), primitive_backends(device)   what an op would run, for people
 """
 
@@ -55,29 +55,31 @@ def has_kernel(device: torch.device, name: str) -> bool:
     return name in select(device).KERNELS
 
 
-def primitive_op(*, check: Callable[..., None], fake: Callable[..., Tensor], device_arg: int = 0):
-    """Make `_<name>(...)` (a signature only, typed) the custom op `impresslearn::<name>` of the
-    primitive `<name>`: the op checks its inputs with `check(*args)` (a sentence for what the
-    format or the shapes cannot take), then runs the primitive on the backend of the inputs'
-    device (argument `device_arg`) with contiguous tensors; its fake runs the same `check` and
-    returns `fake(*args)`, so the two can never disagree on what is refused."""
+def primitive_op() -> Callable[[Callable], Callable]:
+    """Make `_<name>(...)` (a typed signature, no body) the custom op `impresslearn::<name>` of
+    the primitive `<name>` as `impresslearn.primitives` declares it: the op runs the declared
+    `check(*args)`, then the primitive on the backend of the inputs' device with contiguous
+    tensors; its fake runs the same `check` and returns the declared `fake(*args)`, so the op,
+    its fake and the native library's fakes refuse the same inputs in the same words."""
     def make(signature: Callable) -> Callable:
         name = signature.__name__.lstrip("_")
         if name not in PRIMITIVES:
             raise KeyError(f"{name!r} is not a declared primitive (impresslearn.primitives)")
+        spec = PRIMITIVES[name]
 
         @functools.wraps(signature)
         def run(*args):
-            check(*args)
+            spec.check(*args)
             args = [a.contiguous() if isinstance(a, Tensor) else a for a in args]
-            return primitive(args[device_arg].device, name)(*args)
+            device = next(a.device for a in args if isinstance(a, Tensor))  # one device: checked
+            return primitive(device, name)(*args)
 
         op = torch.library.custom_op(f"impresslearn::{name}", mutates_args=())(run)
 
         @op.register_fake
         def _(*args):
-            check(*args)
-            return fake(*args)
+            spec.check(*args)
+            return spec.fake(*args)
 
         return op
 

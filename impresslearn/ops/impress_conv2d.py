@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..checks import check_combine, check_conv, check_packed
 from ..format import PackedMasks
-from .checks import check_combine, check_conv, check_packed
 from .combine import _combine, grads_of_effective_weight
 from .dispatch import primitive
 

@@ -10,28 +10,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..checks import check_packed, impress_linear_args
 from ..format import PackedMasks
-from .checks import check_combine, check_grad_output, check_linear, check_packed
 from .combine import _combine, grads_of_effective_weight
 from .dispatch import has_kernel, primitive_op
 
 
-def _check(x: Tensor, weight: Tensor, words: Tensor, alpha: Tensor, bias: Tensor | None) -> None:
-    check_combine(weight, words, alpha)
-    check_linear(x, weight, bias)
-
-
-def _check_grad_input(grad: Tensor, weight: Tensor, words: Tensor, alpha: Tensor) -> None:
-    check_combine(weight, words, alpha)
-    check_grad_output(grad, weight)
-
-
-@primitive_op(check=_check, fake=lambda x, weight, words, alpha, bias: x.new_empty((*x.shape[:-1], weight.shape[0])))
+@primitive_op()
 def _impress_linear(x: Tensor, weight: Tensor, words: Tensor, alpha: Tensor, bias: Tensor | None) -> Tensor: ...
 
 
-@primitive_op(check=_check_grad_input,
-              fake=lambda grad, weight, words, alpha: grad.new_empty((*grad.shape[:-1], weight.shape[1])))
+@primitive_op()
 def _impress_linear_grad_input(grad: Tensor, weight: Tensor, words: Tensor, alpha: Tensor) -> Tensor: ...
 
 
@@ -94,6 +83,6 @@ def impress_linear(x: Tensor, weight: Tensor, packed: PackedMasks, alpha: Tensor
     # without a fused primitive); the backend choice reads a ContextVar, which dynamo on
     # torch 2.11 cannot trace.
     if not torch.compiler.is_compiling() and not has_kernel(x.device, "impress_linear"):
-        _check(x, weight, packed.words, alpha, bias)
+        impress_linear_args(x, weight, packed.words, alpha, bias)
         return F.linear(x, _combine(weight, packed.words, alpha), bias)
     return _impress_linear(x, weight, packed.words, alpha, bias)

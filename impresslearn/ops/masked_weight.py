@@ -5,18 +5,12 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from ..checks import check_packed
 from ..format import PackedMasks
-from .checks import check_combine, check_packed
 from .dispatch import primitive_op
 
 
-def _check(weight: Tensor, words: Tensor) -> None:
-    check_combine(weight, words, weight.new_ones(words.shape[0] if words.dim() == 3 else 1))
-    if words.shape[0] != 1:
-        raise ValueError(f"masked_weight takes words of one mask, got {words.shape[0]} (shape {tuple(words.shape)})")
-
-
-@primitive_op(check=_check, fake=lambda weight, words: weight.new_empty(weight.shape))
+@primitive_op()
 def _masked_weight(weight: Tensor, words: Tensor) -> Tensor: ...
 
 

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-from ..format import words_shape
-from .checks import check_bits, check_words
 from .dispatch import primitive_op
 
 
-@primitive_op(check=check_bits,
-              fake=lambda bits: bits.new_empty(words_shape(bits.shape[1:], bits.shape[0]), dtype=torch.int32))
+@primitive_op()
 def _pack_bits(bits: Tensor) -> Tensor: ...
 
 
-@primitive_op(check=check_words,
-              fake=lambda words, cols: words.new_empty((words.shape[0], words.shape[1], cols), dtype=torch.bool))
+@primitive_op()
 def _unpack_bits(words: Tensor, cols: int) -> Tensor: ...
 
 

@@ -3,26 +3,21 @@ float mask with a straight-through gradient, or packed."""
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-from ..format import PackedMasks, words_shape
-from .checks import check_k, check_scores, popup_k
+from ..checks import check_scores, popup_k
+from ..format import PackedMasks
 from .dispatch import primitive_op
 
 
-@primitive_op(check=check_k, fake=lambda scores, k: scores.new_empty(scores.shape))
+@primitive_op()
 def _popup_mask(scores: Tensor, k: int) -> Tensor: ...
 
 
 _popup_mask.register_autograd(lambda ctx, grad: (grad, None))
 
 
-def _check_pack(scores: Tensor, k: int) -> None:
-    check_k(scores, k, packed=True)
-
-
-@primitive_op(check=_check_pack, fake=lambda scores, k: scores.new_empty(words_shape(scores.shape), dtype=torch.int32))
+@primitive_op()
 def _popup_pack(scores: Tensor, k: int) -> Tensor: ...
 
 

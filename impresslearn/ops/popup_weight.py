@@ -6,26 +6,16 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .checks import check_k, check_scores, check_weight_scores, popup_k
+from ..checks import check_scores, popup_k
 from .dispatch import primitive_op
 from .popup import _popup_mask
 
 
-def _check(weight: Tensor, scores: Tensor, k: int) -> None:
-    check_weight_scores(weight, scores)
-    check_k(scores, k)
-
-
-def _check_grad_scores(grad: Tensor, weight: Tensor, scores: Tensor) -> None:
-    check_weight_scores(weight, scores)
-    check_weight_scores(grad, scores)
-
-
-@primitive_op(check=_check, fake=lambda weight, scores, k: scores.new_empty(scores.shape), device_arg=1)
+@primitive_op()
 def _popup_weight(weight: Tensor, scores: Tensor, k: int) -> Tensor: ...
 
 
-@primitive_op(check=_check_grad_scores, fake=lambda grad, weight, scores: scores.new_empty(scores.shape), device_arg=2)
+@primitive_op()
 def _popup_weight_grad_scores(grad: Tensor, weight: Tensor, scores: Tensor) -> Tensor: ...
 
 

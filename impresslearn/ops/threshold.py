@@ -5,18 +5,17 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .checks import check_scores, check_weight_scores
 from .dispatch import primitive_op
 
 
-@primitive_op(check=check_scores, fake=lambda scores: scores.new_empty(scores.shape))
+@primitive_op()
 def _threshold_mask(scores: Tensor) -> Tensor: ...
 
 
 _threshold_mask.register_autograd(lambda ctx, grad: grad)
 
 
-@primitive_op(check=check_weight_scores, fake=lambda weight, scores: scores.new_empty(scores.shape), device_arg=1)
+@primitive_op()
 def _threshold_weight(weight: Tensor, scores: Tensor) -> Tensor: ...
 
 

@@ -1,5 +1,7 @@
-"""Input checks the ops share: what the packed format, the shapes and the dtypes cannot take is
-refused in a sentence, for every backend alike and in the fakes too (docs/design.md §5.4)."""
+"""What each primitive refuses: the packed format, shape, dtype and device checks its op and every
+fake (the ops' and the native library's) run, so a refusal is the same sentence on every backend
+and under torch.compile (docs/design.md §5.4). `<primitive>_args(...)` takes a primitive's
+arguments as `impresslearn.primitives` declares them."""
 
 from __future__ import annotations
 
@@ -8,8 +10,8 @@ import numbers
 import torch
 from torch import Tensor
 
-from ..format import PackedMasks, num_words, rows_cols
-from ..seeding import kept_count
+from .format import PackedMasks, num_words, rows_cols
+from .seeding import kept_count
 
 
 def check_same_device(**tensors: Tensor | None) -> None:
@@ -136,3 +138,42 @@ def popup_k(numel: int, density: float) -> int:
     if not 0.0 < density <= 1.0:
         raise ValueError(f"density must lie in (0, 1], got {density}")
     return kept_count(numel, density)
+
+
+# --------------------------------------------------------------------------- per primitive
+
+def combine_grad_alpha_args(grad: Tensor, weight: Tensor, words: Tensor, alpha: Tensor) -> None:
+    check_combine(weight, words, alpha)
+    if grad.shape != weight.shape:
+        raise ValueError(f"grad of shape {tuple(grad.shape)} does not match weight {tuple(weight.shape)}")
+
+
+def impress_linear_args(x: Tensor, weight: Tensor, words: Tensor, alpha: Tensor, bias: Tensor | None) -> None:
+    check_combine(weight, words, alpha)
+    check_linear(x, weight, bias)
+
+
+def impress_linear_grad_input_args(grad: Tensor, weight: Tensor, words: Tensor, alpha: Tensor) -> None:
+    check_combine(weight, words, alpha)
+    check_grad_output(grad, weight)
+
+
+def masked_weight_args(weight: Tensor, words: Tensor) -> None:
+    check_combine(weight, words, weight.new_ones(words.shape[0] if words.dim() == 3 else 1))
+    if words.shape[0] != 1:
+        raise ValueError(f"masked_weight takes words of one mask, got {words.shape[0]} (shape {tuple(words.shape)})")
+
+
+def popup_pack_args(scores: Tensor, k: int) -> None:
+    check_k(scores, k, packed=True)
+
+
+def popup_weight_args(weight: Tensor, scores: Tensor, k: int) -> None:
+    check_weight_scores(weight, scores)
+    check_k(scores, k)
+
+
+def popup_weight_grad_scores_args(grad: Tensor, weight: Tensor, scores: Tensor) -> None:
+    check_weight_scores(weight, scores)
+    check_weight_scores(grad, scores)
+
