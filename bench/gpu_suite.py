@@ -70,6 +70,7 @@ class Step:
     seconds: float | None = None
     timed_out: bool = False
     result: dict = field(default_factory=dict)
+    output: str = ""  # all it printed (the record keeps its tail): what read_results parses
 
 
 def slug(name: str) -> str:
@@ -125,7 +126,7 @@ def run_step(step: Step, limit_s: float, log) -> None:
     log.write(output)
     log.write(f"\n===== {step.name}: exit {step.rc}, {step.seconds} s{', timed out' if step.timed_out else ''}\n")
     log.flush()
-    step.result = {"output_tail": output[-2000:]}
+    step.output, step.result = output, {"output_tail": output[-2000:]}
 
 
 def read_results(step: Step, out: Path, junit: Path, name: str) -> None:
@@ -133,7 +134,7 @@ def read_results(step: Step, out: Path, junit: Path, name: str) -> None:
     s = slug(name)
     try:
         if step.name == "doctor" and step.rc == 0:
-            text = step.result["output_tail"]
+            text = step.output  # the whole report: longer than the tail kept
             report = json.loads(text[text.index("{"):])
             step.result = {"packages": report["packages"], "backends": report["backends"], "cuda": report["cuda"]}
         elif step.name == "cuda_tests":
@@ -201,7 +202,7 @@ def markdown(name: str, steps: list[Step], dry_run: bool) -> str:
 def write_summary(path: Path, name: str, steps: list[Step], started: float, dry_run: bool) -> None:
     record = {"device": name, "dry_run": dry_run, "budget_s": BUDGET_S, "when": time.strftime("%Y-%m-%d %H:%M:%S"),
               "seconds": round(time.monotonic() - started, 1),
-              "steps": [{k: v for k, v in asdict(st).items() if k != "env"} for st in steps]}
+              "steps": [{k: v for k, v in asdict(st).items() if k not in ("env", "output")} for st in steps]}
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=1))
     tmp.replace(path)
