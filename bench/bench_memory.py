@@ -44,6 +44,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # child_process beside this file, also when imported from elsewhere
 
 from child_process import failure, run_child  # noqa: E402
+from cli_help import HelpFormatter  # noqa: E402
 
 GIB = 1024**3
 MIB = 1024**2
@@ -309,20 +310,21 @@ def parent(args) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--T", type=int, nargs="+", default=[10, 35, 75, 150], help="basis sizes")
-    p.add_argument("--modes", nargs="+", default=["packed", "dense"], choices=["packed", "dense"])
-    p.add_argument("--batch", type=int, help="images per step (default: 2 on a CPU, 32 on a GPU)")
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--modes", nargs="+", default=["packed", "dense"], choices=["packed", "dense"],
+                   help="bases kept as packed bits, as dense floats")
+    p.add_argument("--batch", type=int, help="images per step (none: 2 on a CPU, 32 on a GPU)")
+    p.add_argument("--image-size", type=int, default=224, help="input images' height and width")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:n]")
     p.add_argument("--steps", type=int, default=1, help="timed steps after one warm-up step (median reported)")
     p.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of each child (unless set already)")
     p.add_argument("--limit-gb", type=float, default=16.0, help="CPU: most address space a child may map")
     p.add_argument("--reserve-gb", type=float, default=3.0, help="CPU: memory left to others besides the child")
     p.add_argument("--max-batch", type=int, default=4096, help="GPU: largest batch tried")
-    p.add_argument("--arch", default="resnet50", choices=ARCHS)
+    p.add_argument("--arch", default="resnet50", choices=ARCHS, help="the backbone")
     p.add_argument("--width", type=int, default=64, help="resnet18 only")
-    p.add_argument("--out", help="results JSON (default bench/results/memory_<device>.json)")
+    p.add_argument("--out", help="results JSON (none: bench/results/memory_<device>.json)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--mode", choices=["packed", "dense"], help=argparse.SUPPRESS)
     p.add_argument("--masks", type=int, help=argparse.SUPPRESS)

@@ -174,14 +174,14 @@ def summarize(rows: list[dict]) -> tuple[str, list[dict]]:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", nargs="+", choices=ALL_PRIMITIVES, help=f"these primitives (default {' '.join(PRIMITIVES)})")
-    parser.add_argument("--methods", nargs="+", help="only these methods (e.g. native)")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=ALL_PRIMITIVES, help=f"these primitives (none: {' '.join(PRIMITIVES)})")
+    parser.add_argument("--methods", nargs="+", help="only these methods, e.g. native (none: every CPU method)")
     parser.add_argument("--quick", action="store_true", help="tiny cases: a smoke test of the script")
     parser.add_argument("--timings", type=Path, help="a pytest-benchmark JSON of the suites, joined into the tables")
     parser.add_argument("--no-memory", action="store_true", help="no child processes: the timings alone")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
-    parser.add_argument("--out", type=Path, default=None, help=f"results file (default {RESULTS}; --quick: none)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (none: torch's own choice)")
+    parser.add_argument("--out", type=Path, default=None, help=f"results file (none: {RESULTS}; with --quick no file)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads:

@@ -55,6 +55,7 @@ sys.path.insert(0, str(HERE))  # bench_memory beside this file, also when import
 
 from bench_memory import GIB, MIB, _status_mb, machine, mem_available  # noqa: E402  (stdlib only: no torch here)
 from child_process import failure, run_child  # noqa: E402
+from cli_help import HelpFormatter  # noqa: E402
 
 OLD_COMMIT = "7a68853"  # the last commit that kept every SupSup task's float scores (an nn.ParameterList)
 ARCHS = ("resnet50", "resnet18")  # resnet18: impresslearn.models.cifar_resnet18, narrow, for smoke runs
@@ -468,23 +469,23 @@ def parent(args) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--T", type=int, nargs="+", default=[10, 100, 250], help="task counts of the current code")
     p.add_argument("--old-T", type=int, nargs="*", default=[10], help="task counts of the old code (none: skip it)")
     p.add_argument("--old-commit", default=OLD_COMMIT, help="the code before the task states")
     p.add_argument("--old-path", default="/tmp/il-old", help="where the old package is extracted")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--arch", default="resnet50", choices=ARCHS)
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:n]")
+    p.add_argument("--arch", default="resnet50", choices=ARCHS, help="the backbone")
     p.add_argument("--width", type=int, default=64, help="resnet18 only")
-    p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--density", type=float, default=0.1)
+    p.add_argument("--batch", type=int, default=2, help="images per training step")
+    p.add_argument("--image-size", type=int, default=224, help="input images' height and width")
+    p.add_argument("--density", type=float, default=0.1, help="fraction of weights each task's mask keeps")
     p.add_argument("--steps", type=int, default=2, help="training steps of the new task (the peak is over all)")
     p.add_argument("--forward-runs", type=int, default=5, help="timed forwards after one warm-up (median reported)")
     p.add_argument("--threads", type=int, default=1, help="torch threads in each child (torch.set_num_threads)")
     p.add_argument("--limit-gb", type=float, default=16.0, help="CPU: most address space a child may map")
     p.add_argument("--reserve-gb", type=float, default=3.0, help="CPU: memory left to others besides the child")
-    p.add_argument("--out", help="results JSON (default bench/results/task_memory_<device>.json; .md beside it)")
+    p.add_argument("--out", help="results JSON (none: bench/results/task_memory_<device>.json; .md beside it)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--code", choices=["new", "old"], default="new", help=argparse.SUPPRESS)
     p.add_argument("--tasks", type=int, help=argparse.SUPPRESS)

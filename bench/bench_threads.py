@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+from cli_help import HelpFormatter
 
 from impresslearn import threads
 from impresslearn.continual import backbone as bb
@@ -71,11 +72,11 @@ def measure(name: str, counts: list[int], rounds: int, steps: int) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cases", default=",".join(CASES))
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--steps", type=int, default=0, help="steps per round (default: about 0.5 s of work)")
-    p.add_argument("--out", default="bench/results/threads-cpu.json")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--cases", default=",".join(CASES), help="comma-separated cases to time")
+    p.add_argument("--rounds", type=int, default=3, help="timed rounds per case and thread count (median reported)")
+    p.add_argument("--steps", type=int, default=0, help="steps per round (0: about 0.5 s of work)")
+    p.add_argument("--out", default="bench/results/threads-cpu.json", help="results JSON")
     a = p.parse_args()
     cpus = threads.usable_cpus()
     counts = [1, cpus] if cpus > 1 else [1]

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from cli_help import HelpFormatter
 
 from impresslearn.continual import TrainConfig
 from impresslearn.continual import backbone as bb
@@ -156,17 +157,17 @@ def markdown(out: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--nets", default="lenet,resnet18")
-    p.add_argument("--methods", default=",".join(METHODS))
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--steps", type=int, default=0, help="steps per round (default by network)")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1, the library's choice for LeNet)")
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:n]")
+    p.add_argument("--nets", default="lenet,resnet18", help=f"comma-separated networks ({', '.join(NETS)})")
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods")
+    p.add_argument("--rounds", type=int, default=5, help="timed rounds per method (median reported)")
+    p.add_argument("--steps", type=int, default=0, help="steps per round (0: by network)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (1: the library's choice for LeNet)")
     p.add_argument("--no-epoch", action="store_true", help="skip the epoch-against-steps part")
     p.add_argument("--data-root", default=os.environ.get("IMPRESSLEARN_DATA"),
-                   help="real MNIST for the epoch part (default $IMPRESSLEARN_DATA, else the shipped subset)")
-    p.add_argument("--out", help="results JSON (default bench/results/training_<device>.json); .md beside it")
+                   help="real MNIST for the epoch part (from $IMPRESSLEARN_DATA; none: the shipped subset)")
+    p.add_argument("--out", help="results JSON (none: bench/results/training_<device>.json); .md beside it")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     methods = [m for m in a.methods.split(",") if m]

@@ -210,10 +210,10 @@ def write_summary(path: Path, name: str, steps: list[Step], started: float, dry_
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dry-run", action="store_true", help="every step on the CPU: Triton interpreted, tiny sizes")
-    p.add_argument("--out", type=Path, default=HERE / "results", help="folder for the results (default bench/results)")
-    p.add_argument("--budget-s", type=int, default=BUDGET_S, help="the whole suite's time limit (default 480)")
+    p.add_argument("--out", type=Path, default=HERE / "results", help="folder for the results")
+    p.add_argument("--budget-s", type=int, default=BUDGET_S, help="the whole suite's time limit, seconds")
     args = p.parse_args(argv)
     name = device_name(args.dry_run)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,8 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from cli_help import HelpFormatter  # noqa: E402
+
 BENCHES = ("combine", "impress_linear", "popup")
 
 
@@ -114,11 +116,11 @@ def _print_table(rows: list[dict]) -> None:
 
 
 def main(argv=None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the scripts (any device)")
-    parser.add_argument("--only", choices=BENCHES, action="append", help="run only these benchmarks")
+    parser.add_argument("--only", choices=BENCHES, action="append", help="run only this benchmark (repeat for more; none: all)")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for <gpu>.json and <gpu>.png")
-    parser.add_argument("--peak-gbps", type=float, help="the GPU's peak memory bandwidth, if its properties lack it")
+    parser.add_argument("--peak-gbps", type=float, help="the GPU's peak memory bandwidth, if its properties lack it (GB/s)")
     parser.add_argument("--quiet", action="store_true", help="do not print the table")
     args = parser.parse_args(argv)
 
