@@ -22,16 +22,25 @@ CPU methods run on CPU tensors; with CUDA, the GPU's methods (triton, and "-cuda
 reference, dense and torch ones) too. Without CUDA Triton runs in its interpreter, on CPU tensors:
 far too slow to time, so the suites run it only in quick mode.
 
-Quick mode (IMPRESSLEARN_BENCH_QUICK=1, or `pytest bench --quick`): tiny shapes, to show in CI
+Selections of the suites (params): by default a case or two per primitive, the library's kernel
+(native on the CPU, Triton on a GPU) against the dense baselines, a few minutes on 2 cores; the
+full grid (`pytest bench --full-grid`) every case and method above. Quick mode
+(IMPRESSLEARN_BENCH_QUICK=1, or `pytest bench --quick`): tiny shapes, every method, to show in CI
 that every case and method still runs.
+
+Each result is checked (check) against a float64 result, within what rounding in the benchmark's
+dtype allows (Exact: the rule is written there), and each case group is summarised as one line,
+the kernel's speed-up over the best dense baseline (speedup).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -110,6 +119,10 @@ class CombineCase:
     def id(self) -> str:
         return f"{_dims(self.shape)}-T{self.masks}" + ("-per_channel" if self.per_channel else "")
 
+    @property
+    def label(self) -> str:
+        return f"{_dims(self.shape)} T={self.masks}" + (" per-channel alpha" if self.per_channel else "")
+
 
 @dataclass(frozen=True)
 class LinearCase:
@@ -124,6 +137,10 @@ class LinearCase:
     def id(self) -> str:
         return f"{self.rows}x{self.cols}-T{self.masks}-batch{self.batch}"
 
+    @property
+    def label(self) -> str:
+        return f"{self.rows}x{self.cols} T={self.masks} batch {self.batch}"
+
 
 @dataclass(frozen=True)
 class PopupCase:
@@ -136,6 +153,10 @@ class PopupCase:
     @property
     def id(self) -> str:
         return f"{self.size}-density{self.density:g}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.size} scores ({_dims(self.shape)}) density {self.density:g}"
 
     @property
     def numel(self) -> int:
@@ -152,6 +173,10 @@ class StepCase:
     @property
     def id(self) -> str:
         return f"lenet300-100-T{self.masks}-batch{self.batch}"
+
+    @property
+    def label(self) -> str:
+        return f"LeNet-300-100 T={self.masks} batch {self.batch}"
 
 
 def cases(primitive: str, quick: bool = QUICK) -> list:
@@ -207,23 +232,17 @@ class Method:
         return self.backend == "triton" and self.device == "cpu"
 
 
+TESTS = Path(__file__).resolve().parents[1] / "tests"
+
+
 def native_variants() -> list[str]:
-    """The native combine's inner loops this CPU runs."""
-    import impresslearn
+    """The native combine's inner loops this CPU runs: tests/cases.py's runnable_variants, the one
+    discovery the kernel tests and the benchmarks share."""
+    if str(TESTS) not in sys.path:
+        sys.path.append(str(TESTS))  # last: nothing there shadows a module of bench/ or an installed one
+    from cases import runnable_variants
 
-    if "native" not in impresslearn.available_backends():
-        return []
-    from impresslearn import native
-
-    out = []
-    for name in ("generic", "lut", "avx2", "avx512"):
-        try:
-            previous = native.set_variant(name)
-        except RuntimeError:  # not on this CPU
-            continue
-        native.set_variant(previous)
-        out.append(name)
-    return out
+    return runnable_variants()
 
 
 _BASELINES = {
@@ -475,5 +494,246 @@ class Param:
         return f"{self.primitive}[{self.case.id}] {where}"
 
 
-def params(primitive: str, quick: bool = QUICK, variants: bool = True) -> list[Param]:
-    return [Param(primitive, c, m) for c in cases(primitive, quick) for m in methods(primitive, variants)]
+# The default selection of the suites: what a user comparing the library with the dense
+# alternatives needs first, timed in a few minutes on 2 cores. The sizes of the CPU tables in
+# docs/native.md (T = 75 masks on ResNet's last 3x3 conv, LeNet's training step), the classifier
+# layers, and a small T beside the large one.
+DEFAULT_CASES = {
+    "combine": ("512x512x3x3-T8", "512x512x3x3-T75"),
+    "grad_alpha": ("512x512x3x3-T8", "512x512x3x3-T75"),
+    "impress_linear": ("300x784-T75-batch128", "1000x2048-T75-batch1"),
+    "impress_linear_backward": ("300x784-T75-batch128", "1000x2048-T75-batch1"),
+    "popup": ("2.4M-density0.1",),
+    "lenet_step": ("lenet300-100-T100-batch128",),
+}
+
+
+def kernel(device: str = "cpu") -> str:
+    """The library's kernel on a device: the method the summaries compare with the dense baselines."""
+    import impresslearn
+
+    own = "triton" if device == "cuda" else "native"
+    return own if own in impresslearn.available_backends() else "reference"
+
+
+def dense_baselines(primitive: str) -> list[str]:
+    """The dense (and torch) alternatives of a primitive: its baselines without the floor, which is
+    a bound (F.linear on a W_eff made beforehand), not an alternative."""
+    return [b for b in _BASELINES[primitive] if b != "floor"]
+
+
+def in_default(primitive: str, method: Method) -> bool:
+    """Whether the default selection times `method`: the kernel of its device (popup: both its
+    outputs, mask and packed words) and the baselines; no reference, kernel variants or
+    interpreted Triton (the full grid has them)."""
+    own = kernel(method.device)
+    mine = {own, f"{own}-pack"} if primitive == "popup" else {own}
+    return method.name in mine or method.name in _BASELINES[primitive]
+
+
+def params(primitive: str, quick: bool = QUICK, variants: bool = True, full: bool = False) -> list[Param]:
+    """The (case, method) pairs a suite times: every one in quick mode (tiny cases) and with
+    `full` (the full grid), else the default selection."""
+    every = [Param(primitive, c, m) for c in cases(primitive, quick) for m in methods(primitive, variants)]
+    if quick or full:
+        return every
+    return [p for p in every if p.case.id in DEFAULT_CASES[primitive] and in_default(primitive, p.method)]
+
+
+# --------------------------------------------------------------------------- checking results
+
+# How far a timed result may be from the float64 result (Exact.check). Two terms, as in the
+# kernel tests' assert_within_torch_error (tests/cases.py):
+#
+#   |out - exact| <= REFERENCE_FACTOR * max|ref - exact| + ROUNDING_FACTOR * u * sqrt(K) * scale
+#
+# elementwise, where `ref` is the reference backend's result in the same dtype (what that dtype
+# costs the reference: a method may be twice as far off), u the dtype's unit roundoff
+# (torch.finfo(dtype).eps / 2: 6e-8 for float32), K the length of the reduction behind one
+# element (T masks for combine, every weight of the layer for its alpha gradient, cols + T for a
+# linear output) and `scale` the size of its partial sums: the root-sum-of-squares of the terms
+# summed (what partial sums of terms of both signs grow to) or |exact| (what they grow to when
+# the terms share a sign), whichever is larger. Under the random-rounding model of floating-point
+# sums, a sum of K terms accumulates an error of about u * sqrt(K) * scale, in whatever order it
+# adds them (blocked and pairwise orders do better). So the bound follows the dtype and the
+# length of the sum instead of being one relative tolerance for every case: the alpha gradient
+# of a 2.4 M-weight layer, terms of both signs that cancel to a few hundredths of their
+# root-sum-of-squares, is off its float64 value by a few 1e-4 of itself in float32 (the
+# reference, a matrix-vector product at T = 1), well within u * sqrt(K) * scale. Measured on
+# every CPU method and case of the default selection, T = 1 and T = 250: at most 0.3 of the
+# bound. Integer-valued results (popup's masks) must be exact.
+REFERENCE_FACTOR = 2.0
+ROUNDING_FACTOR = 2.0
+
+CHUNK = 16  # masks unpacked at a time by the float64 oracles (16 x 2.4 M x 8 bytes = 300 MB)
+
+
+@dataclass
+class Exact:
+    """One result of a case: its float64 value, the reference backend's result in the benchmark's
+    dtype, and what bounds rounding errors there (see the rule above)."""
+
+    exact: torch.Tensor  # float64
+    sum_squares: torch.Tensor  # per element: the sum of the squares of the terms summed for it (float64)
+    ref: torch.Tensor  # the reference backend's, in the dtype the methods compute in
+    length: int  # K: the terms summed for one element
+
+    def allowed(self, dtype: torch.dtype) -> torch.Tensor:
+        """The largest error each element may have (in float64)."""
+        u = torch.finfo(dtype).eps / 2
+        ref_error = (self.ref.cpu().double() - self.exact).abs().max().item()
+        scale = torch.maximum(self.sum_squares.sqrt(), self.exact.abs())
+        return REFERENCE_FACTOR * ref_error + ROUNDING_FACTOR * u * math.sqrt(self.length) * scale
+
+    def check(self, out: torch.Tensor, what: str = "result") -> None:
+        assert out.shape == self.exact.shape, f"{what}: shape {tuple(out.shape)}, expected {tuple(self.exact.shape)}"
+        assert out.dtype == self.ref.dtype, f"{what}: dtype {out.dtype}, expected {self.ref.dtype}"
+        error = (out.cpu().double() - self.exact).abs()
+        allowed = self.allowed(out.dtype)
+        bad = ~(error <= allowed)  # NaN is bad too
+        if bool(bad.any()):
+            i = int((error - allowed).nan_to_num(math.inf).argmax())
+            raise AssertionError(f"{what}: {int(bad.sum())} of {out.numel()} elements beyond rounding, e.g. element {i}: "
+                                 f"error {error.flatten()[i].item():.3g} > allowed {allowed.flatten()[i].item():.3g} "
+                                 f"(K = {self.length}, exact {self.exact.flatten()[i].item():.6g})")
+
+
+def _mask_chunks(words: torch.Tensor, cols: int):
+    """(first mask, float64 masks [c, rows, cols]) for CHUNK masks at a time."""
+    from impresslearn.format import unpack_bits
+
+    for t0 in range(0, words.shape[0], CHUNK):
+        yield t0, unpack_bits(words[t0:t0 + CHUNK].cpu(), cols).double()
+
+
+def _sum_masks(m: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """Σ_t alpha_t m_t for float64 masks [c, rows, cols] and alpha [c] or [c, rows] (a matrix product)."""
+    c, rows, cols = m.shape
+    if alpha.dim() == 1:
+        return (alpha @ m.reshape(c, -1)).reshape(rows, cols)
+    return (alpha.unsqueeze(-1) * m).sum(0)
+
+
+def _per_mask(m: torch.Tensor, x: torch.Tensor, per_channel: bool) -> torch.Tensor:
+    """Σ m_t ⊙ x per mask [c] (per mask and row [c, rows] for per-channel alpha)."""
+    c, rows, cols = m.shape
+    return (m * x).sum(2) if per_channel else m.reshape(c, -1) @ x.reshape(-1)
+
+
+def combine_exact(weight, words, alpha) -> tuple[torch.Tensor, torch.Tensor]:
+    """(W ⊙ Σ_t alpha_t M_t, W² ⊙ Σ_t alpha_t² M_t) in float64: the value and its terms' sum of squares."""
+    from impresslearn.format import rows_cols
+
+    rows, cols = rows_cols(weight.shape)
+    a = alpha.cpu().double()
+    coef, coef_sq = torch.zeros(rows, cols, dtype=torch.float64), torch.zeros(rows, cols, dtype=torch.float64)
+    for t0, m in _mask_chunks(words, cols):
+        at = a[t0:t0 + m.shape[0]]
+        coef += _sum_masks(m, at)
+        coef_sq += _sum_masks(m, at * at)
+    w = weight.cpu().double().reshape(rows, cols)
+    return (w * coef).reshape(weight.shape), (w * w * coef_sq).reshape(weight.shape)
+
+
+def grad_alpha_exact(grad, weight, words, per_channel: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Σ G ⊙ W ⊙ M_t, Σ (G ⊙ W)² ⊙ M_t) in float64, per mask (and row, for per-channel alpha)."""
+    from impresslearn.format import rows_cols
+
+    rows, cols = rows_cols(weight.shape)
+    gw = grad.cpu().double().reshape(rows, cols) * weight.cpu().double().reshape(rows, cols)
+    parts = [(_per_mask(m, gw, per_channel), _per_mask(m, gw * gw, per_channel)) for _, m in _mask_chunks(words, cols)]
+    return torch.cat([v for v, _ in parts]), torch.cat([s for _, s in parts])
+
+
+def expected(primitive: str, case):
+    """What a case's results are checked against (check): a list of Exact per output of the call;
+    popup: the reference's mask; lenet_step: None (its loss is checked to be finite)."""
+    if primitive == "lenet_step":
+        return None
+    ref = setup(primitive, case, Method("reference"))()
+    if primitive == "popup":
+        return ref
+    if primitive in ("combine", "grad_alpha"):
+        weight, packed, alpha, grad = combine_inputs(case)
+        if primitive == "combine":
+            return [Exact(*combine_exact(weight, packed.words, alpha), ref, length=case.masks)]
+        value, squares = grad_alpha_exact(grad, weight, packed.words, case.per_channel)
+        return [Exact(value, squares, ref, length=weight[0].numel() if case.per_channel else weight.numel())]
+    x, weight, packed, alpha = linear_inputs(case)
+    w_eff, _ = combine_exact(weight, packed.words, alpha)
+    x = x.double()
+    if primitive == "impress_linear":
+        # y = x W_effᵀ: terms x_j W_ij, each W_ij a sum of T.
+        return [Exact(x @ w_eff.T, (x * x) @ (w_eff * w_eff).T, ref, length=case.cols + case.masks)]
+    # The gradients of sum(y): grad_x = 1 W_eff (terms W_ij over the rows); grad_alpha_t = Σ M_t ⊙ W ⊙ G
+    # with G = 1ᵀ x (each G_ij a sum over the batch).
+    ones = torch.ones(case.batch, case.rows, dtype=torch.float64)
+    grad_w = ones.T @ x
+    value, squares = grad_alpha_exact(grad_w, weight, packed.words, per_channel=False)
+    return [Exact(ones @ w_eff, ones @ (w_eff * w_eff), ref[0], length=case.rows + case.masks),
+            Exact(value, squares, ref[1], length=case.rows * case.cols + case.batch)]
+
+
+def check(param: Param, out, expect) -> None:
+    """Assert that `out`, the result of `param`'s call, is right: within rounding of the float64
+    result (Exact), popup's mask a top-k selection (the backends: the reference's own), the
+    training step's loss finite."""
+    primitive, case, method = param.primitive, param.case, param.method
+    if primitive == "lenet_step":
+        assert out.dim() == 0 and bool(torch.isfinite(out)), out
+    elif primitive == "popup":
+        _check_popup(case, method, out, expect)
+    elif primitive == "impress_linear_backward":
+        grad_x, grad_other = out
+        expect[0].check(grad_x, "grad_x")
+        if method.name != "floor":  # the floor's second gradient is that of W_eff
+            expect[1].check(grad_other, "grad_alpha")
+    else:
+        expect[0].check(out, primitive)
+
+
+def _check_popup(case: PopupCase, method: Method, out, ref: torch.Tensor) -> None:
+    if method.variant == "pack":
+        assert torch.equal(out.words.cpu(), pack_of(ref))
+        return
+    assert out.shape == case.shape
+    if method.backend is not None:
+        assert torch.equal(out.cpu(), ref)
+        return
+    # The torch selections: the top k, ties at the cut in their own order (kthvalue keeps them all).
+    scores, k = popup_inputs(case)
+    kept, dropped = scores[out.cpu() == 1], scores[out.cpu() == 0]
+    assert (kept.numel() == k or method.name == "torch_kthvalue") and kept.numel() >= k
+    assert dropped.numel() == 0 or kept.min() >= dropped.max()
+
+
+# --------------------------------------------------------------------------- summaries
+
+def _times(ratio: float) -> str:
+    return f"{ratio:.1f}x" if ratio < 100 else f"{ratio:.0f}x"
+
+
+def speedup(primitive: str, case, device: str, times: dict[str, float], failed=()) -> dict | None:
+    """One case group in a line: the library's kernel against the fastest dense baseline, as a
+    speed-up ratio (ratios, not times, compare across machines and loads). `times`: seconds of
+    the fastest call of each method (by name) whose results passed their check: on a shared
+    machine other work only adds time to a call, so the fastest is the least disturbed (medians
+    there can differ tenfold from one run to the next). `failed`: the names of the methods whose
+    check failed. None when the kernel was not run or no baseline was timed."""
+    own = kernel(device)
+    where = " (cuda)" if device == "cuda" else ""
+    head = f"{primitive} {case.label}{where}: {own}"
+    base = {m: t for m, t in times.items() if m in dense_baselines(primitive)}
+    row = {"primitive": primitive, "case": case.id, "device": device, "kernel": own}
+    if own in failed:
+        return {**row, "line": f"{head} failed its check (no ratio)"}
+    if own not in times or not base:
+        return None
+    best = min(base, key=base.get)
+    ratio = base[best] / times[own]
+    faster = f"{_times(ratio)} faster than" if ratio >= 1 else f"{_times(1 / ratio)} slower than"
+    line = f"{head} {faster} the best dense baseline ({best})"
+    if "floor" in times:
+        row["floor_ratio"] = times[own] / times["floor"]
+        line += f", {_times(row['floor_ratio'])} the time of the floor (F.linear with W_eff made beforehand)"
+    return {**row, "baseline": best, "speedup": ratio, "line": line}
