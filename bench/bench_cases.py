@@ -731,7 +731,10 @@ def speedup(primitive: str, case, device: str, times: dict[str, float], failed=(
         return None
     best = min(base, key=base.get)
     ratio = base[best] / times[own]
-    faster = f"{_times(ratio)} faster than" if ratio >= 1 else f"{_times(1 / ratio)} slower than"
+    if _times(ratio) == _times(1 / ratio) == "1.0x":  # within 5 %: "1.0x slower" would say nothing
+        faster = "about as fast as"
+    else:
+        faster = f"{_times(ratio)} faster than" if ratio >= 1 else f"{_times(1 / ratio)} slower than"
     line = f"{head} {faster} the best dense baseline ({best})"
     if "floor" in times:
         row["floor_ratio"] = times[own] / times["floor"]

@@ -86,6 +86,8 @@ def test_speedup_lines(bench_cases):
     row = bench_cases.speedup("impress_linear", linear, "cpu", {kernel: 0.004, "floor": 0.002, "dense_matvec": 0.002})
     assert row["line"] == (f"impress_linear 1000x2048 T=75 batch 1: {kernel} 2.0x slower than the best dense baseline "
                            "(dense_matvec), 2.0x the time of the floor (F.linear with W_eff made beforehand)")
+    row = bench_cases.speedup("combine", case, "cpu", {kernel: 0.0102, "dense_matvec": 0.010})
+    assert row["line"].endswith(f": {kernel} about as fast as the best dense baseline (dense_matvec)")
     assert "failed its check" in bench_cases.speedup("combine", case, "cpu", {"dense_matvec": 1.0}, {kernel})["line"]
     assert bench_cases.speedup("combine", case, "cpu", {"dense_matvec": 1.0}) is None  # the kernel not run
 
