@@ -1,5 +1,6 @@
 """Peak memory per case of the CPU methods (native, reference, the dense and torch baselines), each
-in a fresh child process; joined with the suites' timings, the CPU tables and the issue's targets.
+in a fresh child process; joined with the suites' timings, the CPU tables and the targets the
+native ops were built to meet.
 
 Times come from the pytest-benchmark suites (bench/test_<primitive>.py); what they cannot measure
 is the memory one call takes, which needs a process of its own per call. The cases and the calls
@@ -11,7 +12,7 @@ are the suites' own (bench_cases.py).
     python bench/bench_native.py --quick                # tiny cases: a smoke test of the script (no file)
     pytest bench --benchmark-only --benchmark-json=/tmp/t.json
     python bench/bench_native.py --timings /tmp/t.json  # ... with the times: tables of time (× native) and
-                                                        # memory, and the targets of issue 5
+                                                        # memory, and the native ops' targets
 
 Memory: `inputs_mb` is the resident memory the case's inputs take (the method's own mask storage:
 dense float stacks or packed words), `peak_mb` the peak resident memory above the child's
@@ -165,7 +166,7 @@ def summarize(rows: list[dict]) -> tuple[str, list[dict]]:
             check["met"] = check["speedup"] >= speedup and check.get("memory_ratio", mem_ratio or 0) >= (mem_ratio or 0)
             checks.append(check)
     if checks:
-        lines.append("\nTargets (issue 5):")
+        lines.append("\nTargets of the native ops:")
     for c in checks:
         mem = f", memory {c['memory_ratio']:.1f}× (≥ {c['memory_ratio_target']}×)" if "memory_ratio" in c else ""
         lines.append(f"- {c['primitive']} [{c['case']}] vs {c['against']}: {c['speedup']:.1f}× (≥ {c['speedup_target']}×)"

@@ -5,7 +5,7 @@
     python bench/run_triton.py --only popup    # one of: combine, impress_linear, popup
 
 The JSON holds the device (name, peak bandwidth, versions), every measured row and a summary
-against the issue's targets. Without a GPU only `--smoke` runs, to show the scripts work.
+against the Triton kernels' targets. Without a GPU only `--smoke` runs, to show the scripts work.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def _ratio(a, b):
 
 
 def summarize(rows: list[dict]) -> dict:
-    """The issue's targets, from the rows (None where a row is missing)."""
+    """The Triton kernels' targets, from the rows (None where a row is missing)."""
     ok = [r for r in rows if "ms" in r]
 
     def pick(**where):
