@@ -45,9 +45,15 @@ def primitive(device: torch.device, name: str):
 
     Results are made contiguous: the fake implementations promise contiguous outputs, and
     torch.compile checks the real strides against them (an einsum may return a transposed view)."""
-    mod = select(device)
-    fn = resolve(mod.KERNELS, name, reference.KERNELS, backends.name_of(mod)).fn
+    fn = _function(select(device), name)
     return lambda *args: fn(*args).contiguous()
+
+
+def _function(mod: types.ModuleType, name: str) -> Callable:
+    """The backend's kernel of `name` (one dictionary lookup on every op call), else what the
+    declaration allows."""
+    fn = mod.KERNELS.get(name)
+    return fn if fn is not None else resolve(mod.KERNELS, name, reference.KERNELS, backends.name_of(mod)).fn
 
 
 def has_kernel(device: torch.device, name: str) -> bool:
@@ -67,12 +73,14 @@ def primitive_op() -> Callable[[Callable], Callable]:
             raise KeyError(f"{name!r} is not a declared primitive (impresslearn.primitives)")
         spec = PRIMITIVES[name]
 
+        check = spec.check
+
         @functools.wraps(signature)
         def run(*args):
-            spec.check(*args)
-            args = [a.contiguous() if isinstance(a, Tensor) else a for a in args]
-            device = next(a.device for a in args if isinstance(a, Tensor))  # one device: checked
-            return primitive(device, name)(*args)
+            check(*args)
+            # every primitive's first argument is a tensor, and the check put all on one device
+            fn = _function(select(args[0].device), name)
+            return fn(*[a.contiguous() if isinstance(a, Tensor) else a for a in args]).contiguous()
 
         op = torch.library.custom_op(f"impresslearn::{name}", mutates_args=())(run)
 
