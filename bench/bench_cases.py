@@ -78,6 +78,7 @@ QUICK_POPUP_SHAPES = {"tiny": (37, 29)}
 
 # --------------------------------------------------------------------------- inputs
 
+
 def random_packed(t: int, shape, seed: int = 0, device="cpu"):
     """T random masks (each bit 1 with probability 1/2) made directly as packed words, padding bits 0."""
     from impresslearn import PackedMasks
@@ -85,7 +86,7 @@ def random_packed(t: int, shape, seed: int = 0, device="cpu"):
 
     rows, cols = rows_cols(shape)
     g = torch.Generator().manual_seed(seed)
-    words = torch.randint(-2**31, 2**31, (t, rows, num_words(cols)), generator=g, dtype=torch.int64).to(torch.int32)
+    words = torch.randint(-(2**31), 2**31, (t, rows, num_words(cols)), generator=g, dtype=torch.int64).to(torch.int32)
     if cols % 32:
         words[..., -1] &= (1 << (cols % 32)) - 1
     return PackedMasks(words, tuple(shape)).to(device)
@@ -102,6 +103,7 @@ def _gen(seed: int) -> torch.Generator:
 
 
 # --------------------------------------------------------------------------- cases
+
 
 def _dims(shape) -> str:
     return "x".join(map(str, shape))
@@ -187,8 +189,7 @@ def cases(primitive: str, quick: bool = QUICK) -> list:
     if primitive in ("impress_linear", "impress_linear_backward"):
         if quick:
             return [LinearCase(*QUICK_LINEAR, 9, b) for b in (1, 70)]
-        return [LinearCase(*LINEAR_SHAPES[n], t, b) for n in ("lenet.fc1", "resnet50.fc") for t in (8, 75)
-                for b in (1, 16, 128)]
+        return [LinearCase(*LINEAR_SHAPES[n], t, b) for n in ("lenet.fc1", "resnet50.fc") for t in (8, 75) for b in (1, 16, 128)]
     if primitive == "popup":
         sizes = QUICK_POPUP_SHAPES if quick else {k: POPUP_SHAPES[k] for k in ("2.4M", "25M")}
         return [PopupCase(name, shape) for name, shape in sizes.items()]
@@ -205,6 +206,7 @@ def find_case(primitive: str, case_id: str, quick: bool = QUICK):
 
 
 # --------------------------------------------------------------------------- methods
+
 
 @dataclass(frozen=True)
 class Method:
@@ -282,6 +284,7 @@ def methods(primitive: str, variants: bool = True) -> list[Method]:
 
 # --------------------------------------------------------------------------- the calls
 
+
 def _on(backend: str | None, fn: Callable) -> Callable:
     if backend is None:
         return fn
@@ -290,6 +293,7 @@ def _on(backend: str | None, fn: Callable) -> Callable:
     def run():
         with impresslearn.backend(backend):
             return fn()
+
     return run
 
 
@@ -302,6 +306,7 @@ def _native_variant(name: str, fn: Callable) -> Callable:
             return fn()
         finally:
             native.set_variant(previous)
+
     return run
 
 
@@ -314,6 +319,7 @@ def _synced(fn: Callable, device: str) -> Callable:
         out = fn()
         torch.cuda.synchronize()
         return out
+
     return run
 
 
@@ -368,8 +374,7 @@ def linear_inputs(case: LinearCase, device="cpu"):
     weight = torch.randn(case.rows, case.cols, generator=g)
     alpha = torch.rand(case.masks, generator=g) / case.masks
     x = torch.randn(case.batch, case.cols, generator=g)
-    return (x.to(device), weight.to(device), random_packed(case.masks, (case.rows, case.cols), device=device),
-            alpha.to(device))
+    return (x.to(device), weight.to(device), random_packed(case.masks, (case.rows, case.cols), device=device), alpha.to(device))
 
 
 def setup_impress_linear(case: LinearCase, method: Method, backward: bool = False) -> Callable:
@@ -433,8 +438,9 @@ def setup_popup(case: PopupCase, method: Method) -> Callable:
 
     scores, k = popup_inputs(case, method.device)
     if method.backend is None:
-        select = {"torch_sort": dense.select_sort, "torch_topk": dense.select_topk,
-                  "torch_kthvalue": dense.select_kthvalue}[method.name]
+        select = {"torch_sort": dense.select_sort, "torch_topk": dense.select_topk, "torch_kthvalue": dense.select_kthvalue}[
+            method.name
+        ]
         return _synced(lambda: select(scores, k), method.device)
     op = ops.popup_pack if method.variant == "pack" else ops.popup_mask
     return _synced(_on(method.backend, lambda: op(scores, case.density)), method.device)
@@ -464,9 +470,14 @@ def setup_lenet_step(case: StepCase, method: Method) -> Callable:
     return _synced(_on(method.backend, step), method.device)
 
 
-SETUPS = {"combine": setup_combine, "grad_alpha": setup_grad_alpha, "impress_linear": setup_impress_linear,
-          "impress_linear_backward": setup_impress_linear_backward, "popup": setup_popup,
-          "lenet_step": setup_lenet_step}
+SETUPS = {
+    "combine": setup_combine,
+    "grad_alpha": setup_grad_alpha,
+    "impress_linear": setup_impress_linear,
+    "impress_linear_backward": setup_impress_linear_backward,
+    "popup": setup_popup,
+    "lenet_step": setup_lenet_step,
+}
 
 
 def setup(primitive: str, case, method: Method) -> Callable:
@@ -593,9 +604,11 @@ class Exact:
         bad = ~(error <= allowed)  # NaN is bad too
         if bool(bad.any()):
             i = int((error - allowed).nan_to_num(math.inf).argmax())
-            raise AssertionError(f"{what}: {int(bad.sum())} of {out.numel()} elements beyond rounding, e.g. element {i}: "
-                                 f"error {error.flatten()[i].item():.3g} > allowed {allowed.flatten()[i].item():.3g} "
-                                 f"(K = {self.length}, exact {self.exact.flatten()[i].item():.6g})")
+            raise AssertionError(
+                f"{what}: {int(bad.sum())} of {out.numel()} elements beyond rounding, e.g. element {i}: "
+                f"error {error.flatten()[i].item():.3g} > allowed {allowed.flatten()[i].item():.3g} "
+                f"(K = {self.length}, exact {self.exact.flatten()[i].item():.6g})"
+            )
 
 
 def _mask_chunks(words: torch.Tensor, cols: int):
@@ -603,7 +616,7 @@ def _mask_chunks(words: torch.Tensor, cols: int):
     from impresslearn.format import unpack_bits
 
     for t0 in range(0, words.shape[0], CHUNK):
-        yield t0, unpack_bits(words[t0:t0 + CHUNK].cpu(), cols).double()
+        yield t0, unpack_bits(words[t0 : t0 + CHUNK].cpu(), cols).double()
 
 
 def _sum_masks(m: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
@@ -628,7 +641,7 @@ def combine_exact(weight, words, alpha) -> tuple[torch.Tensor, torch.Tensor]:
     a = alpha.cpu().double()
     coef, coef_sq = torch.zeros(rows, cols, dtype=torch.float64), torch.zeros(rows, cols, dtype=torch.float64)
     for t0, m in _mask_chunks(words, cols):
-        at = a[t0:t0 + m.shape[0]]
+        at = a[t0 : t0 + m.shape[0]]
         coef += _sum_masks(m, at)
         coef_sq += _sum_masks(m, at * at)
     w = weight.cpu().double().reshape(rows, cols)
@@ -670,8 +683,10 @@ def expected(primitive: str, case):
     ones = torch.ones(case.batch, case.rows, dtype=torch.float64)
     grad_w = ones.T @ x
     value, squares = grad_alpha_exact(grad_w, weight, packed.words, per_channel=False)
-    return [Exact(ones @ w_eff, ones @ (w_eff * w_eff), ref[0], length=case.rows + case.masks),
-            Exact(value, squares, ref[1], length=case.rows * case.cols + case.batch)]
+    return [
+        Exact(ones @ w_eff, ones @ (w_eff * w_eff), ref[0], length=case.rows + case.masks),
+        Exact(value, squares, ref[1], length=case.rows * case.cols + case.batch),
+    ]
 
 
 def check(param: Param, out, expect) -> None:
@@ -708,6 +723,7 @@ def _check_popup(case: PopupCase, method: Method, out, ref: torch.Tensor) -> Non
 
 
 # --------------------------------------------------------------------------- summaries
+
 
 def _times(ratio: float) -> str:
     return f"{ratio:.1f}x" if ratio < 100 else f"{ratio:.0f}x"

@@ -63,36 +63,53 @@ def run(setup: Setup, peak_gbps) -> list[dict]:
             stacked = None
         w_bytes = weight.numel() * weight.element_size()
         ops = {
-            "forward": (2 * w_bytes + words.numel() * 4, {
-                "triton": lambda: kernels.combine(weight, words, alpha),
-                # both coefficient paths forced, to choose the default by measurement
-                "triton_lut": lambda: kernels.combine(weight, words, alpha, **TRITON_COMBINE_PATHS["lut"]),
-                "triton_shift_add": lambda: kernels.combine(weight, words, alpha, **TRITON_COMBINE_PATHS["shift_add"]),
-                "reference": lambda: reference.combine(weight, words, alpha),
-                "dense_supsup": lambda: dense.combine_dense(weight, stacked, alpha),
-                "dense_matvec": lambda: dense.combine_matvec(weight, stacked, alpha),
-            }),
-            "grad_alpha": (2 * w_bytes + words.numel() * 4, {
-                "triton": lambda: kernels.combine_grad_alpha(grad, weight, words, alpha),
-                "reference": lambda: reference.combine_grad_alpha(grad, weight, words, alpha),
-                "dense_supsup": lambda: dense.combine_dense_grad_alpha(grad, weight, stacked, alpha),
-                "dense_matvec": lambda: dense.combine_matvec_grad_alpha(grad, weight, stacked, alpha),
-            }),
+            "forward": (
+                2 * w_bytes + words.numel() * 4,
+                {
+                    "triton": lambda: kernels.combine(weight, words, alpha),
+                    # both coefficient paths forced, to choose the default by measurement
+                    "triton_lut": lambda: kernels.combine(weight, words, alpha, **TRITON_COMBINE_PATHS["lut"]),
+                    "triton_shift_add": lambda: kernels.combine(weight, words, alpha, **TRITON_COMBINE_PATHS["shift_add"]),
+                    "reference": lambda: reference.combine(weight, words, alpha),
+                    "dense_supsup": lambda: dense.combine_dense(weight, stacked, alpha),
+                    "dense_matvec": lambda: dense.combine_matvec(weight, stacked, alpha),
+                },
+            ),
+            "grad_alpha": (
+                2 * w_bytes + words.numel() * 4,
+                {
+                    "triton": lambda: kernels.combine_grad_alpha(grad, weight, words, alpha),
+                    "reference": lambda: reference.combine_grad_alpha(grad, weight, words, alpha),
+                    "dense_supsup": lambda: dense.combine_dense_grad_alpha(grad, weight, stacked, alpha),
+                    "dense_matvec": lambda: dense.combine_matvec_grad_alpha(grad, weight, stacked, alpha),
+                },
+            ),
         }
         checks = {  # the benchmark also shows the kernels agree with the reference on this device
-            "forward": lambda: _max_relative_error(kernels.combine(weight, words, alpha),
-                                                   reference.combine(weight, words, alpha)),
-            "grad_alpha": lambda: _max_relative_error(kernels.combine_grad_alpha(grad, weight, words, alpha),
-                                                      reference.combine_grad_alpha(grad, weight, words, alpha)),
+            "forward": lambda: _max_relative_error(
+                kernels.combine(weight, words, alpha), reference.combine(weight, words, alpha)
+            ),
+            "grad_alpha": lambda: _max_relative_error(
+                kernels.combine_grad_alpha(grad, weight, words, alpha), reference.combine_grad_alpha(grad, weight, words, alpha)
+            ),
         }
         for op, (floor_bytes, impls) in ops.items():
             for impl, fn in impls.items():
-                row = dict(bench="combine", op=op, layer=layer, shape=list(shape), masks=t,
-                           alpha="per_channel" if per_channel else "per_layer", dtype="float32", impl=impl,
-                           floor_bytes=floor_bytes)
+                row = dict(
+                    bench="combine",
+                    op=op,
+                    layer=layer,
+                    shape=list(shape),
+                    masks=t,
+                    alpha="per_channel" if per_channel else "per_layer",
+                    dtype="float32",
+                    impl=impl,
+                    floor_bytes=floor_bytes,
+                )
                 if stacked is None and impl.startswith("dense"):
                     rows.append(dict(row, error="out of memory (stacked masks)"))
                     continue
+
                 def more(ms, fn=fn, impl=impl, op=op, floor_bytes=floor_bytes):
                     extra = dict(gbps=floor_bytes / ms / 1e6, peak_mb=peak_memory_mb(setup, fn))
                     if peak_gbps:

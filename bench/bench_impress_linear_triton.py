@@ -55,20 +55,23 @@ def _linear_impls(x, weight, packed, alpha, stacked):
         def step():
             with impresslearn.backend(name):
                 return _grads(ops.impress_linear(xr, weight, packed, ar), (xr, ar))
+
         return step
 
     return {
         "forward": {
             "triton_fused": lambda: kernels.impress_linear(x, weight, words, alpha, None, **TRITON_LINEAR_PATHS["fused"]),
-            "triton_combine_gemm": lambda: kernels.impress_linear(x, weight, words, alpha, None,
-                                                                  **TRITON_LINEAR_PATHS["combine_gemm"]),
+            "triton_combine_gemm": lambda: kernels.impress_linear(
+                x, weight, words, alpha, None, **TRITON_LINEAR_PATHS["combine_gemm"]
+            ),
             "floor": lambda: F.linear(x, w_eff),
             "dense": lambda: F.linear(x, dense.combine_dense(weight, stacked, alpha)),
         },
         "grad_input": {
             "triton_fused": lambda: kernels.impress_linear_grad_input(g, weight, words, alpha, **TRITON_LINEAR_PATHS["fused"]),
-            "triton_combine_gemm": lambda: kernels.impress_linear_grad_input(g, weight, words, alpha,
-                                                                             **TRITON_LINEAR_PATHS["combine_gemm"]),
+            "triton_combine_gemm": lambda: kernels.impress_linear_grad_input(
+                g, weight, words, alpha, **TRITON_LINEAR_PATHS["combine_gemm"]
+            ),
             "floor": lambda: g @ w_eff,
         },
         "fwd+bwd": {
@@ -90,14 +93,17 @@ def _conv_impls(x, weight, packed, alpha, stacked):
         def step():
             with impresslearn.backend(name):
                 return _grads(ops.impress_conv2d(xr, weight, packed, ar, None, 1, 1), (xr, ar))
+
         return step
 
-    return {"fwd+bwd": {
-        "triton": through_ops("triton"),
-        "floor": lambda: _grads(F.conv2d(xr, wr, None, 1, 1), (xr, wr)),
-        "dense": lambda: _grads(F.conv2d(xr, dense.combine_dense(weight, stacked, ar), None, 1, 1), (xr, ar)),
-        "reference": through_ops("reference"),
-    }}
+    return {
+        "fwd+bwd": {
+            "triton": through_ops("triton"),
+            "floor": lambda: _grads(F.conv2d(xr, wr, None, 1, 1), (xr, wr)),
+            "dense": lambda: _grads(F.conv2d(xr, dense.combine_dense(weight, stacked, ar), None, 1, 1), (xr, ar)),
+            "reference": through_ops("reference"),
+        }
+    }
 
 
 def _time_all(setup, impls_by_op, base_row, rows):

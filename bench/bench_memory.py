@@ -53,6 +53,7 @@ ARCHS = ("resnet50", "resnet18")  # resnet18 (narrow) only for smoke runs
 
 # --------------------------------------------------------------------------- the child: one case
 
+
 def _status_mb(key: str) -> float:
     text = Path("/proc/self/status").read_text()
     m = re.search(rf"^{key}:\s+(\d+) kB", text, re.M)
@@ -113,8 +114,9 @@ def child(args) -> dict:
         model = build_model(args.mode, args.masks, args.arch, args.width, dev)
         out["build_s"] = time.perf_counter() - t0
         out["backend"] = ops.backend_for(dev) if args.mode == "packed" else "dense (combine_dense)"
-        out["basis_mb"] = sum(b.numel() * b.element_size() for n, b in model.named_buffers()
-                              if n.endswith(("basis_words", "stacked"))) / MIB
+        out["basis_mb"] = (
+            sum(b.numel() * b.element_size() for n, b in model.named_buffers() if n.endswith(("basis_words", "stacked"))) / MIB
+        )
         out["rss_model_mb"] = _status_mb("VmRSS")
         step = make_step(model, args.batch, args.image_size, dev)
         if dev.startswith("cuda"):
@@ -172,6 +174,7 @@ def largest_batch(step, start: int, cap: int) -> int:
 
 # --------------------------------------------------------------------------- the parent: all cases
 
+
 def mem_available() -> int:
     text = Path("/proc/meminfo").read_text()
     return int(re.search(r"^MemAvailable:\s+(\d+) kB", text, re.M).group(1)) * 1024
@@ -187,8 +190,10 @@ def probe(args) -> dict:
 
     with torch.device("meta"):
         net = models.resnet50(num_classes=10) if args.arch == "resnet50" else models.cifar_resnet18(10, width=args.width)
-    info = {"torch": torch.__version__,
-            "layers": [rows_cols(m.weight.shape) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]}
+    info = {
+        "torch": torch.__version__,
+        "layers": [rows_cols(m.weight.shape) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))],
+    }
     if args.device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(0)
         info["gpu_memory_gb"] = round(torch.cuda.get_device_properties(0).total_memory / GIB, 1)
@@ -202,10 +207,29 @@ def basis_bytes(mode: str, masks: int, layers) -> int:
 
 
 def run_case(mode: str, masks: int, args, layers) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--mode", mode, "--masks", str(masks),
-           "--batch", str(args.batch), "--image-size", str(args.image_size), "--device", args.device,
-           "--steps", str(args.steps), "--arch", args.arch, "--width", str(args.width),
-           "--max-batch", str(args.max_batch)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        "--mode",
+        mode,
+        "--masks",
+        str(masks),
+        "--batch",
+        str(args.batch),
+        "--image-size",
+        str(args.image_size),
+        "--device",
+        args.device,
+        "--steps",
+        str(args.steps),
+        "--arch",
+        args.arch,
+        "--width",
+        str(args.width),
+        "--max-batch",
+        str(args.max_batch),
+    ]
     limit = None
     if args.device == "cpu":
         avail = mem_available()
@@ -216,11 +240,15 @@ def run_case(mode: str, masks: int, args, layers) -> dict:
         if need > limit:  # certain to fail: do not make the machine page it in first
             base = {"mode": mode, "T": masks, "batch": args.batch, "address_space_limit_gb": round(limit / GIB, 2)}
             if need > args.limit_gb * GIB:
-                return base | {"status": "out of memory",
-                               "error": f"not run: its basis alone needs {(need - 3 * GIB) / GIB:.1f} GiB, more than "
-                                        f"the {args.limit_gb:g} GiB of address space a case may use (--limit-gb)"}
-            return base | {"status": "skipped: too little free memory now",
-                           "error": f"needs {need / GIB:.1f} GiB of address space, {avail / GIB:.1f} GiB available"}
+                return base | {
+                    "status": "out of memory",
+                    "error": f"not run: its basis alone needs {(need - 3 * GIB) / GIB:.1f} GiB, more than "
+                    f"the {args.limit_gb:g} GiB of address space a case may use (--limit-gb)",
+                }
+            return base | {
+                "status": "skipped: too little free memory now",
+                "error": f"needs {need / GIB:.1f} GiB of address space, {avail / GIB:.1f} GiB available",
+            }
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(args.threads))
     res, code, err_text, maxrss = run_child(cmd, limit or 0, env)
@@ -232,9 +260,15 @@ def run_case(mode: str, masks: int, args, layers) -> dict:
 
 
 def machine(device: str, probed: dict) -> dict:
-    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB, 1),
-            "torch": probed["torch"], "python": platform.python_version(), "device": device}
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB, 1),
+        "torch": probed["torch"],
+        "python": platform.python_version(),
+        "device": device,
+    }
     for key in ("gpu", "gpu_memory_gb"):
         if key in probed:
             info[key] = probed[key]
@@ -250,8 +284,7 @@ def table(res: dict) -> str:
     gpu = res["config"]["device"].startswith("cuda")
     by = {(c["mode"], c["T"]): c for c in res["cases"]}
     key, unit = ("cuda_peak_mb", "GPU peak") if gpu else ("peak_rss_mb", "peak RSS")
-    head = ["T", f"packed {unit} (MiB)", f"dense {unit} (MiB)", "dense / packed",
-            "packed step (s)", "dense step (s)"]
+    head = ["T", f"packed {unit} (MiB)", f"dense {unit} (MiB)", "dense / packed", "packed step (s)", "dense step (s)"]
     if not gpu:
         head[4:4] = ["above import: packed / dense (MiB)"]
     else:
@@ -264,9 +297,14 @@ def table(res: dict) -> str:
             return _fmt(c.get(key), ",.0f") if c.get("status") == "ok" else (c.get("status") or "-")
 
         ratio = d[key] / p[key] if p.get("status") == d.get("status") == "ok" else None
-        row = [str(t), peak(p), peak(d), _fmt(ratio, ".1f"),
-               _fmt(p.get("step_s"), ".2f") if p.get("status") == "ok" else "-",
-               _fmt(d.get("step_s"), ".2f") if d.get("status") == "ok" else "-"]
+        row = [
+            str(t),
+            peak(p),
+            peak(d),
+            _fmt(ratio, ".1f"),
+            _fmt(p.get("step_s"), ".2f") if p.get("status") == "ok" else "-",
+            _fmt(d.get("step_s"), ".2f") if d.get("status") == "ok" else "-",
+        ]
         if not gpu:
             above = [c[key] - c["rss_import_mb"] if c.get("status") == "ok" else None for c in (p, d)]
             row[4:4] = [f"{_fmt(above[0], ',.0f')} / {_fmt(above[1], ',.0f')}"]
@@ -280,30 +318,60 @@ def parent(args) -> dict:
     out = Path(args.out or HERE / "results" / f"memory_{'cuda' if args.device.startswith('cuda') else 'cpu'}.json")
     # This process stays small and never imports torch: a child's ru_maxrss counts what it was
     # forked from. One light child reports the versions and the layer shapes.
-    probe_cmd = [sys.executable, str(Path(__file__).resolve()), "--probe", "--arch", args.arch, "--width",
-                 str(args.width), "--device", args.device]
+    probe_cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--probe",
+        "--arch",
+        args.arch,
+        "--width",
+        str(args.width),
+        "--device",
+        args.device,
+    ]
     probed = json.loads(subprocess.run(probe_cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
-    res = {"command": "python bench/bench_memory.py " + shlex.join(sys.argv[1:]),
-           "machine": machine(args.device, probed),
-           "config": {"T": args.T, "modes": args.modes, "batch": args.batch, "image_size": args.image_size,
-                      "arch": args.arch, "device": args.device, "steps": args.steps, "threads": args.threads},
-           "cases": []}
+    res = {
+        "command": "python bench/bench_memory.py " + shlex.join(sys.argv[1:]),
+        "machine": machine(args.device, probed),
+        "config": {
+            "T": args.T,
+            "modes": args.modes,
+            "batch": args.batch,
+            "image_size": args.image_size,
+            "arch": args.arch,
+            "device": args.device,
+            "steps": args.steps,
+            "threads": args.threads,
+        },
+        "cases": [],
+    }
     for t in args.T:
         for mode in args.modes:
             print(f"T={t} {mode}: ", end="", file=sys.stderr, flush=True)
             case = run_case(mode, t, args, probed["layers"])
             res["cases"].append(case)
-            print(case["status"], {k: round(v, 2) for k, v in case.items()
-                                   if k in ("peak_rss_mb", "cuda_peak_mb", "step_s", "max_batch") and v is not None},
-                  file=sys.stderr, flush=True)
+            print(
+                case["status"],
+                {
+                    k: round(v, 2)
+                    for k, v in case.items()
+                    if k in ("peak_rss_mb", "cuda_peak_mb", "step_s", "max_batch") and v is not None
+                },
+                file=sys.stderr,
+                flush=True,
+            )
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(res, indent=1))  # after every case: an interruption keeps what ran
     res["table"] = table(res)
     out.write_text(json.dumps(res, indent=1))
-    out.with_suffix(".md").write_text(f"`{res['command']}` on {res['machine']['processor']} "
-                                      f"({res['machine']['cpus']} CPUs, {res['machine']['memory_gb']} GB"
-                                      + (f", {res['machine']['gpu']}" if "gpu" in res["machine"] else "")
-                                      + f"), torch {res['machine']['torch']}\n\n" + res["table"] + "\n")
+    out.with_suffix(".md").write_text(
+        f"`{res['command']}` on {res['machine']['processor']} "
+        f"({res['machine']['cpus']} CPUs, {res['machine']['memory_gb']} GB"
+        + (f", {res['machine']['gpu']}" if "gpu" in res["machine"] else "")
+        + f"), torch {res['machine']['torch']}\n\n"
+        + res["table"]
+        + "\n"
+    )
     print(res["table"])
     print(f"results: {out}")
     return res
@@ -312,8 +380,13 @@ def parent(args) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     p.add_argument("--T", type=int, nargs="+", default=[10, 35, 75, 150], help="basis sizes")
-    p.add_argument("--modes", nargs="+", default=["packed", "dense"], choices=["packed", "dense"],
-                   help="bases kept as packed bits, as dense floats")
+    p.add_argument(
+        "--modes",
+        nargs="+",
+        default=["packed", "dense"],
+        choices=["packed", "dense"],
+        help="bases kept as packed bits, as dense floats",
+    )
     p.add_argument("--batch", type=int, help="images per step (none: 2 on a CPU, 32 on a GPU)")
     p.add_argument("--image-size", type=int, default=224, help="input images' height and width")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:n]")

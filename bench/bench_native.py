@@ -55,6 +55,7 @@ def cpu_methods(primitive: str) -> list[bench_cases.Method]:
 
 # --------------------------------------------------------------------------- memory, in a child
 
+
 def _status_mb(key: str) -> float:
     with open("/proc/self/status") as f:
         for line in f:
@@ -84,16 +85,22 @@ def measure_here(primitive: str, case_id: str, method: str, quick: bool) -> dict
 
 def measure(primitive: str, case_id: str, method: str, quick: bool) -> dict:
     spec = json.dumps({"primitive": primitive, "case": case_id, "method": method, "quick": quick})
-    proc = subprocess.run([sys.executable, __file__, "--child", spec, "--threads", str(torch.get_num_threads())],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", spec, "--threads", str(torch.get_num_threads())], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         return {"memory_error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"rc {proc.returncode}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def machine() -> dict:
-    info = {"python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "cpus": os.cpu_count(), "backends": impresslearn.available_backends()}
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "backends": impresslearn.available_backends(),
+    }
     try:
         with open("/proc/cpuinfo") as f:
             info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
@@ -101,11 +108,13 @@ def machine() -> dict:
         info["cpu"] = platform.processor()
     if "native" in info["backends"]:
         from impresslearn import native
+
         info["native_variant"] = native.variant()
     return info
 
 
 # --------------------------------------------------------------------------- timings and report
+
 
 def read_timings(path: Path) -> dict:
     """{(primitive, case id, method id): {median_ms, min_ms, rounds}} from a --benchmark-json file."""
@@ -114,7 +123,10 @@ def read_timings(path: Path) -> dict:
         info, stats = b.get("extra_info", {}), b["stats"]
         if "primitive" in info:
             out[(info["primitive"], info["case"], info["method"])] = {
-                "median_ms": stats["median"] * 1e3, "min_ms": stats["min"] * 1e3, "rounds": stats["rounds"]}
+                "median_ms": stats["median"] * 1e3,
+                "min_ms": stats["min"] * 1e3,
+                "rounds": stats["rounds"],
+            }
     return out
 
 
@@ -158,8 +170,13 @@ def summarize(rows: list[dict]) -> tuple[str, list[dict]]:
                 continue
             if "median_ms" not in native or "median_ms" not in other:
                 continue
-            check = {"primitive": primitive, "case": case, "against": method,
-                     "speedup": other["median_ms"] / native["median_ms"], "speedup_target": speedup}
+            check = {
+                "primitive": primitive,
+                "case": case,
+                "against": method,
+                "speedup": other["median_ms"] / native["median_ms"],
+                "speedup_target": speedup,
+            }
             if mem_ratio and "peak_mb" in native and "peak_mb" in other:
                 check["memory_ratio"] = other["peak_mb"] / max(native["peak_mb"], 1e-9)
                 check["memory_ratio_target"] = mem_ratio
@@ -169,8 +186,10 @@ def summarize(rows: list[dict]) -> tuple[str, list[dict]]:
         lines.append("\nTargets of the native ops:")
     for c in checks:
         mem = f", memory {c['memory_ratio']:.1f}× (≥ {c['memory_ratio_target']}×)" if "memory_ratio" in c else ""
-        lines.append(f"- {c['primitive']} [{c['case']}] vs {c['against']}: {c['speedup']:.1f}× (≥ {c['speedup_target']}×)"
-                     f"{mem}: {'met' if c['met'] else 'NOT met'}")
+        lines.append(
+            f"- {c['primitive']} [{c['case']}] vs {c['against']}: {c['speedup']:.1f}× (≥ {c['speedup_target']}×)"
+            f"{mem}: {'met' if c['met'] else 'NOT met'}"
+        )
     return "\n".join(lines), checks
 
 
@@ -200,17 +219,30 @@ def main(argv=None) -> dict:
             for method in cpu_methods(primitive):
                 if args.methods and method.id not in args.methods:
                     continue
-                rows.append({"primitive": primitive, "case": case.id, "method": method.id,
-                             "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(case).items()},
-                             **timings.get((primitive, case.id, method.id), {})})
+                rows.append(
+                    {
+                        "primitive": primitive,
+                        "case": case.id,
+                        "method": method.id,
+                        "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(case).items()},
+                        **timings.get((primitive, case.id, method.id), {}),
+                    }
+                )
     if not args.no_memory:
         for r in tqdm(rows, desc="memory", unit="case"):
             r.update(measure(r["primitive"], r["case"], r["method"], args.quick))
     table, checks = summarize(rows)
     print(table)
-    record = {"command": "python bench/bench_native.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S"), "quick": args.quick,
-              "timings": str(args.timings) if args.timings else None, "results": rows, "targets": checks, "table": table}
+    record = {
+        "command": "python bench/bench_native.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine(),
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "quick": args.quick,
+        "timings": str(args.timings) if args.timings else None,
+        "results": rows,
+        "targets": checks,
+        "table": table,
+    }
     out = args.out or (None if args.quick else RESULTS)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

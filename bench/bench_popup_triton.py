@@ -45,11 +45,22 @@ def run(setup: Setup, peak_gbps=None) -> list[dict]:
             "reference": lambda: reference.popup_mask(scores, k),
         }
         expected = reference.popup_mask(scores, k)
-        checks = {"triton_mask": lambda: torch.equal(kernels.popup_mask(scores, k), expected),
-                  "triton_pack": lambda: torch.equal(kernels.popup_pack(scores, k), reference.popup_pack(scores, k))}
+        checks = {
+            "triton_mask": lambda: torch.equal(kernels.popup_mask(scores, k), expected),
+            "triton_pack": lambda: torch.equal(kernels.popup_pack(scores, k), reference.popup_pack(scores, k)),
+        }
         for impl, fn in impls.items():
-            row = dict(bench="popup", size=name, shape=list(shape), numel=n, density=density, k=k, dtype="float32",
-                       impl=impl, ms=measure_ms(setup, fn))
+            row = dict(
+                bench="popup",
+                size=name,
+                shape=list(shape),
+                numel=n,
+                density=density,
+                k=k,
+                dtype="float32",
+                impl=impl,
+                ms=measure_ms(setup, fn),
+            )
             if impl in checks:  # the benchmark also shows the kernel is exact on this device
                 row["matches_reference"] = bool(checks[impl]())
             rows.append(row)

@@ -64,6 +64,7 @@ SLACK_MIB = 1024  # the acceptance figure: backbone + packed masks + 1 GiB
 
 # --------------------------------------------------------------------------- the child: one case
 
+
 class Meter:
     """Memory now and at its peak: resident set on a CPU, allocated tensor memory on a GPU."""
 
@@ -159,8 +160,12 @@ def train_new_task(il, model, layers, args, meter: Meter, code: str) -> dict:
     x = torch.randn(args.batch, 3, args.image_size, args.image_size, device=args.device)
     y = torch.randint(0, 100, (args.batch,), device=args.device)
     base = meter.now()
-    out = {"train_task": task, "trained_floats": sum(p.numel() for p in params), "step_base_mb": base,
-           "peak_reset": meter.reset_peak()}
+    out = {
+        "train_task": task,
+        "trained_floats": sum(p.numel() for p in params),
+        "step_base_mb": base,
+        "peak_reset": meter.reset_peak(),
+    }
     times = []
     for _ in range(args.steps):  # the second step holds the momentum buffers from its start
         t = time.perf_counter()
@@ -193,9 +198,17 @@ def child(args) -> dict:
     torch.manual_seed(0)
     meter = Meter(args.device)
     pkg = Path(il.__file__).resolve().parent
-    out = {"code": args.code, "T": args.T, "arch": args.arch, "device": args.device, "impresslearn": str(pkg),
-           "backend": ops.backend_for(args.device), "threads": torch.get_num_threads(), "torch": torch.__version__,
-           "torchvision": torchvision.__version__}
+    out = {
+        "code": args.code,
+        "T": args.T,
+        "arch": args.arch,
+        "device": args.device,
+        "impresslearn": str(pkg),
+        "backend": ops.backend_for(args.device),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+    }
     if args.code == "old" and not pkg.is_relative_to(Path(args.old_path).resolve()):
         raise SystemExit(f"the old code was not imported: impresslearn came from {pkg}")
     base = meter.now()
@@ -226,8 +239,7 @@ def child(args) -> dict:
         out["held_trimmed_mb"] = None if held is None else held - base
         # every tensor the model holds (parameters, buffers, stashed floats of unfinished tasks)
         stash = sum(v.nbytes for m in layers for v in getattr(m, "_stash", {}).values())
-        out["model_tensor_bytes"] = (sum(p.nbytes for p in model.parameters()) + sum(b.nbytes for b in model.buffers())
-                                     + stash)
+        out["model_tensor_bytes"] = sum(p.nbytes for p in model.parameters()) + sum(b.nbytes for b in model.buffers()) + stash
         out["peak_before_step_mb"] = meter.peak() - base  # convert, finishing (lifetime peak so far)
         times = forward_ms(il, model, args)
         out["forward_ms"] = statistics.median(times)
@@ -253,18 +265,22 @@ def probe(args) -> dict:
 
     if not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: no CUDA device here")
-    return {"gpu": torch.cuda.get_device_name(0),
-            "gpu_memory_gb": round(torch.cuda.get_device_properties(0).total_memory / GIB, 1)}
+    return {
+        "gpu": torch.cuda.get_device_name(0),
+        "gpu_memory_gb": round(torch.cuda.get_device_properties(0).total_memory / GIB, 1),
+    }
 
 
 # --------------------------------------------------------------------------- the parent: all cases
+
 
 def prepare_old(commit: str, path: Path) -> dict:
     """Extract the impresslearn package of `commit` into `path` (git archive: no worktree, no index)
     and copy the built native library beside it; what was done, or {"error": why not}."""
     try:
-        full = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", f"{commit}^{{commit}}"],
-                              capture_output=True, text=True, check=True).stdout.strip()
+        full = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--verify", f"{commit}^{{commit}}"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError) as err:
         return {"error": f"commit {commit} is not in this checkout's history ({type(err).__name__})"}
     marker = path / ".impresslearn-commit"  # says the folder is ours, and which commit it holds
@@ -288,10 +304,35 @@ def prepare_old(commit: str, path: Path) -> dict:
 
 
 def run_case(code: str, tasks: int, args) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "--code", code, "--tasks", str(tasks),
-           "--device", args.device, "--arch", args.arch, "--width", str(args.width), "--batch", str(args.batch),
-           "--image-size", str(args.image_size), "--density", str(args.density), "--steps", str(args.steps),
-           "--forward-runs", str(args.forward_runs), "--threads", str(args.threads), "--old-path", str(args.old_path)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        "--code",
+        code,
+        "--tasks",
+        str(tasks),
+        "--device",
+        args.device,
+        "--arch",
+        args.arch,
+        "--width",
+        str(args.width),
+        "--batch",
+        str(args.batch),
+        "--image-size",
+        str(args.image_size),
+        "--density",
+        str(args.density),
+        "--steps",
+        str(args.steps),
+        "--forward-runs",
+        str(args.forward_runs),
+        "--threads",
+        str(args.threads),
+        "--old-path",
+        str(args.old_path),
+    ]
     limit = 0
     if args.device == "cpu":
         # Address space, not resident memory: importing torch maps about 3 GiB it never touches.
@@ -323,9 +364,17 @@ def holds(case: dict) -> bool | None:
 
 def table(res: dict) -> str:
     # memory columns in MiB, as the .md says above the table (resident on a CPU, allocated on a GPU)
-    head = ["T", "code (backend)", "after convert", "all T tasks finished", "all T tasks held, after malloc_trim",
-            "backbone + task state", "within backbone + packed masks + 1 GiB", "peak of a training step",
-            "forward of finished task 0 (ms)"]
+    head = [
+        "T",
+        "code (backend)",
+        "after convert",
+        "all T tasks finished",
+        "all T tasks held, after malloc_trim",
+        "backbone + task state",
+        "within backbone + packed masks + 1 GiB",
+        "peak of a training step",
+        "forward of finished task 0 (ms)",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in sorted(res["cases"], key=lambda c: (c["T"], c["code"] != "new")):  # each T: now, then before
         name = "now" if c["code"] == "new" else f"before, {res.get('old', {}).get('commit', OLD_COMMIT)[:7]}"
@@ -338,9 +387,11 @@ def table(res: dict) -> str:
         else:  # the old code has no finished state: every task keeps its float scores
             state = f"{_fmt(c['backbone_bytes'] / MIB)} + {_fmt(c['all_scores_bytes'] / MIB)} float scores"
             finished, ok = "- (tasks stay floats)", "-"
-        lines.append(f"| {c['T']} | {name} ({c['backend']}) | {_fmt(c['converted_mb'])} | {finished} | "
-                     f"{_fmt(c.get('held_trimmed_mb'))} | {state} | {ok} | "
-                     f"{_fmt(c['step_peak_mb'])} | {_fmt(c['forward_ms'], ',.1f')} |")
+        lines.append(
+            f"| {c['T']} | {name} ({c['backend']}) | {_fmt(c['converted_mb'])} | {finished} | "
+            f"{_fmt(c.get('held_trimmed_mb'))} | {state} | {ok} | "
+            f"{_fmt(c['step_peak_mb'])} | {_fmt(c['forward_ms'], ',.1f')} |"
+        )
     return "\n".join(lines)
 
 
@@ -354,22 +405,28 @@ def verdict(res: dict) -> str:
             parts.append(f"T = {c['T']}: not measured ({c.get('status')})")
             continue
         bound = (c["backbone_bytes"] + c["packed_mask_bytes"]) / MIB + SLACK_MIB
-        parts.append(f"T = {c['T']}: the model with all {c['T']} tasks finished takes {c['finished_mb']:,.0f} MiB "
-                     f"against a bound of {bound:,.0f} MiB (backbone {c['backbone_bytes'] / MIB:,.0f} + packed masks "
-                     f"{c['packed_mask_bytes'] / MIB:,.0f} + 1,024): **{'holds' if holds(c) else 'does not hold'}** "
-                     f"(margin {bound - c['finished_mb']:,.0f} MiB); its training-step peak, "
-                     f"{c['step_peak_mb']:,.0f} MiB, is {'within' if c['step_peak_mb'] <= bound else 'above'} the same bound")
+        parts.append(
+            f"T = {c['T']}: the model with all {c['T']} tasks finished takes {c['finished_mb']:,.0f} MiB "
+            f"against a bound of {bound:,.0f} MiB (backbone {c['backbone_bytes'] / MIB:,.0f} + packed masks "
+            f"{c['packed_mask_bytes'] / MIB:,.0f} + 1,024): **{'holds' if holds(c) else 'does not hold'}** "
+            f"(margin {bound - c['finished_mb']:,.0f} MiB); its training-step peak, "
+            f"{c['step_peak_mb']:,.0f} MiB, is {'within' if c['step_peak_mb'] <= bound else 'above'} the same bound"
+        )
     return "Acceptance (a 100-task model within backbone + packed masks + 1 GiB): " + "; ".join(parts) + "."
 
 
 def times_table(res: dict) -> str:
     """Seconds each stage took (the conversion grows with T: each added task copies the masks buffer)."""
-    lines = ["| T | code | convert (s) | finish all T tasks (s) | a training step (s) | the case's process (s) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| T | code | convert (s) | finish all T tasks (s) | a training step (s) | the case's process (s) |",
+        "|---|---|---|---|---|---|",
+    ]
     for c in sorted(res["cases"], key=lambda c: (c["T"], c["code"] != "new")):
         if c.get("status") == "ok":
-            lines.append(f"| {c['T']} | {'now' if c['code'] == 'new' else 'before'} | {c['convert_s']:.1f} | "
-                         f"{_fmt(c.get('finish_all_s'), '.1f')} | {c['step_s']:.2f} | {_fmt(c.get('wall_s'), '.0f')} |")
+            lines.append(
+                f"| {c['T']} | {'now' if c['code'] == 'new' else 'before'} | {c['convert_s']:.1f} | "
+                f"{_fmt(c.get('finish_all_s'), '.1f')} | {c['step_s']:.2f} | {_fmt(c.get('wall_s'), '.0f')} |"
+            )
     return "\n".join(lines)
 
 
@@ -378,18 +435,22 @@ def markdown(res: dict) -> str:
     gpu = res["config"]["device"].startswith("cuda")
     where = f"{m['processor']} ({m['cpus']} CPUs, {m['memory_gb']} GB" + (f", {m['gpu']}" if "gpu" in m else "") + ")"
     cfg = res["config"]
-    what = ("torch.cuda.memory_allocated (the step: max_memory_allocated), MiB" if gpu else
-            "resident memory (VmRSS; the step: VmHWM reset just before it), MiB above the same process after "
-            "importing torch, torchvision and impresslearn")
+    what = (
+        "torch.cuda.memory_allocated (the step: max_memory_allocated), MiB"
+        if gpu
+        else "resident memory (VmRSS; the step: VmHWM reset just before it), MiB above the same process after "
+        "importing torch, torchvision and impresslearn"
+    )
     old = res.get("old", {})
     notes = [
         f"`{res['command']}` on {where}, torch {m['torch']}, torchvision {res['probe']['torchvision']}, "
         f"{cfg['threads']} thread(s); {res['seconds']:.0f} s in all; load average {res['load_average_start'][0]:.1f} "
         f"at the start, {res['load_average_end'][0]:.1f} at the end (times are only as quiet as the machine was).",
         "",
-        f"Model: `convert(torchvision.models.resnet50(weights=None, num_classes=100), \"supermask\", density="
-        f"{cfg['density']:g}, num_tasks=T, seed=0)`" if cfg["arch"] == "resnet50" else
-        f"Model: impresslearn.models.cifar_resnet18(width={cfg['width']}) (a smoke run), SupSup, density {cfg['density']:g}",
+        f'Model: `convert(torchvision.models.resnet50(weights=None, num_classes=100), "supermask", density='
+        f"{cfg['density']:g}, num_tasks=T, seed=0)`"
+        if cfg["arch"] == "resnet50"
+        else f"Model: impresslearn.models.cifar_resnet18(width={cfg['width']}) (a smoke run), SupSup, density {cfg['density']:g}",
         f"(batch {cfg['batch']} at {cfg['image_size']}x{cfg['image_size']}). Memory: {what}.",
         "",
         "- *now*: the working tree. Every task is finished (selected, then `finish_task`: packed words, floats "
@@ -432,12 +493,26 @@ def parent(args) -> dict:
         if done.returncode != 0:
             raise SystemExit((done.stderr.strip().splitlines() or [f"the probe exited with {done.returncode}"])[-1])
         probed |= json.loads(done.stdout.splitlines()[-1])
-    res = {"command": shlex.join(["python", "bench/bench_task_memory.py", *args.argv]),
-           "machine": machine(args.device, probed), "probe": probed,
-           "config": {"T": args.T, "old_T": args.old_T, "arch": args.arch, "width": args.width, "device": args.device,
-                      "batch": args.batch, "image_size": args.image_size, "density": args.density, "steps": args.steps,
-                      "forward_runs": args.forward_runs, "threads": args.threads},
-           "load_average_start": os.getloadavg(), "cases": []}
+    res = {
+        "command": shlex.join(["python", "bench/bench_task_memory.py", *args.argv]),
+        "machine": machine(args.device, probed),
+        "probe": probed,
+        "config": {
+            "T": args.T,
+            "old_T": args.old_T,
+            "arch": args.arch,
+            "width": args.width,
+            "device": args.device,
+            "batch": args.batch,
+            "image_size": args.image_size,
+            "density": args.density,
+            "steps": args.steps,
+            "forward_runs": args.forward_runs,
+            "threads": args.threads,
+        },
+        "load_average_start": os.getloadavg(),
+        "cases": [],
+    }
     if args.old_T:
         res["old"] = prepare_old(args.old_commit, Path(args.old_path))
     plan = [("new", t) for t in args.T] + [("old", t) for t in args.old_T]
@@ -451,9 +526,16 @@ def parent(args) -> dict:
         if "torch" in case:  # the metadata's versions can lack the local part (+cu130) that __version__ has
             res["machine"]["torch"] = res["probe"]["torch"] = case["torch"]
             res["probe"]["torchvision"] = case["torchvision"]
-        print(case["status"], {k: round(case[k], 1) for k in ("converted_mb", "finished_mb", "step_peak_mb", "forward_ms",
-                                                             "wall_s") if case.get(k) is not None},
-              file=sys.stderr, flush=True)
+        print(
+            case["status"],
+            {
+                k: round(case[k], 1)
+                for k in ("converted_mb", "finished_mb", "step_peak_mb", "forward_ms", "wall_s")
+                if case.get(k) is not None
+            },
+            file=sys.stderr,
+            flush=True,
+        )
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(res, indent=1))  # after every case: an interruption keeps what ran
     res["load_average_end"] = os.getloadavg()

@@ -65,10 +65,14 @@ def measure(name: str, counts: list[int], rounds: int, steps: int) -> dict:
                 step()
             times[n].append((time.perf_counter() - t0) / steps)
     med = {n: statistics.median(v) for n, v in times.items()}
-    return {"case": name, "weights": weights, "median_s": {str(n): med[n] for n in counts},
-            "rounds_s": {str(n): v for n, v in times.items()},
-            "one_over_all": med[counts[0]] / med[counts[-1]],
-            "rule_chooses": threads.default_threads(weights).threads}
+    return {
+        "case": name,
+        "weights": weights,
+        "median_s": {str(n): med[n] for n in counts},
+        "rounds_s": {str(n): v for n, v in times.items()},
+        "one_over_all": med[counts[0]] / med[counts[-1]],
+        "rule_chooses": threads.default_threads(weights).threads,
+    }
 
 
 def main() -> None:
@@ -87,13 +91,24 @@ def main() -> None:
         steps = a.steps or {"lenet_300_100": 10, "resnet18_w16": 2, "resnet18_w64": 1}[name]
         r = measure(name, counts, a.rounds, steps)
         rows.append(r)
-        print(f"{name:15s} {r['weights']:>11,} weights  " + "  ".join(
-            f"{n} thread{'s' if n > 1 else ''} {1000 * r['median_s'][str(n)]:8.2f} ms" for n in counts) +
-            f"  1/{counts[-1]}: {r['one_over_all']:.2f}  rule: {r['rule_chooses']}", flush=True)
+        print(
+            f"{name:15s} {r['weights']:>11,} weights  "
+            + "  ".join(f"{n} thread{'s' if n > 1 else ''} {1000 * r['median_s'][str(n)]:8.2f} ms" for n in counts)
+            + f"  1/{counts[-1]}: {r['one_over_all']:.2f}  rule: {r['rule_chooses']}",
+            flush=True,
+        )
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    out = {"machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": cpus,
-                       "load_average": load, "torch": torch.__version__},
-           "threads_compared": counts, "cases": rows}
+    out = {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpus": cpus,
+            "load_average": load,
+            "torch": torch.__version__,
+        },
+        "threads_compared": counts,
+        "cases": rows,
+    }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1))
     print(f"written {a.out}")

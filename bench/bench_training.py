@@ -44,8 +44,15 @@ NETS = {  # name: (backbone settings, input shape, batch)
     "resnet18": (dict(arch="resnet18", classes=10, outputs=10), (3, 32, 32), 64),
     "resnet50": (dict(arch="resnet50", classes=1000, outputs=1000), (3, 224, 224), 8),
 }
-METHODS = ("plain", "supsup-topk", "supsup-threshold", "impress-K10", "impress-K100", "impress-K10-channel",
-           "impress-K100-channel")
+METHODS = (
+    "plain",
+    "supsup-topk",
+    "supsup-threshold",
+    "impress-K10",
+    "impress-K100",
+    "impress-K10-channel",
+    "impress-K100-channel",
+)
 
 
 def build(net: str, method: str, device: str):
@@ -103,9 +110,19 @@ def steps_table(net: str, methods, device: str, rounds: int, steps: int) -> dict
             times[m].append((time.perf_counter() - t0) / steps)
     med = {m: statistics.median(v) for m, v in times.items()}
     base = med.get("plain")
-    return {"net": net, "batch": batch, "steps_per_round": steps,
-            "methods": {m: {"median_ms": 1000 * med[m], "ratio_to_plain": med[m] / base if base else None,
-                            "rounds_ms": [1000 * t for t in times[m]]} for m in methods}}
+    return {
+        "net": net,
+        "batch": batch,
+        "steps_per_round": steps,
+        "methods": {
+            m: {
+                "median_ms": 1000 * med[m],
+                "ratio_to_plain": med[m] / base if base else None,
+                "rounds_ms": [1000 * t for t in times[m]],
+            }
+            for m in methods
+        },
+    }
 
 
 def epoch_table(device: str, data_root: str | None, rounds: int) -> dict:
@@ -136,13 +153,19 @@ def epoch_table(device: str, data_root: str | None, rounds: int) -> dict:
         sync(device)
         bare.append(time.perf_counter() - t0)
     r, b = statistics.median(real), statistics.median(bare)
-    return {"data": arrays.source, "steps": n, "epoch_s": r, "bare_steps_s": b, "ratio": r / b,
-            "rounds_epoch_s": real, "rounds_bare_s": bare}
+    return {
+        "data": arrays.source,
+        "steps": n,
+        "epoch_s": r,
+        "bare_steps_s": b,
+        "ratio": r / b,
+        "rounds_epoch_s": real,
+        "rounds_bare_s": bare,
+    }
 
 
 def markdown(out: dict) -> str:
-    lines = [f"Training steps, {out['machine']['device_name']} ({out['machine']['threads']} thread(s)); "
-             f"`{out['command']}`", ""]
+    lines = [f"Training steps, {out['machine']['device_name']} ({out['machine']['threads']} thread(s)); `{out['command']}`", ""]
     for t in out["steps"]:
         lines += [f"**{t['net']}**, batch {t['batch']}", "", "| method | ms per step | × plain |", "| --- | --- | --- |"]
         for m, r in t["methods"].items():
@@ -151,8 +174,10 @@ def markdown(out: dict) -> str:
         lines.append("")
     if out.get("epoch"):
         e = out["epoch"]
-        lines.append(f"A SupSup mask epoch ({e['steps']} steps, {e['data']}): {e['epoch_s']:.2f} s against "
-                     f"{e['bare_steps_s']:.2f} s of bare steps ({e['ratio']:.2f}×).")
+        lines.append(
+            f"A SupSup mask epoch ({e['steps']} steps, {e['data']}): {e['epoch_s']:.2f} s against "
+            f"{e['bare_steps_s']:.2f} s of bare steps ({e['ratio']:.2f}×)."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -165,8 +190,11 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=0, help="steps per round (0: by network)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (1: the library's choice for LeNet)")
     p.add_argument("--no-epoch", action="store_true", help="skip the epoch-against-steps part")
-    p.add_argument("--data-root", default=os.environ.get("IMPRESSLEARN_DATA"),
-                   help="real MNIST for the epoch part (from $IMPRESSLEARN_DATA; none: the shipped subset)")
+    p.add_argument(
+        "--data-root",
+        default=os.environ.get("IMPRESSLEARN_DATA"),
+        help="real MNIST for the epoch part (from $IMPRESSLEARN_DATA; none: the shipped subset)",
+    )
     p.add_argument("--out", help="results JSON (none: bench/results/training_<device>.json); .md beside it")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -177,13 +205,20 @@ def main(argv=None) -> int:
     if "plain" not in methods:
         methods.insert(0, "plain")  # every ratio is to the plain network of the same run
     steps = {"lenet": 20, "resnet18": 2, "resnet50": 5}
-    out = {"command": "python bench/bench_training.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
-           "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                       "threads": torch.get_num_threads(), "torch": torch.__version__, "device": a.device,
-                       "device_name": torch.cuda.get_device_name(0) if a.device.startswith("cuda")
-                       else (platform.processor() or "cpu"),
-                       "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None},
-           "steps": []}
+    out = {
+        "command": "python bench/bench_training.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpus": os.cpu_count(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "device": a.device,
+            "device_name": torch.cuda.get_device_name(0) if a.device.startswith("cuda") else (platform.processor() or "cpu"),
+            "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        },
+        "steps": [],
+    }
     for net in a.nets.split(","):
         t = steps_table(net, methods, a.device, a.rounds, a.steps or steps[net])
         out["steps"].append(t)
@@ -191,8 +226,10 @@ def main(argv=None) -> int:
             print(f"{net:9s} {m:22s} {r['median_ms']:9.2f} ms  ×{r['ratio_to_plain']:.2f}", flush=True)
     if not a.no_epoch:
         out["epoch"] = epoch_table(a.device, a.data_root, max(1, a.rounds // 2))
-        print(f"epoch {out['epoch']['epoch_s']:.2f} s, bare steps {out['epoch']['bare_steps_s']:.2f} s "
-              f"(×{out['epoch']['ratio']:.2f})")
+        print(
+            f"epoch {out['epoch']['epoch_s']:.2f} s, bare steps {out['epoch']['bare_steps_s']:.2f} s "
+            f"(×{out['epoch']['ratio']:.2f})"
+        )
     path = Path(a.out or Path(__file__).resolve().parent / "results" / f"training_{a.device.split(':')[0]}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1))

@@ -39,9 +39,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 def pytest_addoption(parser):
     group = parser.getgroup("impresslearn benchmarks")
     group.addoption("--quick", action="store_true", help="tiny cases, every method (also IMPRESSLEARN_BENCH_QUICK=1)")
-    group.addoption("--full-grid", action="store_true", help="every case and method: the reference, the native "
-                    "kernel's variants and Triton's paths included (over 20 minutes on 2 cores; the default is a "
-                    "case or two per primitive, the library's kernel against the dense baselines, about 2 minutes)")
+    group.addoption(
+        "--full-grid",
+        action="store_true",
+        help="every case and method: the reference, the native "
+        "kernel's variants and Triton's paths included (over 20 minutes on 2 cores; the default is a "
+        "case or two per primitive, the library's kernel against the dense baselines, about 2 minutes)",
+    )
 
 
 def pytest_configure(config):
@@ -55,8 +59,7 @@ def _quick(config) -> bool:
     return config.getoption("--quick") or os.environ.get("IMPRESSLEARN_BENCH_QUICK", "0") not in ("", "0")
 
 
-INTERPRETED = ("Triton's interpreter (no CUDA here) is far too slow to time; "
-               "quick mode (--quick) runs its cases to show they work")
+INTERPRETED = "Triton's interpreter (no CUDA here) is far too slow to time; quick mode (--quick) runs its cases to show they work"
 
 
 def pytest_generate_tests(metafunc):
@@ -67,9 +70,13 @@ def pytest_generate_tests(metafunc):
 
     quick = _quick(metafunc.config)
     found = bench_cases.params(marker.args[0], quick=quick, full=metafunc.config.getoption("--full-grid"))
-    metafunc.parametrize("param", [
-        pytest.param(p, id=p.id, marks=[pytest.mark.skip(reason=INTERPRETED)] if p.method.interpreted and not quick else [])
-        for p in found])
+    metafunc.parametrize(
+        "param",
+        [
+            pytest.param(p, id=p.id, marks=[pytest.mark.skip(reason=INTERPRETED)] if p.method.interpreted and not quick else [])
+            for p in found
+        ],
+    )
 
 
 @pytest.fixture
@@ -81,9 +88,13 @@ def run(benchmark, request):
     def timed(param):
         fn = bench_cases.setup(param.primitive, param.case, param.method)
         benchmark.group = param.group
-        benchmark.extra_info.update(primitive=param.primitive, case=param.case.id, method=param.method.id,
-                                    device=param.method.device, **{k: (list(v) if isinstance(v, tuple) else v)
-                                                                   for k, v in vars(param.case).items()})
+        benchmark.extra_info.update(
+            primitive=param.primitive,
+            case=param.case.id,
+            method=param.method.id,
+            device=param.method.device,
+            **{k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(param.case).items()},
+        )
         out = benchmark(fn)
         if benchmark.stats:  # timed (not under --benchmark-disable)
             request.config.stash[SUMMARY].fastest[request.node.nodeid] = benchmark.stats.stats.min
@@ -113,6 +124,7 @@ def expected():
 
 
 # --------------------------------------------------------------------------- one line per case group
+
 
 class _Summary:
     """Counts the tests of each case group left to run; when a group's last one ends, prints its
@@ -146,8 +158,7 @@ class _Summary:
         group = [(n, p) for n, p in self.param_of.items() if p.group == param.group]
         times = {p.method.name: self.fastest[n] for n, p in group if n in self.passed and n in self.fastest}
         failed = {p.method.name for n, p in group if n in self.failed}
-        row = bench_cases.speedup(param.primitive, param.case, "cuda" if param.method.device == "cuda" else "cpu",
-                                  times, failed)
+        row = bench_cases.speedup(param.primitive, param.case, "cuda" if param.method.device == "cuda" else "cpu", times, failed)
         if row is not None:
             self.rows.append(row)
         return row

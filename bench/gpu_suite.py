@@ -55,8 +55,14 @@ BUDGET_S = 480  # the whole suite: 8 minutes
 # The tests that exercise a GPU when one is there (DEVICE is "cuda" in tests/cases.py then). Of
 # the kernel tests only the Triton cases: those of the CPU backends are marked (cases.needs) and
 # left to CI.
-GPU_TESTS = ["tests/kernels", "tests/test_triton_backend.py", "tests/test_triton_compile.py", "tests/test_compile.py",
-             "tests/test_ops.py", "tests/test_bench_memory.py"]
+GPU_TESTS = [
+    "tests/kernels",
+    "tests/test_triton_backend.py",
+    "tests/test_triton_compile.py",
+    "tests/test_compile.py",
+    "tests/test_ops.py",
+    "tests/test_bench_memory.py",
+]
 GPU_MARKS = "not reference and not native"
 
 
@@ -90,24 +96,57 @@ def device_name(dry_run: bool) -> str:
 def plan(out: Path, junit: Path, name: str, dry_run: bool) -> list[Step]:
     py = sys.executable
     # The dry run: the cuda-marked tests alone, collected and skipped on a CPU (shows the step and its parsing work).
-    tests = [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", *GPU_TESTS,
-             "-m", "cuda" if dry_run else GPU_MARKS]
+    tests = [
+        py,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"--junitxml={junit}",
+        *GPU_TESTS,
+        "-m",
+        "cuda" if dry_run else GPU_MARKS,
+    ]
     triton = [py, str(HERE / "run_triton.py"), "--out", str(out), "--quiet"] + (["--smoke"] if dry_run else [])
     memory = [py, str(HERE / "bench_memory.py"), "--out", str(out / f"memory_{slug(name)}.json")]
-    memory += (["--device", "cpu", "--arch", "resnet18", "--width", "8", "--T", "2", "--image-size", "32",
-                "--batch", "1"] if dry_run else ["--device", "cuda", "--T", "10", "75", "--max-batch", "1024"])
+    memory += (
+        ["--device", "cpu", "--arch", "resnet18", "--width", "8", "--T", "2", "--image-size", "32", "--batch", "1"]
+        if dry_run
+        else ["--device", "cuda", "--T", "10", "75", "--max-batch", "1024"]
+    )
     # Its own results file goes to the scratch folder beside the test report (at most 8 files come back).
     task_memory = [py, str(HERE / "bench_task_memory.py"), "--out", str(junit.parent / "task_memory.json"), "--old-T"]
-    task_memory += (["--device", "cpu", "--arch", "resnet18", "--width", "4", "--T", "2", "--image-size", "16",
-                     "--forward-runs", "1", "--steps", "1"] if dry_run else ["--device", "cuda", "--T", "10", "100"])
+    task_memory += (
+        [
+            "--device",
+            "cpu",
+            "--arch",
+            "resnet18",
+            "--width",
+            "4",
+            "--T",
+            "2",
+            "--image-size",
+            "16",
+            "--forward-runs",
+            "1",
+            "--steps",
+            "1",
+        ]
+        if dry_run
+        else ["--device", "cuda", "--T", "10", "100"]
+    )
     interpret = {"TRITON_INTERPRET": "1"} if dry_run else {}
     # The first four shares add up to the default budget; a step that ends early leaves its time to
     # the next, and the last, task_memory (at most 90 s), runs in the time the others leave.
-    return [Step("doctor", [py, "-m", "impresslearn.cli", "doctor", "--json"], 20),
-            Step("cuda_tests", tests, 140, interpret),
-            Step("triton_bench", triton, 200, interpret),
-            Step("memory_bench", memory, 120),
-            Step("task_memory", task_memory, 90)]
+    return [
+        Step("doctor", [py, "-m", "impresslearn.cli", "doctor", "--json"], 20),
+        Step("cuda_tests", tests, 140, interpret),
+        Step("triton_bench", triton, 200, interpret),
+        Step("memory_bench", memory, 120),
+        Step("task_memory", task_memory, 90),
+    ]
 
 
 def run_step(step: Step, limit_s: float, log) -> None:
@@ -116,8 +155,9 @@ def run_step(step: Step, limit_s: float, log) -> None:
     log.flush()
     t0 = time.monotonic()
     try:
-        done = subprocess.run(step.command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, timeout=max(limit_s, 1))
+        done = subprocess.run(
+            step.command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=max(limit_s, 1)
+        )
         step.rc, output = done.returncode, done.stdout
     except subprocess.TimeoutExpired as err:
         step.timed_out, output = True, (err.stdout or b"")
@@ -135,38 +175,61 @@ def read_results(step: Step, out: Path, junit: Path, name: str) -> None:
     try:
         if step.name == "doctor" and step.rc == 0:
             text = step.output  # the whole report: longer than the tail kept
-            report = json.loads(text[text.index("{"):])
+            report = json.loads(text[text.index("{") :])
             step.result = {"packages": report["packages"], "backends": report["backends"], "cuda": report["cuda"]}
         elif step.name == "cuda_tests":
             suite = ET.parse(junit).getroot()
             suite = suite.find("testsuite") if suite.tag == "testsuites" else suite
             counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
-            failed = [f"{case.get('classname')}::{case.get('name')}" for case in suite.iter("testcase")
-                      if case.find("failure") is not None or case.find("error") is not None]
-            step.result = {**counts, "passed": counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"],
-                           "failed": failed[:50]}
+            failed = [
+                f"{case.get('classname')}::{case.get('name')}"
+                for case in suite.iter("testcase")
+                if case.find("failure") is not None or case.find("error") is not None
+            ]
+            step.result = {
+                **counts,
+                "passed": counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"],
+                "failed": failed[:50],
+            }
         elif step.name == "triton_bench":
             files = sorted(out.glob("*.json"), key=lambda p: p.stat().st_mtime)
             bench = [p for p in files if not p.name.startswith(("gpu-suite-", "memory_"))]
             if bench:
                 data = json.loads(bench[-1].read_text())
-                step.result = {"file": bench[-1].name, "summary": data["summary"], "device": data["device"],
-                               "rows": len(data["rows"])}
+                step.result = {
+                    "file": bench[-1].name,
+                    "summary": data["summary"],
+                    "device": data["device"],
+                    "rows": len(data["rows"]),
+                }
         elif step.name == "memory_bench":
             data = json.loads((out / f"memory_{s}.json").read_text())
-            step.result = {"file": f"memory_{s}.json", "arch": data["config"]["arch"], "cases": data["cases"],
-                           "table": data.get("table")}
+            step.result = {
+                "file": f"memory_{s}.json",
+                "arch": data["config"]["arch"],
+                "cases": data["cases"],
+                "table": data.get("table"),
+            }
         elif step.name == "task_memory":  # written case by case: a step that timed out keeps what ran
             data = json.loads((junit.parent / "task_memory.json").read_text())
-            step.result = {"arch": data["config"]["arch"], "device": data["config"]["device"], "cases": data["cases"],
-                           "table": data.get("table"), "verdict": data.get("verdict")}
+            step.result = {
+                "arch": data["config"]["arch"],
+                "device": data["config"]["device"],
+                "cases": data["cases"],
+                "table": data.get("table"),
+                "verdict": data.get("verdict"),
+            }
     except (OSError, ValueError, KeyError, ET.ParseError) as err:
         step.result["read_error"] = f"{type(err).__name__}: {err}"
 
 
 def markdown(name: str, steps: list[Step], dry_run: bool) -> str:
-    lines = [f"# GPU suite on {name}{' (dry run on a CPU)' if dry_run else ''}", "",
-             "| step | exit | seconds | result |", "|---|---|---|---|"]
+    lines = [
+        f"# GPU suite on {name}{' (dry run on a CPU)' if dry_run else ''}",
+        "",
+        "| step | exit | seconds | result |",
+        "|---|---|---|---|",
+    ]
     for st in steps:
         if st.rc is None and not st.timed_out:
             lines.append(f"| {st.name} | not run | - | out of time |")
@@ -187,22 +250,31 @@ def markdown(name: str, steps: list[Step], dry_run: bool) -> str:
         lines.append(f"| {st.name} | {'timed out' if st.timed_out else st.rc} | {st.seconds} | {what} |")
     for st in steps:
         if st.name == "memory_bench" and st.result.get("table"):
-            lines += ["", f"## Training-step memory, packed vs dense ({st.result.get('arch', '?')})", "",
-                      st.result["table"]]
+            lines += ["", f"## Training-step memory, packed vs dense ({st.result.get('arch', '?')})", "", st.result["table"]]
         if st.name == "task_memory" and st.result.get("table"):
             unit = "allocated on the GPU" if st.result.get("device", "").startswith("cuda") else "resident, above import"
-            lines += ["", f"## SupSup model memory with T finished tasks ({st.result.get('arch', '?')}; MiB {unit})", "",
-                      st.result["table"], "", st.result.get("verdict") or ""]
+            lines += [
+                "",
+                f"## SupSup model memory with T finished tasks ({st.result.get('arch', '?')}; MiB {unit})",
+                "",
+                st.result["table"],
+                "",
+                st.result.get("verdict") or "",
+            ]
         if st.name == "triton_bench" and "summary" in st.result:
-            lines += ["", "## Triton benchmark summary", "", "```json",
-                      json.dumps(st.result["summary"], indent=1), "```"]
+            lines += ["", "## Triton benchmark summary", "", "```json", json.dumps(st.result["summary"], indent=1), "```"]
     return "\n".join(lines) + "\n"
 
 
 def write_summary(path: Path, name: str, steps: list[Step], started: float, dry_run: bool) -> None:
-    record = {"device": name, "dry_run": dry_run, "budget_s": BUDGET_S, "when": time.strftime("%Y-%m-%d %H:%M:%S"),
-              "seconds": round(time.monotonic() - started, 1),
-              "steps": [{k: v for k, v in asdict(st).items() if k not in ("env", "output")} for st in steps]}
+    record = {
+        "device": name,
+        "dry_run": dry_run,
+        "budget_s": BUDGET_S,
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "seconds": round(time.monotonic() - started, 1),
+        "steps": [{k: v for k, v in asdict(st).items() if k not in ("env", "output")} for st in steps],
+    }
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=1))
     tmp.replace(path)

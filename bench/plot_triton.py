@@ -42,22 +42,49 @@ def plot(results: dict, path: Path) -> None:
     rows = results["rows"]
     bandwidth = (lambda r: r.get("peak_fraction")) if results["device"].get("peak_gbps") else (lambda r: r.get("gbps"))
     unit = "fraction of peak bandwidth" if results["device"].get("peak_gbps") else "effective GB/s"
-    floor_ms = {(r["layer"], r["masks"], r["dtype"], r["batch"]): r["ms"] for r in rows
-                if r["bench"] == "impress_linear" and r["op"] == "fwd+bwd" and r["impl"] == "floor" and "ms" in r}
+    floor_ms = {
+        (r["layer"], r["masks"], r["dtype"], r["batch"]): r["ms"]
+        for r in rows
+        if r["bench"] == "impress_linear" and r["op"] == "fwd+bwd" and r["impl"] == "floor" and "ms" in r
+    }
 
     def vs_floor(r):
         base = floor_ms.get((r["layer"], r["masks"], r["dtype"], r["batch"]))
         return r["ms"] / base if base else None
 
     fig, axes = plt.subplots(2, 2, figsize=(12, 9))
-    _panel(axes[0, 0], _median_by(rows, "masks", bandwidth, bench="combine", op="forward", alpha="per_layer"),
-           "combine (median over ResNet-50 layers)", "masks T", unit, logx=True)
-    _panel(axes[0, 1], _median_by(rows, "masks", bandwidth, bench="combine", op="grad_alpha", alpha="per_layer"),
-           "grad of alpha", "masks T", unit, logx=True)
-    _panel(axes[1, 0], _median_by(rows, "batch", vs_floor, bench="impress_linear", op="fwd+bwd"),
-           "impress_linear forward+backward", "batch", "time / F.linear with precomputed W_eff", logx=True)
-    _panel(axes[1, 1], _median_by(rows, "numel", lambda r: r["ms"], bench="popup", density=0.1),
-           "popup at density 0.1", "scores", "ms", logx=True)
+    _panel(
+        axes[0, 0],
+        _median_by(rows, "masks", bandwidth, bench="combine", op="forward", alpha="per_layer"),
+        "combine (median over ResNet-50 layers)",
+        "masks T",
+        unit,
+        logx=True,
+    )
+    _panel(
+        axes[0, 1],
+        _median_by(rows, "masks", bandwidth, bench="combine", op="grad_alpha", alpha="per_layer"),
+        "grad of alpha",
+        "masks T",
+        unit,
+        logx=True,
+    )
+    _panel(
+        axes[1, 0],
+        _median_by(rows, "batch", vs_floor, bench="impress_linear", op="fwd+bwd"),
+        "impress_linear forward+backward",
+        "batch",
+        "time / F.linear with precomputed W_eff",
+        logx=True,
+    )
+    _panel(
+        axes[1, 1],
+        _median_by(rows, "numel", lambda r: r["ms"], bench="popup", density=0.1),
+        "popup at density 0.1",
+        "scores",
+        "ms",
+        logx=True,
+    )
     fig.suptitle(f"impresslearn Triton kernels on {results['device']['name']}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

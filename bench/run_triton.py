@@ -74,17 +74,41 @@ def summarize(rows: list[dict]) -> dict:
         summary[f"conv_step_{r['layer']}_T75_speedup_vs_dense"] = {"value": _ratio(dense_ms, r["ms"]), "target": 5.0}
     # impress_linear forward+backward at batch >= 128, relative to F.linear with a precomputed weight.
     lin = pick(bench="impress_linear", op="fwd+bwd", impl="triton")
-    big = [_ratio(r["ms"], ms_of("floor", bench="impress_linear", op="fwd+bwd", layer=r["layer"], masks=r["masks"],
-                                 dtype=r["dtype"], batch=r["batch"])) for r in lin if r["batch"] >= 128]
+    big = [
+        _ratio(
+            r["ms"],
+            ms_of(
+                "floor",
+                bench="impress_linear",
+                op="fwd+bwd",
+                layer=r["layer"],
+                masks=r["masks"],
+                dtype=r["dtype"],
+                batch=r["batch"],
+            ),
+        )
+        for r in lin
+        if r["batch"] >= 128
+    ]
     big = [b for b in big if b is not None]
     if big:
-        summary["impress_linear_fwd_bwd_batch_ge_128_time_vs_floor"] = {"worst": max(big), "median": statistics.median(big),
-                                                                        "target": 1.3}
+        summary["impress_linear_fwd_bwd_batch_ge_128_time_vs_floor"] = {
+            "worst": max(big),
+            "median": statistics.median(big),
+            "target": 1.3,
+        }
     # Where the fused forward stops beating combine + GEMM (the fused_max_batch threshold).
     crossover = {}
     for r in pick(bench="impress_linear", op="forward", impl="triton_fused"):
-        other = ms_of("triton_combine_gemm", bench="impress_linear", op="forward", layer=r["layer"], masks=r["masks"],
-                      dtype=r["dtype"], batch=r["batch"])
+        other = ms_of(
+            "triton_combine_gemm",
+            bench="impress_linear",
+            op="forward",
+            layer=r["layer"],
+            masks=r["masks"],
+            dtype=r["dtype"],
+            batch=r["batch"],
+        )
         key = f"{r['layer']}/T{r['masks']}/{r['dtype']}"
         if other is not None and r["ms"] <= other:
             crossover[key] = max(crossover.get(key, 0), r["batch"])
@@ -95,7 +119,9 @@ def summarize(rows: list[dict]) -> dict:
     # popup at 25 M scores against the sort-based selection.
     for r in pick(bench="popup", impl="triton_mask", size="25M"):
         summary[f"popup_25M_density{r['density']}_speedup_vs_sort"] = {
-            "value": _ratio(ms_of("sort", bench="popup", size="25M", density=r["density"]), r["ms"]), "target": 10.0}
+            "value": _ratio(ms_of("sort", bench="popup", size="25M", density=r["density"]), r["ms"]),
+            "target": 10.0,
+        }
     mismatches = [r for r in ok if r.get("matches_reference") is False or r.get("max_rel_error_vs_reference", 0) > 1e-4]
     summary["kernel_results_differing_from_reference"] = len(mismatches)
     return summary
@@ -144,10 +170,20 @@ def main(argv=None) -> Path:
         rows += _module(name).run(setup, peak)
     name = device_name(device)
     results = {
-        "device": {"name": name, "peak_gbps": peak, "torch": torch.__version__, "triton": triton.__version__,
-                   "cuda": torch.version.cuda, "python": platform.python_version()},
-        "config": {"smoke": args.smoke, "benches": list(args.only or BENCHES), "seconds": round(time.time() - started, 1),
-                   "command": " ".join(["python", "bench/run_triton.py", *(argv if argv is not None else sys.argv[1:])])},
+        "device": {
+            "name": name,
+            "peak_gbps": peak,
+            "torch": torch.__version__,
+            "triton": triton.__version__,
+            "cuda": torch.version.cuda,
+            "python": platform.python_version(),
+        },
+        "config": {
+            "smoke": args.smoke,
+            "benches": list(args.only or BENCHES),
+            "seconds": round(time.time() - started, 1),
+            "command": " ".join(["python", "bench/run_triton.py", *(argv if argv is not None else sys.argv[1:])]),
+        },
         "summary": summarize(rows),
         "rows": rows,
     }

@@ -95,8 +95,7 @@ def out_of_memory(err: BaseException) -> bool:
     return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err)
 
 
-def timed_row(setup: Setup, fn: Callable[[], object], row: dict,
-              more: Callable[[float], dict] | None = None) -> dict:
+def timed_row(setup: Setup, fn: Callable[[], object], row: dict, more: Callable[[float], dict] | None = None) -> dict:
     """`row` with `ms` (and what `more(ms)` adds), or with an `error` when the GPU ran out of memory."""
     try:
         row["ms"] = measure_ms(setup, fn)

@@ -38,8 +38,12 @@ def main(argv=None) -> None:
     p.add_argument("--per-channel", action="store_true", help="ImpressLearn: alphas per output channel, not per layer")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--weight-epochs", type=int, default=1, help="ExSSNeT / SSNeT: weight-phase epochs, after the mask's")
-    p.add_argument("--weight-lr", type=float, default=1e-2,
-                   help="ExSSNeT / SSNeT: the weight phase's Adam rate (results/exssnet chose 1e-2 on a validation split)")
+    p.add_argument(
+        "--weight-lr",
+        type=float,
+        default=1e-2,
+        help="ExSSNeT / SSNeT: the weight phase's Adam rate (results/exssnet chose 1e-2 on a validation split)",
+    )
     p.add_argument("--train-per-exp", type=int, default=5000)
     p.add_argument("--test-per-exp", type=int, default=1000)
     p.add_argument("--infer-tasks", action="store_true", help="evaluate without task labels (task inference)")
@@ -65,8 +69,9 @@ def main(argv=None) -> None:
         method = ExSSNeT if args.strategy == "exssnet" else SSNeT
         strategy = method(model=model, masks=masks, weights=weights, evaluator=evaluator)
     else:
-        strategy = ImpressLearn(model=model, basis_size=args.basis, per_channel=args.per_channel, masks=masks,
-                                alphas=alphas, evaluator=evaluator)
+        strategy = ImpressLearn(
+            model=model, basis_size=args.basis, per_channel=args.per_channel, masks=masks, alphas=alphas, evaluator=evaluator
+        )
 
     for exp in bm.train_stream:
         strategy.train(exp)
@@ -80,8 +85,7 @@ def main(argv=None) -> None:
         print("  " + " ".join(f"{a:6.3f}" for a in row))
     final = [m[f"Top1_Acc_Exp/eval_phase/test_stream/Task{t:03d}/Exp{t:03d}"] for t in range(n)]
     print(f"final accuracy per experience: {[round(a, 3) for a in final]}, mean {sum(final) / n:.3f}")
-    print(f"forgetting {m['StreamForgetting/eval_phase/test_stream']:.4f}, "
-          f"BWT {m['StreamBWT/eval_phase/test_stream']:.4f}")
+    print(f"forgetting {m['StreamForgetting/eval_phase/test_stream']:.4f}, BWT {m['StreamBWT/eval_phase/test_stream']:.4f}")
 
 
 if __name__ == "__main__":

@@ -84,8 +84,13 @@ SAVED_KINDS = (SupermaskLayer, ImpressLayer, KernelMaskLayer, TaskBatchNorm, Tas
 def _layer_record(layer: nn.Module) -> dict[str, Any]:
     rec: dict[str, Any] = {"kind": type(layer).__name__, "num_tasks": layer.num_tasks}
     if isinstance(layer, BackboneLayer):
-        rec.update(shape=list(layer.weight.shape), init=layer.init, seed=layer.seed,
-                   scale_density=layer.scale_density, bias=layer.bias is not None)
+        rec.update(
+            shape=list(layer.weight.shape),
+            init=layer.init,
+            seed=layer.seed,
+            scale_density=layer.scale_density,
+            bias=layer.bias is not None,
+        )
     if isinstance(layer, SupermaskLayer):
         rec.update(density=layer.density, mask=layer.mask_mode)
     if isinstance(layer, ImpressLayer):
@@ -118,9 +123,15 @@ def _owned(model: nn.Module) -> set[str]:
     return owned
 
 
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, metadata: dict | None = None,
-                    include_weights: bool = False, include_scores: bool = False,
-                    include_trained: bool = False) -> None:
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    *,
+    metadata: dict | None = None,
+    include_weights: bool = False,
+    include_scores: bool = False,
+    include_trained: bool = False,
+) -> None:
     """Save every task of `model` — finished ones as packed masks, alphas, soft masks and heads,
     the one in training with its floats — and per-task BatchNorm statistics, to `path` atomically.
 
@@ -135,8 +146,10 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, metadata: dict
     layers: dict[str, dict] = {}
     for name, m in task_modules(model):
         if not isinstance(m, SAVED_KINDS):
-            raise ValueError(f"save_checkpoint cannot save {name or 'the model'} ({type(m).__name__}): it keeps per-task "
-                             f"state of a kind checkpoints do not hold (they hold {', '.join(k.__name__ for k in SAVED_KINDS)})")
+            raise ValueError(
+                f"save_checkpoint cannot save {name or 'the model'} ({type(m).__name__}): it keeps per-task "
+                f"state of a kind checkpoints do not hold (they hold {', '.join(k.__name__ for k in SAVED_KINDS)})"
+            )
         layers[name] = rec = _layer_record(m)
         prefix = f"{name}." if name else ""
         if isinstance(m, BackboneLayer) and (include_weights or m.init == "keep"):
@@ -171,8 +184,10 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, *, metadata: dict
     for key, value in model.state_dict().items():
         if key not in owned:
             if "state." + key in tensors:
-                raise ValueError(f"save_checkpoint cannot name the model's entry {key!r}: 'state.{key}' is also a "
-                                 f"task layer's entry (a layer named 'state'); rename that module")
+                raise ValueError(
+                    f"save_checkpoint cannot name the model's entry {key!r}: 'state.{key}' is also a "
+                    f"task layer's entry (a layer named 'state'); rename that module"
+                )
             tensors["state." + key] = value
     seen: set[int] = set()
     for key, value in tensors.items():  # a tied weight is two entries: each saved on its own
@@ -190,8 +205,9 @@ def _trained_values(name: str, m: SupermaskLayer, union: torch.Tensor) -> torch.
     seed = init_backbone(m.weight.shape, init=m.init, seed=m.seed, density=m.scale_density).to(m.weight.device)
     w = m.weight.detach()
     if not torch.equal(torch.where(union, seed, w), seed):
-        raise ValueError(f"layer {name!r} has weights outside the union of its masks that differ from the seed: "
-                         "save it with include_weights")
+        raise ValueError(
+            f"layer {name!r} has weights outside the union of its masks that differ from the seed: save it with include_weights"
+        )
     return w[union]
 
 
@@ -232,6 +248,7 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, *, backbone: str 
 
 # --------------------------------------------------------------------------- checking before loading
 
+
 def _fail(path: str, sentence: str) -> CheckpointError:
     return CheckpointError(f"checkpoint {path} does not fit the model: {sentence}")
 
@@ -265,8 +282,9 @@ def _plan(path: str, header: dict, tensors: dict[str, torch.Tensor], model: nn.M
     missing = set(layers_rec) - set(modules)
     extra = set(modules) - set(layers_rec)
     if missing or extra:
-        raise _fail(path, f"the layers do not match: missing in the model {sorted(missing)}, "
-                          f"not in the checkpoint {sorted(extra)}")
+        raise _fail(
+            path, f"the layers do not match: missing in the model {sorted(missing)}, not in the checkpoint {sorted(extra)}"
+        )
     expected: set[str] = set()
     steps: list = []
     owned = _owned(model)
@@ -286,8 +304,9 @@ def _plan(path: str, header: dict, tensors: dict[str, torch.Tensor], model: nn.M
     return steps
 
 
-def _plan_layer(path: str, name: str, m: nn.Module, rec: dict, tensors: dict, prefix: str, expected: set,
-                backbone: str = "check") -> list:
+def _plan_layer(
+    path: str, name: str, m: nn.Module, rec: dict, tensors: dict, prefix: str, expected: set, backbone: str = "check"
+) -> list:
     kind = rec.get("kind")
     if type(m).__name__ != kind:
         raise _fail(path, f"layer {name!r} is a {type(m).__name__} in the model but a {kind} in the checkpoint")
@@ -316,16 +335,23 @@ def _plan_layer(path: str, name: str, m: nn.Module, rec: dict, tensors: dict, pr
             _field(path, name, rec, "scale_density", (int, float), lambda v: _density_ok(v, m.weight.numel()))
         has_bias = _field(path, name, rec, "bias", bool)
         if has_bias != (m.bias is not None):
-            raise _fail(path, f"layer {name!r} {'has' if m.bias is not None else 'has no'} bias in the model, "
-                              f"but {'has' if has_bias else 'has no'} bias in the checkpoint")
+            raise _fail(
+                path,
+                f"layer {name!r} {'has' if m.bias is not None else 'has no'} bias in the model, "
+                f"but {'has' if has_bias else 'has no'} bias in the checkpoint",
+            )
         if backbone == "check" and _identity(init, seed, scale) != _identity(m.init, m.seed, m.scale_density):
-            raise _fail(path, f"layer {name!r} has the backbone {_describe(m.init, m.seed, m.scale_density)} in the model "
-                              f"but {_describe(init, seed, scale)} in the checkpoint (convert the model with the "
-                              "checkpoint's settings, or load with backbone='file' to take them)")
+            raise _fail(
+                path,
+                f"layer {name!r} has the backbone {_describe(m.init, m.seed, m.scale_density)} in the model "
+                f"but {_describe(init, seed, scale)} in the checkpoint (convert the model with the "
+                "checkpoint's settings, or load with backbone='file' to take them)",
+            )
         if rec.get("weights_included"):
             weight = entry("weight", floating=True, shape=wshape).to(m.weight.device, m.weight.dtype)
-            bias = (entry("bias", floating=True, shape=m.bias.shape).to(m.bias.device, m.bias.dtype)
-                    if m.bias is not None else None)
+            bias = (
+                entry("bias", floating=True, shape=m.bias.shape).to(m.bias.device, m.bias.dtype) if m.bias is not None else None
+            )
         elif init == "keep":
             raise CheckpointError(f"checkpoint {path} has layer {name!r} with init 'keep' but without its weights")
         else:
@@ -344,6 +370,7 @@ def _plan_layer(path: str, name: str, m: nn.Module, rec: dict, tensors: dict, pr
             m.weight.copy_(weight)
             if bias is not None:
                 m.bias.copy_(bias)
+
         steps.append(backbone)
     device = next(itertools.chain(m.buffers(), m.parameters())).device  # TaskHeads hold parameters only
     finished, open_tasks = _task_lists(path, name, rec, tasks, m)
@@ -363,6 +390,7 @@ def _plan_layer(path: str, name: str, m: nn.Module, rec: dict, tensors: dict, pr
                     m.load_alpha(t, a)
                 elif t in open_tasks:
                     m.load_floats(t, a)
+
         steps.append(impress)
     if isinstance(m, KernelMaskLayer):
         steps.append(_plan_kernel_mask(path, name, m, rec, tasks, entry, device, finished, open_tasks))
@@ -378,6 +406,7 @@ def _plan_layer(path: str, name: str, m: nn.Module, rec: dict, tensors: dict, pr
                     head.bias.copy_(bias[t])
                 if finished[t]:
                     m.finish_task(t)
+
         steps.append(heads)
     if isinstance(m, TaskBatchNorm):
         stats = {}
@@ -390,6 +419,7 @@ def _plan_layer(path: str, name: str, m: nn.Module, rec: dict, tensors: dict, pr
             for t, bn in enumerate(m.bns):
                 for key in BN_STATS:
                     getattr(bn, key).copy_(stats[key][t])
+
         steps.append(batchnorm)
     return steps
 
@@ -400,11 +430,14 @@ def _task_lists(path: str, name: str, rec: dict, tasks: int, m: nn.Module) -> tu
     the file holds its scores (docs/design.md §3.2)."""
     if "finished" not in rec:
         return [True] * tasks, []
-    finished = _field(path, name, rec, "finished", list,
-                      lambda v: len(v) == tasks and all(isinstance(f, bool) for f in v))
+    finished = _field(path, name, rec, "finished", list, lambda v: len(v) == tasks and all(isinstance(f, bool) for f in v))
     open_tasks = rec.get("open", [])
-    if not (isinstance(open_tasks, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in open_tasks)
-            and open_tasks == sorted(set(open_tasks)) and all(0 <= t < tasks and not finished[t] for t in open_tasks)):
+    if not (
+        isinstance(open_tasks, list)
+        and all(isinstance(t, int) and not isinstance(t, bool) for t in open_tasks)
+        and open_tasks == sorted(set(open_tasks))
+        and all(0 <= t < tasks and not finished[t] for t in open_tasks)
+    ):
         raise CheckpointError(f"checkpoint {path} has an invalid 'open' ({open_tasks!r}) in the header of layer {name!r}")
     return finished, open_tasks
 
@@ -413,24 +446,30 @@ def _plan_kernel_mask(path, name, m, rec, tasks, entry, device, finished, open_t
     shape = _field(path, name, rec, "mask_shape", list)
     real = _field(path, name, rec, "real", str)
     if shape != list(m.mask_shape) or real != m.cfg.real:
-        raise _fail(path, f"layer {name!r} holds masks of shape {list(m.mask_shape)} with a {m.cfg.real!r} real part "
-                          f"in the model but of shape {shape} with a {real!r} one in the checkpoint")
+        raise _fail(
+            path,
+            f"layer {name!r} holds masks of shape {list(m.mask_shape)} with a {m.cfg.real!r} real part "
+            f"in the model but of shape {shape} with a {real!r} one in the checkpoint",
+        )
     bits = entry("kmask_bits", dtype=torch.int32, shape=words_shape(m.mask_shape, tasks)).to(device)
-    real_parts = (entry("kmask_real", floating=True, shape=[tasks, *m.mask_shape]).to(device, m.weight.dtype)
-                  if real != "none" else None)
-    logits = (entry("logits", floating=True, shape=[len(open_tasks), *m.mask_shape]).to(device, m.weight.dtype)
-              if open_tasks else None)
+    real_parts = (
+        entry("kmask_real", floating=True, shape=[tasks, *m.mask_shape]).to(device, m.weight.dtype) if real != "none" else None
+    )
+    logits = (
+        entry("logits", floating=True, shape=[len(open_tasks), *m.mask_shape]).to(device, m.weight.dtype) if open_tasks else None
+    )
 
     def kernel_mask():
         m.set_num_tasks(tasks)
         for t in range(tasks):
             if finished[t]:
-                b = PackedMasks(bits[t:t + 1], m.mask_shape).unpack()[0]
+                b = PackedMasks(bits[t : t + 1], m.mask_shape).unpack()[0]
                 m.load_soft_mask(t, b, None if real_parts is None else real_parts[t])
             elif t in open_tasks:
                 m.load_floats(t, logits[open_tasks.index(t)])
             else:
                 m.untrain(t)
+
     return kernel_mask
 
 
@@ -464,23 +503,25 @@ def _plan_supermask(path, prefix, m, rec, tasks, entry, tensors, device, finishe
     words = entry("masks", dtype=torch.int32, shape=words_shape(shape, tasks)).to(device)
     if "finished" not in rec and prefix + "scores" in tensors:  # an older file with every task's scores
         finished, open_tasks = [False] * tasks, list(range(tasks))
-    scores = (entry("scores", floating=True, shape=[len(open_tasks), *shape]).to(device, m.weight.dtype)
-              if open_tasks else None)
+    scores = entry("scores", floating=True, shape=[len(open_tasks), *shape]).to(device, m.weight.dtype) if open_tasks else None
     kept = ops.popup_k(shape.numel(), density) if mode == "topk" else None
     for t in range(tasks):
-        count = int(PackedMasks(words[t:t + 1], shape).unpack().sum())
+        count = int(PackedMasks(words[t : t + 1], shape).unpack().sum())
         if kept is not None and count != kept:
-            raise CheckpointError(f"checkpoint {path} has entry {prefix + 'masks'!r} whose mask {t} keeps "
-                                  f"{count} of {shape.numel()} weights, not the {kept} that density {density} keeps")
+            raise CheckpointError(
+                f"checkpoint {path} has entry {prefix + 'masks'!r} whose mask {t} keeps "
+                f"{count} of {shape.numel()} weights, not the {kept} that density {density} keeps"
+            )
 
     def supermask():
         m.density, m.mask_mode = density, mode
         m.set_num_tasks(tasks)
         for t in range(tasks):
             if finished[t]:
-                m.load_mask(t, PackedMasks(words[t:t + 1], shape))
+                m.load_mask(t, PackedMasks(words[t : t + 1], shape))
             elif t in open_tasks:
                 m.load_floats(t, scores[open_tasks.index(t)])
             else:
                 m.untrain(t)
+
     return supermask

@@ -142,6 +142,7 @@ def popup_k(numel: int, density: float) -> int:
 
 # --------------------------------------------------------------------------- per primitive
 
+
 def combine_grad_alpha_args(grad: Tensor, weight: Tensor, words: Tensor, alpha: Tensor) -> None:
     check_combine(weight, words, alpha)
     if grad.shape != weight.shape:
@@ -176,4 +177,3 @@ def popup_weight_args(weight: Tensor, scores: Tensor, k: int) -> None:
 def popup_weight_grad_scores_args(grad: Tensor, weight: Tensor, scores: Tensor) -> None:
     check_weight_scores(weight, scores)
     check_weight_scores(grad, scores)
-

@@ -43,8 +43,9 @@ def combine_dense(weight: torch.Tensor, stacked: torch.Tensor, alpha: torch.Tens
     return (_alpha_view(alpha, weight) * stacked).sum(0) * weight
 
 
-def combine_dense_grad_alpha(grad: torch.Tensor, weight: torch.Tensor, stacked: torch.Tensor,
-                             alpha: torch.Tensor) -> torch.Tensor:
+def combine_dense_grad_alpha(
+    grad: torch.Tensor, weight: torch.Tensor, stacked: torch.Tensor, alpha: torch.Tensor
+) -> torch.Tensor:
     """The alpha gradient autograd computes through `combine_dense`: the `[T, *shape]` product
     `stacked ⊙ (G ⊙ W)`, summed over each mask (each row for per-channel alpha)."""
     prod = stacked * (grad * weight)
@@ -64,8 +65,9 @@ def combine_matvec(weight: torch.Tensor, stacked: torch.Tensor, alpha: torch.Ten
     return coef.reshape(weight.shape) * weight
 
 
-def combine_matvec_grad_alpha(grad: torch.Tensor, weight: torch.Tensor, stacked: torch.Tensor,
-                              alpha: torch.Tensor) -> torch.Tensor:
+def combine_matvec_grad_alpha(
+    grad: torch.Tensor, weight: torch.Tensor, stacked: torch.Tensor, alpha: torch.Tensor
+) -> torch.Tensor:
     """The alpha gradient of `combine_matvec`: `stacked @ (G ⊙ W)`, one matrix-vector product
     (a batched one per row for per-channel alpha)."""
     t, rows = stacked.shape[0], weight.shape[0]

@@ -65,9 +65,15 @@ def _cuda() -> dict:
     if out["available"]:
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)
-            out["devices"].append({"index": i, "name": p.name, "capability": f"{p.major}.{p.minor}",
-                                   "memory_gib": round(p.total_memory / 2**30, 1),
-                                   "multiprocessors": p.multi_processor_count})
+            out["devices"].append(
+                {
+                    "index": i,
+                    "name": p.name,
+                    "capability": f"{p.major}.{p.minor}",
+                    "memory_gib": round(p.total_memory / 2**30, 1),
+                    "multiprocessors": p.multi_processor_count,
+                }
+            )
     return out
 
 
@@ -95,8 +101,7 @@ def primitive_table() -> dict[str, dict[str, str]]:
                 how = resolve(mod.KERNELS, prim, reference.KERNELS, name).how
             except MissingKernel:
                 how = "MISSING"
-            row[name] = {"composed": f"composed from {', '.join(spec.composed_from)}",
-                         "portable": "reference"}.get(how, how)
+            row[name] = {"composed": f"composed from {', '.join(spec.composed_from)}", "portable": "reference"}.get(how, how)
     return table
 
 
@@ -114,11 +119,14 @@ def report() -> dict:
         "native": _native(),
         "triton_interpret": os.environ.get("TRITON_INTERPRET", ""),
         "cuda": _cuda(),
-        "threads": {"torch": torch.get_num_threads(), "interop": torch.get_num_interop_threads(),
-                    "cpus": os.cpu_count(), "usable_cpus": affinity,
-                    # what runs choose when not told (impresslearn.threads): per model size
-                    "runs_choose": {name: dataclasses.asdict(threads.choose(weights))
-                                    for name, weights in REFERENCE_MODELS.items()}},
+        "threads": {
+            "torch": torch.get_num_threads(),
+            "interop": torch.get_num_interop_threads(),
+            "cpus": os.cpu_count(),
+            "usable_cpus": affinity,
+            # what runs choose when not told (impresslearn.threads): per model size
+            "runs_choose": {name: dataclasses.asdict(threads.choose(weights)) for name, weights in REFERENCE_MODELS.items()},
+        },
     }
 
 
@@ -143,23 +151,39 @@ def format_report(r: dict) -> str:
     nat = r["native"]
     build = nat.get("build") or {}
     if build:
-        rows.append(("native build", f"built with torch {build.get('built_with_torch')}, loads on torch >= "
-                                     f"{build.get('target_torch')} ({build.get('abi', 'unknown')} ABI)"))
+        rows.append(
+            (
+                "native build",
+                f"built with torch {build.get('built_with_torch')}, loads on torch >= "
+                f"{build.get('target_torch')} ({build.get('abi', 'unknown')} ABI)",
+            )
+        )
     if "variant" in nat:
-        rows.append(("native kernels", f"{nat['variant_name']} ({nat['variant']}); this CPU runs "
-                                       + ", ".join(nat["cpu_runs"])))
+        rows.append(("native kernels", f"{nat['variant_name']} ({nat['variant']}); this CPU runs " + ", ".join(nat["cpu_runs"])))
     rows.append(("triton interpreter", "on (TRITON_INTERPRET=1)" if r["triton_interpret"] not in ("", "0") else "off"))
     cuda = r["cuda"]
     if cuda["devices"]:
         for d in cuda["devices"]:
-            rows.append((f"cuda:{d['index']}", f"{d['name']}, capability {d['capability']}, {d['memory_gib']} GiB, "
-                                               f"{d['multiprocessors']} SMs (CUDA {cuda['torch_cuda']})"))
+            rows.append(
+                (
+                    f"cuda:{d['index']}",
+                    f"{d['name']}, capability {d['capability']}, {d['memory_gib']} GiB, "
+                    f"{d['multiprocessors']} SMs (CUDA {cuda['torch_cuda']})",
+                )
+            )
     else:
-        rows.append(("cuda", f"no device (torch built with CUDA {cuda['torch_cuda']})" if cuda["torch_cuda"]
-                     else "no device (a CPU-only torch)"))
+        rows.append(
+            (
+                "cuda",
+                f"no device (torch built with CUDA {cuda['torch_cuda']})"
+                if cuda["torch_cuda"]
+                else "no device (a CPU-only torch)",
+            )
+        )
     t = r["threads"]
-    rows.append(("threads", f"torch {t['torch']} intra-op, {t['interop']} inter-op; {t['usable_cpus']} of "
-                            f"{t['cpus']} CPUs usable"))
+    rows.append(
+        ("threads", f"torch {t['torch']} intra-op, {t['interop']} inter-op; {t['usable_cpus']} of {t['cpus']} CPUs usable")
+    )
     for name, c in t.get("runs_choose", {}).items():
         rows.append((f"threads, {name} runs", f"{c['threads']}: {c['reason']} (--threads N chooses)"))
     width = max(len(k) for k, _ in rows)
@@ -167,6 +191,8 @@ def format_report(r: dict) -> str:
     lines += ["", *_primitive_lines(r["primitives"])]
     missing = [name for name, why in r["backends"].items() if why is not None]
     if "native" in missing:
-        lines.append("\nThe native CPU ops are missing: everything runs on the pure-PyTorch reference (correct, "
-                     "slower). With a C++ compiler, rebuild them: pip install --no-build-isolation -e .")
+        lines.append(
+            "\nThe native CPU ops are missing: everything runs on the pure-PyTorch reference (correct, "
+            "slower). With a C++ compiler, rebuild them: pip install --no-build-isolation -e ."
+        )
     return "\n".join(lines)

@@ -121,8 +121,9 @@ def _check_replaceable(path: str) -> None:
     except FileNotFoundError:
         return
     if not stat.S_ISREG(st.st_mode):
-        raise FileExistsError(errno.EEXIST, f"{path} exists and is not a regular file (a folder, a pipe, a device or "
-                                            "a socket): it is not replaced")
+        raise FileExistsError(
+            errno.EEXIST, f"{path} exists and is not a regular file (a folder, a pipe, a device or a socket): it is not replaced"
+        )
     if not st.st_mode & 0o222:
         raise PermissionError(errno.EACCES, f"{path} is read-only: it is not replaced")
 
@@ -156,8 +157,9 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     for _ in range(100):
-        tmp = os.path.join(directory, f"{TEMP_PREFIX}{_host()}-{os.getpid()}-{secrets.token_hex(4)}-"
-                                      f"{_temp_target(os.path.basename(path))}")
+        tmp = os.path.join(
+            directory, f"{TEMP_PREFIX}{_host()}-{os.getpid()}-{secrets.token_hex(4)}-{_temp_target(os.path.basename(path))}"
+        )
         try:
             fd = os.open(tmp, flags, 0o666)  # the mode open() uses: the umask applies
             break
@@ -186,8 +188,7 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
         raise
 
 
-def remove_stale_temporaries(folder: str | os.PathLike, target_name: str | None = None, *,
-                             max_age: float = 3600.0) -> list[Path]:
+def remove_stale_temporaries(folder: str | os.PathLike, target_name: str | None = None, *, max_age: float = 3600.0) -> list[Path]:
     """Remove the temporary files that `atomic_write`s killed mid-save left in `folder`.
 
     Only files named as `atomic_write` names them are considered (those of `target_name` only, if
@@ -306,8 +307,9 @@ def read_safetensors_file(path: str | os.PathLike, what: str = "safetensors file
         head = _read_exactly(fd, 8)
         n = int.from_bytes(head, "little") if len(head) == 8 else -1
         if n < 2 or n > MAX_HEADER_BYTES or 8 + n > size:
-            raise CheckpointError(f"{name} is not a readable {what} (truncated or corrupt?): "
-                                  f"its header length does not fit its {size} bytes")
+            raise CheckpointError(
+                f"{name} is not a readable {what} (truncated or corrupt?): its header length does not fit its {size} bytes"
+            )
         header_bytes = _read_exactly(fd, n)
         try:
             header = json.loads(header_bytes)
@@ -315,8 +317,10 @@ def read_safetensors_file(path: str | os.PathLike, what: str = "safetensors file
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as err:
             raise CheckpointError(f"{name} is not a readable {what} (truncated or corrupt?): {err}") from None
         if 8 + n + end != size:
-            raise CheckpointError(f"{name} is not a readable {what} (truncated or corrupt?): its header declares "
-                                  f"{8 + n + end} bytes, the file has {size}")
+            raise CheckpointError(
+                f"{name} is not a readable {what} (truncated or corrupt?): its header declares "
+                f"{8 + n + end} bytes, the file has {size}"
+            )
         return head + header_bytes + _read_exactly(fd, end)
     finally:
         os.close(fd)
@@ -340,7 +344,7 @@ def read_safetensors(data: bytes, name: str = "data", what: str = "safetensors f
         tensors = st_load(data)
         # The safetensors layout: an 8-byte little-endian header length, then the JSON header.
         header_len = int.from_bytes(data[:8], "little")
-        meta = json.loads(data[8:8 + header_len]).get("__metadata__") or {}
+        meta = json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
         if not isinstance(meta, dict):
             raise ValueError("the metadata is not a JSON object")
         return tensors, meta
@@ -348,8 +352,9 @@ def read_safetensors(data: bytes, name: str = "data", what: str = "safetensors f
         raise CheckpointError(f"{name} is not a readable {what} (truncated or corrupt?): {err}") from err
 
 
-def read_header(meta: Mapping[str, str], key: str, version: int | Collection[int], name: str, what: str,
-                field: str = "format_version") -> dict:
+def read_header(
+    meta: Mapping[str, str], key: str, version: int | Collection[int], name: str, what: str, field: str = "format_version"
+) -> dict:
     """The JSON header under `key` of a file's metadata, after checking it holds one of the
     format versions `version` (an int or a collection of them)."""
     versions = {version} if isinstance(version, int) else set(version)
@@ -364,13 +369,16 @@ def read_header(meta: Mapping[str, str], key: str, version: int | Collection[int
     found = header.get(field)
     if isinstance(found, bool) or found not in versions:
         readable = " and ".join(str(v) for v in sorted(versions))
-        raise CheckpointError(f"{name} has {what} format version {found}; "
-                              f"this impresslearn reads version{'s' if len(versions) > 1 else ''} {readable}")
+        raise CheckpointError(
+            f"{name} has {what} format version {found}; "
+            f"this impresslearn reads version{'s' if len(versions) > 1 else ''} {readable}"
+        )
     return header
 
 
-def verify_checksums(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str], key: str, header: Mapping,
-                     name: str, what: str) -> None:
+def verify_checksums(
+    tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str], key: str, header: Mapping, name: str, what: str
+) -> None:
     """Check the header's digest and every tensor's against the file's bytes (CheckpointError
     naming the first entry that differs); a file without them is refused."""
     expected = meta.get(key + HEADER_CHECKSUM)
@@ -389,8 +397,16 @@ def verify_checksums(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str
             raise CheckpointError(f"{what} {name} is damaged: entry {entry!r} does not match its SHA-256 checksum")
 
 
-def read_verified(data: bytes, name: str, what: str, key: str, versions: Collection[int], *,
-                  legacy: Collection[int] = (), field: str = "format_version") -> tuple[dict, dict[str, torch.Tensor]]:
+def read_verified(
+    data: bytes,
+    name: str,
+    what: str,
+    key: str,
+    versions: Collection[int],
+    *,
+    legacy: Collection[int] = (),
+    field: str = "format_version",
+) -> tuple[dict, dict[str, torch.Tensor]]:
     """(header, tensors) of a file of kind `what`: readable, one of `versions`, and, unless its
     version is one of the `legacy` ones (written before checksums), matching its checksums."""
     tensors, meta = read_safetensors(data, name, what)
@@ -401,6 +417,7 @@ def read_verified(data: bytes, name: str, what: str, key: str, versions: Collect
 
 
 # --------------------------------------------------------------------------- entry checks
+
 
 def check_entries(tensors: Mapping[str, torch.Tensor], expected: Iterable[str], name: str, what: str) -> None:
     """CheckpointError unless the file's entries are exactly `expected` (the first missing one,
@@ -415,8 +432,16 @@ def check_entries(tensors: Mapping[str, torch.Tensor], expected: Iterable[str], 
             raise CheckpointError(f"{subject} {problem} {first!r}{more}")
 
 
-def check_tensor(t: torch.Tensor, entry: str, name: str, what: str, *, dtype: torch.dtype | None = None,
-                 floating: bool = False, shape: Iterable[int] | None = None) -> None:
+def check_tensor(
+    t: torch.Tensor,
+    entry: str,
+    name: str,
+    what: str,
+    *,
+    dtype: torch.dtype | None = None,
+    floating: bool = False,
+    shape: Iterable[int] | None = None,
+) -> None:
     """CheckpointError unless entry `entry` has `dtype` (or a floating dtype) and `shape`."""
     subject = f"{what} {name}" if what else name
     if dtype is not None and t.dtype != dtype:
@@ -424,5 +449,6 @@ def check_tensor(t: torch.Tensor, entry: str, name: str, what: str, *, dtype: to
     if floating and not t.is_floating_point():
         raise CheckpointError(f"{subject} has entry {entry!r} of dtype {t.dtype} where a floating dtype is expected")
     if shape is not None and list(t.shape) != [int(s) for s in shape]:
-        raise CheckpointError(f"{subject} has entry {entry!r} of shape {list(t.shape)} "
-                              f"where {[int(s) for s in shape]} is expected")
+        raise CheckpointError(
+            f"{subject} has entry {entry!r} of shape {list(t.shape)} where {[int(s) for s in shape]} is expected"
+        )

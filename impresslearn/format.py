@@ -69,7 +69,7 @@ def pack_bits(bits: torch.Tensor) -> torch.Tensor:
     per_mask = max(rows * nw * WORD_BITS, 1)
     chunk = max(1, (1 << 24) // per_mask)
     for start in range(0, t, chunk):
-        b = bits[start:start + chunk]
+        b = bits[start : start + chunk]
         if b.dtype != torch.bool:
             b = b != 0  # nonzero (NaN included) is 1, as the native and Triton codecs read it
         pad = nw * WORD_BITS - cols
@@ -78,7 +78,7 @@ def pack_bits(bits: torch.Tensor) -> torch.Tensor:
         b = b.reshape(b.shape[0], rows, nw, WORD_BITS).to(torch.int32)
         # Bits are distinct powers of two, so their int32 sum is their OR and never
         # overflows: bit 31 contributes -2**31 and the rest at most 2**31 - 1.
-        out[start:start + chunk] = (b << shifts).sum(dim=-1, dtype=torch.int32)
+        out[start : start + chunk] = (b << shifts).sum(dim=-1, dtype=torch.int32)
     return out
 
 
@@ -180,15 +180,17 @@ class PackedMasks:
                 raise ValueError(f"the slice {_slice_text(index)} has a step of zero")
             picked = range(n)[index]
             if len(picked) == 0:
-                raise ValueError(f"the slice {_slice_text(index)} selects none of the {n} masks; "
-                                 f"a PackedMasks holds at least one")
+                raise ValueError(
+                    f"the slice {_slice_text(index)} selects none of the {n} masks; a PackedMasks holds at least one"
+                )
             if picked.step > 0:
-                return PackedMasks(self.words[picked.start:picked.stop:picked.step], self.shape, self.origin)
+                return PackedMasks(self.words[picked.start : picked.stop : picked.step], self.shape, self.origin)
             index = list(picked)
         if _is_bool(index):
             if isinstance(index, (torch.Tensor, np.ndarray)) and index.ndim > 0:
-                raise TypeError("PackedMasks takes no boolean mask as an index; pass the integer positions "
-                                "(mask.nonzero()) instead")
+                raise TypeError(
+                    "PackedMasks takes no boolean mask as an index; pass the integer positions (mask.nonzero()) instead"
+                )
             raise TypeError(f"PackedMasks indices must be integers, not {_type_text(index)} (a bool is not a mask index)")
         if isinstance(index, tuple):
             raise TypeError("PackedMasks has one axis to index, the masks; use a list, not a tuple, to pick several")
@@ -198,17 +200,18 @@ class PackedMasks:
         try:
             i = operator.index(index)
         except TypeError:
-            raise TypeError(f"PackedMasks indices must be integers, slices or 1-D integer index arrays, "
-                            f"not {_type_text(index)}") from None
+            raise TypeError(
+                f"PackedMasks indices must be integers, slices or 1-D integer index arrays, not {_type_text(index)}"
+            ) from None
         if not -n <= i < n:
             raise IndexError(f"mask index {i} is out of range for {n} masks")
         i %= n
-        return PackedMasks(self.words[i:i + 1], self.shape, self.origin)
+        return PackedMasks(self.words[i : i + 1], self.shape, self.origin)
 
     def __iter__(self) -> Iterator[PackedMasks]:
         """The masks one at a time, each a one-mask `PackedMasks` (`packed[i]`)."""
         for i in range(self.num_masks):
-            yield PackedMasks(self.words[i:i + 1], self.shape, self.origin)
+            yield PackedMasks(self.words[i : i + 1], self.shape, self.origin)
 
     def __len__(self) -> int:
         return self.num_masks
@@ -224,10 +227,7 @@ class PackedMasks:
     __hash__ = None  # mutable tensors inside
 
     def __repr__(self) -> str:
-        return (
-            f"PackedMasks(num_masks={self.num_masks}, shape={tuple(self.shape)}, "
-            f"nbytes={self.nbytes}, device={self.device})"
-        )
+        return f"PackedMasks(num_masks={self.num_masks}, shape={tuple(self.shape)}, nbytes={self.nbytes}, device={self.device})"
 
     @staticmethod
     def cat(parts: Sequence[PackedMasks]) -> PackedMasks:
@@ -284,8 +284,11 @@ def _index_array(index, n: int) -> torch.Tensor:
     else:
         if index.ndim != 1:
             raise ValueError(f"an index array must be 1-D, got shape {tuple(index.shape)}")
-        is_int = (not index.dtype.is_floating_point and not index.dtype.is_complex if isinstance(index, torch.Tensor)
-                  else np.issubdtype(index.dtype, np.integer))
+        is_int = (
+            not index.dtype.is_floating_point and not index.dtype.is_complex
+            if isinstance(index, torch.Tensor)
+            else np.issubdtype(index.dtype, np.integer)
+        )
         if not is_int:
             raise TypeError(f"an index array must hold integers, got {_type_text(index)}")
         positions = torch.as_tensor(np.asarray(index, dtype=np.int64) if isinstance(index, np.ndarray) else index)
@@ -306,8 +309,7 @@ def pack_masks(masks: torch.Tensor) -> PackedMasks:
         raise TypeError(f"masks must be bool, integer or floating 0/1 values, got {masks.dtype}")
     if masks.dim() < 2:
         raise ValueError(
-            f"masks must have shape [T, *weight_shape] with a weight of at least one dimension, "
-            f"got shape {tuple(masks.shape)}"
+            f"masks must have shape [T, *weight_shape] with a weight of at least one dimension, got shape {tuple(masks.shape)}"
         )
     if masks.numel() == 0:
         raise ValueError(f"cannot pack an empty tensor of shape {tuple(masks.shape)}")

@@ -105,11 +105,11 @@ class KernelMaskLayer(TaskStateLayer):
     def _init_kernel_mask(self, cfg: KernelMaskConfig, num_tasks: int) -> None:
         self.cfg = cfg
         self.temperature = float(cfg.temperature)
-        self.register_buffer("kmask_bits", torch.zeros(words_shape(self.mask_shape, 0), dtype=torch.int32,
-                                                       device=self.weight.device))
+        self.register_buffer(
+            "kmask_bits", torch.zeros(words_shape(self.mask_shape, 0), dtype=torch.int32, device=self.weight.device)
+        )
         real_shape = self.mask_shape if cfg.real != "none" else (0,)
-        self.register_buffer("kmask_real", torch.zeros((0, *real_shape), dtype=self.weight.dtype,
-                                                       device=self.weight.device))
+        self.register_buffer("kmask_real", torch.zeros((0, *real_shape), dtype=self.weight.dtype, device=self.weight.device))
         self._init_task_state(num_tasks, self.weight.dtype)
 
     # ---- tasks
@@ -137,7 +137,6 @@ class KernelMaskLayer(TaskStateLayer):
             return (bits.unpack()[0].to(self.weight.dtype) * 2 - 1) * abs(float(self.cfg.init) or 1.0)
         r = real / self.cfg.scale
         return torch.logit(r) if self.cfg.real == "logistic" else r
-
 
     def store_task(self, task: int) -> None:
         """Keep only the soft mask of `task` (bits + real part, as evaluated) and drop its `R`."""
@@ -172,14 +171,14 @@ class KernelMaskLayer(TaskStateLayer):
         if not self.finished[task]:
             raise RuntimeError(f"task {task} is not stored yet; call store_task({task}) after training it")
         real = None if self.cfg.real == "none" else self.kmask_real[task]
-        return PackedMasks(self.kmask_bits[task:task + 1], self.mask_shape), real
+        return PackedMasks(self.kmask_bits[task : task + 1], self.mask_shape), real
 
     def mask(self, task: int | None = None) -> Tensor:
         """The mask of a task at its own grain (`mask_shape`): the stored soft mask, or while the
         task is learned the relaxed one (training mode) or the hard one (eval mode)."""
         t = self.task if task is None else self._check_task(task)
         if self.finished[t]:
-            words, real = self.kmask_bits[t:t + 1], self.stored_parts(t)[1]
+            words, real = self.kmask_bits[t : t + 1], self.stored_parts(t)[1]
             cols = rows_cols(self.mask_shape)[1]
             m = ops.unpack_bits(words, cols)[0].reshape(self.mask_shape).to(self.weight.dtype)
             return m if real is None else m + real
@@ -195,7 +194,7 @@ class KernelMaskLayer(TaskStateLayer):
         t = self.task
         if self.finished[t] and self.cfg.real == "none" and self.mask_shape == tuple(self.weight.shape):
             one = torch.ones(1, device=self.weight.device)
-            return ops.combine(self.weight, PackedMasks(self.kmask_bits[t:t + 1], self.mask_shape), one)
+            return ops.combine(self.weight, PackedMasks(self.kmask_bits[t : t + 1], self.mask_shape), one)
         return self.weight * self.broadcast(self.mask())
 
     @torch.no_grad()
@@ -244,8 +243,10 @@ class KernelMaskConv2d(KernelMaskLayer):
         return F.conv2d(x, self.effective_weight(), self.bias, self.stride, self.padding, self.dilation, self.groups)
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, tasks={self.num_tasks}, "
-                f"real={self.cfg.real}, relax={self.cfg.relax}")
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, tasks={self.num_tasks}, "
+            f"real={self.cfg.real}, relax={self.cfg.relax}"
+        )
 
 
 class KernelMaskLinear(KernelMaskLayer):
@@ -265,8 +266,10 @@ class KernelMaskLinear(KernelMaskLayer):
         return F.linear(x, self.effective_weight(), self.bias)
 
     def extra_repr(self) -> str:
-        return (f"{self.in_features}, {self.out_features}, tasks={self.num_tasks}, per={self.cfg.linear}, "
-                f"real={self.cfg.real}, relax={self.cfg.relax}")
+        return (
+            f"{self.in_features}, {self.out_features}, tasks={self.num_tasks}, per={self.cfg.linear}, "
+            f"real={self.cfg.real}, relax={self.cfg.relax}"
+        )
 
 
 def _keep_backbone(layer: BackboneLayer, old: nn.Module) -> None:
@@ -280,9 +283,15 @@ def kernel_mask_layers(model: nn.Module) -> list[tuple[str, KernelMaskLayer]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, KernelMaskLayer)]
 
 
-def convert_kernelwise(model: nn.Module, cfg: KernelMaskConfig | None = None, *, num_tasks: int = 1,
-                       batchnorm: str = "per_task", include: Callable[[str, nn.Module], bool] | None = None,
-                       unknown: str = "refuse") -> nn.Module:
+def convert_kernelwise(
+    model: nn.Module,
+    cfg: KernelMaskConfig | None = None,
+    *,
+    num_tasks: int = 1,
+    batchnorm: str = "per_task",
+    include: Callable[[str, nn.Module], bool] | None = None,
+    unknown: str = "refuse",
+) -> nn.Module:
     """Swap the `nn.Conv2d` / `nn.Linear` modules of `model` (attention projections included) in
     place for kernel-mask layers that keep their pretrained weights frozen; returns `model`.
     `include` chooses the layers (e.g. all but a task head); everything else is treated as

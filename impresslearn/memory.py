@@ -32,5 +32,6 @@ def check_allocation(nbytes: int, what: str) -> None:
     process be killed."""
     total = physical_memory()
     if total is not None and nbytes > total:
-        raise ValueError(f"{what} would allocate {format_bytes(nbytes)}, more than this machine's "
-                         f"{format_bytes(total)} of memory")
+        raise ValueError(
+            f"{what} would allocate {format_bytes(nbytes)}, more than this machine's {format_bytes(total)} of memory"
+        )

@@ -93,14 +93,24 @@ def mnist_convnet(num_classes: int = 10, width: tuple[int, int, int] = (16, 32, 
     a linear `head`, on flat `[B, 784]` MNIST batches; layers named conv1, conv2, conv3, head.
     Almost every weight is in a convolution, as in the networks kernel-wise masks are made for."""
     c1, c2, c3 = width
-    return nn.Sequential(OrderedDict([
-        ("image", nn.Unflatten(1, (1, 28, 28))),
-        ("conv1", nn.Conv2d(1, c1, 3, padding=1)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(2)),
-        ("conv2", nn.Conv2d(c1, c2, 3, padding=1)), ("relu2", nn.ReLU()), ("pool2", nn.MaxPool2d(2)),
-        ("conv3", nn.Conv2d(c2, c3, 3, padding=1)), ("relu3", nn.ReLU()),
-        ("gap", nn.AdaptiveAvgPool2d(1)), ("flat", nn.Flatten()),
-        ("head", nn.Linear(c3, num_classes)),
-    ]))
+    return nn.Sequential(
+        OrderedDict(
+            [
+                ("image", nn.Unflatten(1, (1, 28, 28))),
+                ("conv1", nn.Conv2d(1, c1, 3, padding=1)),
+                ("relu1", nn.ReLU()),
+                ("pool1", nn.MaxPool2d(2)),
+                ("conv2", nn.Conv2d(c1, c2, 3, padding=1)),
+                ("relu2", nn.ReLU()),
+                ("pool2", nn.MaxPool2d(2)),
+                ("conv3", nn.Conv2d(c2, c3, 3, padding=1)),
+                ("relu3", nn.ReLU()),
+                ("gap", nn.AdaptiveAvgPool2d(1)),
+                ("flat", nn.Flatten()),
+                ("head", nn.Linear(c3, num_classes)),
+            ]
+        )
+    )
 
 
 class MnistViT(torchvision.models.VisionTransformer):
@@ -112,10 +122,24 @@ class MnistViT(torchvision.models.VisionTransformer):
         return super().forward(x.reshape(-1, 1, 28, 28).expand(-1, 3, -1, -1))
 
 
-def mnist_vit(num_classes: int = 10, *, patch_size: int = 7, num_layers: int = 2, num_heads: int = 4,
-              hidden_dim: int = 64, mlp_dim: int = 128) -> MnistViT:
+def mnist_vit(
+    num_classes: int = 10,
+    *,
+    patch_size: int = 7,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    hidden_dim: int = 64,
+    mlp_dim: int = 128,
+) -> MnistViT:
     """A small ViT for flat `[B, 784]` MNIST batches (16 patches of 7x7 and a class token; no
     dropout). Its linear layers, patch embedding and attention projections are what `convert`
     masks; LayerNorm, class token and position embedding it freezes (docs/design.md §4.5)."""
-    return MnistViT(image_size=28, patch_size=patch_size, num_layers=num_layers, num_heads=num_heads,
-                    hidden_dim=hidden_dim, mlp_dim=mlp_dim, num_classes=num_classes)
+    return MnistViT(
+        image_size=28,
+        patch_size=patch_size,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        hidden_dim=hidden_dim,
+        mlp_dim=mlp_dim,
+        num_classes=num_classes,
+    )

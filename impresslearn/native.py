@@ -53,17 +53,18 @@ def _load() -> str | None:
     if os.environ.get("IMPRESSLEARN_NO_NATIVE", "0") not in ("", "0"):
         return "turned off by IMPRESSLEARN_NO_NATIVE"
     if not LIBRARY.exists():
-        return (f"the C++ extension was not built (no C++ compiler or no torch when the package was "
-                f"installed); {_REBUILD}")
+        return f"the C++ extension was not built (no C++ compiler or no torch when the package was installed); {_REBUILD}"
     info = build_info()
     if info is None or info.get("abi") != "stable" or "target_torch" not in info:
         # A record from before the stable-ABI port, or none: the library may be tied to one torch.
         return f"{LIBRARY.name} has no stable-ABI build record {BUILD_INFO.name}; {_REBUILD}"
     if version_tuple(torch.__version__) < version_tuple(str(info["target_torch"])):
         # The library calls stable-ABI functions that this older torch does not have.
-        return (f"the C++ extension targets torch >= {info['target_torch']} (built with torch "
-                f"{info.get('built_with_torch')}) but torch {torch.__version__} is running; upgrade torch, "
-                f"or {_REBUILD}")
+        return (
+            f"the C++ extension targets torch >= {info['target_torch']} (built with torch "
+            f"{info.get('built_with_torch')}) but torch {torch.__version__} is running; upgrade torch, "
+            f"or {_REBUILD}"
+        )
     try:
         torch.ops.load_library(str(LIBRARY))
     except (OSError, RuntimeError) as err:
@@ -85,6 +86,7 @@ def _op(name: str):
 
 # --------------------------------------------------------------------------- primitives
 # Same names, signatures and results as impresslearn.reference (the ops layer checks inputs).
+
 
 def combine(weight: torch.Tensor, words: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """`weight * Σ_t alpha[t] * masks[t]` from the packed words, accumulated in fp32 (fp64 for fp64)."""
@@ -153,6 +155,7 @@ KERNELS = {
 
 # --------------------------------------------------------------------------- kernel variants
 
+
 def variant() -> str:
     """The inner-loop variant in use: "avx512", "avx2", "generic" or "lut"."""
     return _op("variant")()
@@ -164,6 +167,7 @@ def set_variant(name: str) -> str:
 
 
 # --------------------------------------------------------------------------- fake implementations
+
 
 def _register_fakes() -> None:
     """The library's ops' fakes, from the primitives' declarations: the same checks and result

@@ -89,58 +89,115 @@ def _like(t: torch.Tensor) -> torch.Tensor:
     return t.new_empty(t.shape)
 
 
-PRIMITIVES: dict[str, Primitive] = {p.name: p for p in (
-    Primitive("combine", ("weight", "words", "alpha"),
-              "weight * Σ_t alpha[t] * masks[t] from the packed words",
-              check=checks.check_combine, fake=lambda weight, words, alpha: _like(weight)),
-    Primitive("combine_grad_alpha", ("grad", "weight", "words", "alpha"),
-              "d alpha[t] = Σ grad ⊙ weight ⊙ masks[t] (per row for per-channel alpha)",
-              check=checks.combine_grad_alpha_args, fake=lambda grad, weight, words, alpha: _like(alpha)),
-    Primitive("impress_linear", ("x", "weight", "words", "alpha", "bias"),
-              "F.linear(x, combine(weight, words, alpha), bias)",
-              check=checks.impress_linear_args,
-              fake=lambda x, weight, words, alpha, bias: x.new_empty((*x.shape[:-1], weight.shape[0])),
-              composed_from=("combine",), compose=_linear),
-    Primitive("impress_linear_grad_input", ("grad", "weight", "words", "alpha"),
-              "grad @ combine(weight, words, alpha): impress_linear's input gradient",
-              check=checks.impress_linear_grad_input_args,
-              fake=lambda grad, weight, words, alpha: grad.new_empty((*grad.shape[:-1], weight.shape[1])),
-              composed_from=("combine",), compose=_grad_input),
-    Primitive("masked_weight", ("weight", "words"),
-              "weight * masks[0]: one packed mask over the weight (a finished task's effective weight)",
-              check=checks.masked_weight_args, fake=lambda weight, words: _like(weight),
-              composed_from=("combine",), compose=_masked_weight),
-    Primitive("popup_mask", ("scores", "k"),
-              "1.0 at the k largest scores (ties toward the lower flat index), else 0.0",
-              check=checks.check_k, fake=lambda scores, k: _like(scores)),
-    Primitive("popup_pack", ("scores", "k"), "popup_mask as packed words [1, rows, nw]",
-              check=checks.popup_pack_args,
-              fake=lambda scores, k: scores.new_empty(words_shape(scores.shape), dtype=torch.int32)),
-    Primitive("popup_weight", ("weight", "scores", "k"),
-              "weight * popup_mask(abs(scores), k): an edge-popup layer's effective weight",
-              check=checks.popup_weight_args, fake=lambda weight, scores, k: _like(scores),
-              composed_from=("popup_mask",), compose=_popup_weight),
-    Primitive("popup_weight_grad_scores", ("grad", "weight", "scores"),
-              "grad * weight * sgn(scores): popup_weight's scores gradient",
-              check=checks.popup_weight_grad_scores_args, fake=lambda grad, weight, scores: _like(scores),
-              portable=True),
-    Primitive("threshold_mask", ("scores",), "1.0 where scores >= 0, else 0.0",
-              check=checks.check_scores, fake=_like, portable=True),
-    Primitive("threshold_weight", ("weight", "scores"), "weight * (scores >= 0)",
-              check=checks.check_weight_scores, fake=lambda weight, scores: _like(scores), portable=True),
-    Primitive("pack_bits", ("bits",), "bool [T, rows, cols] as int32 words [T, rows, ceil(cols / 32)]",
-              check=checks.check_bits,
-              fake=lambda bits: bits.new_empty(words_shape(bits.shape[1:], bits.shape[0]), dtype=torch.int32),
-              portable=True),
-    Primitive("unpack_bits", ("words", "cols"), "int32 words [T, rows, nw] as bool [T, rows, cols]",
-              check=checks.check_words,
-              fake=lambda words, cols: words.new_empty((words.shape[0], words.shape[1], cols), dtype=torch.bool),
-              portable=True),
-)}
+PRIMITIVES: dict[str, Primitive] = {
+    p.name: p
+    for p in (
+        Primitive(
+            "combine",
+            ("weight", "words", "alpha"),
+            "weight * Σ_t alpha[t] * masks[t] from the packed words",
+            check=checks.check_combine,
+            fake=lambda weight, words, alpha: _like(weight),
+        ),
+        Primitive(
+            "combine_grad_alpha",
+            ("grad", "weight", "words", "alpha"),
+            "d alpha[t] = Σ grad ⊙ weight ⊙ masks[t] (per row for per-channel alpha)",
+            check=checks.combine_grad_alpha_args,
+            fake=lambda grad, weight, words, alpha: _like(alpha),
+        ),
+        Primitive(
+            "impress_linear",
+            ("x", "weight", "words", "alpha", "bias"),
+            "F.linear(x, combine(weight, words, alpha), bias)",
+            check=checks.impress_linear_args,
+            fake=lambda x, weight, words, alpha, bias: x.new_empty((*x.shape[:-1], weight.shape[0])),
+            composed_from=("combine",),
+            compose=_linear,
+        ),
+        Primitive(
+            "impress_linear_grad_input",
+            ("grad", "weight", "words", "alpha"),
+            "grad @ combine(weight, words, alpha): impress_linear's input gradient",
+            check=checks.impress_linear_grad_input_args,
+            fake=lambda grad, weight, words, alpha: grad.new_empty((*grad.shape[:-1], weight.shape[1])),
+            composed_from=("combine",),
+            compose=_grad_input,
+        ),
+        Primitive(
+            "masked_weight",
+            ("weight", "words"),
+            "weight * masks[0]: one packed mask over the weight (a finished task's effective weight)",
+            check=checks.masked_weight_args,
+            fake=lambda weight, words: _like(weight),
+            composed_from=("combine",),
+            compose=_masked_weight,
+        ),
+        Primitive(
+            "popup_mask",
+            ("scores", "k"),
+            "1.0 at the k largest scores (ties toward the lower flat index), else 0.0",
+            check=checks.check_k,
+            fake=lambda scores, k: _like(scores),
+        ),
+        Primitive(
+            "popup_pack",
+            ("scores", "k"),
+            "popup_mask as packed words [1, rows, nw]",
+            check=checks.popup_pack_args,
+            fake=lambda scores, k: scores.new_empty(words_shape(scores.shape), dtype=torch.int32),
+        ),
+        Primitive(
+            "popup_weight",
+            ("weight", "scores", "k"),
+            "weight * popup_mask(abs(scores), k): an edge-popup layer's effective weight",
+            check=checks.popup_weight_args,
+            fake=lambda weight, scores, k: _like(scores),
+            composed_from=("popup_mask",),
+            compose=_popup_weight,
+        ),
+        Primitive(
+            "popup_weight_grad_scores",
+            ("grad", "weight", "scores"),
+            "grad * weight * sgn(scores): popup_weight's scores gradient",
+            check=checks.popup_weight_grad_scores_args,
+            fake=lambda grad, weight, scores: _like(scores),
+            portable=True,
+        ),
+        Primitive(
+            "threshold_mask", ("scores",), "1.0 where scores >= 0, else 0.0", check=checks.check_scores, fake=_like, portable=True
+        ),
+        Primitive(
+            "threshold_weight",
+            ("weight", "scores"),
+            "weight * (scores >= 0)",
+            check=checks.check_weight_scores,
+            fake=lambda weight, scores: _like(scores),
+            portable=True,
+        ),
+        Primitive(
+            "pack_bits",
+            ("bits",),
+            "bool [T, rows, cols] as int32 words [T, rows, ceil(cols / 32)]",
+            check=checks.check_bits,
+            fake=lambda bits: bits.new_empty(words_shape(bits.shape[1:], bits.shape[0]), dtype=torch.int32),
+            portable=True,
+        ),
+        Primitive(
+            "unpack_bits",
+            ("words", "cols"),
+            "int32 words [T, rows, nw] as bool [T, rows, cols]",
+            check=checks.check_words,
+            fake=lambda words, cols: words.new_empty((words.shape[0], words.shape[1], cols), dtype=torch.bool),
+            portable=True,
+        ),
+    )
+}
 
 
-def resolve(kernels: Mapping[str, Callable], name: str, reference_kernels: Mapping[str, Callable],
-            backend: str = "this backend") -> Resolved:
+def resolve(
+    kernels: Mapping[str, Callable], name: str, reference_kernels: Mapping[str, Callable], backend: str = "this backend"
+) -> Resolved:
     """The function a backend with `kernels` runs for primitive `name`, by the declaration's
     rules; `MissingKernel` (a sentence naming the backend) where none applies."""
     if name not in PRIMITIVES:
@@ -152,6 +209,8 @@ def resolve(kernels: Mapping[str, Callable], name: str, reference_kernels: Mappi
         return Resolved(spec.compose(*(kernels[base] for base in spec.composed_from)), "composed")
     if spec.portable:
         return Resolved(reference_kernels[name], "portable")
-    raise MissingKernel(f"backend {backend} has no {name} kernel, and {name} declares no fallback "
-                        f"({'no composition' if spec.compose is None else 'composed from ' + ', '.join(spec.composed_from)}"
-                        f"{' it lacks' if spec.compose is not None else ''}, not portable)")
+    raise MissingKernel(
+        f"backend {backend} has no {name} kernel, and {name} declares no fallback "
+        f"({'no composition' if spec.compose is None else 'composed from ' + ', '.join(spec.composed_from)}"
+        f"{' it lacks' if spec.compose is not None else ''}, not portable)"
+    )

@@ -76,13 +76,13 @@ def combine_grad_alpha(grad: torch.Tensor, weight: torch.Tensor, words: torch.Te
     return out.to(alpha.dtype)
 
 
-def impress_linear(x: torch.Tensor, weight: torch.Tensor, words: torch.Tensor, alpha: torch.Tensor,
-                   bias: torch.Tensor | None) -> torch.Tensor:
+def impress_linear(
+    x: torch.Tensor, weight: torch.Tensor, words: torch.Tensor, alpha: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
     return F.linear(x, combine(weight, words, alpha), bias)
 
 
-def impress_linear_grad_input(grad: torch.Tensor, weight: torch.Tensor, words: torch.Tensor,
-                              alpha: torch.Tensor) -> torch.Tensor:
+def impress_linear_grad_input(grad: torch.Tensor, weight: torch.Tensor, words: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """`grad @ combine(weight, words, alpha)`: the input gradient of `impress_linear`."""
     return grad @ combine(weight, words, alpha)
 

@@ -27,8 +27,7 @@ def derive_seed(seed: int, name: str) -> int:
     return (int(seed) * 1_000_003 + zlib.crc32(name.encode())) % (2**63 - 1)
 
 
-def init_backbone(shape: Sequence[int], *, init: str = "kaiming_normal", seed: int = 0,
-                  density: float | None = None) -> Tensor:
+def init_backbone(shape: Sequence[int], *, init: str = "kaiming_normal", seed: int = 0, density: float | None = None) -> Tensor:
     """The frozen random weight of one layer, on the CPU in float32, the same on every machine.
 
     kaiming_normal: N(0, gain^2 / fan_in) with the ReLU gain sqrt(2); signed_constant:
@@ -73,7 +72,7 @@ def check_density(density, numel: int | None = None) -> None:
     if isinstance(density, bool) or not isinstance(density, numbers.Real) or not 0.0 < float(density) <= 1.0:
         raise ValueError(f"density must lie in (0, 1], got {density!r}")
     if numel is not None and kept_count(numel, density) < 1:
-        raise ValueError(f"density {float(density):g} keeps no weight of a layer of {numel} weights (a top-k "
-                         f"keeps numel - floor((1 - density) * numel)); 1/numel = {1 / numel:.3g} keeps one")
-
-
+        raise ValueError(
+            f"density {float(density):g} keeps no weight of a layer of {numel} weights (a top-k "
+            f"keeps numel - floor((1 - density) * numel)); 1/numel = {1 / numel:.3g} keeps one"
+        )

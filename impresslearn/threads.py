@@ -41,8 +41,7 @@ def default_threads(weights: int, cpus: int | None = None) -> ThreadChoice:
     """One thread for a model under SMALL_MODEL_WEIGHTS weights, else one per usable CPU."""
     cpus = cpus or usable_cpus()
     if weights < SMALL_MODEL_WEIGHTS:
-        return ThreadChoice(1, f"{weights:,} weights < {SMALL_MODEL_WEIGHTS:,}: one thread is faster for a model "
-                               "this small")
+        return ThreadChoice(1, f"{weights:,} weights < {SMALL_MODEL_WEIGHTS:,}: one thread is faster for a model this small")
     return ThreadChoice(cpus, f"{weights:,} weights: torch's default, one thread per usable CPU ({cpus})")
 
 

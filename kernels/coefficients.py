@@ -32,9 +32,20 @@ LUT_PER_CHANNEL_MIN_COLS = 1 << 30  # effectively "never" until a GPU measuremen
 
 
 @triton.jit
-def coefficient_tile(words_ptr, table_ptr, r, c, valid, n_rows, nw, n_masks,
-                     table_row_stride, table_mask_stride,
-                     USE_LUT: tl.constexpr, ACC: tl.constexpr):
+def coefficient_tile(
+    words_ptr,
+    table_ptr,
+    r,
+    c,
+    valid,
+    n_rows,
+    nw,
+    n_masks,
+    table_row_stride,
+    table_mask_stride,
+    USE_LUT: tl.constexpr,
+    ACC: tl.constexpr,
+):
     """`Σ_t alpha_t M_t[r, c]` for row indices `r` ([R, 1]) and column indices `c` ([1, C]).
 
     words: int32 [T, n_rows, nw]. Shift-and-add table: alpha at `t * table_mask_stride +
@@ -64,8 +75,9 @@ def coefficient_tile(words_ptr, table_ptr, r, c, valid, n_rows, nw, n_masks,
 
 
 @triton.jit
-def _build_lut_kernel(alpha_ptr, lut_ptr, n_rows, n_masks, n_groups, alpha_mask_stride, alpha_row_stride,
-                      ACC: tl.constexpr, BLOCK_R: tl.constexpr):
+def _build_lut_kernel(
+    alpha_ptr, lut_ptr, n_rows, n_masks, n_groups, alpha_mask_stride, alpha_row_stride, ACC: tl.constexpr, BLOCK_R: tl.constexpr
+):
     """lut[r, g, b] = Σ_{j<8, 8g+j<T} alpha[8g + j, r] · bit_j(b); a program per (block of rows, group)."""
     r = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)[:, None]
     g = tl.program_id(1)
@@ -73,8 +85,9 @@ def _build_lut_kernel(alpha_ptr, lut_ptr, n_rows, n_masks, n_groups, alpha_mask_
     acc = tl.zeros((BLOCK_R, 256), dtype=ACC)
     for j in tl.static_range(8):
         t = g * 8 + j
-        a = tl.load(alpha_ptr + t * alpha_mask_stride + r * alpha_row_stride, mask=(r < n_rows) & (r * 0 + t < n_masks),
-                    other=0.0).to(ACC)
+        a = tl.load(
+            alpha_ptr + t * alpha_mask_stride + r * alpha_row_stride, mask=(r < n_rows) & (r * 0 + t < n_masks), other=0.0
+        ).to(ACC)
         acc += tl.where(((b >> j) & 1) != 0, a, 0.0)
     tl.store(lut_ptr + (r * n_groups + g) * 256 + b, acc, mask=(r < n_rows) & (b < 256))
 
@@ -89,8 +102,14 @@ class Table:
     lut: bool
 
     @staticmethod
-    def choose(alpha: torch.Tensor, cols: int, acc: torch.dtype, *, lut_min_masks: int = LUT_MIN_MASKS,
-               lut_per_channel_min_cols: int = LUT_PER_CHANNEL_MIN_COLS) -> Table:
+    def choose(
+        alpha: torch.Tensor,
+        cols: int,
+        acc: torch.dtype,
+        *,
+        lut_min_masks: int = LUT_MIN_MASKS,
+        lut_per_channel_min_cols: int = LUT_PER_CHANNEL_MIN_COLS,
+    ) -> Table:
         """The table for `alpha` ([T] or [T, rows]) over rows of `cols` weights."""
         t = alpha.shape[0]
         per_channel = alpha.dim() == 2
@@ -115,7 +134,8 @@ class Table:
         block_r = min(16, triton.next_power_of_2(table_rows))
         with device_guard(a):
             _build_lut_kernel[(triton.cdiv(table_rows, block_r), n_groups)](
-                a, lut, table_rows, t, n_groups, mask_stride, row_stride, ACC=tl_dtype(acc), BLOCK_R=block_r)
+                a, lut, table_rows, t, n_groups, mask_stride, row_stride, ACC=tl_dtype(acc), BLOCK_R=block_r
+            )
         return Table(lut, n_groups * 256 if a.dim() == 2 else 0, 0, True)
 
 

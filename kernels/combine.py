@@ -34,40 +34,89 @@ def _tile(cols: int, max_cols: int, elements: int) -> tuple[int, int]:
 
 
 @triton.jit
-def _combine_kernel(w_ptr, words_ptr, table_ptr, out_ptr, n_rows, n_cols, nw, n_masks,
-                    table_row_stride, table_mask_stride, n_col_blocks,
-                    USE_LUT: tl.constexpr, ACC: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+def _combine_kernel(
+    w_ptr,
+    words_ptr,
+    table_ptr,
+    out_ptr,
+    n_rows,
+    n_cols,
+    nw,
+    n_masks,
+    table_row_stride,
+    table_mask_stride,
+    n_col_blocks,
+    USE_LUT: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+):
     pid = tl.program_id(0)
     r = (pid // n_col_blocks) * BLOCK_R + tl.arange(0, BLOCK_R)[:, None]
     c = (pid % n_col_blocks) * BLOCK_C + tl.arange(0, BLOCK_C)[None, :]
     valid = (r < n_rows) & (c < n_cols)
-    coef = coefficient_tile(words_ptr, table_ptr, r, c, valid, n_rows, nw, n_masks,
-                            table_row_stride, table_mask_stride, USE_LUT, ACC)
+    coef = coefficient_tile(
+        words_ptr, table_ptr, r, c, valid, n_rows, nw, n_masks, table_row_stride, table_mask_stride, USE_LUT, ACC
+    )
     w = tl.load(w_ptr + r * n_cols + c, mask=valid, other=0.0).to(ACC)
     tl.store(out_ptr + r * n_cols + c, cast(w * coef, out_ptr.dtype.element_ty), mask=valid)
 
 
-def combine(weight: torch.Tensor, words: torch.Tensor, alpha: torch.Tensor, *,
-            lut_min_masks: int = LUT_MIN_MASKS, lut_per_channel_min_cols: int = LUT_PER_CHANNEL_MIN_COLS) -> torch.Tensor:
+def combine(
+    weight: torch.Tensor,
+    words: torch.Tensor,
+    alpha: torch.Tensor,
+    *,
+    lut_min_masks: int = LUT_MIN_MASKS,
+    lut_per_channel_min_cols: int = LUT_PER_CHANNEL_MIN_COLS,
+) -> torch.Tensor:
     """`weight * Σ_t alpha[t] * masks[t]` in weight's dtype (inputs contiguous, checked by the op layer)."""
     rows, cols = rows_cols(weight.shape)
     check_tensors(weight, words)
-    table, acc = table_for(alpha, cols, weight.dtype, lut_min_masks=lut_min_masks,
-                           lut_per_channel_min_cols=lut_per_channel_min_cols)
+    table, acc = table_for(
+        alpha, cols, weight.dtype, lut_min_masks=lut_min_masks, lut_per_channel_min_cols=lut_per_channel_min_cols
+    )
     out = torch.empty_like(weight)
     block_r, block_c = _tile(cols, 256, COMBINE_TILE)
     n_col_blocks = triton.cdiv(cols, block_c)
     grid = (triton.cdiv(rows, block_r) * n_col_blocks,)
     with device_guard(weight):
-        _combine_kernel[grid](weight, words, table.data, out, rows, cols, words.shape[2], words.shape[0],
-                              table.row_stride, table.mask_stride, n_col_blocks,
-                              USE_LUT=table.lut, ACC=tl_dtype(acc), BLOCK_R=block_r, BLOCK_C=block_c)
+        _combine_kernel[grid](
+            weight,
+            words,
+            table.data,
+            out,
+            rows,
+            cols,
+            words.shape[2],
+            words.shape[0],
+            table.row_stride,
+            table.mask_stride,
+            n_col_blocks,
+            USE_LUT=table.lut,
+            ACC=tl_dtype(acc),
+            BLOCK_R=block_r,
+            BLOCK_C=block_c,
+        )
     return out
 
 
 @triton.jit
-def _grad_alpha_kernel(g_ptr, w_ptr, words_ptr, part_ptr, n_rows, n_cols, nw, n_masks, n_col_blocks,
-                       PER_CHANNEL: tl.constexpr, ACC: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr):
+def _grad_alpha_kernel(
+    g_ptr,
+    w_ptr,
+    words_ptr,
+    part_ptr,
+    n_rows,
+    n_cols,
+    nw,
+    n_masks,
+    n_col_blocks,
+    PER_CHANNEL: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK_R: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+):
     """Partial sums of one tile: part[col_block, t, r] (per channel) or part[tile, t] (per layer)."""
     pid = tl.program_id(0)
     pid_r = pid // n_col_blocks
@@ -75,8 +124,9 @@ def _grad_alpha_kernel(g_ptr, w_ptr, words_ptr, part_ptr, n_rows, n_cols, nw, n_
     r = pid_r * BLOCK_R + tl.arange(0, BLOCK_R)[:, None]
     c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)[None, :]
     valid = (r < n_rows) & (c < n_cols)
-    gw = (tl.load(g_ptr + r * n_cols + c, mask=valid, other=0.0).to(ACC)
-          * tl.load(w_ptr + r * n_cols + c, mask=valid, other=0.0).to(ACC))
+    gw = tl.load(g_ptr + r * n_cols + c, mask=valid, other=0.0).to(ACC) * tl.load(
+        w_ptr + r * n_cols + c, mask=valid, other=0.0
+    ).to(ACC)
     word_ptrs = words_ptr + r * nw + (c >> 5)
     shift = c & 31
     plane = n_rows * nw
@@ -103,7 +153,20 @@ def combine_grad_alpha(grad: torch.Tensor, weight: torch.Tensor, words: torch.Te
     part_shape = (n_col_blocks, t, rows) if per_channel else (n_tiles, t)
     partials = torch.empty(part_shape, dtype=acc, device=weight.device)
     with device_guard(weight):
-        _grad_alpha_kernel[(n_tiles,)](grad, weight, words, partials, rows, cols, words.shape[2], t, n_col_blocks,
-                                       PER_CHANNEL=per_channel, ACC=tl_dtype(acc), BLOCK_R=block_r, BLOCK_C=block_c)
+        _grad_alpha_kernel[(n_tiles,)](
+            grad,
+            weight,
+            words,
+            partials,
+            rows,
+            cols,
+            words.shape[2],
+            t,
+            n_col_blocks,
+            PER_CHANNEL=per_channel,
+            ACC=tl_dtype(acc),
+            BLOCK_R=block_r,
+            BLOCK_C=block_c,
+        )
     # A fixed-shape sum over the tile axis: the same order on every run.
     return partials.sum(0).to(alpha.dtype)

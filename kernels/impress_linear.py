@@ -42,22 +42,57 @@ NUM_WARPS = 8
 
 
 @triton.jit
-def _effective_tile(w_ptr, words_ptr, table_ptr, n, k, n_rows, n_cols, nw, n_masks, table_row_stride,
-                    table_mask_stride, USE_LUT: tl.constexpr, ACC: tl.constexpr, DOT: tl.constexpr):
+def _effective_tile(
+    w_ptr,
+    words_ptr,
+    table_ptr,
+    n,
+    k,
+    n_rows,
+    n_cols,
+    nw,
+    n_masks,
+    table_row_stride,
+    table_mask_stride,
+    USE_LUT: tl.constexpr,
+    ACC: tl.constexpr,
+    DOT: tl.constexpr,
+):
     """W_eff[n, k] for rows `n` ([BN, 1]) and columns `k` ([1, BK]), rounded to W's dtype as combine does."""
     valid = (n < n_rows) & (k < n_cols)
-    coef = coefficient_tile(words_ptr, table_ptr, n, k, valid, n_rows, nw, n_masks,
-                            table_row_stride, table_mask_stride, USE_LUT, ACC)
+    coef = coefficient_tile(
+        words_ptr, table_ptr, n, k, valid, n_rows, nw, n_masks, table_row_stride, table_mask_stride, USE_LUT, ACC
+    )
     w = tl.load(w_ptr + n * n_cols + k, mask=valid, other=0.0)
     return cast(w.to(ACC) * coef, w.dtype).to(DOT)
 
 
 @triton.jit
-def _linear_kernel(x_ptr, w_ptr, words_ptr, table_ptr, bias_ptr, out_ptr, M, N, K, nw, n_masks,
-                   table_row_stride, table_mask_stride, k_per_split,
-                   HAS_BIAS: tl.constexpr, SPLIT: tl.constexpr, USE_LUT: tl.constexpr, ACC: tl.constexpr,
-                   DOT: tl.constexpr, PRECISION: tl.constexpr,
-                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+def _linear_kernel(
+    x_ptr,
+    w_ptr,
+    words_ptr,
+    table_ptr,
+    bias_ptr,
+    out_ptr,
+    M,
+    N,
+    K,
+    nw,
+    n_masks,
+    table_row_stride,
+    table_mask_stride,
+    k_per_split,
+    HAS_BIAS: tl.constexpr,
+    SPLIT: tl.constexpr,
+    USE_LUT: tl.constexpr,
+    ACC: tl.constexpr,
+    DOT: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
     """out[m, n] = Σ_k x[m, k] W_eff[n, k] over this program's share of K (all of it unless SPLIT)."""
     pid_m = tl.program_id(0)
     pid_n = tl.program_id(1)
@@ -70,8 +105,9 @@ def _linear_kernel(x_ptr, w_ptr, words_ptr, table_ptr, bias_ptr, out_ptr, M, N, 
     for k0 in range(k_start, k_end, BLOCK_K):
         k = k0 + tl.arange(0, BLOCK_K)[None, :]
         x = tl.load(x_ptr + m * K + k, mask=(m < M) & (k < K), other=0.0).to(DOT)
-        w_eff = _effective_tile(w_ptr, words_ptr, table_ptr, n_col, k, N, K, nw, n_masks,
-                                table_row_stride, table_mask_stride, USE_LUT, ACC, DOT)
+        w_eff = _effective_tile(
+            w_ptr, words_ptr, table_ptr, n_col, k, N, K, nw, n_masks, table_row_stride, table_mask_stride, USE_LUT, ACC, DOT
+        )
         acc = tl.dot(x, tl.trans(w_eff), acc, input_precision=PRECISION)
     n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
     valid = (m < M) & (n < N)
@@ -84,11 +120,29 @@ def _linear_kernel(x_ptr, w_ptr, words_ptr, table_ptr, bias_ptr, out_ptr, M, N, 
 
 
 @triton.jit
-def _linear_grad_input_kernel(g_ptr, w_ptr, words_ptr, table_ptr, out_ptr, M, N, K, nw, n_masks,
-                              table_row_stride, table_mask_stride, n_per_split,
-                              SPLIT: tl.constexpr, USE_LUT: tl.constexpr, ACC: tl.constexpr,
-                              DOT: tl.constexpr, PRECISION: tl.constexpr,
-                              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+def _linear_grad_input_kernel(
+    g_ptr,
+    w_ptr,
+    words_ptr,
+    table_ptr,
+    out_ptr,
+    M,
+    N,
+    K,
+    nw,
+    n_masks,
+    table_row_stride,
+    table_mask_stride,
+    n_per_split,
+    SPLIT: tl.constexpr,
+    USE_LUT: tl.constexpr,
+    ACC: tl.constexpr,
+    DOT: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
     """out[m, k] = Σ_n grad[m, n] W_eff[n, k]: the same words, walked along N instead of K."""
     pid_m = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -102,8 +156,9 @@ def _linear_grad_input_kernel(g_ptr, w_ptr, words_ptr, table_ptr, out_ptr, M, N,
         n_row = n0 + tl.arange(0, BLOCK_N)[None, :]
         n_col = n0 + tl.arange(0, BLOCK_N)[:, None]
         g = tl.load(g_ptr + m * N + n_row, mask=(m < M) & (n_row < N), other=0.0).to(DOT)
-        w_eff = _effective_tile(w_ptr, words_ptr, table_ptr, n_col, k, N, K, nw, n_masks,
-                                table_row_stride, table_mask_stride, USE_LUT, ACC, DOT)
+        w_eff = _effective_tile(
+            w_ptr, words_ptr, table_ptr, n_col, k, N, K, nw, n_masks, table_row_stride, table_mask_stride, USE_LUT, ACC, DOT
+        )
         acc = tl.dot(g, w_eff, acc, input_precision=PRECISION)
     valid = (m < M) & (k < K)
     if SPLIT:
@@ -144,17 +199,37 @@ class _FusedLaunch:
     launch_args: dict  # constexprs and num_warps
 
     @staticmethod
-    def plan(rows: int, cols: int, col_block: int, reduced: int, reduce_block: int, weight: torch.Tensor,
-             alpha: torch.Tensor, device: torch.device, split) -> _FusedLaunch:
+    def plan(
+        rows: int,
+        cols: int,
+        col_block: int,
+        reduced: int,
+        reduce_block: int,
+        weight: torch.Tensor,
+        alpha: torch.Tensor,
+        device: torch.device,
+        split,
+    ) -> _FusedLaunch:
         table, acc = table_for(alpha, weight.shape[1], weight.dtype)
         block_m = min(BLOCK_M_MAX, max(16, triton.next_power_of_2(rows)))
         grid = (triton.cdiv(rows, block_m), triton.cdiv(cols, col_block))
         n_split, per_split = _splits(grid[0] * grid[1], reduced, reduce_block, device, split)
-        out = (torch.empty((n_split, rows, cols), dtype=torch.float32, device=device) if n_split > 1
-               else torch.empty((rows, cols), dtype=weight.dtype, device=device))
-        launch_args = dict(SPLIT=n_split > 1, USE_LUT=table.lut, ACC=tl_dtype(acc), DOT=_dot_dtype(weight.dtype),
-                           PRECISION=dot_precision(), BLOCK_M=block_m, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K,
-                           num_warps=NUM_WARPS)
+        out = (
+            torch.empty((n_split, rows, cols), dtype=torch.float32, device=device)
+            if n_split > 1
+            else torch.empty((rows, cols), dtype=weight.dtype, device=device)
+        )
+        launch_args = dict(
+            SPLIT=n_split > 1,
+            USE_LUT=table.lut,
+            ACC=tl_dtype(acc),
+            DOT=_dot_dtype(weight.dtype),
+            PRECISION=dot_precision(),
+            BLOCK_M=block_m,
+            BLOCK_N=BLOCK_N,
+            BLOCK_K=BLOCK_K,
+            num_warps=NUM_WARPS,
+        )
         return _FusedLaunch(table, (*grid, n_split), per_split, out, launch_args)
 
     def result(self, dtype: torch.dtype, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -167,9 +242,16 @@ class _FusedLaunch:
         return out.to(dtype)
 
 
-def impress_linear(x: torch.Tensor, weight: torch.Tensor, words: torch.Tensor, alpha: torch.Tensor,
-                   bias: torch.Tensor | None, *, fused_max_batch: int = FUSED_MAX_BATCH,
-                   split: int | None = None) -> torch.Tensor:
+def impress_linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    words: torch.Tensor,
+    alpha: torch.Tensor,
+    bias: torch.Tensor | None,
+    *,
+    fused_max_batch: int = FUSED_MAX_BATCH,
+    split: int | None = None,
+) -> torch.Tensor:
     """`F.linear(x, combine(weight, words, alpha), bias)`; `split` forces the split-K factor."""
     n, k = weight.shape
     x2 = x.reshape(-1, k)
@@ -180,14 +262,35 @@ def impress_linear(x: torch.Tensor, weight: torch.Tensor, words: torch.Tensor, a
     launch = _FusedLaunch.plan(m, n, BLOCK_N, k, BLOCK_K, weight, alpha, x.device, split)
     with device_guard(x):
         _linear_kernel[launch.grid](
-            x2, weight, words, launch.table.data, bias if bias is not None else x2, launch.out, m, n, k,
-            words.shape[2], words.shape[0], launch.table.row_stride, launch.table.mask_stride, launch.per_split,
-            HAS_BIAS=bias is not None, **launch.launch_args)
+            x2,
+            weight,
+            words,
+            launch.table.data,
+            bias if bias is not None else x2,
+            launch.out,
+            m,
+            n,
+            k,
+            words.shape[2],
+            words.shape[0],
+            launch.table.row_stride,
+            launch.table.mask_stride,
+            launch.per_split,
+            HAS_BIAS=bias is not None,
+            **launch.launch_args,
+        )
     return launch.result(weight.dtype, bias).reshape(*x.shape[:-1], n)
 
 
-def impress_linear_grad_input(grad: torch.Tensor, weight: torch.Tensor, words: torch.Tensor, alpha: torch.Tensor, *,
-                              fused_max_batch: int = FUSED_MAX_BATCH, split: int | None = None) -> torch.Tensor:
+def impress_linear_grad_input(
+    grad: torch.Tensor,
+    weight: torch.Tensor,
+    words: torch.Tensor,
+    alpha: torch.Tensor,
+    *,
+    fused_max_batch: int = FUSED_MAX_BATCH,
+    split: int | None = None,
+) -> torch.Tensor:
     """`grad @ combine(weight, words, alpha)`: the input gradient of impress_linear."""
     n, k = weight.shape
     g2 = grad.reshape(-1, n)
@@ -198,6 +301,19 @@ def impress_linear_grad_input(grad: torch.Tensor, weight: torch.Tensor, words: t
     launch = _FusedLaunch.plan(m, k, BLOCK_K, n, BLOCK_N, weight, alpha, grad.device, split)
     with device_guard(grad):
         _linear_grad_input_kernel[launch.grid](
-            g2, weight, words, launch.table.data, launch.out, m, n, k, words.shape[2], words.shape[0],
-            launch.table.row_stride, launch.table.mask_stride, launch.per_split, **launch.launch_args)
+            g2,
+            weight,
+            words,
+            launch.table.data,
+            launch.out,
+            m,
+            n,
+            k,
+            words.shape[2],
+            words.shape[0],
+            launch.table.row_stride,
+            launch.table.mask_stride,
+            launch.per_split,
+            **launch.launch_args,
+        )
     return launch.result(weight.dtype).reshape(*grad.shape[:-1], k)

@@ -61,8 +61,7 @@ def _state_key(state_ptr, WIDE: tl.constexpr):
 
 
 @triton.jit
-def _histogram_kernel(x_ptr, state_ptr, hist_ptr, numel, shift,
-                      FIRST: tl.constexpr, WIDE: tl.constexpr, BLOCK: tl.constexpr):
+def _histogram_kernel(x_ptr, state_ptr, hist_ptr, numel, shift, FIRST: tl.constexpr, WIDE: tl.constexpr, BLOCK: tl.constexpr):
     """hist[d] += #keys whose digit at `shift` is d, among keys sharing the prefix above `shift + 8`."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     valid = offs < numel
@@ -114,8 +113,9 @@ def _positions(pid, n_rows, n_cols, nw, PACKED: tl.constexpr, WORDS: tl.constexp
 
 
 @triton.jit
-def _count_ties_kernel(x_ptr, state_ptr, ties_ptr, n_rows, n_cols, nw,
-                       PACKED: tl.constexpr, WIDE: tl.constexpr, WORDS: tl.constexpr):
+def _count_ties_kernel(
+    x_ptr, state_ptr, ties_ptr, n_rows, n_cols, nw, PACKED: tl.constexpr, WIDE: tl.constexpr, WORDS: tl.constexpr
+):
     """ties[program] = #keys equal to kth in its block; skipped (0) when every tie is kept anyway."""
     pid = tl.program_id(0)
     kth = _state_key(state_ptr, WIDE)
@@ -127,8 +127,20 @@ def _count_ties_kernel(x_ptr, state_ptr, ties_ptr, n_rows, n_cols, nw,
 
 
 @triton.jit
-def _write_kernel(x_ptr, state_ptr, ties_before_ptr, mask_ptr, words_ptr, n_rows, n_cols, nw,
-                  PACKED: tl.constexpr, WRITE_MASK: tl.constexpr, WIDE: tl.constexpr, WORDS: tl.constexpr):
+def _write_kernel(
+    x_ptr,
+    state_ptr,
+    ties_before_ptr,
+    mask_ptr,
+    words_ptr,
+    n_rows,
+    n_cols,
+    nw,
+    PACKED: tl.constexpr,
+    WRITE_MASK: tl.constexpr,
+    WIDE: tl.constexpr,
+    WORDS: tl.constexpr,
+):
     """Keep key > kth, and the first `need` keys equal to kth in flat order."""
     pid = tl.program_id(0)
     kth = _state_key(state_ptr, WIDE)
@@ -137,8 +149,9 @@ def _write_kernel(x_ptr, state_ptr, ties_before_ptr, mask_ptr, words_ptr, n_rows
     key = _sort_keys(tl.load(x_ptr + flat, mask=valid, other=0.0), WIDE)
     tie = ((key == kth) & valid).to(tl.int32)
     per_row = tl.sum(tie, axis=1)
-    rank = (tl.load(ties_before_ptr + pid) + (tl.cumsum(per_row, axis=0) - per_row)[:, None]
-            + tl.cumsum(tie, axis=1) - tie)  # ties before this one, in flat order
+    rank = (
+        tl.load(ties_before_ptr + pid) + (tl.cumsum(per_row, axis=0) - per_row)[:, None] + tl.cumsum(tie, axis=1) - tie
+    )  # ties before this one, in flat order
     keep = valid & ((key > kth) | ((tie != 0) & (rank < need)))
     if WRITE_MASK:
         tl.store(mask_ptr + flat, cast(tl.where(keep, 1.0, 0.0), mask_ptr.dtype.element_ty), mask=valid)
@@ -181,8 +194,20 @@ def _select(scores: torch.Tensor, k: int, packed: bool, write_mask: bool):
         ties = torch.empty(grid[0], dtype=torch.int32, device=flat.device)
         _count_ties_kernel[grid](flat, state, ties, rows, cols, nw, PACKED=packed, WIDE=wide, WORDS=WRITE_WORDS)
         ties_before = torch.cumsum(ties, 0) - ties
-        _write_kernel[grid](flat, state, ties_before, mask if write_mask else flat, words if packed else ties,
-                            rows, cols, nw, PACKED=packed, WRITE_MASK=write_mask, WIDE=wide, WORDS=WRITE_WORDS)
+        _write_kernel[grid](
+            flat,
+            state,
+            ties_before,
+            mask if write_mask else flat,
+            words if packed else ties,
+            rows,
+            cols,
+            nw,
+            PACKED=packed,
+            WRITE_MASK=write_mask,
+            WIDE=wide,
+            WORDS=WRITE_WORDS,
+        )
     return mask, words
 
 

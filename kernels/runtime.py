@@ -61,8 +61,9 @@ def _read_scalars_by_element() -> None:
 if INTERPRETED and not _loops_run():
     _read_scalars_by_element()
     if not _loops_run():
-        raise ImportError("Triton's interpreter cannot run a loop over a kernel argument here "
-                          f"(triton {triton.__version__}); upgrade triton")
+        raise ImportError(
+            f"Triton's interpreter cannot run a loop over a kernel argument here (triton {triton.__version__}); upgrade triton"
+        )
 
 
 @triton.jit
@@ -74,6 +75,7 @@ def cast(x, dtype: tl.constexpr):
         bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
         x = bits.to(tl.float32, bitcast=True)
     return x.to(dtype)
+
 
 # Offsets inside the kernels are int32.
 MAX_NUMEL = 2**31 - 1

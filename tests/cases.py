@@ -83,8 +83,18 @@ def sprinkle_non_finite(x: torch.Tensor, fraction: float, g: torch.Generator) ->
     return flat.reshape(x.shape)
 
 
-def non_finite_inputs(shape, t, *, per_channel=False, dtype=torch.float32, seed=0, alpha_fraction=0.0,
-                      weight_fraction=0.0, density=0.4, device="cpu"):
+def non_finite_inputs(
+    shape,
+    t,
+    *,
+    per_channel=False,
+    dtype=torch.float32,
+    seed=0,
+    alpha_fraction=0.0,
+    weight_fraction=0.0,
+    density=0.4,
+    device="cpu",
+):
     """(weight, bool masks on the CPU, words, alpha) with dyadic values, some of alpha and of the
     weight made NaN / ±inf, masks of the given density (so that many weights have bits of 0 for a
     non-finite mask: where a masked sum and a product with the dense mask differ)."""
@@ -159,8 +169,7 @@ def packed_inputs(shape, t, dtype=torch.float32, per_channel=False, seed=0, devi
     """make_combine_inputs with the masks packed: (weight, bool masks on the CPU, words, alpha)."""
     from impresslearn import pack_masks
 
-    weight, masks, alpha = make_combine_inputs(shape, t, dtype=dtype, per_channel=per_channel, seed=seed,
-                                               density=density)
+    weight, masks, alpha = make_combine_inputs(shape, t, dtype=dtype, per_channel=per_channel, seed=seed, density=density)
     return weight.to(device), masks, pack_masks(masks).words.to(device), alpha.to(device)
 
 
@@ -179,10 +188,12 @@ def needs(backend: str) -> list:
 
 def only(backend: str):
     """Decorator: a test of this backend alone (marked and skipped as `needs` says)."""
+
     def mark(fn):
         for m in needs(backend):
             fn = m(fn)
         return fn
+
     return mark
 
 
@@ -296,8 +307,9 @@ def case_id(value) -> str:
     return str(value)
 
 
-def grid(all_flavours: Iterable[Flavour], cases: Iterable[tuple] = ((),), triton_cases: Iterable[tuple] | None = None,
-         ids=None) -> list:
+def grid(
+    all_flavours: Iterable[Flavour], cases: Iterable[tuple] = ((),), triton_cases: Iterable[tuple] | None = None, ids=None
+) -> list:
     """pytest.params of (flavour, *case) for each flavour and each of its cases (tuples of values):
     `cases`, or `triton_cases` for Triton (which the interpreter runs on fewer, smaller cases).
     `ids(*case)` names a case (default: its values joined by "-")."""
@@ -310,7 +322,8 @@ def grid(all_flavours: Iterable[Flavour], cases: Iterable[tuple] = ((),), triton
     return out
 
 
-def backend_grid(cases: Iterable[tuple] = ((),), triton_cases: Iterable[tuple] | None = None, backends=BACKENDS,
-                 ids=None) -> list:
+def backend_grid(
+    cases: Iterable[tuple] = ((),), triton_cases: Iterable[tuple] | None = None, backends=BACKENDS, ids=None
+) -> list:
     """grid() over the plain backends (no variants) among `backends`."""
     return grid([f for f in flavours() if f.backend in backends], cases, triton_cases, ids)

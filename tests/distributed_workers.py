@@ -13,8 +13,7 @@ from impresslearn.layers import random_basis
 
 
 def _join(rank: int, world: int, port: int) -> dd.Dist:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     return dd.init_from_env(device="cpu", timeout_minutes=2)
 
@@ -32,12 +31,16 @@ def primitives(rank: int, world: int, port: int, out_dir: str) -> None:
     local = x.chunk(world)[rank].clone().requires_grad_(True)
     y = bn(local)
     (y * torch.arange(y.numel()).reshape(y.shape).chunk(1)[0]).sum().backward()
-    result = {"y": y.detach().tolist(), "grad_x": local.grad.tolist(), "grad_w": bn[0].weight.grad.tolist(),
-              "running_mean": bn[0].running_mean.tolist(), "running_var": bn[0].running_var.tolist()}
+    result = {
+        "y": y.detach().tolist(),
+        "grad_x": local.grad.tolist(),
+        "grad_w": bn[0].weight.grad.tolist(),
+        "running_mean": bn[0].running_mean.tolist(),
+        "running_var": bn[0].running_var.tolist(),
+    }
     # gather_masks: rank r built masks r, r + world, ...; everyone ends with all of them in order.
     shapes = {"a": (5, 7), "b": (4, 2, 3, 3)}
-    mine = {i: {n: random_basis(s, 1, 0.3, seed=10 * i + j) for j, (n, s) in enumerate(shapes.items())}
-            for i in dd.owned(5, d)}
+    mine = {i: {n: random_basis(s, 1, 0.3, seed=10 * i + j) for j, (n, s) in enumerate(shapes.items())} for i in dd.owned(5, d)}
     basis = dd.gather_masks(mine, 5, shapes, d)
     result["basis"] = {n: p.words.tolist() for n, p in basis.items()}
     result["bytes"] = list(dd.broadcast_bytes(b"rank zero's file" if d.is_main else None, d))

@@ -11,7 +11,7 @@ from safetensors.torch import save as st_save
 def split(data: bytes) -> tuple[dict, bytes]:
     """(the safetensors JSON header, the data region) of a file's bytes."""
     n = int.from_bytes(data[:8], "little")
-    return json.loads(data[8:8 + n]), data[8 + n:]
+    return json.loads(data[8 : 8 + n]), data[8 + n :]
 
 
 def join(header: dict, region: bytes) -> bytes:

@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 
-pytest.importorskip("avalanche", reason="avalanche-lib is not installed (pip install -e \".[avalanche]\")")
+pytest.importorskip("avalanche", reason='avalanche-lib is not installed (pip install -e ".[avalanche]")')
 
 from avalanche.benchmarks import tensors_benchmark  # noqa: E402
 from avalanche.core import SupervisedPlugin  # noqa: E402
@@ -61,8 +61,9 @@ def stream(tasks: int):
 
 
 def supermask_net(outputs: int = 10):
-    return il.convert(models.lenet_300_100(num_outputs=outputs), "supermask", density=0.1,
-                      init="signed_constant", scale=True, seed=0)
+    return il.convert(
+        models.lenet_300_100(num_outputs=outputs), "supermask", density=0.1, init="signed_constant", scale=True, seed=0
+    )
 
 
 def outputs_of(module: MaskModule, x, label: int):
@@ -233,9 +234,10 @@ def test_a_method_with_two_phases_is_one_small_class():
     class TwoPhases(TaskTrainingPlugin):
         def phases(self, model, task):
             params = model.task_parameters(task)
-            return [Phase("all", params, one, start=lambda: calls.append("start all"), stop=lambda: calls.append("stop all")),
-                    Phase("last", params[-1:], one, start=lambda: calls.append("start last"),
-                          stop=lambda: calls.append("stop last"))]
+            return [
+                Phase("all", params, one, start=lambda: calls.append("start all"), stop=lambda: calls.append("stop all")),
+                Phase("last", params[-1:], one, start=lambda: calls.append("start last"), stop=lambda: calls.append("stop last")),
+            ]
 
     class TwoPhaseStrategy(MaskStrategy):
         def __init__(self, *, model, **kwargs):
@@ -298,8 +300,10 @@ def test_exssnet_keeps_earlier_tasks_bit_identical_and_trains_exclusive_weights(
     w2 = weights_of(module)
     assert all(torch.equal(w2[n][m0[n] | m1[n]], w1[n][m0[n] | m1[n]]) for n in w2)
     # the phases leave the backbone frozen, with no hook on it
-    assert all(not w.requires_grad and w.grad is None and not w._backward_hooks
-               for w in (m.weight for _, m in il.layers.supermask_layers(module.net)))
+    assert all(
+        not w.requires_grad and w.grad is None and not w._backward_hooks
+        for w in (m.weight for _, m in il.layers.supermask_layers(module.net))
+    )
 
 
 def test_ssnet_trains_the_whole_mask_and_may_change_earlier_tasks():

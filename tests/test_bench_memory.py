@@ -15,8 +15,7 @@ TINY = ["--arch", "resnet18", "--width", "4", "--image-size", "16", "--T", "3", 
 
 def _bench(tmp_path, *args):
     out = tmp_path / "memory.json"
-    proc = subprocess.run([sys.executable, str(BENCH), *args, "--out", str(out)], capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run([sys.executable, str(BENCH), *args, "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(out.read_text()), out
 

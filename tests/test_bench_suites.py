@@ -84,8 +84,10 @@ def test_speedup_lines(bench_cases):
     assert row["baseline"] == "dense_matvec" and row["speedup"] == pytest.approx(3.1)
     linear = bench_cases.LinearCase(1000, 2048, 75, 1)
     row = bench_cases.speedup("impress_linear", linear, "cpu", {kernel: 0.004, "floor": 0.002, "dense_matvec": 0.002})
-    assert row["line"] == (f"impress_linear 1000x2048 T=75 batch 1: {kernel} 2.0x slower than the best dense baseline "
-                           "(dense_matvec), 2.0x the time of the floor (F.linear with W_eff made beforehand)")
+    assert row["line"] == (
+        f"impress_linear 1000x2048 T=75 batch 1: {kernel} 2.0x slower than the best dense baseline "
+        "(dense_matvec), 2.0x the time of the floor (F.linear with W_eff made beforehand)"
+    )
     row = bench_cases.speedup("combine", case, "cpu", {kernel: 0.0102, "dense_matvec": 0.010})
     assert row["line"].endswith(f": {kernel} about as fast as the best dense baseline (dense_matvec)")
     assert "failed its check" in bench_cases.speedup("combine", case, "cpu", {"dense_matvec": 1.0}, {kernel})["line"]
@@ -96,10 +98,19 @@ def test_a_timed_run_writes_the_json_and_a_line_per_case_group(bench_cases, pyte
     """The combine suites on their quick T = 9 case, each call timed once, run in this process."""
     out = tmp_path / "bench.json"
     monkeypatch.setenv("IMPRESSLEARN_BENCH_QUICK", "1")  # what --quick sets: undone after the test
-    done = pytester.runpytest_inprocess(str(BENCH / "test_combine.py"), "--quick", "-p", "no:cacheprovider",
-                                        "-k", "T9 and not triton", "--benchmark-only", "--benchmark-min-rounds=1",
-                                        "--benchmark-max-time=0.000001", "--benchmark-warmup=off",
-                                        f"--benchmark-json={out}")
+    done = pytester.runpytest_inprocess(
+        str(BENCH / "test_combine.py"),
+        "--quick",
+        "-p",
+        "no:cacheprovider",
+        "-k",
+        "T9 and not triton",
+        "--benchmark-only",
+        "--benchmark-min-rounds=1",
+        "--benchmark-max-time=0.000001",
+        "--benchmark-warmup=off",
+        f"--benchmark-json={out}",
+    )
     assert done.ret == 0, "\n".join(done.outlines[-40:])
     result = json.loads(out.read_text())
     runs = result["benchmarks"]
@@ -127,12 +138,24 @@ def test_memory_per_case_joins_the_timings(bench_cases, tmp_path, monkeypatch):
 
     timings = tmp_path / "timings.json"  # what --benchmark-json writes, the fields bench_native.py reads
     cases, methods = ("13x3x3x3-T1", "13x3x3x3-T9"), {"native": 1.0, "dense_supsup": 4.0}
-    timings.write_text(json.dumps({"benchmarks": [
-        {"extra_info": {"primitive": "combine", "case": case, "method": method},
-         "stats": {"median": ms / 1e3, "min": ms / 2e3, "rounds": 3}} for case in cases for method, ms in methods.items()]}))
+    timings.write_text(
+        json.dumps(
+            {
+                "benchmarks": [
+                    {
+                        "extra_info": {"primitive": "combine", "case": case, "method": method},
+                        "stats": {"median": ms / 1e3, "min": ms / 2e3, "rounds": 3},
+                    }
+                    for case in cases
+                    for method, ms in methods.items()
+                ]
+            }
+        )
+    )
     out = tmp_path / "memory.json"
-    record = bench_native.main(["--quick", "--only", "combine", "--methods", *methods, "--no-memory",
-                                "--timings", str(timings), "--out", str(out)])
+    record = bench_native.main(
+        ["--quick", "--only", "combine", "--methods", *methods, "--no-memory", "--timings", str(timings), "--out", str(out)]
+    )
     rows = record["results"]
     assert {(r["case"], r["method"]) for r in rows} == {(c, m) for c in cases for m in methods}
     assert all(r["median_ms"] == methods[r["method"]] and r["rounds"] == 3 for r in rows)

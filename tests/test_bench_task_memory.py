@@ -14,8 +14,18 @@ from impresslearn import models
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench" / "bench_task_memory.py"
 TINY = ["--arch", "resnet18", "--width", "4", "--image-size", "16", "--steps", "1", "--forward-runs", "1"]
-FIELDS = ("baseline_mb", "converted_mb", "finished_mb", "held_trimmed_mb", "step_peak_mb", "forward_ms", "backend",
-          "backbone_bytes", "packed_mask_bytes", "task_scores_bytes")
+FIELDS = (
+    "baseline_mb",
+    "converted_mb",
+    "finished_mb",
+    "held_trimmed_mb",
+    "step_peak_mb",
+    "forward_ms",
+    "backend",
+    "backbone_bytes",
+    "packed_mask_bytes",
+    "task_scores_bytes",
+)
 
 
 def _old_commit_here() -> bool:
@@ -25,8 +35,24 @@ def _old_commit_here() -> bool:
 
 def test_cpu_benchmark_writes_cases_and_table(tmp_path):
     out = tmp_path / "task_memory.json"
-    proc = subprocess.run([sys.executable, str(BENCH), *TINY, "--T", "3", "--old-T", "2", "--out", str(out),
-                           "--old-path", str(tmp_path / "il-old")], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH),
+            *TINY,
+            "--T",
+            "3",
+            "--old-T",
+            "2",
+            "--out",
+            str(out),
+            "--old-path",
+            str(tmp_path / "il-old"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(out.read_text())
     new, old = res["cases"]

@@ -23,8 +23,25 @@ def bench_training(monkeypatch):
 
 def test_a_tiny_training_benchmark(bench_training, tmp_path):
     out = tmp_path / "t.json"
-    assert bench_training.main(["--nets", "lenet", "--methods", "supsup-topk,impress-K10-channel", "--rounds", "1",
-                                "--steps", "1", "--data-root", "", "--out", str(out)]) == 0
+    assert (
+        bench_training.main(
+            [
+                "--nets",
+                "lenet",
+                "--methods",
+                "supsup-topk,impress-K10-channel",
+                "--rounds",
+                "1",
+                "--steps",
+                "1",
+                "--data-root",
+                "",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     r = json.loads(out.read_text())
     (t,) = r["steps"]
     assert list(t["methods"]) == ["plain", "supsup-topk", "impress-K10-channel"]

@@ -61,8 +61,9 @@ def test_supermask_round_trip_rebuilds_backbone(tmp_path):
 
 
 def test_impress_round_trip_with_batchnorm_and_scores(tmp_path):
-    model = il.convert(models.cifar_resnet18(num_classes=5, width=8), "impress", basis_size=3, per_channel=True,
-                       num_tasks=2, seed=4)
+    model = il.convert(
+        models.cifar_resnet18(num_classes=5, width=8), "impress", basis_size=3, per_channel=True, num_tasks=2, seed=4
+    )
     model.train()
     il.set_task(model, 1)
     with torch.no_grad():
@@ -81,14 +82,16 @@ def test_impress_round_trip_with_batchnorm_and_scores(tmp_path):
 
 
 def test_scores_and_kept_weights(tmp_path):
-    model = il.convert(nn.Sequential(nn.Linear(10, 6), nn.ReLU(), nn.Linear(6, 2)), "supermask", init="keep",
-                       mask="threshold", density=0.5)
+    model = il.convert(
+        nn.Sequential(nn.Linear(10, 6), nn.ReLU(), nn.Linear(6, 2)), "supermask", init="keep", mask="threshold", density=0.5
+    )
     path = tmp_path / "s.safetensors"
     il.save_checkpoint(path, model, include_scores=True)
     header, tensors = checkpoint.read_checkpoint(path)
     assert header["layers"]["0"]["weights_included"] and "0.scores" in tensors
-    fresh = il.convert(nn.Sequential(nn.Linear(10, 6), nn.ReLU(), nn.Linear(6, 2)), "supermask", init="keep",
-                       mask="threshold", density=0.5)
+    fresh = il.convert(
+        nn.Sequential(nn.Linear(10, 6), nn.ReLU(), nn.Linear(6, 2)), "supermask", init="keep", mask="threshold", density=0.5
+    )
     il.load_checkpoint(path, fresh)
     for a, b in zip(model.parameters(), fresh.parameters()):
         assert torch.equal(a, b)
@@ -146,10 +149,18 @@ def test_interrupted_save_keeps_old_file(tmp_path, monkeypatch, fail_at):
 
 # --------------------------------------------------------------------------- all or nothing, self-checking
 
+
 def small(mode, seed=0, tasks=2):
     """Conv (with bias) -> per-task BatchNorm -> Linear, and an unconverted Linear (state.6.*)."""
-    net = nn.Sequential(nn.Conv2d(3, 4, 3, bias=True), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
-                        nn.Linear(4 * 6 * 6, 5), nn.ReLU(), nn.Linear(5, 3))
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, bias=True),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 6 * 6, 5),
+        nn.ReLU(),
+        nn.Linear(5, 3),
+    )
     return il.convert(net, mode, basis_size=3, density=0.3, seed=seed, num_tasks=tasks, include=lambda n, m: n != "6")
 
 
@@ -173,9 +184,14 @@ def trained(mode):
 
 def snapshot(model):
     state = {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()}
-    attrs = {n: (m.num_tasks, m.task, *(getattr(m, a, None) for a in
-                                        ("seed", "init", "scale_density", "density", "mask_mode", "per_channel")))
-             for n, m in layers.task_modules(model)}
+    attrs = {
+        n: (
+            m.num_tasks,
+            m.task,
+            *(getattr(m, a, None) for a in ("seed", "init", "scale_density", "density", "mask_mode", "per_channel")),
+        )
+        for n, m in layers.task_modules(model)
+    }
     return state, attrs, [id(p) for p in model.parameters()]
 
 
@@ -189,8 +205,10 @@ def assert_untouched(model, snap):
 
 MODES = ["impress", "supermask"]
 # An entry of the first layer, of one in the middle and of a later one, per mode
-ENTRIES = {"impress": ["0.basis", "0.alpha", "1.running_mean", "4.alpha", "state.6.weight"],
-           "supermask": ["0.masks", "1.num_batches_tracked", "4.masks", "state.6.bias"]}
+ENTRIES = {
+    "impress": ["0.basis", "0.alpha", "1.running_mean", "4.alpha", "state.6.weight"],
+    "supermask": ["0.masks", "1.num_batches_tracked", "4.masks", "state.6.bias"],
+}
 OTHER_DTYPE = {"I32": "F32", "F32": "I32", "I64": "F64"}  # the same size: only a checksum or a dtype check sees it
 
 
@@ -266,8 +284,14 @@ def test_a_mask_of_the_wrong_density_on_a_later_layer(tmp_path):
     words = tensors["4.masks"].clone()
     words[2, 0, 0] ^= 1 << 3  # one weight more or less in task 2's mask
     target = small("supermask", seed=5, tasks=1)
-    refused(path, rewrite(data, checkpoint.META_KEY, tensors=dict(tensors, **{"4.masks": words})), target,
-            snapshot(target), "mask 2 keeps", "4.masks")
+    refused(
+        path,
+        rewrite(data, checkpoint.META_KEY, tensors=dict(tensors, **{"4.masks": words})),
+        target,
+        snapshot(target),
+        "mask 2 keeps",
+        "4.masks",
+    )
 
 
 def test_header_fields_versions_and_kinds(saved):
@@ -282,6 +306,7 @@ def test_header_fields_versions_and_kinds(saved):
                     header["layers"][layer][field] = value
                 else:
                     header[layer] = value
+
         return rewrite(data, key, apply)
 
     refused(path, edit(format_version=999), target, snap, "format version 999; this impresslearn reads versions 1 and 2")
@@ -325,10 +350,26 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
 def test_a_model_of_another_backbone_is_refused_not_replaced(tmp_path):
     path = tmp_path / "b.safetensors"
     il.save_checkpoint(path, small("impress", seed=1))
-    for other in (small("impress", seed=2), il.convert(nn.Sequential(nn.Conv2d(3, 4, 3, bias=True), nn.BatchNorm2d(4),
-                                                                     nn.ReLU(), nn.Flatten(), nn.Linear(144, 5), nn.ReLU(),
-                                                                     nn.Linear(5, 3)), "impress", basis_size=3, density=0.3,
-                                                       seed=1, scale=True, include=lambda n, m: n != "6")):
+    for other in (
+        small("impress", seed=2),
+        il.convert(
+            nn.Sequential(
+                nn.Conv2d(3, 4, 3, bias=True),
+                nn.BatchNorm2d(4),
+                nn.ReLU(),
+                nn.Flatten(),
+                nn.Linear(144, 5),
+                nn.ReLU(),
+                nn.Linear(5, 3),
+            ),
+            "impress",
+            basis_size=3,
+            density=0.3,
+            seed=1,
+            scale=True,
+            include=lambda n, m: n != "6",
+        ),
+    ):
         snap = snapshot(other)
         with pytest.raises(checkpoint.CheckpointError, match="in the checkpoint .convert the model with the checkpoint's"):
             il.load_checkpoint(path, other)
@@ -340,6 +381,7 @@ def test_float64_models_keep_float64_through_convert_and_a_round_trip(tmp_path):
     def make(k, n):
         net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(144, 3)).double()
         return il.convert(net, "impress", basis_size=k, num_tasks=n, seed=1)
+
     model = make(2, 2)
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
     assert model(x).dtype == torch.float64 and model[1].bns[0].running_mean.dtype == torch.float64

@@ -13,8 +13,20 @@ import pytest
 from impresslearn import cli
 from impresslearn.experiments import tables
 
-TINY = ["run", "--new-tasks", "2", "-K", "2", "--mask-epochs", "0.3", "--alpha-epochs", "0.3",
-        "--quiet", "--incorrect-tasks", "2"]
+TINY = [
+    "run",
+    "--new-tasks",
+    "2",
+    "-K",
+    "2",
+    "--mask-epochs",
+    "0.3",
+    "--alpha-epochs",
+    "0.3",
+    "--quiet",
+    "--incorrect-tasks",
+    "2",
+]
 
 
 def test_storage_prints_table2(capsys):
@@ -49,8 +61,10 @@ def test_bad_options_are_rejected(tmp_path, capsys):
 
 def test_hybrid_first_run_infers_tasks(tmp_path, capsys):
     out = tmp_path / "r.json"
-    assert cli.main(TINY + ["--hybrid", "first", "--gn", "H", "--gn-batches", "2", "--gn-on", "impresslearn",
-                            "--out", str(out)]) == 0
+    assert (
+        cli.main(TINY + ["--hybrid", "first", "--gn", "H", "--gn-batches", "2", "--gn-on", "impresslearn", "--out", str(out)])
+        == 0
+    )
     r = json.loads(out.read_text())
     assert r["config"]["hybrid"] == "first" and r["impresslearn"]["hybrid"] == "first"
     assert r["storage"]["impresslearn_hybrid_mask_bytes"] == 300 * 25 * 4  # the first layer, packed in 32-bit words
@@ -62,20 +76,39 @@ def test_hybrid_first_run_infers_tasks(tmp_path, capsys):
 def test_matrix_every_measures_the_diagonal_between_full_rows(tmp_path, capsys):
     out = tmp_path / "r.json"
     refused(capsys, TINY + ["--matrix-every", "0", "--out", str(out)], "--matrix-every must be at least 1")
-    assert cli.main(["run", "--new-tasks", "3", "--first-new-task", "0", "--no-impresslearn", "--mask-epochs", "0.2",
-                     "--quiet", "--incorrect-tasks", "0", "--matrix-every", "5", "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "run",
+                "--new-tasks",
+                "3",
+                "--first-new-task",
+                "0",
+                "--no-impresslearn",
+                "--mask-epochs",
+                "0.2",
+                "--quiet",
+                "--incorrect-tasks",
+                "0",
+                "--matrix-every",
+                "5",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     m = json.loads(out.read_text())["supsup"]["acc_matrix"]
     R = m["matrix"]
     assert R[1][0] is None and R[1][1] is not None  # row 1: the diagonal only
-    assert all(v is not None for v in R[2])          # the last row: every task
+    assert all(v is not None for v in R[2])  # the last row: every task
     assert m["forgetting"] == 0.0 and m["backward_transfer"] == 0.0  # frozen masks, measured
     capsys.readouterr()
 
 
 def test_tiny_run_writes_results_and_plots(tmp_path, capsys):
     out = tmp_path / "r.json"
-    assert cli.main(TINY + ["--basis", "random", "--per-channel", "--gn", "H", "--gn-batches", "2",
-                            "--out", str(out)]) == 0
+    assert cli.main(TINY + ["--basis", "random", "--per-channel", "--gn", "H", "--gn-batches", "2", "--out", str(out)]) == 0
     r = json.loads(out.read_text())
     assert r["status"] == "done" and r["command"].startswith("impresslearn run")
     assert len(r["supsup"]["task_acc"]) == 2 and len(r["impresslearn"]["new_task_acc"]) == 2
@@ -116,15 +149,38 @@ def test_rotated_run_with_the_cache(tmp_path):
 def test_short_real_experiment_end_to_end(mnist_root, tmp_path):
     """A short PermutedMNIST run on the full data through the console entry point."""
     out = tmp_path / "real.json"
-    cmd = [sys.executable, "-m", "impresslearn.cli", "run", "--data-root", str(mnist_root), "--new-tasks", "2",
-           "-K", "3", "--mask-epochs", "0.25", "--alpha-epochs", "0.25", "--per-channel", "--gn", "H",
-           "--gn-batches", "3", "--incorrect-tasks", "2", "--quiet", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "impresslearn.cli",
+        "run",
+        "--data-root",
+        str(mnist_root),
+        "--new-tasks",
+        "2",
+        "-K",
+        "3",
+        "--mask-epochs",
+        "0.25",
+        "--alpha-epochs",
+        "0.25",
+        "--per-channel",
+        "--gn",
+        "H",
+        "--gn-batches",
+        "3",
+        "--incorrect-tasks",
+        "2",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     subprocess.run(cmd, check=True, timeout=600)
     r = json.loads(out.read_text())
     assert r["data"]["train"] == 60_000 and r["data"]["eval"] == 10_000
-    assert min(r["supsup"]["task_acc"]) > 0.8            # a quarter epoch of real data
+    assert min(r["supsup"]["task_acc"]) > 0.8  # a quarter epoch of real data
     assert min(r["impresslearn"]["new_task_acc"]) > 0.5  # per-channel alphas over 3 impressions
-    assert max(r["incorrect_mask_acc"]) < 0.25           # wrong masks: chance
+    assert max(r["incorrect_mask_acc"]) < 0.25  # wrong masks: chance
     assert r["task_inference"]["supsup"][0]["task_acc"] >= 0.8
 
 
@@ -152,14 +208,39 @@ def test_supsup_only_run_from_seed_one_records_its_learned_density(tmp_path, cap
 
 def test_gn_mixed_and_exhaustive_reach_the_results(tmp_path, capsys):
     out = tmp_path / "r.json"
-    assert cli.main(TINY + ["--no-impresslearn", "--preset", "supsup", "--mask-iterations", "30", "--gn", "H",
-                            "--gn-methods", "oneshot,binary,exhaustive", "--gn-inputs", "batch,mixed",
-                            "--gn-batches", "1", "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            TINY
+            + [
+                "--no-impresslearn",
+                "--preset",
+                "supsup",
+                "--mask-iterations",
+                "30",
+                "--gn",
+                "H",
+                "--gn-methods",
+                "oneshot,binary,exhaustive",
+                "--gn-inputs",
+                "batch,mixed",
+                "--gn-batches",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     gn = json.loads(out.read_text())["task_inference"]["supsup"]
     done = {(r["method"], r["input"]) for r in gn}
     # binary search halves a whole batch's candidates: not run per sample
-    assert done == {("oneshot", "batch"), ("binary", "batch"), ("exhaustive", "batch"), ("oneshot", "mixed"),
-                    ("exhaustive", "mixed")}
+    assert done == {
+        ("oneshot", "batch"),
+        ("binary", "batch"),
+        ("exhaustive", "batch"),
+        ("oneshot", "mixed"),
+        ("exhaustive", "mixed"),
+    }
     for r in gn:
         assert 0 <= r["task_acc"] <= 1 and r["samples_per_s"] > 0
         if r["input"] == "mixed":
@@ -176,8 +257,11 @@ def test_gn_mixed_and_exhaustive_reach_the_results(tmp_path, capsys):
 
 def test_the_overview_plot_of_every_method(tmp_path):
     root = Path(__file__).resolve().parent.parent / "results"
-    files = [root / "permuted" / "grid-heterogeneous-K10-per-channel.json",
-             root / "exssnet" / "permuted-d0.05-s0.json", root / "ksm" / "adapt.json"]
+    files = [
+        root / "permuted" / "grid-heterogeneous-K10-per-channel.json",
+        root / "exssnet" / "permuted-d0.05-s0.json",
+        root / "ksm" / "adapt.json",
+    ]
     out = tmp_path / "overview.png"
     assert cli.main(["plot", "--overview", str(out)] + [str(f) for f in files]) == 0
     assert out.stat().st_size > 10_000

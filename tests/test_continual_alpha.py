@@ -1,7 +1,6 @@
 """ImpressLearn alpha fitting on the shipped subset: eq. 1 and 2, per layer and per channel, hybrid,
 L-BFGS, and basis-GN."""
 
-
 import pytest
 import torch
 from continual_helpers import TASKS, eval_batches, permuted, trained
@@ -76,8 +75,9 @@ def test_large_lambda_pulls_the_alpha_sums_to_one():
     with torch.no_grad():
         for _, m in layers.impress_layers(model):
             m.task_alpha(0).mul_(3)  # sums start at 3
-    alpha.fit_alpha(model, 0, permuted().train(7, 128), TrainConfig(optimizer="adam", lr=5e-2, iterations=60),
-                    lam=100.0, progress=False)
+    alpha.fit_alpha(
+        model, 0, permuted().train(7, 128), TrainConfig(optimizer="adam", lr=5e-2, iterations=60), lam=100.0, progress=False
+    )
     sums = [m.task_alpha(0).abs().sum().item() for _, m in layers.impress_layers(model)]
     assert all(abs(s - 1) < 0.2 for s in sums), sums  # from 3, against the cross-entropy
     with pytest.raises(ValueError):

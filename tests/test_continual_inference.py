@@ -31,8 +31,9 @@ def test_entropy_and_g_by_hand():
 def test_one_shot_finds_the_task_among_three(kind, objective):
     cfg, model = trained(kind)
     sup = inference.superposition_model(cfg, model)
-    res = inference.task_inference(sup, lambda t: permuted().test(t, 128, shuffle=True, limit=4), list(TASKS),
-                                   objective=objective)
+    res = inference.task_inference(
+        sup, lambda t: permuted().test(t, 128, shuffle=True, limit=4), list(TASKS), objective=objective
+    )
     assert res["batches"] == 12
     assert res["task_acc"] >= 0.9, res["confusion"]
     assert res["acc"] > 0.6
@@ -69,8 +70,7 @@ def test_impresslearn_tasks_superpose_as_beta_at_A_and_are_found():
     layer = imp[1]
     A = layer.alphas  # every task finished: its alpha a row
     torch.testing.assert_close(layer.current_alpha(), torch.tensordot(beta, A, dims=1))
-    res = inference.task_inference(imp, lambda t: permuted().test(t, 128, shuffle=True, limit=4), [7, 8, 9],
-                                   objective="H")
+    res = inference.task_inference(imp, lambda t: permuted().test(t, 128, shuffle=True, limit=4), [7, 8, 9], objective="H")
     assert res["task_acc"] >= 0.75, res["confusion"]
 
 
@@ -83,16 +83,20 @@ def test_inference_over_a_model_that_takes_no_bank():
     import impresslearn as il
 
     torch.manual_seed(0)
-    vit = torchvision.models.VisionTransformer(image_size=16, patch_size=8, num_layers=1, num_heads=2, hidden_dim=16,
-                                               mlp_dim=16, num_classes=10)
+    vit = torchvision.models.VisionTransformer(
+        image_size=16, patch_size=8, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=16, num_classes=10
+    )
     model = il.convert(vit, "supermask", density=0.5, num_tasks=2, seed=0)
     for t in range(2):
         il.set_task(model, t)
         il.finish_task(model)
     data = {t: [(torch.randn(8, 3, 16, 16) + 3 * t, torch.randint(0, 10, (8,)))] for t in (5, 6)}
     res = inference.task_inference(model, lambda t: data[t], [5, 6], method="exhaustive")
-    manual = [int(inference.sample_score("H", 10)(inference.every_task_logits(model, x)).mean(1).argmin())
-              for t in (5, 6) for x, _ in data[t]]
+    manual = [
+        int(inference.sample_score("H", 10)(inference.every_task_logits(model, x)).mean(1).argmin())
+        for t in (5, 6)
+        for x, _ in data[t]
+    ]
     assert res["batches"] == 2 and [row.index(1) for row in res["confusion"]] == manual
     diag = inference.diagnose_superposition(model, lambda t: data[t], [5, 6])
     assert "encoder.layers.encoder_layer_0.self_attention.in_proj" in diag["true_task_most_negative_by_layer"]
@@ -108,8 +112,16 @@ def test_hybrid_tasks_of_a_resnet_are_inferred_on_the_model_itself():
     import impresslearn as il
 
     torch.manual_seed(0)
-    model = il.convert(torchvision.models.resnet18(num_classes=10), "impress", basis_size=2, density=0.5,
-                       num_tasks=3, seed=0, per_channel=True, overrides={"conv1": "supermask"})
+    model = il.convert(
+        torchvision.models.resnet18(num_classes=10),
+        "impress",
+        basis_size=2,
+        density=0.5,
+        num_tasks=3,
+        seed=0,
+        per_channel=True,
+        overrides={"conv1": "supermask"},
+    )
     for t in range(3):
         il.set_task(model, t)
         with torch.no_grad():

@@ -10,7 +10,7 @@ def toy():
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(256, 5, generator=gen)
     y = (x[:, 0] + x[:, 1] > 0).long()
-    batches = [(x[i:i + 64], y[i:i + 64]) for i in range(0, 256, 64)]
+    batches = [(x[i : i + 64], y[i : i + 64]) for i in range(0, 256, 64)]
     model = torch.nn.Linear(5, 2)
     with torch.no_grad():
         model.weight.zero_()
@@ -18,13 +18,17 @@ def toy():
     return model, batches, x, y
 
 
-@pytest.mark.parametrize("cfg", [
-    TrainConfig(optimizer="adam", lr=0.1, epochs=5),
-    TrainConfig(optimizer="rmsprop", lr=0.05, epochs=10),
-    TrainConfig(optimizer="sgd", lr=0.5, epochs=5),
-    TrainConfig(optimizer="adam", lr=0.1, epochs=5, schedule="cosine"),
-    TrainConfig(optimizer="lbfgs", lr=1.0, iterations=20),
-], ids=["adam", "rmsprop", "sgd", "adam-cosine", "lbfgs"])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        TrainConfig(optimizer="adam", lr=0.1, epochs=5),
+        TrainConfig(optimizer="rmsprop", lr=0.05, epochs=10),
+        TrainConfig(optimizer="sgd", lr=0.5, epochs=5),
+        TrainConfig(optimizer="adam", lr=0.1, epochs=5, schedule="cosine"),
+        TrainConfig(optimizer="lbfgs", lr=1.0, iterations=20),
+    ],
+    ids=["adam", "rmsprop", "sgd", "adam-cosine", "lbfgs"],
+)
 def test_every_optimizer_fits_a_separable_problem(cfg):
     model, batches, x, y = toy()
     out = fit(model, list(model.parameters()), batches, cfg, progress=False)

@@ -86,8 +86,9 @@ class _Scale(nn.Module):
 
 
 def small_vit(**kw):
-    return tvm.VisionTransformer(image_size=16, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32,
-                                 num_classes=5, **kw)
+    return tvm.VisionTransformer(
+        image_size=16, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32, num_classes=5, **kw
+    )
 
 
 def small_convnext():
@@ -206,8 +207,12 @@ def test_a_vit_is_masked_throughout():
     kinds = {type(m).__name__ for m in model.modules()}
     assert "TaskMultiheadAttention" in kinds and "MultiheadAttention" not in kinds and "Linear" not in kinds
     names = {n for n, _ in layers.supermask_layers(model)}
-    assert {"encoder.layers.encoder_layer_0.self_attention.in_proj",
-            "encoder.layers.encoder_layer_0.self_attention.out_proj", "conv_proj", "heads.head"} <= names
+    assert {
+        "encoder.layers.encoder_layer_0.self_attention.in_proj",
+        "encoder.layers.encoder_layer_0.self_attention.out_proj",
+        "conv_proj",
+        "heads.head",
+    } <= names
     # tokens, position embedding and LayerNorm affine: frozen, drawn from the seed
     assert not model.class_token.requires_grad and not model.encoder.pos_embedding.requires_grad
     assert not model.encoder.ln.weight.requires_grad
@@ -242,10 +247,12 @@ def test_unknown_modules_are_refused_before_anything_changes():
         def forward(self, x):
             return super().forward(x) * 2
 
-    for net, match in [(nn.Sequential(nn.Linear(4, 4), nn.PReLU()), r"1 \(PReLU\)"),
-                       (nn.Sequential(nn.Linear(4, 4), OwnForward(4, 4)), r"1 \(OwnForward\): it has a forward of its own"),
-                       (nn.Sequential(nn.Conv2d(1, 2, 3, padding_mode="reflect")), "pads with 'reflect'"),
-                       (tvm.swin_t(num_classes=5), r"read directly by .*ShiftedWindowAttention")]:
+    for net, match in [
+        (nn.Sequential(nn.Linear(4, 4), nn.PReLU()), r"1 \(PReLU\)"),
+        (nn.Sequential(nn.Linear(4, 4), OwnForward(4, 4)), r"1 \(OwnForward\): it has a forward of its own"),
+        (nn.Sequential(nn.Conv2d(1, 2, 3, padding_mode="reflect")), "pads with 'reflect'"),
+        (tvm.swin_t(num_classes=5), r"read directly by .*ShiftedWindowAttention"),
+    ]:
         before = copy.deepcopy(net.state_dict())
         with pytest.raises(il.ConvertError, match=match):
             il.convert(net, "supermask")

@@ -52,7 +52,7 @@ def test_batches_normalise_permute_and_reshuffle():
     first = [y for _, y in train]
     second = [y for _, y in train]
     assert torch.equal(torch.cat(first).sort().values, a.train_y.sort().values)  # every image once per pass
-    assert not torch.equal(torch.cat(first), torch.cat(second))                  # a new order each pass
+    assert not torch.equal(torch.cat(first), torch.cat(second))  # a new order each pass
     assert len(s.test(0, batch_size=128, limit=3)) == 3
 
 

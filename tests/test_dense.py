@@ -31,8 +31,10 @@ def test_dense_grad_alphas_match_oracle_and_autograd(shape, per_channel):
     weight, masks, alpha = make_combine_inputs(shape, 9, per_channel=per_channel)
     stacked, grad = dense.stack_masks(pack_masks(masks)), torch.randn(shape)
     expected = grad_alpha_oracle(grad, weight, masks, alpha)
-    for fn, combine in [(dense.combine_dense_grad_alpha, dense.combine_dense),
-                        (dense.combine_matvec_grad_alpha, dense.combine_matvec)]:
+    for fn, combine in [
+        (dense.combine_dense_grad_alpha, dense.combine_dense),
+        (dense.combine_matvec_grad_alpha, dense.combine_matvec),
+    ]:
         out = fn(grad, weight, stacked, alpha)
         assert out.shape == alpha.shape and out.dtype == alpha.dtype
         torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
@@ -77,8 +79,9 @@ def _alphas_random(model):
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_densified_model_matches_the_packed_one(per_channel):
     torch.manual_seed(0)
-    packed = convert(cifar_resnet18(num_classes=7, width=4), "impress", basis_size=3, density=0.3,
-                     per_channel=per_channel, num_tasks=2, seed=1)
+    packed = convert(
+        cifar_resnet18(num_classes=7, width=4), "impress", basis_size=3, density=0.3, per_channel=per_channel, num_tasks=2, seed=1
+    )
     _alphas_random(packed)
     twin = densify(copy.deepcopy(packed))
     assert not any(n.endswith("basis_words") for n, _ in twin.named_buffers())

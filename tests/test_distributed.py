@@ -18,8 +18,10 @@ from safetensors.torch import load_file
 from impresslearn.continual import distributed as dd
 from impresslearn.layers import random_basis
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
-                                reason="torch.distributed with gloo is not available")
+pytestmark = pytest.mark.skipif(
+    not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+    reason="torch.distributed with gloo is not available",
+)
 
 
 def free_port() -> int:
@@ -65,22 +67,76 @@ def test_one_process_is_a_no_op():
     assert dd.broadcast_bytes(b"x", d) == b"x" and dd.all_gather_objects(1, d) == [1]
 
 
-ARGS = ["run", "--benchmark", "split-cifar100", "--synthetic", "--synthetic-train", "8", "--synthetic-test", "2",
-        "--width", "4", "-K", "3", "--new-tasks", "1", "--mask-iterations", "3", "--alpha-iterations", "4",
-        "--batch-size", "8", "--eval-batches", "1", "--device", "cpu", "--threads", "1", "--quiet"]
+ARGS = [
+    "run",
+    "--benchmark",
+    "split-cifar100",
+    "--synthetic",
+    "--synthetic-train",
+    "8",
+    "--synthetic-test",
+    "2",
+    "--width",
+    "4",
+    "-K",
+    "3",
+    "--new-tasks",
+    "1",
+    "--mask-iterations",
+    "3",
+    "--alpha-iterations",
+    "4",
+    "--batch-size",
+    "8",
+    "--eval-batches",
+    "1",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+    "--quiet",
+]
 
 
 def test_torchrun_two_processes_match_one(tmp_path):
     """Basis masks shared out between 2 processes are bit-identical to one process's; the SupSup
     mask and the alphas, trained data-parallel on the same global batches, agree within tolerance."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    one = subprocess.run([sys.executable, "-m", "impresslearn.cli", *ARGS, "--out", "one.json"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=600)
+    one = subprocess.run(
+        [sys.executable, "-m", "impresslearn.cli", *ARGS, "--out", "one.json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert one.returncode == 0, one.stderr[-3000:]
     port = free_port()
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
-                          "--master-addr", "127.0.0.1", "--master-port", str(port), "-m", "impresslearn.cli", *ARGS,
-                          "--out", "two.json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes",
+            "1",
+            "--nproc-per-node",
+            "2",
+            "--master-addr",
+            "127.0.0.1",
+            "--master-port",
+            str(port),
+            "-m",
+            "impresslearn.cli",
+            *ARGS,
+            "--out",
+            "two.json",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     r1, r2 = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "two.json"))
     assert r1["distributed"]["world_size"] == 1 and r2["distributed"]["world_size"] == 2

@@ -6,13 +6,28 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = [p for pattern in ("impresslearn/**/*.py", "kernels/*.py", "csrc/*", "bench/*.py", "tests/**/*.py",
-                             ".ci/run", "*.md", "docs/*.md", "results/**/*.sh", "setup.py", "pyproject.toml")
-           for p in ROOT.glob(pattern) if p.is_file()]
+SOURCES = [
+    p
+    for pattern in (
+        "impresslearn/**/*.py",
+        "kernels/*.py",
+        "csrc/*",
+        "bench/*.py",
+        "tests/**/*.py",
+        ".ci/run",
+        "*.md",
+        "docs/*.md",
+        "results/**/*.sh",
+        "setup.py",
+        "pyproject.toml",
+    )
+    for p in ROOT.glob(pattern)
+    if p.is_file()
+]
 
 
 def sections() -> set[str]:
-    """"2", "2.6", ... for every numbered heading of docs/design.md."""
+    """ "2", "2.6", ... for every numbered heading of docs/design.md."""
     text = (ROOT / "docs" / "design.md").read_text()
     return set(re.findall(r"^#{2,4} (\d+(?:\.\d+)*)\.? ", text, flags=re.M))
 

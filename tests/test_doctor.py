@@ -47,13 +47,15 @@ def test_a_missing_backend_is_explained(monkeypatch):
 
 def test_cli_prints_the_report_and_json():
     env = {**os.environ, "IMPRESSLEARN_NO_NATIVE": "1"}  # a backend missing on purpose
-    done = subprocess.run([sys.executable, "-m", "impresslearn.cli", "doctor"], env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "impresslearn.cli", "doctor"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     assert "backend native" in done.stdout and "IMPRESSLEARN_NO_NATIVE" in done.stdout
     assert "torch" in done.stdout and "threads" in done.stdout
-    done = subprocess.run([sys.executable, "-m", "impresslearn.cli", "doctor", "--json"], env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "impresslearn.cli", "doctor", "--json"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     r = json.loads(done.stdout)
     assert r["backends"]["native"] == "turned off by IMPRESSLEARN_NO_NATIVE" and r["backends"]["reference"] is None

@@ -49,11 +49,12 @@ def accuracies(model, tasks):
 
 def test_weights_under_used_are_bit_identical_across_later_weight_phases():
     snaps = []
-    model, learner = learn("exssnet", after=lambda i, m, ln: snaps.append(
-        (weights(m), {n: u.clone() for n, u in ln.used.items()})))
+    model, learner = learn(
+        "exssnet", after=lambda i, m, ln: snaps.append((weights(m), {n: u.clone() for n, u in ln.used.items()}))
+    )
     for i in range(len(snaps) - 1):
         w_i, used_i = snaps[i]
-        for later, _ in snaps[i + 1:]:
+        for later, _ in snaps[i + 1 :]:
             for n in w_i:
                 assert torch.equal(w_i[n][used_i[n]].view(torch.int32), later[n][used_i[n]].view(torch.int32))
     # and the later weight phases did change something (outside the earlier masks)
@@ -72,8 +73,9 @@ def test_earlier_tasks_keep_their_accuracy_exactly():
 
 def test_ssnet_changes_earlier_weights():
     snaps = []
-    model, _ = learn("ssnet", tasks=2, after=lambda i, m, ln: snaps.append(
-        (weights(m), {n: u.clone() for n, u in ln.used.items()})))
+    model, _ = learn(
+        "ssnet", tasks=2, after=lambda i, m, ln: snaps.append((weights(m), {n: u.clone() for n, u in ln.used.items()}))
+    )
     (w0, used0), (w1, _) = snaps
     assert any(not torch.equal(w0[n][used0[n]], w1[n][used0[n]]) for n in w0)
 
@@ -127,8 +129,9 @@ def test_checkpoint_round_trip_is_exact(tmp_path):
     save_checkpoint(path, model)  # masks only: the seed alone gives the untrained backbone
     seed_only = supermask_model(BackboneConfig(density=0.05))
     load_checkpoint(path, seed_only)
-    assert not all(torch.equal(a.weight, b.weight)
-                   for (_, a), (_, b) in zip(supermask_layers(model), supermask_layers(seed_only)))
+    assert not all(
+        torch.equal(a.weight, b.weight) for (_, a), (_, b) in zip(supermask_layers(model), supermask_layers(seed_only))
+    )
     save_checkpoint(path, model, include_trained=True)
     fresh = supermask_model(BackboneConfig(density=0.05))
     load_checkpoint(path, fresh)

@@ -29,8 +29,22 @@ from impresslearn.layers import TaskBatchNorm2d, TaskHeads, random_basis, set_su
 
 HERE = Path(__file__).resolve().parent
 # A tiny PermutedMNIST run on the shipped subset (about 8 s on one thread).
-TINY = ["run", "--new-tasks", "2", "-K", "2", "--mask-epochs", "0.3", "--alpha-epochs", "0.3", "--quiet",
-        "--incorrect-tasks", "2", "--threads", "1"]
+TINY = [
+    "run",
+    "--new-tasks",
+    "2",
+    "-K",
+    "2",
+    "--mask-epochs",
+    "0.3",
+    "--alpha-epochs",
+    "0.3",
+    "--quiet",
+    "--incorrect-tasks",
+    "2",
+    "--threads",
+    "1",
+]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
@@ -104,6 +118,7 @@ def test_killed_run_resumes_to_the_same_results(tmp_path, reference, n, when):
 
 # --------------------------------------------------------------------------- two runs, one --out
 
+
 def test_a_second_run_on_the_same_out_is_refused_at_once(tmp_path):
     # Another process holds r.json (this test's, so that nothing depends on how long a run
     # takes): the run is refused at once, names the holder and writes nothing.
@@ -120,8 +135,14 @@ def test_a_second_run_on_the_same_out_is_refused_at_once(tmp_path):
 
 def test_a_run_holds_its_out_while_it_runs(tmp_path):
     slow = [a if a != "0.3" else "3" for a in TINY]
-    first = subprocess.Popen([sys.executable, "-m", "impresslearn.cli", *slow, "--out", "r.json"], cwd=tmp_path,
-                             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "impresslearn.cli", *slow, "--out", "r.json"],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lock = tmp_path / "r.json.lock"
     holder, deadline = None, time.time() + 120
     while holder is None and first.poll() is None and time.time() < deadline:
@@ -148,6 +169,7 @@ def test_lock_names_its_holder_and_is_released(tmp_path):
 
 # --------------------------------------------------------------------------- --out is never replaced
 
+
 def test_out_that_is_not_this_runs_results_is_never_replaced(tmp_path, capsys, reference):
     other = tmp_path / "notes.txt"
     other.write_text("a file of the user's")
@@ -160,8 +182,11 @@ def test_out_that_is_not_this_runs_results_is_never_replaced(tmp_path, capsys, r
     assert json.loads(foreign.read_text()) == {"hello": 1}
     finished = tmp_path / "finished.json"
     finished.write_text(json.dumps(reference))
-    refused(capsys, [a if a != "2" else "3" for a in TINY[:3]] + TINY[3:] + ["--out", str(finished)],
-            r"other settings \(differs in --new-tasks\); add --restart")
+    refused(
+        capsys,
+        [a if a != "2" else "3" for a in TINY[:3]] + TINY[3:] + ["--out", str(finished)],
+        r"other settings \(differs in --new-tasks\); add --restart",
+    )
     assert json.loads(finished.read_text()) == reference
     refused(capsys, TINY + ["--out", ""], "--out is empty")
     refused(capsys, TINY + ["--out", str(tmp_path)], "is a folder")
@@ -206,9 +231,15 @@ def test_results_files_of_one_stem_get_folders_of_their_own(tmp_path):
 
 # --------------------------------------------------------------------------- torn files
 
+
 def torn_versions(good: bytes) -> dict[str, bytes]:
-    return {"empty": b"", "half": good[: len(good) // 2], "one byte": good[:1], "garbage": b"\x00\xff" * 40,
-            "not json": b"results: fine\n"}
+    return {
+        "empty": b"",
+        "half": good[: len(good) // 2],
+        "one byte": good[:1],
+        "garbage": b"\x00\xff" * 40,
+        "not json": b"results: fine\n",
+    }
 
 
 def test_torn_results_files_are_named_by_every_reader(tmp_path, capsys, reference):
@@ -314,6 +345,7 @@ def test_debug_shows_the_traceback(tmp_path):
 
 # --------------------------------------------------------------------------- resuming a fit
 
+
 class _Stop(Exception):
     pass
 
@@ -337,14 +369,15 @@ class _Batches:
     def epoch_iter(self, epoch, start):
         order = torch.randperm(20, generator=torch.Generator().manual_seed(epoch))
         for b in range(start, 5):
-            i = order[4 * b: 4 * b + 4]
+            i = order[4 * b : 4 * b + 4]
             yield self.x[i], self.y[i]
 
 
 def _fit_task():
     """A converted MLP and 15 steps of Adam (3 epochs of 5 batches)."""
-    model = convert(torch.nn.Sequential(torch.nn.Linear(6, 9), torch.nn.ReLU(), torch.nn.Linear(9, 3)),
-                    mode="supermask", num_tasks=1, seed=1)
+    model = convert(
+        torch.nn.Sequential(torch.nn.Linear(6, 9), torch.nn.ReLU(), torch.nn.Linear(9, 3)), mode="supermask", num_tasks=1, seed=1
+    )
     return model, _Batches(), TrainConfig(optimizer="adam", lr=0.05, epochs=3, batch_size=4)
 
 
@@ -364,8 +397,8 @@ def _optimizer_shape(h):
 
 
 RESUME_DAMAGE = [
-    (_position(step=40, epoch=8, batch=0), "never saves"),      # past the end: was silently skipped
-    (_position(step=-3), "step = -3"),                           # negative: trained more than asked
+    (_position(step=40, epoch=8, batch=0), "never saves"),  # past the end: was silently skipped
+    (_position(step=-3), "step = -3"),  # negative: trained more than asked
     (_position(epoch=7), "not step 4"),
     (_position(losses=["x"] * 4), "'losses'"),
     (lambda h: h["position"].pop("batch"), "batch = None"),
@@ -382,8 +415,7 @@ def test_a_fit_resumes_all_or_nothing(tmp_path, edit, match):
     path = tmp_path / "state.safetensors"
     damaged = rewrite(_saved_at_step_4(path), STATE_KEY, edit)
     if "optimizer" not in json.loads(metadata(damaged)[STATE_KEY]) or edit is RESUME_DAMAGE[-1][0]:
-        damaged = rewrite(damaged, STATE_KEY, tensors={k: v for k, v in tensors_of(damaged).items()
-                                                       if not k.startswith("opt.")})
+        damaged = rewrite(damaged, STATE_KEY, tensors={k: v for k, v in tensors_of(damaged).items() if not k.startswith("opt.")})
     path.write_bytes(damaged)
     model, batches, cfg = _fit_task()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -406,6 +438,7 @@ def test_an_intact_state_still_resumes_to_the_uninterrupted_result(tmp_path):
 
 
 # --------------------------------------------------------------------------- values and sizes
+
 
 def _mlp():
     return torch.nn.Sequential(torch.nn.Linear(6, 9), torch.nn.ReLU(), torch.nn.Linear(9, 3))
@@ -461,6 +494,7 @@ def test_a_crafted_scale_density_in_a_checkpoint_is_refused_whole(tmp_path):
 
     def edit(h):
         h["layers"][layer]["scale_density"] = 1e-300
+
     (tmp_path / "bad.safetensors").write_bytes(rewrite(data, key, edit))
     fresh = convert(_mlp(), "supermask", scale=True, seed=1)
     before = {k: v.clone() for k, v in fresh.state_dict().items()}
@@ -471,18 +505,28 @@ def test_a_crafted_scale_density_in_a_checkpoint_is_refused_whole(tmp_path):
 
 # --------------------------------------------------------------------------- precision modes
 
+
 def _family(name):
     """A small model of each layer family, and an input for it."""
-    cnn = lambda: torch.nn.Sequential(torch.nn.Conv2d(3, 5, 3), torch.nn.BatchNorm2d(5), torch.nn.ReLU(),  # noqa: E731
-                                      torch.nn.Flatten(), torch.nn.Linear(5 * 6 * 6, 4))
-    vit = lambda: torchvision.models.VisionTransformer(image_size=16, patch_size=8, num_layers=1, num_heads=2,  # noqa: E731
-                                                       hidden_dim=8, mlp_dim=16, num_classes=3)
+
+    def cnn():
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(3, 5, 3), torch.nn.BatchNorm2d(5), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(180, 4)
+        )
+
+    def vit():
+        return torchvision.models.VisionTransformer(
+            image_size=16, patch_size=8, num_layers=1, num_heads=2, hidden_dim=8, mlp_dim=16, num_classes=3
+        )
+
     img, small = torch.randn(2, 3, 16, 16), torch.randn(2, 3, 8, 8)
     return {
         "supermask-cnn": (lambda: convert(cnn(), "supermask", num_tasks=2, seed=1), small),
         "impress-cnn": (lambda: convert(cnn(), "impress", basis_size=3, num_tasks=2, seed=1), small),
-        "impress-per-channel-cnn": (lambda: convert(cnn(), "impress", basis_size=3, per_channel=True, num_tasks=2,
-                                                    seed=1), small),
+        "impress-per-channel-cnn": (
+            lambda: convert(cnn(), "impress", basis_size=3, per_channel=True, num_tasks=2, seed=1),
+            small,
+        ),
         "supermask-vit": (lambda: convert(vit(), "supermask", num_tasks=2, seed=1), img),
         "impress-vit": (lambda: convert(vit(), "impress", basis_size=2, num_tasks=2, seed=1), img),
         "kernel-masks-cnn": (lambda: convert_kernelwise(cnn(), num_tasks=2), small),
@@ -547,6 +591,7 @@ def test_a_results_name_too_long_for_its_lock_and_folder_is_refused_in_a_sentenc
 
 
 # --------------------------------------------------------------------------- checkpoints hold every family
+
 
 def _kernel_masks_with_heads(seed):
     """A pretrained conv net (the same weights every time) adapted by kernel masks, one head per

@@ -79,11 +79,13 @@ class Interrupting(FullDisk):
 def _fail_with(exc):
     def fail(*args, **kwargs):
         raise exc
+
     return fail
 
 
-@pytest.mark.parametrize("how", ["full disk", "fsync EIO", "replace denied", "interrupt in write",
-                                 "interrupt in fsync", "interrupt in replace"])
+@pytest.mark.parametrize(
+    "how", ["full disk", "fsync EIO", "replace denied", "interrupt in write", "interrupt in fsync", "interrupt in replace"]
+)
 def test_failed_saves_leave_the_old_file_and_no_temporary(tmp_path, monkeypatch, how):
     path = tmp_path / "a.safetensors"
     atomic_write(path, b"old")
@@ -92,8 +94,10 @@ def test_failed_saves_leave_the_old_file_and_no_temporary(tmp_path, monkeypatch,
     elif how == "fsync EIO":
         monkeypatch.setattr(os, "fsync", _fail_with(OSError(errno.EIO, os.strerror(errno.EIO))))
     elif how == "replace denied":
+
         def denied(src, dst):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), src, dst)
+
         monkeypatch.setattr(os, "replace", denied)
     elif how == "interrupt in write":
         monkeypatch.setattr(os, "fdopen", lambda fd, mode: Interrupting(fd))
@@ -120,6 +124,7 @@ def test_a_missing_folder_is_named(tmp_path):
 
 
 # --------------------------------------------------------------------------- remove_stale_temporaries
+
 
 def _temp(folder, target, pid, host=None, age=0.0):
     path = folder / f".tmp-{host or files._host()}-{pid}-{os.urandom(4).hex()}-{target}"
@@ -217,8 +222,11 @@ KEY = "test-kind"
 
 
 def _file():
-    tensors = {"a": torch.arange(12, dtype=torch.float32).reshape(3, 4), "b": torch.tensor([1, -2, 3], dtype=torch.int32),
-               "empty": torch.zeros(0)}
+    tensors = {
+        "a": torch.arange(12, dtype=torch.float32).reshape(3, 4),
+        "b": torch.tensor([1, -2, 3], dtype=torch.int32),
+        "empty": torch.zeros(0),
+    }
     return tensors, files.safetensors_bytes(tensors, KEY, {"format_version": 2, "x": 1})
 
 
@@ -257,6 +265,7 @@ def test_the_header_digest_does_not_depend_on_the_caller_header():
 
 # --------------------------------------------------------------------------- readers that trust no path
 
+
 def _hostile_paths(tmp_path):
     """A FIFO (opening it for reading would wait for a writer), a link to /dev/zero (endless),
     a sparse file of 64 GiB (reading it would fill the memory) and a folder."""
@@ -280,8 +289,13 @@ def test_every_reader_refuses_what_is_not_a_file_of_its_declared_size(tmp_path):
     from impresslearn.experiments.tables import load_results
 
     model = il.convert(torch.nn.Sequential(torch.nn.Linear(4, 3)), "supermask")
-    readers = {"checkpoint": lambda p: il.load_checkpoint(p, model), "basis": load_basis, "state": load_state,
-               "unit": lambda p: FileCheckpoint(p).load(), "results": load_results}
+    readers = {
+        "checkpoint": lambda p: il.load_checkpoint(p, model),
+        "basis": load_basis,
+        "state": load_state,
+        "unit": lambda p: FileCheckpoint(p).load(),
+        "results": load_results,
+    }
     for kind, path in _hostile_paths(tmp_path).items():
         for name, read in readers.items():
             start = time.time()

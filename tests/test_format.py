@@ -53,7 +53,7 @@ def test_round_trip_and_layout(device, masks):
     for ti in {0, t - 1}:
         for r in {0, rows - 1}:
             for w in {0, nw - 1}:
-                bits = flat[ti][r][32 * w: 32 * w + 32]
+                bits = flat[ti][r][32 * w : 32 * w + 32]
                 assert int(words[ti, r, w]) == expected_word(bits)
 
 
@@ -149,8 +149,21 @@ def _as_numpy_int(draw, v):
     return dtype(v)
 
 
-INDEX_KINDS = ["int", "numpy_int", "tensor_0d", "numpy_0d", "slice", "list", "tensor", "numpy", "bool", "numpy_bool",
-               "bool_tensor", "tuple", "float"]
+INDEX_KINDS = [
+    "int",
+    "numpy_int",
+    "tensor_0d",
+    "numpy_0d",
+    "slice",
+    "list",
+    "tensor",
+    "numpy",
+    "bool",
+    "numpy_bool",
+    "bool_tensor",
+    "tuple",
+    "float",
+]
 
 
 @st.composite

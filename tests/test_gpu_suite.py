@@ -21,8 +21,12 @@ def suite(monkeypatch):
 
 
 def test_dry_run_runs_every_step(tmp_path):
-    done = subprocess.run([sys.executable, str(BENCH / "gpu_suite.py"), "--dry-run", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "gpu_suite.py"), "--dry-run", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     record = json.loads((tmp_path / "gpu-suite-dry-run.json").read_text())
     steps = {s["name"]: s for s in record["steps"]}

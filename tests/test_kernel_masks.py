@@ -104,13 +104,23 @@ def test_backbone_is_a_frozen_buffer_never_changed():
 
 def test_storage_counts():
     _, layer = conv_layer()  # 33 x 6 kernels of 3x3
-    assert layer.bytes_per_task() == {"values": 198, "bits_packed": 4 * 33 * 1, "bits_exact": 25, "real": 4 * 198,
-                                      "total": 132 + 792}
+    assert layer.bytes_per_task() == {
+        "values": 198,
+        "bits_packed": 4 * 33 * 1,
+        "bits_exact": 25,
+        "real": 4 * 198,
+        "total": 132 + 792,
+    }
     lin = nn.Linear(70, 5)
     per_weight = KernelMaskLinear(lin, KernelMaskConfig())
     assert per_weight.mask_shape == (5, 70)
-    assert per_weight.bytes_per_task() == {"values": 350, "bits_packed": 4 * 5 * 3, "bits_exact": 44, "real": 1400,
-                                           "total": 60 + 1400}
+    assert per_weight.bytes_per_task() == {
+        "values": 350,
+        "bits_packed": 4 * 5 * 3,
+        "bits_exact": 44,
+        "real": 1400,
+        "total": 60 + 1400,
+    }
     per_row = KernelMaskLinear(lin, KernelMaskConfig(linear="row"))
     assert per_row.mask_shape == (5, 1)
     assert per_row.bytes_per_task()["total"] == 4 * 5 + 4 * 5
@@ -146,14 +156,22 @@ def test_convert_kernelwise_on_torchvision_resnet18():
 
 def test_convert_kernelwise_swaps_batchnorm_per_task_like_convert():
     from impresslearn.layers import TaskBatchNorm2d
+
     net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
     convert_kernelwise(net, num_tasks=3)
     assert isinstance(net[0], KernelMaskConv2d) and isinstance(net[1], TaskBatchNorm2d)
     assert net[1].num_tasks == 3
 
 
-@pytest.mark.parametrize("kw, match", [({"real": "cubic"}, "real must"), ({"relax": "gumbel"}, "relax must"),
-                                       ({"linear": "column"}, "linear must"), ({"temperature": 0}, "temperature")])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"real": "cubic"}, "real must"),
+        ({"relax": "gumbel"}, "relax must"),
+        ({"linear": "column"}, "linear must"),
+        ({"temperature": 0}, "temperature"),
+    ],
+)
 def test_config_refusals(kw, match):
     with pytest.raises(ValueError, match=match):
         KernelMaskConfig(**kw)

@@ -17,8 +17,15 @@ from impresslearn.experiments.adapt import AdaptConfig, AdaptRunner
 from impresslearn.kernel_masks import KernelMaskConfig, kernel_mask_layers
 from impresslearn.layers import set_task, supermask_layers
 
-TINY = dict(tasks=("digits0-4", "digits5-9", "inverted"), pretrain_iterations=20, iterations=6, batch_size=32,
-            eval_samples=200, progress=False, verbose=False)
+TINY = dict(
+    tasks=("digits0-4", "digits5-9", "inverted"),
+    pretrain_iterations=20,
+    iterations=6,
+    batch_size=32,
+    eval_samples=200,
+    progress=False,
+    verbose=False,
+)
 
 
 def pretrained():
@@ -155,8 +162,22 @@ def test_cli_refusals_are_one_sentence(capsys, tmp_path):
 
 def test_cli_writes_a_key_per_method(capsys, tmp_path):
     out = tmp_path / "adapt.json"
-    argv = ["adapt", "--methods", "head,ksm", "--tasks", "digits0-4,rotated90", "--pretrain-iterations", "5",
-            "--iterations", "3", "--eval-samples", "100", "--quiet", "--out", str(out)]
+    argv = [
+        "adapt",
+        "--methods",
+        "head,ksm",
+        "--tasks",
+        "digits0-4,rotated90",
+        "--pretrain-iterations",
+        "5",
+        "--iterations",
+        "3",
+        "--eval-samples",
+        "100",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert "| ksm |" in printed and "| head |" in printed

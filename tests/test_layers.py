@@ -158,8 +158,9 @@ def _write_effective_weights(plain: nn.Module, converted: nn.Module) -> None:
 def test_converted_resnet18_equals_effective_weights(batchnorm):
     torch.manual_seed(0)
     original = torchvision.models.resnet18(num_classes=10)
-    converted = il.convert(copy.deepcopy(original), "impress", basis_size=2, density=0.5, per_channel=True,
-                           batchnorm=batchnorm, seed=1)
+    converted = il.convert(
+        copy.deepcopy(original), "impress", basis_size=2, density=0.5, per_channel=True, batchnorm=batchnorm, seed=1
+    )
     with torch.no_grad():
         for _, m in layers.task_modules(converted):
             if isinstance(m, layers.ImpressLayer):
@@ -216,8 +217,9 @@ def test_convert_errors():
 
 
 def test_compiled_layers_match_eager():
-    model = il.convert(nn.Sequential(nn.Linear(20, 9), nn.ReLU(), nn.Linear(9, 4)), "impress", basis_size=3,
-                       overrides={"2": "supermask"})
+    model = il.convert(
+        nn.Sequential(nn.Linear(20, 9), nn.ReLU(), nn.Linear(9, 4)), "impress", basis_size=3, overrides={"2": "supermask"}
+    )
     x = torch.randn(6, 20)
     compiled = torch.compile(model)
     torch.testing.assert_close(compiled(x), model(x))
@@ -241,12 +243,14 @@ def test_set_num_tasks_shrinks_scores_and_alphas():
 
 
 def test_a_basis_learnt_over_another_backbone_is_refused():
-    net = il.convert(nn.Sequential(nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3)), "supermask", density=0.5,
-                     num_tasks=2, seed=3, scale=True)
+    net = il.convert(
+        nn.Sequential(nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3)), "supermask", density=0.5, num_tasks=2, seed=3, scale=True
+    )
     basis = {name: m.export_masks() for name, m in layers.supermask_layers(net)}
     assert basis["0"].origin == (net[0].init, net[0].seed, 0.5) and basis["0"][1].origin == basis["0"].origin
-    same = il.convert(nn.Sequential(nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3)), "impress", basis=basis,
-                      density=0.5, seed=3, scale=True)
+    same = il.convert(
+        nn.Sequential(nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3)), "impress", basis=basis, density=0.5, seed=3, scale=True
+    )
     assert torch.equal(same[0].weight, net[0].weight)
     for other in (dict(seed=4, scale=True), dict(seed=3, scale=False), dict(seed=3, scale=True, init="signed_constant")):
         model = nn.Sequential(nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3))

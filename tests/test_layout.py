@@ -11,12 +11,29 @@ KERNELS = ROOT / "kernels"  # installed as impresslearn.kernels
 
 # The layer of each top-level module or subpackage (1 format ... 6 experiments and CLI).
 LAYERS = {
-    "files": 1, "seeding": 1, "format": 1, "memory": 1,
-    "reference": 2, "native": 2, "kernels": 2, "primitives": 2, "checks": 2,
-    "backends": 3, "ops": 3,
-    "threads": 3, "layers": 4, "models": 4, "dense": 4, "checkpoint": 4, "kernel_masks": 4,
-    "continual": 5, "data": 5,
-    "experiments": 6, "avalanche": 6, "doctor": 6, "cli": 6,
+    "files": 1,
+    "seeding": 1,
+    "format": 1,
+    "memory": 1,
+    "reference": 2,
+    "native": 2,
+    "kernels": 2,
+    "primitives": 2,
+    "checks": 2,
+    "backends": 3,
+    "ops": 3,
+    "threads": 3,
+    "layers": 4,
+    "models": 4,
+    "dense": 4,
+    "checkpoint": 4,
+    "kernel_masks": 4,
+    "continual": 5,
+    "data": 5,
+    "experiments": 6,
+    "avalanche": 6,
+    "doctor": 6,
+    "cli": 6,
 }
 MAX_TOP_LEVEL_MODULES = 17  # memory (size guards), primitives (the declared table) and checks (what they refuse)
 
@@ -75,9 +92,16 @@ def private_attributes(name: str, path: Path, known: set[str]) -> list[str]:
             for a in node.names:
                 if a.name in known and a.asname:
                     aliases[a.asname] = a.name
-    return [f"{aliases[n.value.id]}.{n.attr}" for n in ast.walk(tree)
-            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id in aliases
-            and n.attr.startswith("_") and not n.attr.startswith("__") and aliases[n.value.id] != name]
+    return [
+        f"{aliases[n.value.id]}.{n.attr}"
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Attribute)
+        and isinstance(n.value, ast.Name)
+        and n.value.id in aliases
+        and n.attr.startswith("_")
+        and not n.attr.startswith("__")
+        and aliases[n.value.id] != name
+    ]
 
 
 def layer_of(module: str) -> int | None:
@@ -122,8 +146,12 @@ def test_no_private_attribute_of_another_module():
 
 def test_nothing_imports_the_command_line():
     _, edges = graph()
-    bad = [f"{src} imports {dst}" for src, targets in edges.items() for dst, _ in targets
-           if dst.startswith("impresslearn.cli") and not src.startswith("impresslearn.cli")]
+    bad = [
+        f"{src} imports {dst}"
+        for src, targets in edges.items()
+        for dst, _ in targets
+        if dst.startswith("impresslearn.cli") and not src.startswith("impresslearn.cli")
+    ]
     assert not bad, "\n".join(bad)
 
 
@@ -139,7 +167,7 @@ def test_no_import_cycle():
         stack.append(m)
         for d in sorted(adj[m]):
             if state.get(d) == "open":
-                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(d):] + [d]))
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(d) :] + [d]))
             if d not in state:
                 visit(d)
         stack.pop()

@@ -12,8 +12,10 @@ import impresslearn
 from impresslearn import native
 
 
-@pytest.mark.skipif(os.environ.get("IMPRESSLEARN_REQUIRE_NATIVE", "0") in ("", "0"),
-                    reason="set IMPRESSLEARN_REQUIRE_NATIVE=1 where the native ops must have been built (CI)")
+@pytest.mark.skipif(
+    os.environ.get("IMPRESSLEARN_REQUIRE_NATIVE", "0") in ("", "0"),
+    reason="set IMPRESSLEARN_REQUIRE_NATIVE=1 where the native ops must have been built (CI)",
+)
 def test_native_backend_was_built():
     assert "native" in impresslearn.available_backends(), impresslearn.backends.why_unavailable("native")
 
@@ -37,8 +39,7 @@ def test_library_for_a_newer_torch_is_not_loaded(tmp_path, monkeypatch):
     # a target above the running torch: refused before loading, with the way out
     major, minor = native.version_tuple(torch.__version__)
     newer = f"{major}.{minor + 1}"
-    (tmp_path / "_native.json").write_text(json.dumps({"abi": "stable", "target_torch": newer,
-                                                        "built_with_torch": newer + ".0"}))
+    (tmp_path / "_native.json").write_text(json.dumps({"abi": "stable", "target_torch": newer, "built_with_torch": newer + ".0"}))
     reason = native._load()
     assert f"targets torch >= {newer}" in reason and torch.__version__ in reason and "--no-build-isolation" in reason
 
@@ -50,13 +51,13 @@ def test_library_built_with_a_newer_torch_is_loaded(tmp_path, monkeypatch):
     library.write_bytes(b"not a library")
     monkeypatch.setattr(native, "LIBRARY", library)
     monkeypatch.setattr(native, "BUILD_INFO", tmp_path / "_native.json")
-    (tmp_path / "_native.json").write_text(json.dumps({"abi": "stable", "target_torch": "2.11",
-                                                        "built_with_torch": "9.99.0"}))
+    (tmp_path / "_native.json").write_text(json.dumps({"abi": "stable", "target_torch": "2.11", "built_with_torch": "9.99.0"}))
     assert native._load().startswith("loading")  # it got past the version check to the loader
 
 
-@pytest.mark.parametrize("text, expected", [("2.11.0", (2, 11)), ("2.15.0+cu132", (2, 15)),
-                                            ("2.16.0a0+git1234abc", (2, 16)), ("10.2", (10, 2))])
+@pytest.mark.parametrize(
+    "text, expected", [("2.11.0", (2, 11)), ("2.15.0+cu132", (2, 15)), ("2.16.0a0+git1234abc", (2, 16)), ("10.2", (10, 2))]
+)
 def test_version_tuple(text, expected):
     assert native.version_tuple(text) == expected
 

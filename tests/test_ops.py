@@ -23,8 +23,9 @@ def test_impress_ops_equal_dense_formulas():
     torch.testing.assert_close(ops.impress_linear(x, weight, packed, alpha), F.linear(x, w_eff))
     cw, cp, ca, cm = f64((6, 2, 3, 3), 3, False)
     xc = torch.randn(2, 2, 8, 9, dtype=torch.float64)
-    torch.testing.assert_close(ops.impress_conv2d(xc, cw, cp, ca, None, 1, 1),
-                               F.conv2d(xc, combine_oracle(cw.detach(), cm, ca.detach()), None, 1, 1))
+    torch.testing.assert_close(
+        ops.impress_conv2d(xc, cw, cp, ca, None, 1, 1), F.conv2d(xc, combine_oracle(cw.detach(), cm, ca.detach()), None, 1, 1)
+    )
 
 
 def test_backend_context():
@@ -43,6 +44,7 @@ def test_backend_context():
 
 def test_backend_context_nests_and_restores():
     from impresslearn import backends
+
     assert backends.requested() == "auto"
     with impresslearn.backend("reference"):
         with impresslearn.backend("auto"):

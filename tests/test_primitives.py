@@ -47,8 +47,9 @@ def test_every_primitive_runs_on_every_backend_by_a_kernel_or_a_declared_fallbac
 
 def test_a_missing_kernel_without_a_fallback_is_an_error_not_the_reference(monkeypatch):
     # a backend whose combine is misspelt: every op that needs it refuses, naming what is missing
-    fake = types.SimpleNamespace(__name__="impresslearn.native", supports=lambda device: True,
-                                 KERNELS={"combne": reference.combine})
+    fake = types.SimpleNamespace(
+        __name__="impresslearn.native", supports=lambda device: True, KERNELS={"combne": reference.combine}
+    )
     monkeypatch.setitem(backends._loaded, "native", fake)
     w, words, alpha = torch.randn(3, 5), torch.zeros(2, 3, 1, dtype=torch.int32), torch.ones(2)
     with impresslearn.backend("native"):
@@ -94,7 +95,7 @@ def test_backend_for_and_doctor_say_which_primitive_runs_where():
 
 def test_design_lists_every_primitive_with_its_parameters():
     text = DESIGN.read_text()
-    section = text[text.index("### 5.1"):text.index("### 5.2")]
+    section = text[text.index("### 5.1") : text.index("### 5.2")]
     for name, spec in PRIMITIVES.items():
         assert f"{name}({', '.join(spec.params)})" in section, name
 

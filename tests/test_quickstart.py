@@ -8,9 +8,17 @@ from impresslearn.experiments import quickstart as qs
 
 def row(name, imp, sup, matches=None):
     gap = 100 * (sup - imp)
-    return {"lesson": name, "where": "-", "impresslearn_acc": imp, "supsup_acc": sup, "impresslearn_bytes": 100,
-            "supsup_bytes": 3200, "gap_points": gap, "matches": gap <= qs.MATCH_POINTS if matches is None else matches,
-            "test_images_per_task": 1000}
+    return {
+        "lesson": name,
+        "where": "-",
+        "impresslearn_acc": imp,
+        "supsup_acc": sup,
+        "impresslearn_bytes": 100,
+        "supsup_bytes": 3200,
+        "gap_points": gap,
+        "matches": gap <= qs.MATCH_POINTS if matches is None else matches,
+        "test_images_per_task": 1000,
+    }
 
 
 def test_the_verdict_follows_the_numbers():
@@ -26,8 +34,7 @@ def test_the_verdict_follows_the_numbers():
 
 def test_a_short_quickstart_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "q.json"
-    report = qs.quickstart(out=str(out), verbose=False, mask_iterations=8, alpha_epochs=1.0, new_tasks=1,
-                           basis_size=2)
+    report = qs.quickstart(out=str(out), verbose=False, mask_iterations=8, alpha_epochs=1.0, new_tasks=1, basis_size=2)
     printed = capsys.readouterr().out
     assert [r["lesson"] for r in report["rows"]] == [lesson.name for lesson in qs.LESSONS]
     assert report["verdict"] == qs.verdict(report["rows"]) and report["verdict"] in printed

@@ -9,13 +9,15 @@ import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 RESNET = "torchvision.models.resnet18(num_classes=10)"
-VIT = ("torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, "
-       "mlp_dim=64, num_classes=10)")
+VIT = (
+    "torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, "
+    "mlp_dim=64, num_classes=10)"
+)
 
 
 def use_block() -> str:
     text = README.read_text(encoding="utf-8")
-    section = text[text.index("## Use"):]
+    section = text[text.index("## Use") :]
     return re.search(r"```python\n(.*?)```", section, flags=re.S)[1]
 
 

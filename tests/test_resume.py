@@ -40,7 +40,7 @@ def test_state_file_round_trip_with_adam(tmp_path):
     opt = torch.optim.Adam([p], lr=0.1)
     for _ in range(3):
         opt.zero_grad()
-        (p ** 3).sum().backward()
+        (p**3).sum().backward()
         opt.step()
     save_state(tmp_path / "s.safetensors", {"p": p}, optimizer=opt, position={"step": 3, "losses": [1.5]})
     tensors, opt_state, pos = load_state(tmp_path / "s.safetensors")
@@ -50,7 +50,7 @@ def test_state_file_round_trip_with_adam(tmp_path):
     opt2.load_state_dict(opt_state)
     for o, param in ((opt, p), (opt2, q)):  # one more step each: identical
         o.zero_grad()
-        (param ** 3).sum().backward()
+        (param**3).sum().backward()
         o.step()
     assert torch.equal(p, q)
     (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 20)
@@ -131,13 +131,45 @@ def test_resumable_training_rejects_what_it_cannot_resume(tmp_path):
     with pytest.raises(ValueError, match="lbfgs"):
         fit(model, _alphas(model), batches, TrainConfig(optimizer="lbfgs"), checkpoint=tmp_path / "s")
     with pytest.raises(TypeError, match="epoch_iter"):
-        fit(model, _alphas(model), [(torch.zeros(1, 3, 32, 32), torch.zeros(1, dtype=torch.long))],
-            TrainConfig(), checkpoint=tmp_path / "s")
+        fit(
+            model,
+            _alphas(model),
+            [(torch.zeros(1, 3, 32, 32), torch.zeros(1, dtype=torch.long))],
+            TrainConfig(),
+            checkpoint=tmp_path / "s",
+        )
 
 
-RUN = ["run", "--benchmark", "split-cifar100", "--synthetic", "--synthetic-train", "8", "--synthetic-test", "2",
-       "--width", "4", "-K", "2", "--new-tasks", "1", "--no-supsup", "--mask-iterations", "6", "--alpha-iterations", "6",
-       "--batch-size", "8", "--eval-batches", "1", "--checkpoint-every", "2", "--threads", "1", "--quiet"]
+RUN = [
+    "run",
+    "--benchmark",
+    "split-cifar100",
+    "--synthetic",
+    "--synthetic-train",
+    "8",
+    "--synthetic-test",
+    "2",
+    "--width",
+    "4",
+    "-K",
+    "2",
+    "--new-tasks",
+    "1",
+    "--no-supsup",
+    "--mask-iterations",
+    "6",
+    "--alpha-iterations",
+    "6",
+    "--batch-size",
+    "8",
+    "--eval-batches",
+    "1",
+    "--checkpoint-every",
+    "2",
+    "--threads",
+    "1",
+    "--quiet",
+]
 
 
 def _run(args, tmp_path, kill_after=None):
@@ -182,6 +214,7 @@ def _untimed(value):
 
 # --------------------------------------------------------------------------- damaged basis files and states
 
+
 def _refused(call, path, data, match, entry=None):
     path.write_bytes(data)
     with pytest.raises(CheckpointError, match=match) as info:
@@ -192,8 +225,11 @@ def _refused(call, path, data, match, entry=None):
 
 
 def _basis_file(tmp_path):
-    basis = {"a": random_basis((5, 7), 3, 0.5, seed=1), "b.c": random_basis((4, 2, 3, 3), 3, 0.2, seed=2),
-             "d": random_basis((40, 70), 3, 0.3, seed=3)}
+    basis = {
+        "a": random_basis((5, 7), 3, 0.5, seed=1),
+        "b.c": random_basis((4, 2, 3, 3), 3, 0.2, seed=2),
+        "d": random_basis((40, 70), 3, 0.3, seed=3),
+    }
     path = tmp_path / "basis.safetensors"
     save_basis(path, basis, metadata={"seed": 7})
     return basis, path, path.read_bytes()
@@ -207,11 +243,17 @@ def test_damaged_basis_files_are_refused(tmp_path):
         _refused(load_basis, path, data[:size], "truncated or corrupt")
     for legacy in (False, True):
         base = as_legacy(data, BASIS_KEY) if legacy else data
-        _refused(load_basis, path, set_dtype(base, "b.c", "F32"),
-                 "where torch.int32 is expected" if legacy else "does not match its SHA-256", "b.c")
+        _refused(
+            load_basis,
+            path,
+            set_dtype(base, "b.c", "F32"),
+            "where torch.int32 is expected" if legacy else "does not match its SHA-256",
+            "b.c",
+        )
     tensors = tensors_of(data)
-    _refused(load_basis, path, rewrite(data, BASIS_KEY, tensors={k: v for k, v in tensors.items() if k != "d"}),
-             "lacks entry", "d")
+    _refused(
+        load_basis, path, rewrite(data, BASIS_KEY, tensors={k: v for k, v in tensors.items() if k != "d"}), "lacks entry", "d"
+    )
     _refused(load_basis, path, rewrite(data, BASIS_KEY, tensors=dict(tensors, e=tensors["a"].clone())), "unexpected entry", "e")
     _refused(load_basis, path, rewrite(data, BASIS_KEY, lambda h: h["shapes"].update(a=[5, 40])), "of shape", "a")
     _refused(load_basis, path, rewrite(data, BASIS_KEY, lambda h: h.update(basis_size=2)), "of shape", "a")
@@ -229,7 +271,7 @@ def test_legacy_basis_files_still_load(tmp_path):
 def _state_file(tmp_path):
     p = torch.nn.Parameter(torch.randn(40, 3))
     opt = torch.optim.Adam([p], lr=0.1)
-    (p ** 2).sum().backward()
+    (p**2).sum().backward()
     opt.step()
     bn = torch.arange(6, dtype=torch.int64)
     path = tmp_path / "state.safetensors"
@@ -247,8 +289,13 @@ def test_damaged_states_are_refused(tmp_path):
     _refused(load_state, path, rewrite(data, STATE_KEY, lambda h: h.update(version=7)), "format version 7")
     _refused(load_state, path, rewrite(data, STATE_KEY, lambda h: h.update(position=None)), "'position'")
     tensors = tensors_of(data)
-    _refused(load_state, path, rewrite(data, STATE_KEY, tensors=dict(tensors, **{"opt.x.y": tensors["p"].clone()})),
-             "names no parameter", "opt.x.y")
+    _refused(
+        load_state,
+        path,
+        rewrite(data, STATE_KEY, tensors=dict(tensors, **{"opt.x.y": tensors["p"].clone()})),
+        "names no parameter",
+        "opt.x.y",
+    )
     _refused(load_state, path, rewrite(data, STATE_KEY, lambda h: h.update(optimizer=None)), "unexpected entry", "opt.0.exp_avg")
     stripped = as_legacy(data, STATE_KEY, "version", edit=lambda h: h.update(version=2))
     _refused(load_state, path, stripped, "lacks the checksums")
@@ -275,10 +322,12 @@ def test_load_task_state_is_all_or_nothing():
     fresh = {k: v.detach().clone() for k, v in task_state(model, 0).items()}
     good = {k: torch.full_like(v, 3) for k, v in fresh.items()}
     last = sorted(good)[-1]
-    cases = [({k: v for k, v in good.items() if k != last}, "lacks entry", last),
-             (dict(good, extra=torch.zeros(1)), "unexpected entry", "extra"),
-             (dict(good, **{last: torch.zeros(2, 2, 2, 2)}), "of shape", last),
-             (dict(good, **{last: good[last].double()}), "of dtype", last)]
+    cases = [
+        ({k: v for k, v in good.items() if k != last}, "lacks entry", last),
+        (dict(good, extra=torch.zeros(1)), "unexpected entry", "extra"),
+        (dict(good, **{last: torch.zeros(2, 2, 2, 2)}), "of shape", last),
+        (dict(good, **{last: good[last].double()}), "of dtype", last),
+    ]
     for tensors, match, entry in cases:
         with pytest.raises(CheckpointError, match=match) as info:
             load_task_state(model, 0, tensors, name="unit alpha-0000")

@@ -13,10 +13,39 @@ from impresslearn.experiments.split import SplitConfig
 
 def test_split_imagenet_resnet50_smoke(tmp_path, capsys, one_thread):
     out = tmp_path / "inet.json"
-    assert cli.main(["run", "--benchmark", "split-imagenet", "--synthetic", "--synthetic-train", "1",
-                     "--synthetic-test", "1", "--image-size", "32", "--basis", "random", "-K", "1", "--new-tasks", "1",
-                     "--no-supsup", "--alpha-iterations", "1", "--batch-size", "4", "--eval-batches", "1", "--quiet",
-                     "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "run",
+                "--benchmark",
+                "split-imagenet",
+                "--synthetic",
+                "--synthetic-train",
+                "1",
+                "--synthetic-test",
+                "1",
+                "--image-size",
+                "32",
+                "--basis",
+                "random",
+                "-K",
+                "1",
+                "--new-tasks",
+                "1",
+                "--no-supsup",
+                "--alpha-iterations",
+                "1",
+                "--batch-size",
+                "4",
+                "--eval-batches",
+                "1",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     r = json.loads(out.read_text())
     assert r["status"] == "done" and r["backbone"]["arch"] == "resnet50" and r["lam"] == 0.005
     assert r["alpha_training"]["lr"] == 0.0025 and r["alpha_training"]["optimizer"] == "adam"
@@ -34,10 +63,40 @@ def test_split_imagenet_resnet50_smoke(tmp_path, capsys, one_thread):
 
 def test_split_cifar100_masks_learn_the_synthetic_tasks(tmp_path, one_thread):
     out = tmp_path / "cifar.json"
-    assert cli.main(["run", "--benchmark", "split-cifar100", "--synthetic", "--synthetic-train", "8",
-                     "--synthetic-test", "8", "--width", "8", "-K", "1", "--basis", "random", "--new-tasks", "2",
-                     "--mask-lr", "0.003", "--mask-epochs", "4", "--alpha-epochs", "1", "--batch-size", "8",
-                     "--quiet", "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "run",
+                "--benchmark",
+                "split-cifar100",
+                "--synthetic",
+                "--synthetic-train",
+                "8",
+                "--synthetic-test",
+                "8",
+                "--width",
+                "8",
+                "-K",
+                "1",
+                "--basis",
+                "random",
+                "--new-tasks",
+                "2",
+                "--mask-lr",
+                "0.003",
+                "--mask-epochs",
+                "4",
+                "--alpha-epochs",
+                "1",
+                "--batch-size",
+                "8",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     r = json.loads(out.read_text())
     assert r["backbone"]["arch"] == "resnet18" and r["mask_training"]["epochs"] == 4
     assert len(r["supsup"]["task_acc"]) == 2 and r["supsup"]["mean_acc"] >= 0.4  # chance: 0.2

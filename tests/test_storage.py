@@ -49,15 +49,15 @@ def test_table2_reproduces_the_papers_mask_alphas_and_cx():
     rows = {r["benchmark"]: r for r in storage.paper_table2()}
     lenet = rows["permuted-mnist"]
     assert lenet["masked_weights"] == 266_200 and lenet["alphas"] == 300
-    assert lenet["mask_kb"] == pytest.approx(64.99, abs=0.01)          # paper 64.9
-    assert lenet["phi_kb"] == pytest.approx(1.17, abs=0.01)            # paper 1.17
-    assert lenet["cx"] == pytest.approx(55.5, abs=0.1)                 # paper 55.5
+    assert lenet["mask_kb"] == pytest.approx(64.99, abs=0.01)  # paper 64.9
+    assert lenet["phi_kb"] == pytest.approx(1.17, abs=0.01)  # paper 1.17
+    assert lenet["cx"] == pytest.approx(55.5, abs=0.1)  # paper 55.5
     assert rows["rotated-mnist"]["alphas"] == 15
     assert rows["rotated-mnist"]["cx"] == pytest.approx(67.4, abs=0.3)  # paper 67.4 (ours 67.6, 360 tasks)
     assert rows["split-cifar100"]["alphas"] == 210 and rows["split-cifar100"]["layers"] == 21
     assert rows["split-cifar100"]["cx"] == pytest.approx(1.99, abs=0.01)
     r50 = rows["split-imagenet"]
-    assert r50["params"] == 25_557_032 and r50["layers"] == 54        # paper: 25.6 M, 3975 = 75 x 53 alphas
+    assert r50["params"] == 25_557_032 and r50["layers"] == 54  # paper: 25.6 M, 3975 = 75 x 53 alphas
     assert r50["mask_kb"] == pytest.approx(6250, rel=0.01)
     assert r50["cx"] < 2  # the basis amortised over 100 tasks; the paper's 26.2 is not reproducible this way
     assert math.isclose(r50["ours"]["batchnorm_bytes"], 26_560 * 8)

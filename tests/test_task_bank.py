@@ -75,7 +75,7 @@ def test_sample_gradients_equal_one_backward_per_sample():
     for i in range(5):
         beta = torch.full((4,), 0.25, requires_grad=True)
         set_task(model, beta)
-        (g,) = torch.autograd.grad(objective(model(x[i:i + 1])), beta)
+        (g,) = torch.autograd.grad(objective(model(x[i : i + 1])), beta)
         # float32 by two paths (the bank's vmapped functional pass, the layers' combine op): over 60
         # inputs they differed by at most 2e-4 of the gradient's largest component; a wrong sample
         # or a batch-mean gradient differs by its whole size

@@ -21,8 +21,9 @@ def supermask(kind, mask="topk", tasks=3):
     if kind == "conv":
         layer = layers.SupermaskConv2d(3, 5, 3, padding=1, num_tasks=tasks, density=0.3, mask=mask, seed=1)
         return layer, torch.randn(2, 3, 7, 6)
-    layer = layers.SupermaskConv(2, 3, 5, 3, stride=2, bias=True, transposed=True, output_padding=1, num_tasks=tasks,
-                                 density=0.3, mask=mask, seed=1)
+    layer = layers.SupermaskConv(
+        2, 3, 5, 3, stride=2, bias=True, transposed=True, output_padding=1, num_tasks=tasks, density=0.3, mask=mask, seed=1
+    )
     return layer, torch.randn(2, 3, 5, 4)
 
 
@@ -145,8 +146,9 @@ def test_impress_and_kernel_mask_tasks_finish_alike():
 
 
 def test_task_parameters_and_finish_over_a_model():
-    model = il.convert(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(64, 5)),
-                       "supermask", num_tasks=3)
+    model = il.convert(
+        nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(64, 5)), "supermask", num_tasks=3
+    )
     params = il.task_parameters(model, 2)
     assert {id(p) for p in params} == {id(model[0].live_scores), id(model[3].live_scores)}
     il.finish_task(model)

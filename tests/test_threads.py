@@ -39,8 +39,11 @@ def test_explicit_choices_win(monkeypatch):
 
 
 def test_doctor_counts_the_real_models():
-    real = {"LeNet-300-100": dict(), "CIFAR ResNet-18": dict(arch="resnet18", classes=10, outputs=10),
-            "ResNet-50": dict(arch="resnet50", classes=1000, outputs=1000)}
+    real = {
+        "LeNet-300-100": dict(),
+        "CIFAR ResNet-18": dict(arch="resnet18", classes=10, outputs=10),
+        "ResNet-50": dict(arch="resnet50", classes=1000, outputs=1000),
+    }
     for name, kw in real.items():
         shapes = bb.weight_shapes(bb.network(bb.BackboneConfig(**kw)))
         assert doctor.REFERENCE_MODELS[name] == sum(math.prod(s) for s in shapes.values()), name

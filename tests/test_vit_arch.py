@@ -101,8 +101,9 @@ def test_impress_model_over_the_masks_is_the_supsup_model_with_one_hot_alpha(str
     # and alphas fit through the library's own function, the masks and backbone untouched
     fresh = bb.impress_model(CFG, basis, per_channel=True, num_tasks=1)
     words = {n: m.basis.words.clone() for n, m in impress_layers(fresh)}
-    out = alpha_mod.fit_alpha(fresh, 0, stream.train(2, 64, seed=2),
-                              TrainConfig(optimizer="adam", lr=0.05, epochs=1.0, iterations=3, batch_size=64))
+    out = alpha_mod.fit_alpha(
+        fresh, 0, stream.train(2, 64, seed=2), TrainConfig(optimizer="adam", lr=0.05, epochs=1.0, iterations=3, batch_size=64)
+    )
     assert out["steps"] == 3 and all(m.is_finished(0) for _, m in impress_layers(fresh))
     assert all(torch.equal(m.basis.words, words[n]) for n, m in impress_layers(fresh))
 
@@ -128,9 +129,33 @@ def test_adapt_builds_every_method_over_the_vit(method):
 
 def test_adapt_cli_runs_the_vit(tmp_path):
     out = tmp_path / "a.json"
-    assert cli.main(["adapt", "--arch", "vit", "--linear", "row", "--methods", "head,ksm", "--tasks",
-                     "digits0-4,inverted", "--pretrain-iterations", "3", "--iterations", "2", "--batch-size", "16",
-                     "--eval-samples", "50", "--quiet", "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "adapt",
+                "--arch",
+                "vit",
+                "--linear",
+                "row",
+                "--methods",
+                "head,ksm",
+                "--tasks",
+                "digits0-4,inverted",
+                "--pretrain-iterations",
+                "3",
+                "--iterations",
+                "2",
+                "--batch-size",
+                "16",
+                "--eval-samples",
+                "50",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     r = json.loads(out.read_text())
     assert r["config"]["arch"] == "vit" and r["status"] == "done"
     assert r["ksm"]["backbone_unchanged"] and r["ksm"]["bwt"] == 0.0
@@ -138,9 +163,38 @@ def test_adapt_cli_runs_the_vit(tmp_path):
 
 def test_run_cli_runs_the_vit_with_task_inference(tmp_path):
     out = tmp_path / "r.json"
-    assert cli.main(["run", "--arch", "vit", "--new-tasks", "2", "-K", "2", "--first-new-task", "2", "--per-channel",
-                     "--mask-iterations", "3", "--alpha-epochs", "0.02", "--incorrect-tasks", "0", "--gn", "H",
-                     "--gn-methods", "oneshot,exhaustive", "--gn-batches", "1", "--quiet", "--out", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "run",
+                "--arch",
+                "vit",
+                "--new-tasks",
+                "2",
+                "-K",
+                "2",
+                "--first-new-task",
+                "2",
+                "--per-channel",
+                "--mask-iterations",
+                "3",
+                "--alpha-epochs",
+                "0.02",
+                "--incorrect-tasks",
+                "0",
+                "--gn",
+                "H",
+                "--gn-methods",
+                "oneshot,exhaustive",
+                "--gn-batches",
+                "1",
+                "--quiet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     r = json.loads(out.read_text())
     assert r["backbone"]["arch"] == "vit" and r["status"] == "done"
     shapes = bb.weight_shapes(bb.network(CFG))  # attention projections included: 1 bit per weight, rows in words

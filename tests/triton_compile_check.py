@@ -29,8 +29,15 @@ from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 from triton.runtime.jit import JITFunction  # noqa: E402
 
-_TYPES = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32", torch.float64: "fp64",
-          torch.int32: "i32", torch.int64: "i64", torch.bool: "i1"}
+_TYPES = {
+    torch.float16: "fp16",
+    torch.bfloat16: "bf16",
+    torch.float32: "fp32",
+    torch.float64: "fp64",
+    torch.int32: "i32",
+    torch.int64: "i64",
+    torch.bool: "i1",
+}
 _OPTIONS = ("num_warps", "num_stages")
 recorded: dict[tuple, tuple] = {}
 
@@ -72,7 +79,7 @@ def drive(everything: bool) -> None:
             comb.combine_grad_alpha(w, w, words, alpha)
         pop.popup_mask(w, 17)
         pop.popup_pack(w, 17)
-    for dtype in (all_float[:3] if everything else [torch.float16]):
+    for dtype in all_float[:3] if everything else [torch.float16]:
         w = torch.randn(13, 40, generator=g).to(dtype)
         words = pack_masks(torch.rand(9, 13, 40, generator=g) < 0.5).words
         x = torch.randn(3, 40, generator=g).to(dtype)
@@ -106,8 +113,9 @@ def main(argv=None) -> int:
         signature = {name: signature[name] for name in fn.arg_names}
         label = f"{fn.fn.__name__} {constexprs} {options}"
         try:
-            compiled = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs), target=target,
-                                      options=options)
+            compiled = triton.compile(
+                ASTSource(fn=fn, signature=signature, constexprs=constexprs), target=target, options=options
+            )
         except Exception as err:  # report every failing kernel, not just the first
             failures += 1
             print(f"FAIL {label}\n{err}", flush=True)

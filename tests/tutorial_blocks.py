@@ -1,6 +1,6 @@
 """Run the Python blocks of docs/tutorial.md (or another docs page) in order, in one namespace, in a folder.
 
-    python tests/tutorial_blocks.py docs      # remakes docs/tutorial-accuracy.png
+python tests/tutorial_blocks.py docs      # remakes docs/tutorial-accuracy.png
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ strategies, for users of `avalanche-lib` (`pip install -e ".[avalanche]"`).
 try:
     import avalanche  # noqa: F401
 except ImportError as e:  # one sentence, and the way out
-    raise ImportError("impresslearn.avalanche needs avalanche-lib: pip install -e \".[avalanche]\"") from e
+    raise ImportError('impresslearn.avalanche needs avalanche-lib: pip install -e ".[avalanche]"') from e
 
 from ..layers import impress_over as superposition
 from .benchmarks import permuted_mnist, split_mnist
@@ -27,6 +27,22 @@ from .module import MaskModule, TaskInference
 from .plugin import Phase, TaskTrainingPlugin
 from .strategies import ALPHA_TRAINING, MASK_TRAINING, ImpressLearn, MaskStrategy, SupSup, evaluation_plugin
 
-__all__ = ["ALPHA_TRAINING", "MASK_TRAINING", "WEIGHT_TRAINING", "ExSSNeT", "ExSSNeTTraining", "ImpressLearn",
-           "MaskModule", "MaskStrategy", "Phase", "SSNeT", "SupSup", "TaskInference",
-           "TaskTrainingPlugin", "evaluation_plugin", "permuted_mnist", "split_mnist", "superposition"]
+__all__ = [
+    "ALPHA_TRAINING",
+    "MASK_TRAINING",
+    "WEIGHT_TRAINING",
+    "ExSSNeT",
+    "ExSSNeTTraining",
+    "ImpressLearn",
+    "MaskModule",
+    "MaskStrategy",
+    "Phase",
+    "SSNeT",
+    "SupSup",
+    "TaskInference",
+    "TaskTrainingPlugin",
+    "evaluation_plugin",
+    "permuted_mnist",
+    "split_mnist",
+    "superposition",
+]

@@ -27,20 +27,34 @@ def check_mnist(root: str | Path) -> Path:
     raw = Path(root) / "MNIST" / "raw"
     missing = [f for f in MNIST_FILES if not (raw / f).exists()]
     if missing:
-        raise FileNotFoundError(f"MNIST is not under {root}: {raw} lacks {', '.join(missing)} "
-                                "(torchvision's layout; Avalanche would try to download it)")
+        raise FileNotFoundError(
+            f"MNIST is not under {root}: {raw} lacks {', '.join(missing)} "
+            "(torchvision's layout; Avalanche would try to download it)"
+        )
     return Path(root)
 
 
-def permuted_mnist(n_experiences: int, dataset_root: str | Path, *, seed: int = 0,
-                   train_per_exp: int | None = None, test_per_exp: int | None = None):
+def permuted_mnist(
+    n_experiences: int,
+    dataset_root: str | Path,
+    *,
+    seed: int = 0,
+    train_per_exp: int | None = None,
+    test_per_exp: int | None = None,
+):
     """Avalanche's PermutedMNIST with a task label per experience (task-incremental)."""
     bm = PermutedMNIST(n_experiences, return_task_id=True, seed=seed, dataset_root=str(check_mnist(dataset_root)))
     return shrink(bm, train_per_exp, test_per_exp, seed=seed)
 
 
-def split_mnist(n_experiences: int, dataset_root: str | Path, *, seed: int = 0,
-                train_per_exp: int | None = None, test_per_exp: int | None = None):
+def split_mnist(
+    n_experiences: int,
+    dataset_root: str | Path,
+    *,
+    seed: int = 0,
+    train_per_exp: int | None = None,
+    test_per_exp: int | None = None,
+):
     """Avalanche's SplitMNIST, task-incremental: a task label per experience, the original class
     ids (one 10-way head; each task's mask decides which of its outputs it uses)."""
     bm = SplitMNIST(n_experiences, return_task_id=True, seed=seed, dataset_root=str(check_mnist(dataset_root)))
@@ -59,8 +73,10 @@ def shrink(bm, train_per_exp: int | None, test_per_exp: int | None, *, seed: int
     gen = torch.Generator().manual_seed(seed)
 
     def cut(stream, n):
-        return [e.dataset if n is None else e.dataset.subset(torch.randperm(len(e.dataset), generator=gen)[:n].tolist())
-                for e in stream]
+        return [
+            e.dataset if n is None else e.dataset.subset(torch.randperm(len(e.dataset), generator=gen)[:n].tolist())
+            for e in stream
+        ]
 
     small = benchmark_from_datasets(train=cut(bm.train_stream, train_per_exp), test=cut(bm.test_stream, test_per_exp))
     return with_classes_timeline(with_task_labels(small))

@@ -59,8 +59,10 @@ class ExSSNeTTraining(TaskTrainingPlugin):
             hooks.clear()
             model.changed()  # the weights moved: anything built from them is stale
 
-        return [Phase("mask", model.task_parameters(task), self.masks),
-                Phase("weight", backbone_weights(model.net), self.weights, start=start, stop=stop)]
+        return [
+            Phase("mask", model.task_parameters(task), self.masks),
+            Phase("weight", backbone_weights(model.net), self.weights, start=start, stop=stop),
+        ]
 
 
 class ExSSNeT(MaskStrategy):
@@ -73,8 +75,16 @@ class ExSSNeT(MaskStrategy):
     weight decay, 1e-4, one epoch).
     """
 
-    def __init__(self, *, model: nn.Module, masks: TrainConfig = MASK_TRAINING, weights: TrainConfig = WEIGHT_TRAINING,
-                 exclusive: bool = True, plugins: Sequence[SupervisedPlugin] | None = None, **kwargs):
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        masks: TrainConfig = MASK_TRAINING,
+        weights: TrainConfig = WEIGHT_TRAINING,
+        exclusive: bool = True,
+        plugins: Sequence[SupervisedPlugin] | None = None,
+        **kwargs,
+    ):
         module = as_module(model)
         layers = supermask_layers(module.net)
         if impress_layers(module.net) or not layers:

@@ -64,7 +64,7 @@ class MaskModule(MultiTaskModule):
         self.inference = inference or TaskInference()
         self.infer_tasks = bool(infer_tasks)
         self.task_of: dict[int, int] = {}  # Avalanche task label -> task of the model
-        self.frozen: set[int] = set()      # tasks of the model that are learnt and frozen
+        self.frozen: set[int] = set()  # tasks of the model that are learnt and frozen
         # what task inference builds from the tasks, dropped whenever a task changes (a plain
         # dict, so that the superposition model is not registered as a submodule)
         self._cache: dict[str, object] = {}

@@ -83,8 +83,10 @@ class TaskTrainingPlugin(SupervisedPlugin):
             raise ValueError(f"an experience must hold one task label to train one task, got {labels}")
         task = model.task(labels[0])
         if task in model.frozen:
-            raise ValueError(f"task label {labels[0]} was learnt by an earlier experience and is frozen; "
-                             "give each experience its own task label (e.g. return_task_id=True)")
+            raise ValueError(
+                f"task label {labels[0]} was learnt by an earlier experience and is frozen; "
+                "give each experience its own task label (e.g. return_task_id=True)"
+            )
         return task
 
     def before_train_dataset_adaptation(self, strategy, **kwargs):

@@ -62,9 +62,18 @@ class MaskStrategy(SupervisedTemplate):
     one task per experience, trained alone and frozen after it. The optimizer and the epochs
     come from the plugin's settings, per phase."""
 
-    def __init__(self, *, model: nn.Module, plugin: TaskTrainingPlugin, eval_mb_size: int = 256,
-                 device: str | torch.device = "cpu", plugins: Sequence[SupervisedPlugin] | None = None,
-                 evaluator: EvaluationPlugin | None = None, eval_every: int = -1, **base_kwargs):
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        plugin: TaskTrainingPlugin,
+        eval_mb_size: int = 256,
+        device: str | torch.device = "cpu",
+        plugins: Sequence[SupervisedPlugin] | None = None,
+        evaluator: EvaluationPlugin | None = None,
+        eval_every: int = -1,
+        **base_kwargs,
+    ):
         module = as_module(model)
         first = plugin.config_for(module)
         super().__init__(
@@ -124,14 +133,21 @@ class ImpressLearn(MaskStrategy):
     masks, alphas: how the basis masks and the alphas train (whole epochs).
     """
 
-    def __init__(self, *, model: nn.Module, basis_size: int, per_channel: bool = False,
-                 masks: TrainConfig = MASK_TRAINING, alphas: TrainConfig = ALPHA_TRAINING,
-                 plugins: Sequence[SupervisedPlugin] | None = None, **kwargs):
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        basis_size: int,
+        per_channel: bool = False,
+        masks: TrainConfig = MASK_TRAINING,
+        alphas: TrainConfig = ALPHA_TRAINING,
+        plugins: Sequence[SupervisedPlugin] | None = None,
+        **kwargs,
+    ):
         module = as_module(model)
         if impress_layers(module.net):
             raise ValueError("ImpressLearn learns its basis as masks first: give it a convert(..., 'supermask') model")
         self.basis_size = basis_size
         # the switch runs after the training plugin has frozen the experience's task
         switch = BasisSwitch(basis_size, per_channel)
-        super().__init__(model=module, plugin=TaskTrainingPlugin(masks, alphas), plugins=[switch, *(plugins or [])],
-                         **kwargs)
+        super().__init__(model=module, plugin=TaskTrainingPlugin(masks, alphas), plugins=[switch, *(plugins or [])], **kwargs)

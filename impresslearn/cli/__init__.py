@@ -1,12 +1,12 @@
 """The `impresslearn` command line: argument parsing and commands only (nothing imports it).
 
-    impresslearn quickstart     offline demo on the shipped MNIST subset (about a minute)
-    impresslearn run ...        one experiment, results to a JSON file (see `run --help`)
-    impresslearn adapt ...      the KSM experiment: a pretrained conv net adapted to new tasks
-    impresslearn storage        the ImpressLearn paper's Table 2, recomputed
-    impresslearn plot R.json..  accuracy against bytes per task, and box plots by impressions
-    impresslearn table R.json.. one markdown row per run: accuracies and bytes per task
-    impresslearn doctor         versions, backends (and why one is missing), native build, CUDA, threads
+impresslearn quickstart     offline demo on the shipped MNIST subset (about a minute)
+impresslearn run ...        one experiment, results to a JSON file (see `run --help`)
+impresslearn adapt ...      the KSM experiment: a pretrained conv net adapted to new tasks
+impresslearn storage        the ImpressLearn paper's Table 2, recomputed
+impresslearn plot R.json..  accuracy against bytes per task, and box plots by impressions
+impresslearn table R.json.. one markdown row per run: accuracies and bytes per task
+impresslearn doctor         versions, backends (and why one is missing), native build, CUDA, threads
 """
 
 from __future__ import annotations
@@ -49,19 +49,29 @@ def build_parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plot", help="plots from results JSON files")
     pl.add_argument("results", nargs="+")
     pl.add_argument("--out-dir", default=".")
-    pl.add_argument("--overview", metavar="PNG",
-                    help="instead: every method on one figure (run, --methods and adapt results) written to PNG")
+    pl.add_argument(
+        "--overview", metavar="PNG", help="instead: every method on one figure (run, --methods and adapt results) written to PNG"
+    )
     t = sub.add_parser("table", help="a markdown table of results JSON files")
     t.add_argument("results", nargs="+")
-    t.add_argument("--grid", action="store_true", help="pivot: rows K, columns basis kind and alpha granularity "
-                                                       "(--methods runs: rows benchmark and density, columns methods, "
-                                                       "over seeds)")
+    t.add_argument(
+        "--grid",
+        action="store_true",
+        help="pivot: rows K, columns basis kind and alpha granularity "
+        "(--methods runs: rows benchmark and density, columns methods, "
+        "over seeds)",
+    )
     t.add_argument("--storage", action="store_true", help="--methods runs: what the trained weights cost per task")
     t.add_argument("--early", action="store_true", help="--methods runs: accuracy early in each mask phase (KKT)")
-    t.add_argument("--inference", action="store_true",
-                   help="task inference: a column per method and input, and the superposition's diagnosis")
-    d = sub.add_parser("doctor", help="what this installation runs: versions, backends and why one is missing, "
-                                      "the native build, CUDA devices, threads")
+    t.add_argument(
+        "--inference",
+        action="store_true",
+        help="task inference: a column per method and input, and the superposition's diagnosis",
+    )
+    d = sub.add_parser(
+        "doctor",
+        help="what this installation runs: versions, backends and why one is missing, the native build, CUDA devices, threads",
+    )
     d.add_argument("--json", action="store_true", help="the report as JSON")
     return p
 
@@ -91,8 +101,15 @@ def cmd_table(a: argparse.Namespace) -> int:
         print(tables.inference_table(a.results))
         return 0
     if all(tables.is_methods_run(p) for p in a.results):  # the ExSSNeT comparison
-        print(tables.methods_early(a.results) if a.early else tables.methods_storage(a.results) if a.storage else
-              tables.methods_grid(a.results) if a.grid else tables.methods_rows(a.results))
+        print(
+            tables.methods_early(a.results)
+            if a.early
+            else tables.methods_storage(a.results)
+            if a.storage
+            else tables.methods_grid(a.results)
+            if a.grid
+            else tables.methods_rows(a.results)
+        )
         return 0
     print(tables.grid_table(a.results) if a.grid else tables.results_rows(a.results))
     return 0
@@ -104,8 +121,7 @@ def cmd_doctor(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"quickstart": cmd_quickstart, "storage": cmd_storage, "plot": cmd_plot, "table": cmd_table,
-            "doctor": cmd_doctor}
+COMMANDS = {"quickstart": cmd_quickstart, "storage": cmd_storage, "plot": cmd_plot, "table": cmd_table, "doctor": cmd_doctor}
 
 
 def _dispatch(argv: list[str]) -> int:
@@ -143,6 +159,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - the last line of defence: one sentence, not a traceback
         if debug:
             raise
-        print(f"impresslearn: error: {type(err).__name__}: {err} (run again with --debug for the traceback)",
-              file=sys.stderr)
+        print(f"impresslearn: error: {type(err).__name__}: {err} (run again with --debug for the traceback)", file=sys.stderr)
         return 1

@@ -1,8 +1,8 @@
 """`impresslearn adapt`: the KSM experiment (a pretrained conv net, or ViT, adapted to new MNIST tasks).
 
-    impresslearn adapt --data-root /data --out results/ksm/adapt.json
-    impresslearn adapt --arch vit --linear row --data-root /data --out results/vit/adapt.json
-    impresslearn adapt --methods ksm,piggyback --iterations 200 --out quick.json
+impresslearn adapt --data-root /data --out results/ksm/adapt.json
+impresslearn adapt --arch vit --linear row --data-root /data --out results/vit/adapt.json
+impresslearn adapt --methods ksm,piggyback --iterations 200 --out quick.json
 """
 
 from __future__ import annotations
@@ -23,12 +23,15 @@ from .options import Refused, config_from_args, finite_float, parse_names, posit
 
 def add_adapt_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data and network")
-    g.add_argument("--data-root", help="folder with MNIST/raw (torchvision layout); default: the subset shipped "
-                                       "with the package")
-    g.add_argument("--arch", choices=ADAPT_ARCHS, help="the pretrained network: convnet (models.mnist_convnet, the "
-                                                       "default) or vit (models.mnist_vit, a small ViT)")
-    g.add_argument("--tasks", type=parse_names, help=f"comma-separated, the first is pretrained on "
-                                                     f"(default: {','.join(ADAPT_TASKS)})")
+    g.add_argument("--data-root", help="folder with MNIST/raw (torchvision layout); default: the subset shipped with the package")
+    g.add_argument(
+        "--arch",
+        choices=ADAPT_ARCHS,
+        help="the pretrained network: convnet (models.mnist_convnet, the default) or vit (models.mnist_vit, a small ViT)",
+    )
+    g.add_argument(
+        "--tasks", type=parse_names, help=f"comma-separated, the first is pretrained on (default: {','.join(ADAPT_TASKS)})"
+    )
     g = p.add_argument_group("methods and training")
     g.add_argument("--methods", type=parse_names, help=f"comma-separated, of {','.join(METHODS)} (default: all)")
     g.add_argument("--pretrain-iterations", type=positive_int, help="Adam steps on the first task (default 1500)")
@@ -49,10 +52,16 @@ def add_adapt_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("running")
     g.add_argument("--eval-samples", type=positive_int, help="test images per task (default 2000)")
     g.add_argument("--seed", type=int)
-    g.add_argument("--threads", type=positive_int, help="CPU threads (default: the rule of impresslearn run, "
-                                                        "1 for this small net; see doctor)")
-    g.add_argument("--out", default="adapt.json", help="results file; the same command again keeps the methods "
-                                                       "already done; another run on it is refused")
+    g.add_argument(
+        "--threads",
+        type=positive_int,
+        help="CPU threads (default: the rule of impresslearn run, 1 for this small net; see doctor)",
+    )
+    g.add_argument(
+        "--out",
+        default="adapt.json",
+        help="results file; the same command again keeps the methods already done; another run on it is refused",
+    )
     g.add_argument("--restart", action="store_true", help="replace the results of a run with other settings")
     g.add_argument("--quiet", action="store_true")
 
@@ -66,8 +75,7 @@ def cmd_adapt(a: argparse.Namespace, argv: Sequence[str]) -> int:
     weights = sum(p.numel() for p in adapt_network(cfg).parameters() if p.dim() > 1)
     choice = apply(weights, a.threads)
     if not a.quiet:
-        print(f"impresslearn: {choice.threads} CPU thread{'s' if choice.threads > 1 else ''} ({choice.reason})",
-              file=sys.stderr)
+        print(f"impresslearn: {choice.threads} CPU thread{'s' if choice.threads > 1 else ''} ({choice.reason})", file=sys.stderr)
     res = runner.run()
     print(adapt_table(res))
     print(f"results: {a.out}")

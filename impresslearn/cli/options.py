@@ -39,10 +39,22 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 # Options whose default comes from a preset rather than a fixed value.
 PRESET_DEFAULTS = {
-    **{k: "the --preset's" for k in ("density", "mask", "init", "scale", "outputs", "mask_optimizer", "mask_lr",
-                                      "mask_epochs", "mask_iterations", "arch")},
-    **{k: "the --alpha-preset's" for k in ("alpha_optimizer", "alpha_lr", "alpha_epochs", "alpha_batch_size",
-                                           "alpha_schedule")},
+    **{
+        k: "the --preset's"
+        for k in (
+            "density",
+            "mask",
+            "init",
+            "scale",
+            "outputs",
+            "mask_optimizer",
+            "mask_lr",
+            "mask_epochs",
+            "mask_iterations",
+            "arch",
+        )
+    },
+    **{k: "the --alpha-preset's" for k in ("alpha_optimizer", "alpha_lr", "alpha_epochs", "alpha_batch_size", "alpha_schedule")},
 }
 
 
@@ -105,8 +117,9 @@ def with_flags(message: str, parser: argparse.ArgumentParser) -> str:
             continue
         # a field name with an underscore anywhere; a one-word name ("density") only as the
         # subject of a refusal ("density must ..."), not where it is an ordinary word
-        pattern = (rf"(?<![\w-]){re.escape(action.dest)}(?![\w-])" if "_" in action.dest
-                   else rf"^{re.escape(action.dest)}(?= must)")
+        pattern = (
+            rf"(?<![\w-]){re.escape(action.dest)}(?![\w-])" if "_" in action.dest else rf"^{re.escape(action.dest)}(?= must)"
+        )
         message = re.sub(pattern, longs[0], message)
     return message
 
@@ -135,5 +148,4 @@ def use_threads(backbone, explicit: int | None) -> ThreadChoice:
 
 def say_threads(choice: ThreadChoice, quiet: bool = False) -> None:
     if not quiet:
-        print(f"impresslearn: {choice.threads} CPU thread{'s' if choice.threads > 1 else ''} ({choice.reason})",
-              file=sys.stderr)
+        print(f"impresslearn: {choice.threads} CPU thread{'s' if choice.threads > 1 else ''} ({choice.reason})", file=sys.stderr)

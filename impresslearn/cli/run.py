@@ -29,22 +29,36 @@ from .options import (
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--benchmark", default="permuted-mnist", choices=BENCHMARKS,
-                   help="split-cifar100 and split-imagenet take options of their own: "
-                        "impresslearn run --benchmark split-imagenet --help")
-    g.add_argument("--data-root", help="folder with MNIST/raw (torchvision layout); default: the subset shipped "
-                                       "with the package")
+    g.add_argument(
+        "--benchmark",
+        default="permuted-mnist",
+        choices=BENCHMARKS,
+        help="split-cifar100 and split-imagenet take options of their own: impresslearn run --benchmark split-imagenet --help",
+    )
+    g.add_argument("--data-root", help="folder with MNIST/raw (torchvision layout); default: the subset shipped with the package")
     g.add_argument("--download", action="store_true", help="let torchvision download MNIST into --data-root")
-    g.add_argument("--validation", type=int, default=0, metavar="N",
-                   help="evaluate on the last N training images instead of the test set (for tuning)")
+    g.add_argument(
+        "--validation",
+        type=int,
+        default=0,
+        metavar="N",
+        help="evaluate on the last N training images instead of the test set (for tuning)",
+    )
     g = p.add_argument_group("backbone and SupSup masks")
-    g.add_argument("--arch", choices=MNIST_ARCHS,
-                   help="the backbone (default lenet_300_100); vit: a small ViT (models.mnist_vit: 7x7 patches, "
-                        "2 layers of 4 heads, width 64), attention projections masked, norms and tokens frozen")
-    g.add_argument("--preset", default="topk-0.1", choices=sorted(masks_mod.MASK_PRESETS),
-                   help="topk-0.1: top-10%% masks, density-scaled signed constant, RMSprop 3e-4, 1 epoch; "
-                        "supsup: SupSup's PermutedMNIST settings (threshold masks, unscaled signed constant, "
-                        "100 outputs, RMSprop 1e-4, 1000 iterations); paper: Kaiming normal, top-10%%, RMSprop 1e-4")
+    g.add_argument(
+        "--arch",
+        choices=MNIST_ARCHS,
+        help="the backbone (default lenet_300_100); vit: a small ViT (models.mnist_vit: 7x7 patches, "
+        "2 layers of 4 heads, width 64), attention projections masked, norms and tokens frozen",
+    )
+    g.add_argument(
+        "--preset",
+        default="topk-0.1",
+        choices=sorted(masks_mod.MASK_PRESETS),
+        help="topk-0.1: top-10%% masks, density-scaled signed constant, RMSprop 3e-4, 1 epoch; "
+        "supsup: SupSup's PermutedMNIST settings (threshold masks, unscaled signed constant, "
+        "100 outputs, RMSprop 1e-4, 1000 iterations); paper: Kaiming normal, top-10%%, RMSprop 1e-4",
+    )
     g.add_argument("--density", type=finite_float, help="fraction of weights a top-k mask keeps (and of random basis masks)")
     g.add_argument("--mask", choices=["topk", "threshold"])
     g.add_argument("--init", choices=["kaiming_normal", "signed_constant"])
@@ -56,27 +70,54 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mask-iterations", type=int)
     g = p.add_argument_group("tasks")
     g.add_argument("--new-tasks", type=int, default=5, help="new tasks learned by SupSup and by ImpressLearn")
-    g.add_argument("--first-new-task", type=int, default=1000,
-                   help="permuted-mnist: the first new task (permutation seed = task + 1); basis tasks are 0..K-1")
+    g.add_argument(
+        "--first-new-task",
+        type=int,
+        default=1000,
+        help="permuted-mnist: the first new task (permutation seed = task + 1); basis tasks are 0..K-1",
+    )
     g.add_argument("--angle-step", type=finite_float, default=10.0, help="rotated-mnist: basis task t is rotated by step*t")
-    g.add_argument("--new-angles", type=parse_floats, help="rotated-mnist: comma-separated angles of the new tasks "
-                                                      "(default: between basis angles, step*(t+0.5))")
-    g.add_argument("--random-rotation", action="store_true",
-                   help="rotated-mnist: the ImpressLearn authors' variant, every image rotated at random in "
-                        "[-90, 90] degrees for every task (all tasks then share one distribution)")
+    g.add_argument(
+        "--new-angles",
+        type=parse_floats,
+        help="rotated-mnist: comma-separated angles of the new tasks (default: between basis angles, step*(t+0.5))",
+    )
+    g.add_argument(
+        "--random-rotation",
+        action="store_true",
+        help="rotated-mnist: the ImpressLearn authors' variant, every image rotated at random in "
+        "[-90, 90] degrees for every task (all tasks then share one distribution)",
+    )
     g = p.add_argument_group("ImpressLearn")
-    g.add_argument("--no-impresslearn", dest="impresslearn", action="store_false",
-                   help="SupSup only: skip the basis and the alphas (e.g. for task-inference runs)")
+    g.add_argument(
+        "--no-impresslearn",
+        dest="impresslearn",
+        action="store_false",
+        help="SupSup only: skip the basis and the alphas (e.g. for task-inference runs)",
+    )
     g.add_argument("--basis", default="heterogeneous", choices=["heterogeneous", "homogeneous", "random"])
     g.add_argument("--basis-size", "-K", type=int, default=10)
     g.add_argument("--per-channel", action="store_true", help="alpha per output channel ([K, rows]) instead of per layer")
-    g.add_argument("--hybrid", nargs="?", const="last", default=False, choices=["last", "first"],
-                   help="a SupSup mask per task in the last layer (--hybrid, --hybrid last) or the first (--hybrid "
-                        "first: one-shot task inference finds its signal there), alphas elsewhere")
+    g.add_argument(
+        "--hybrid",
+        nargs="?",
+        const="last",
+        default=False,
+        choices=["last", "first"],
+        help="a SupSup mask per task in the last layer (--hybrid, --hybrid last) or the first (--hybrid "
+        "first: one-shot task inference finds its signal there), alphas elsewhere",
+    )
     g.add_argument("--lam", type=finite_float, default=0.0, help="eq. 2 penalty weight: lam * sum (sum |alpha| - 1)^2")
-    g.add_argument("--alpha-preset", default=RunConfig.alpha_preset, choices=sorted(ALPHA_PRESETS),
-                   help="; ".join(f"{k}: {v['optimizer']} lr {v['lr']:g}{' cosine' if v.get('schedule') == 'cosine' else ''}, "
-                                  f"{v['epochs']:g} epochs, batch {v['batch_size']}" for k, v in sorted(ALPHA_PRESETS.items())))
+    g.add_argument(
+        "--alpha-preset",
+        default=RunConfig.alpha_preset,
+        choices=sorted(ALPHA_PRESETS),
+        help="; ".join(
+            f"{k}: {v['optimizer']} lr {v['lr']:g}{' cosine' if v.get('schedule') == 'cosine' else ''}, "
+            f"{v['epochs']:g} epochs, batch {v['batch_size']}"
+            for k, v in sorted(ALPHA_PRESETS.items())
+        ),
+    )
     g.add_argument("--alpha-optimizer", choices=["adam", "rmsprop", "sgd", "lbfgs"])
     g.add_argument("--alpha-lr", type=finite_float)
     g.add_argument("--alpha-epochs", type=finite_float, help="epochs (L-BFGS: 20 iterations per 'epoch')")
@@ -86,47 +127,81 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         "ExSSNeT comparison",
         "--methods runs these methods instead of SupSup + ImpressLearn, each learning the new tasks in sequence; "
         "the results file gets a key per method (exssnet-kkt as exssnet_kkt) with task_acc, acc_matrix, bwt, "
-        "bytes_per_task and seconds_per_task. split-mnist runs only this way.")
-    g.add_argument("--methods", type=parse_names, metavar="NAMES",
-                   help="comma-separated, of: supsup (masks only), ssnet (mask phase, then the weights under the "
-                        "task's mask trained), exssnet (only the weights no earlier mask holds trained: nothing "
-                        "forgotten), exssnet-kkt (exssnet, scores started from the earlier task a k-NN on "
-                        "penultimate features favours)")
+        "bytes_per_task and seconds_per_task. split-mnist runs only this way.",
+    )
+    g.add_argument(
+        "--methods",
+        type=parse_names,
+        metavar="NAMES",
+        help="comma-separated, of: supsup (masks only), ssnet (mask phase, then the weights under the "
+        "task's mask trained), exssnet (only the weights no earlier mask holds trained: nothing "
+        "forgotten), exssnet-kkt (exssnet, scores started from the earlier task a k-NN on "
+        "penultimate features favours)",
+    )
     g.add_argument("--weight-lr", type=finite_float, help="weight phase learning rate (Adam, no weight decay; default 1e-4)")
     g.add_argument("--weight-epochs", type=finite_float, help="weight phase epochs (default: the mask phase's)")
     g.add_argument("--weight-iterations", type=int, help="weight phase step cap (default: the mask phase's)")
     g.add_argument("--kkt-fraction", type=finite_float, help="fraction of the mask phase's batches KKT classifies (default 0.2)")
     g.add_argument("--kkt-k", type=int, help="k of KKT's k-NN (default 200)")
-    g.add_argument("--early-eval", type=parse_floats, metavar="FRACTIONS",
-                   help="fractions of each mask phase after which the task's accuracy is measured (default 0.1,0.25)")
+    g.add_argument(
+        "--early-eval",
+        type=parse_floats,
+        metavar="FRACTIONS",
+        help="fractions of each mask phase after which the task's accuracy is measured (default 0.1,0.25)",
+    )
     g = p.add_argument_group("measurements")
-    g.add_argument("--incorrect-tasks", type=int, default=10,
-                   help="incorrect-mask matrix over the first N new tasks' SupSup masks")
-    g.add_argument("--matrix-every", type=int, default=1, metavar="N",
-                   help="accuracy matrix: a full row after every N-th task and the last, only the diagonal "
-                        "between (default 1: every row; the full matrix costs tasks²/2 evaluations)")
-    g.add_argument("--basis-gn", type=int, default=0, metavar="N",
-                   help="basis-GN: learn the first N basis tasks again without their label")
-    g.add_argument("--gn", type=parse_names, default=[], metavar="OBJ", dest="gn_objectives",
-                   help="task inference without labels with these objectives, e.g. G,H")
-    g.add_argument("--gn-methods", type=parse_names, default=["oneshot"],
-                   help="oneshot,binary,exhaustive (exhaustive: every task's score, the lowest wins: exact)")
-    g.add_argument("--gn-inputs", type=parse_names, default=["batch"],
-                   help="batch,first,mixed (first: from the first image; mixed: batches mixing every task's "
-                        "samples, a task inferred per sample)")
+    g.add_argument(
+        "--incorrect-tasks", type=int, default=10, help="incorrect-mask matrix over the first N new tasks' SupSup masks"
+    )
+    g.add_argument(
+        "--matrix-every",
+        type=int,
+        default=1,
+        metavar="N",
+        help="accuracy matrix: a full row after every N-th task and the last, only the diagonal "
+        "between (default 1: every row; the full matrix costs tasks²/2 evaluations)",
+    )
+    g.add_argument(
+        "--basis-gn", type=int, default=0, metavar="N", help="basis-GN: learn the first N basis tasks again without their label"
+    )
+    g.add_argument(
+        "--gn",
+        type=parse_names,
+        default=[],
+        metavar="OBJ",
+        dest="gn_objectives",
+        help="task inference without labels with these objectives, e.g. G,H",
+    )
+    g.add_argument(
+        "--gn-methods",
+        type=parse_names,
+        default=["oneshot"],
+        help="oneshot,binary,exhaustive (exhaustive: every task's score, the lowest wins: exact)",
+    )
+    g.add_argument(
+        "--gn-inputs",
+        type=parse_names,
+        default=["batch"],
+        help="batch,first,mixed (first: from the first image; mixed: batches mixing every task's "
+        "samples, a task inferred per sample)",
+    )
     g.add_argument("--gn-batches", type=int, help="test batches of 128 per task for GN (default: all)")
     g.add_argument("--gn-on", type=parse_names, default=["supsup", "impresslearn"], help="supsup,impresslearn")
     g = p.add_argument_group("running")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="cpu")
-    g.add_argument("--threads", type=positive_int,
-                   help="CPU threads (default: 1 for models under 2 M weights, else one per CPU; see doctor)")
+    g.add_argument(
+        "--threads", type=positive_int, help="CPU threads (default: 1 for models under 2 M weights, else one per CPU; see doctor)"
+    )
     g.add_argument("--cache", help="folder keeping learned masks, shared between runs")
-    g.add_argument("--out", default="results.json",
-                   help="results file; the same command again resumes it (from <out>.run/), another run on it "
-                        "is refused")
-    g.add_argument("--restart", action="store_true",
-                   help="replace the results of a run with other settings at --out instead of refusing")
+    g.add_argument(
+        "--out",
+        default="results.json",
+        help="results file; the same command again resumes it (from <out>.run/), another run on it is refused",
+    )
+    g.add_argument(
+        "--restart", action="store_true", help="replace the results of a run with other settings at --out instead of refusing"
+    )
     g.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
 
 

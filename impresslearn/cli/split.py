@@ -33,18 +33,28 @@ from .options import (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    paper = "; ".join(f"{b}: {s['arch']}, Adam lr {s['lr']}, λ {s['lam']}, batch {s['batch_size']}"
-                      for b, s in PAPER_SETTINGS.items())
-    p = Parser(prog="impresslearn run", description=__doc__,
-                                formatter_class=HelpFormatter,
-                                epilog=f"Paper settings (the defaults): {paper}.")
+    paper = "; ".join(
+        f"{b}: {s['arch']}, Adam lr {s['lr']}, λ {s['lam']}, batch {s['batch_size']}" for b, s in PAPER_SETTINGS.items()
+    )
+    p = Parser(
+        prog="impresslearn run",
+        description=__doc__,
+        formatter_class=HelpFormatter,
+        epilog=f"Paper settings (the defaults): {paper}.",
+    )
     g = p.add_argument_group("data")
     g.add_argument("--benchmark", required=True, choices=tuple(SPLIT_BENCHMARKS))
-    g.add_argument("--data-root", help="split-cifar100: folder for torchvision CIFAR100; split-imagenet: folder "
-                                       "with train/<class>/ and val/<class>/ image folders")
+    g.add_argument(
+        "--data-root",
+        help="split-cifar100: folder for torchvision CIFAR100; split-imagenet: folder "
+        "with train/<class>/ and val/<class>/ image folders",
+    )
     g.add_argument("--download", action="store_true", help="let torchvision download CIFAR-100 into --data-root")
-    g.add_argument("--synthetic", action="store_true",
-                   help="generated images of the benchmark's shapes and class count instead of the data set")
+    g.add_argument(
+        "--synthetic",
+        action="store_true",
+        help="generated images of the benchmark's shapes and class count instead of the data set",
+    )
     g.add_argument("--synthetic-train", type=int, help="synthetic images per class for training")
     g.add_argument("--synthetic-test", type=int, help="synthetic images per class for testing")
     g.add_argument("--image-size", type=int, default=224, help="split-imagenet crop size (224; smaller for smoke runs)")
@@ -77,21 +87,41 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("running")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", help="default: this process's GPU if CUDA is present, else cpu")
-    g.add_argument("--threads", type=positive_int,
-                   help="CPU threads (default: 1 for models under 2 M weights, else one per CPU; see doctor)")
+    g.add_argument(
+        "--threads", type=positive_int, help="CPU threads (default: 1 for models under 2 M weights, else one per CPU; see doctor)"
+    )
     g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes per process")
     g.add_argument("--eval-batch-size", type=int, default=250)
     g.add_argument("--eval-batches", type=int, help="at most this many test batches per task")
     g.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints (0: per unit only)")
-    g.add_argument("--basis-parallel", choices=["masks", "data"], default="masks",
-                   help="several processes: share the basis masks out (masks) or train each on all (data)")
-    g.add_argument("--sync-bn", type=parse_bool, default=True, metavar="BOOL",
-                   help="data-parallel BatchNorm statistics over the global batch")
-    g.add_argument("--bn-recalibrate", type=int, default=50, metavar="BATCHES",
-                   help="re-estimate a task's BatchNorm statistics on this many training batches after training "
-                        "(0: keep the running averages)")
-    g.add_argument("--dist-timeout", type=finite_float, default=360.0, metavar="MINUTES",
-                   help="how long a process waits for the others (ranks with fewer basis masks wait)")
+    g.add_argument(
+        "--basis-parallel",
+        choices=["masks", "data"],
+        default="masks",
+        help="several processes: share the basis masks out (masks) or train each on all (data)",
+    )
+    g.add_argument(
+        "--sync-bn",
+        type=parse_bool,
+        default=True,
+        metavar="BOOL",
+        help="data-parallel BatchNorm statistics over the global batch",
+    )
+    g.add_argument(
+        "--bn-recalibrate",
+        type=int,
+        default=50,
+        metavar="BATCHES",
+        help="re-estimate a task's BatchNorm statistics on this many training batches after training "
+        "(0: keep the running averages)",
+    )
+    g.add_argument(
+        "--dist-timeout",
+        type=finite_float,
+        default=360.0,
+        metavar="MINUTES",
+        help="how long a process waits for the others (ranks with fewer basis masks wait)",
+    )
     g.add_argument("--restart", action="store_true", help="discard an earlier run's checkpoints instead of resuming")
     g.add_argument("--out", default="results.json")
     g.add_argument("--quiet", action="store_true")
@@ -137,5 +167,3 @@ def is_split_run(argv: Sequence[str]) -> bool:
         if arg.startswith("--benchmark="):
             return arg.split("=", 1)[1] in SPLIT_BENCHMARKS
     return False
-
-

@@ -36,7 +36,6 @@ ALPHA_PRESETS: dict[str, dict] = {
 DEFAULT_ALPHA_PRESET = "tuned"
 
 
-
 def alpha_params(model: nn.Module, task: int) -> list[Tensor]:
     """What a new task learns: its alpha in every Impress layer, plus its scores in any SupSup
     layer (the hybrid variant's last layer)."""
@@ -59,18 +58,27 @@ def check_lam(lam) -> None:
         raise ValueError(f"lam must be a finite number >= 0, got {lam}")
 
 
-def fit_alpha(model: nn.Module, task: int, batches: Iterable, cfg: TrainConfig, *, lam: float = 0.0,
-              desc: str | None = None, progress: bool | None = None, finish: bool = True) -> dict:
+def fit_alpha(
+    model: nn.Module,
+    task: int,
+    batches: Iterable,
+    cfg: TrainConfig,
+    *,
+    lam: float = 0.0,
+    desc: str | None = None,
+    progress: bool | None = None,
+    finish: bool = True,
+) -> dict:
     """Fit the alphas of `task` (and its hybrid mask) on `batches`; the basis and backbone stay
     frozen. With `finish` the task is then finished (docs/design.md §4.4)."""
     check_lam(lam)
     if cfg.optimizer == "lbfgs" and supermask_layers(model):
-        raise ValueError("L-BFGS cannot train the hybrid variant's mask scores (straight-through top-k); "
-                         "use adam, rmsprop or sgd")
+        raise ValueError(
+            "L-BFGS cannot train the hybrid variant's mask scores (straight-through top-k); use adam, rmsprop or sgd"
+        )
     set_task(model, task)
     penalty = (lambda: lam * alpha_penalty(model, task)) if lam > 0 else None
-    out = fit(model, alpha_params(model, task), batches, cfg, penalty=penalty,
-              desc=desc or f"alpha {task}", progress=progress)
+    out = fit(model, alpha_params(model, task), batches, cfg, penalty=penalty, desc=desc or f"alpha {task}", progress=progress)
     if finish:
         finish_task(model, task)
     return out
@@ -87,13 +95,24 @@ def favoured_masks(model: nn.Module, task: int) -> dict[str, int]:
     return out
 
 
-def basis_gn(model: nn.Module, task: int, batches: Iterable, cfg: TrainConfig, basis_index: int, *,
-             lam: float = 0.0, progress: bool | None = None) -> dict:
+def basis_gn(
+    model: nn.Module,
+    task: int,
+    batches: Iterable,
+    cfg: TrainConfig,
+    basis_index: int,
+    *,
+    lam: float = 0.0,
+    progress: bool | None = None,
+) -> dict:
     """basis-GN: data of basis task `basis_index`, given without its label, is learned as task
     `task` of `model` (a new one); reports which mask each layer favours, whether it is the
     task's own, and the fitted alphas."""
     fit_alpha(model, task, batches, cfg, lam=lam, desc=f"basis-GN of basis task {basis_index}", progress=progress)
     fav = favoured_masks(model, task)
-    return {"basis_index": basis_index, "favoured": fav,
-            "found": all(v == basis_index for v in fav.values()),
-            "alpha": {n: m.task_alpha(task).detach().cpu().tolist() for n, m in impress_layers(model)}}
+    return {
+        "basis_index": basis_index,
+        "favoured": fav,
+        "found": all(v == basis_index for v in fav.values()),
+        "alpha": {n: m.task_alpha(task).detach().cpu().tolist() for n, m in impress_layers(model)},
+    }

@@ -73,8 +73,16 @@ def network(cfg: BackboneConfig) -> nn.Module:
 
 def supermask_model(cfg: BackboneConfig, num_tasks: int = 1) -> nn.Module:
     """A SupSup model: one learned mask per task over the frozen backbone."""
-    return convert(network(cfg), "supermask", density=cfg.density, mask=cfg.mask, init=cfg.init,
-                   scale=cfg.scale, seed=cfg.seed, num_tasks=num_tasks)
+    return convert(
+        network(cfg),
+        "supermask",
+        density=cfg.density,
+        mask=cfg.mask,
+        init=cfg.init,
+        scale=cfg.scale,
+        seed=cfg.seed,
+        num_tasks=num_tasks,
+    )
 
 
 HYBRID_LAYERS = ("last", "first")
@@ -98,15 +106,32 @@ def hybrid_label(hybrid: bool | str | None) -> str:
     return "" if not hybrid else " hybrid" if hybrid in (True, "last") else f" hybrid-{hybrid}"
 
 
-def impress_model(cfg: BackboneConfig, basis: Mapping[str, PackedMasks], *, per_channel: bool = False,
-                  num_tasks: int = 1, hybrid: bool | str = False) -> nn.Module:
+def impress_model(
+    cfg: BackboneConfig,
+    basis: Mapping[str, PackedMasks],
+    *,
+    per_channel: bool = False,
+    num_tasks: int = 1,
+    hybrid: bool | str = False,
+) -> nn.Module:
     """An ImpressLearn model over `basis` (masks per layer name). `hybrid` ("last" or True,
     "first") keeps a SupSup mask, learned per task with the alphas, in that layer instead of alphas."""
     net = network(cfg)
     layer = hybrid_layer_name(net, hybrid)
     overrides = {layer: "supermask"} if layer else None
-    return convert(net, "impress", basis=basis, density=cfg.density, mask=cfg.mask, init=cfg.init, scale=cfg.scale,
-                   seed=cfg.seed, per_channel=per_channel, num_tasks=num_tasks, overrides=overrides)
+    return convert(
+        net,
+        "impress",
+        basis=basis,
+        density=cfg.density,
+        mask=cfg.mask,
+        init=cfg.init,
+        scale=cfg.scale,
+        seed=cfg.seed,
+        per_channel=per_channel,
+        num_tasks=num_tasks,
+        overrides=overrides,
+    )
 
 
 MASK_LAYERS = (SupermaskLayer, ImpressLayer)
@@ -138,8 +163,9 @@ def weight_layers(net: nn.Module) -> list[tuple[str, tuple[int, ...]]]:
                 out += [(f"{name}.{p}_proj", tuple(getattr(m, f"{p}_proj_weight").shape)) for p in "qkv"]
             out.append((f"{name}.out_proj", tuple(m.out_proj.weight.shape)))
             done.append(name)
-        elif isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
-                            nn.ConvTranspose3d)):
+        elif isinstance(
+            m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+        ):
             out.append((name, tuple(m.weight.shape)))
     if not out:
         raise ValueError("the network has no linear, convolution or attention layer")
@@ -173,5 +199,16 @@ def replace(cfg, **changes):
     return dataclasses.replace(cfg, **{k: v for k, v in changes.items() if v is not None})
 
 
-__all__ = ["BackboneConfig", "network", "supermask_model", "impress_model", "mask_layers", "weight_layers",
-           "first_layer_name", "last_layer_name", "weight_shapes", "to_dict", "replace"]
+__all__ = [
+    "BackboneConfig",
+    "network",
+    "supermask_model",
+    "impress_model",
+    "mask_layers",
+    "weight_layers",
+    "first_layer_name",
+    "last_layer_name",
+    "weight_shapes",
+    "to_dict",
+    "replace",
+]

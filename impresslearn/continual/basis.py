@@ -1,9 +1,9 @@
 """ImpressLearn bases: `K` binary masks per layer (a dict layer name -> PackedMasks).
 
-    heterogeneous   one mask from each of K different tasks (`from_masks` of K task masks)
-    homogeneous     K masks trained on one task with different seeds: score initialisation
-                    and data order differ, the backbone is the same (`homogeneous_basis`)
-    random          K uniformly random masks keeping exactly the density's count (`random_basis`)
+heterogeneous   one mask from each of K different tasks (`from_masks` of K task masks)
+homogeneous     K masks trained on one task with different seeds: score initialisation
+                and data order differ, the backbone is the same (`homogeneous_basis`)
+random          K uniformly random masks keeping exactly the density's count (`random_basis`)
 """
 
 from __future__ import annotations
@@ -49,12 +49,15 @@ def select(basis: Mapping[str, PackedMasks], indices: Sequence[int]) -> Basis:
 def random_basis(cfg: BackboneConfig, size: int, density: float | None = None, seed: int = 0) -> Basis:
     """`size` uniformly random masks per layer at `density` (the backbone's by default)."""
     d = cfg.density if density is None else density
-    return {name: random_layer_basis(shape, size, d, seed=derive_seed(seed, f"random-basis/{name}"))
-            for name, shape in weight_shapes(network(cfg)).items()}
+    return {
+        name: random_layer_basis(shape, size, d, seed=derive_seed(seed, f"random-basis/{name}"))
+        for name, shape in weight_shapes(network(cfg)).items()
+    }
 
 
-def homogeneous_basis(cfg: BackboneConfig, size: int, batches: Callable[[int], Iterable], train: TrainConfig, *,
-                      progress: bool | None = None) -> Basis:
+def homogeneous_basis(
+    cfg: BackboneConfig, size: int, batches: Callable[[int], Iterable], train: TrainConfig, *, progress: bool | None = None
+) -> Basis:
     """`size` masks all learned on one task: mask t starts from its own score seed and draws
     its batches from `batches(t)` (a data order of its own). Same backbone for all."""
     model = supermask_model(cfg, num_tasks=size)  # task t's scores start from a seed of their own

@@ -43,15 +43,20 @@ def save_basis(path: str | os.PathLike, basis: Mapping[str, PackedMasks], metada
     sizes = {p.num_masks for p in basis.values()}
     if len(sizes) != 1:
         raise ValueError(f"the layers of a basis must hold the same number of masks, got {sorted(sizes)}")
-    header = {"format_version": BASIS_VERSION, "basis_size": sizes.pop(),
-              "shapes": {n: list(p.shape) for n, p in basis.items()}, "metadata": metadata or {}}
+    header = {
+        "format_version": BASIS_VERSION,
+        "basis_size": sizes.pop(),
+        "shapes": {n: list(p.shape) for n, p in basis.items()},
+        "metadata": metadata or {},
+    }
     atomic_write(path, safetensors_bytes({n: p.words for n, p in basis.items()}, BASIS_KEY, header))
 
 
 def load_basis(path: str | os.PathLike) -> tuple[dict[str, PackedMasks], dict]:
     name = str(path)
-    header, tensors = read_verified(read_safetensors_file(path, WHAT), name, WHAT, BASIS_KEY, (*LEGACY_VERSIONS, BASIS_VERSION),
-                                    legacy=LEGACY_VERSIONS)
+    header, tensors = read_verified(
+        read_safetensors_file(path, WHAT), name, WHAT, BASIS_KEY, (*LEGACY_VERSIONS, BASIS_VERSION), legacy=LEGACY_VERSIONS
+    )
     shapes, size, metadata = header.get("shapes"), header.get("basis_size"), header.get("metadata", {})
     if not isinstance(shapes, dict) or not shapes or not all(_is_shape(s) for s in shapes.values()):
         raise CheckpointError(f"{WHAT} {name} has no valid 'shapes' in its header")
@@ -66,5 +71,4 @@ def load_basis(path: str | os.PathLike) -> tuple[dict[str, PackedMasks], dict]:
 
 
 def _is_shape(s) -> bool:
-    return (isinstance(s, list) and len(s) >= 1
-            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in s))
+    return isinstance(s, list) and len(s) >= 1 and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in s)

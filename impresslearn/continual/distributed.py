@@ -65,8 +65,7 @@ class Dist:
         return {"world_size": self.world_size, "rank": self.rank, "backend": self.backend, "device": str(self.device)}
 
 
-def init_from_env(device: str | None = None, backend: str | None = None,
-                  timeout_minutes: float = 30.0) -> Dist:
+def init_from_env(device: str | None = None, backend: str | None = None, timeout_minutes: float = 30.0) -> Dist:
     """Join the process group torchrun describes in the environment; a single-process `Dist`
     if there is none. `device`: "cpu" forces CPUs (gloo); by default GPU `LOCAL_RANK` if CUDA
     is available."""
@@ -102,6 +101,7 @@ def barrier(d: Dist) -> None:
 
 
 # --------------------------------------------------------------------------- batch norm
+
 
 class _AllReduceSum(torch.autograd.Function):
     """Sum over ranks whose gradient is again the sum over ranks: every rank's output depends on
@@ -165,8 +165,14 @@ def sync_batchnorm(model: nn.Module, d: Dist) -> nn.Module:
     if not d.active:
         return model
     for name, bn in [(n, m) for n, m in model.named_modules() if type(m) is nn.BatchNorm2d]:
-        g = GlobalBatchNorm2d(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats,
-                              device=bn.running_mean.device if bn.running_mean is not None else None)
+        g = GlobalBatchNorm2d(
+            bn.num_features,
+            bn.eps,
+            bn.momentum,
+            bn.affine,
+            bn.track_running_stats,
+            device=bn.running_mean.device if bn.running_mean is not None else None,
+        )
         g.load_state_dict(bn.state_dict())
         g.group = d.bn_group
         set_submodule(model, name, g)
@@ -178,9 +184,11 @@ def sync_batchnorm(model: nn.Module, d: Dist) -> nn.Module:
 # Buffers (backbone weights, packed bases, BatchNorm statistics) are never broadcast: the
 # backbone is rebuilt from seeds and the statistics come from the global batch. Newer torch
 # names the option forward_sync_buffers; torch 2.11 knows only broadcast_buffers.
-_NO_BUFFER_SYNC = ({"forward_sync_buffers": False}
-                   if "forward_sync_buffers" in inspect.signature(nn.parallel.DistributedDataParallel).parameters
-                   else {"broadcast_buffers": False})
+_NO_BUFFER_SYNC = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(nn.parallel.DistributedDataParallel).parameters
+    else {"broadcast_buffers": False}
+)
 
 
 @contextlib.contextmanager
@@ -197,7 +205,8 @@ def data_parallel(model: nn.Module, params: Sequence[Tensor], d: Dist) -> Iterat
         p.requires_grad_(id(p) in ids)
     check_identical(list(params), d, what="trained parameters")
     ddp = nn.parallel.DistributedDataParallel(
-        model, device_ids=[d.device.index] if d.device.type == "cuda" else None, init_sync=False, **_NO_BUFFER_SYNC)
+        model, device_ids=[d.device.index] if d.device.type == "cuda" else None, init_sync=False, **_NO_BUFFER_SYNC
+    )
     try:
         yield ddp
     finally:
@@ -216,8 +225,9 @@ def check_identical(tensors: Sequence[Tensor], d: Dist, what: str = "tensors") -
     dist.all_reduce(lo, op=dist.ReduceOp.MIN)
     dist.all_reduce(hi, op=dist.ReduceOp.MAX)
     if not torch.equal(lo, hi):
-        raise RuntimeError(f"the {d.world_size} processes hold different {what}; they must start from the same "
-                           "seeds and checkpoints")
+        raise RuntimeError(
+            f"the {d.world_size} processes hold different {what}; they must start from the same seeds and checkpoints"
+        )
 
 
 def all_gather_objects(obj: Any, d: Dist) -> list:
@@ -231,6 +241,7 @@ def all_gather_objects(obj: Any, d: Dist) -> list:
 
 # --------------------------------------------------------------------------- a basis in parallel
 
+
 def owner(index: int, d: Dist) -> int:
     """The rank that trains basis mask `index` (round robin)."""
     return index % d.world_size
@@ -240,8 +251,9 @@ def owned(count: int, d: Dist) -> list[int]:
     return [i for i in range(count) if owner(i, d) == d.rank]
 
 
-def gather_masks(mine: Mapping[int, Mapping[str, PackedMasks]], count: int, shapes: Mapping[str, Sequence[int]],
-                 d: Dist) -> dict[str, PackedMasks]:
+def gather_masks(
+    mine: Mapping[int, Mapping[str, PackedMasks]], count: int, shapes: Mapping[str, Sequence[int]], d: Dist
+) -> dict[str, PackedMasks]:
     """The whole basis on every rank: mask i (a dict layer -> one-mask PackedMasks) is taken from
     `mine[i]` on its owner and broadcast from there, one flat int32 buffer per mask."""
     names = list(shapes)
@@ -288,12 +300,25 @@ def broadcast_bytes(data: bytes | None, d: Dist, src: int = 0) -> bytes | None:
     n = int(size.item())
     if n < 0:
         return None
-    buf = (torch.frombuffer(bytearray(data), dtype=torch.uint8) if d.rank == src and n
-           else torch.empty(n, dtype=torch.uint8))
+    buf = torch.frombuffer(bytearray(data), dtype=torch.uint8) if d.rank == src and n else torch.empty(n, dtype=torch.uint8)
     buf = buf.to(d.comm_device)
     dist.broadcast(buf, src=src)
     return bytes(buf.cpu().numpy().tobytes())
 
 
-__all__ = ["Dist", "init_from_env", "shutdown", "barrier", "GlobalBatchNorm2d", "sync_batchnorm", "data_parallel",
-           "check_identical", "all_gather_objects", "owner", "owned", "gather_masks", "average_", "broadcast_bytes"]
+__all__ = [
+    "Dist",
+    "init_from_env",
+    "shutdown",
+    "barrier",
+    "GlobalBatchNorm2d",
+    "sync_batchnorm",
+    "data_parallel",
+    "check_identical",
+    "all_gather_objects",
+    "owner",
+    "owned",
+    "gather_masks",
+    "average_",
+    "broadcast_bytes",
+]

@@ -66,8 +66,10 @@ class ExssnetConfig:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.weight.optimizer != "adam" or self.weight.weight_decay != 0:
-            raise ValueError("the weight phase needs Adam without weight decay (entries outside the exclusive set "
-                             f"must not move), got {self.weight.optimizer} with weight decay {self.weight.weight_decay}")
+            raise ValueError(
+                "the weight phase needs Adam without weight decay (entries outside the exclusive set "
+                f"must not move), got {self.weight.optimizer} with weight decay {self.weight.weight_decay}"
+            )
         if not 0 < self.kkt_fraction <= 1 or not 0 < self.kkt_fit < 1:
             raise ValueError(f"kkt_fraction must be in (0, 1] and kkt_fit in (0, 1), got {self.kkt_fraction}, {self.kkt_fit}")
         if self.kkt_k < 1 or self.classes < 2:
@@ -139,8 +141,16 @@ def release_weights(model: nn.Module, hooks: Iterable) -> None:
         w.grad = None
 
 
-def train_weights(model: nn.Module, task: int, batches: Iterable, cfg: TrainConfig, allowed: Mapping[str, Tensor], *,
-                  desc: str | None = None, progress: bool | None = None) -> dict:
+def train_weights(
+    model: nn.Module,
+    task: int,
+    batches: Iterable,
+    cfg: TrainConfig,
+    allowed: Mapping[str, Tensor],
+    *,
+    desc: str | None = None,
+    progress: bool | None = None,
+) -> dict:
     """The weight phase: train the frozen backbone's weights under `task`'s fixed mask, each
     layer's gradient zeroed outside `allowed[name]` (bool, the weight's shape). The scores do not
     take part. Returns `fit`'s record. The weights are frozen again on every way out."""
@@ -161,6 +171,7 @@ def train_weights(model: nn.Module, task: int, batches: Iterable, cfg: TrainConf
 
 
 # --------------------------------------------------------------------------- KKT
+
 
 @torch.no_grad()
 def penultimate_features(model: nn.Module, task: int, batches: Iterable) -> tuple[Tensor, Tensor]:
@@ -221,6 +232,7 @@ def kkt_transfer(model: nn.Module, task: int, batches: Iterable, cfg: ExssnetCon
 
 # --------------------------------------------------------------------------- the sequence of tasks
 
+
 class ExssnetLearner:
     """Learns the tasks of a SupSup model (made with enough task slots) one after another.
 
@@ -237,8 +249,15 @@ class ExssnetLearner:
             raise ValueError("ExSSNeT learns top-k masks (mask='topk')")
         self.used = {n: torch.zeros(m.weight.shape, dtype=torch.bool, device=m.weight.device) for n, m in self.layers}
 
-    def learn(self, task: int, batches: Iterable, *, kkt_batches: Iterable | None = None,
-              probe: Callable[[int], None] | None = None, progress: bool | None = None) -> dict:
+    def learn(
+        self,
+        task: int,
+        batches: Iterable,
+        *,
+        kkt_batches: Iterable | None = None,
+        probe: Callable[[int], None] | None = None,
+        progress: bool | None = None,
+    ) -> dict:
         """Learn `task` on `batches`. `kkt_batches`: where KKT reads the new task's first batches
         (default `batches` itself, which advances its order); `probe(step)`: called after every
         mask-phase step (e.g. to measure accuracy early in training)."""
@@ -249,15 +268,23 @@ class ExssnetLearner:
             n = max(1, math.ceil(cfg.kkt_fraction * steps))
             info["kkt"] = kkt_transfer(self.model, task, batches if kkt_batches is None else kkt_batches, cfg, n)
         set_task(self.model, task)
-        info["mask_phase"] = fit(self.model, task_scores(self.model, task), batches, cfg.mask,
-                                 desc=f"{cfg.method} mask {task}", progress=progress, after_step=probe)
+        info["mask_phase"] = fit(
+            self.model,
+            task_scores(self.model, task),
+            batches,
+            cfg.mask,
+            desc=f"{cfg.method} mask {task}",
+            progress=progress,
+            after_step=probe,
+        )
         finish_task(self.model, task)  # the weight phase and every later task read its packed mask
         masks = current_masks(self.model, task)
         new = {n: masks[n] & ~self.used[n] for n in masks}
         if cfg.trains_weights:
             allowed = new if cfg.exclusive else masks
-            info["weight_phase"] = train_weights(self.model, task, batches, cfg.weight, allowed,
-                                                 desc=f"{cfg.method} weights {task}", progress=progress)
+            info["weight_phase"] = train_weights(
+                self.model, task, batches, cfg.weight, allowed, desc=f"{cfg.method} weights {task}", progress=progress
+            )
             info["trained_entries"] = sum(int(a.sum()) for a in allowed.values())
         for n in masks:
             self.used[n] |= masks[n]
@@ -266,6 +293,18 @@ class ExssnetLearner:
         return info
 
 
-__all__ = ["METHODS", "ExssnetConfig", "ExssnetLearner", "backbone_weights", "current_masks", "kkt_transfer", "knn_accuracy",
-           "penultimate_features", "release_weights", "restrict_gradients", "train_weights", "trainable_entries",
-           "used_from_masks"]
+__all__ = [
+    "METHODS",
+    "ExssnetConfig",
+    "ExssnetLearner",
+    "backbone_weights",
+    "current_masks",
+    "kkt_transfer",
+    "knn_accuracy",
+    "penultimate_features",
+    "release_weights",
+    "restrict_gradients",
+    "train_weights",
+    "trainable_entries",
+    "used_from_masks",
+]

@@ -59,8 +59,10 @@ def g_objective(logits: Tensor, classes: int = 10) -> Tensor:
     """G: mean over the batch of logsumexp of all outputs, the first `classes` (real) outputs
     detached, so that only the superfluous outputs pass gradient to beta."""
     if logits.shape[1] <= classes:
-        raise ValueError(f"G needs superfluous outputs: the model has {logits.shape[1]} outputs for {classes} classes "
-                         "(build it with more outputs, e.g. outputs=100)")
+        raise ValueError(
+            f"G needs superfluous outputs: the model has {logits.shape[1]} outputs for {classes} classes "
+            "(build it with more outputs, e.g. outputs=100)"
+        )
     real = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
     real[:classes] = True
     mixed = torch.where(real, logits.detach(), logits)
@@ -71,17 +73,23 @@ def sample_objective(name: str, classes: int = 10) -> Callable[[Tensor], Tensor]
     """The objective of each sample: logits [..., C] -> values [...] (what exhaustive inference
     compares across tasks)."""
     if name == "H":
+
         def h(logits: Tensor) -> Tensor:
             logp = logits.log_softmax(-1)
             return -(logp.exp() * logp).sum(-1)
+
         return h
     if name == "G":
+
         def g(logits: Tensor) -> Tensor:
             if logits.shape[-1] <= classes:
-                raise ValueError(f"G needs superfluous outputs: the model has {logits.shape[-1]} outputs for "
-                                 f"{classes} classes (build it with more outputs, e.g. outputs=100)")
+                raise ValueError(
+                    f"G needs superfluous outputs: the model has {logits.shape[-1]} outputs for "
+                    f"{classes} classes (build it with more outputs, e.g. outputs=100)"
+                )
             real = torch.arange(logits.shape[-1], device=logits.device) < classes
             return torch.where(real, logits.detach(), logits).logsumexp(-1)  # as g_objective, per sample
+
         return g
     raise ValueError(f"objective must be one of {OBJECTIVES}, got {name!r}")
 
@@ -93,11 +101,15 @@ def sample_score(name: str, classes: int = 10) -> Callable[[Tensor], Tensor]:
     if name == "H":
         return sample_objective("H", classes)
     if name == "G":
+
         def g(logits: Tensor) -> Tensor:
             if logits.shape[-1] <= classes:
-                raise ValueError(f"G needs superfluous outputs: the model has {logits.shape[-1]} outputs for "
-                                 f"{classes} classes (build it with more outputs, e.g. outputs=100)")
+                raise ValueError(
+                    f"G needs superfluous outputs: the model has {logits.shape[-1]} outputs for "
+                    f"{classes} classes (build it with more outputs, e.g. outputs=100)"
+                )
             return logits[..., classes:].logsumexp(-1) - logits.logsumexp(-1)
+
         return g
     raise ValueError(f"objective must be one of {OBJECTIVES}, got {name!r}")
 
@@ -124,14 +136,16 @@ def superposition_model(cfg: BackboneConfig, model: nn.Module, tasks: Sequence[i
     SupSup's superposition; an Impress layer (a hybrid model's others) keeps its basis and the
     tasks' alphas."""
     if not supermask_layers(model):
-        raise ValueError("superposition_model needs a SupSup or hybrid model (Supermask layers); an Impress "
-                         "model takes a mixture as it is")
+        raise ValueError(
+            "superposition_model needs a SupSup or hybrid model (Supermask layers); an Impress model takes a mixture as it is"
+        )
     picked = list(range(num_tasks(model))) if tasks is None else [int(t) for t in tasks]
     own = task_masks(model, picked)
     kept = dict(impress_layers(model))
     per_channel = any(m.per_channel for m in kept.values())
-    out = impress_model(cfg, {**own, **{name: m.basis for name, m in kept.items()}}, per_channel=per_channel,
-                        num_tasks=len(picked))
+    out = impress_model(
+        cfg, {**own, **{name: m.basis for name, m in kept.items()}}, per_channel=per_channel, num_tasks=len(picked)
+    )
     with torch.no_grad():
         for name, m in impress_layers(out):
             for i, s in enumerate(picked):
@@ -152,8 +166,16 @@ def _gradient(model: nn.Module, x: Tensor, objective, beta: Tensor) -> Tensor:
     return g
 
 
-def infer_task(model: nn.Module, x: Tensor, objective: str | Callable = "H", *, method: str = "oneshot",
-               classes: int = 10, first_image: bool = False, bank: TaskBank | None = None) -> int:
+def infer_task(
+    model: nn.Module,
+    x: Tensor,
+    objective: str | Callable = "H",
+    *,
+    method: str = "oneshot",
+    classes: int = 10,
+    first_image: bool = False,
+    bank: TaskBank | None = None,
+) -> int:
     """The task whose superposition coefficient has the most negative gradient of `objective`
     (one-shot), the survivor of repeatedly keeping the half of the candidates with the most
     negative gradients (binary), or the task with the lowest objective on the batch (exhaustive,
@@ -209,8 +231,7 @@ def every_task_logits(model: nn.Module, x: Tensor, bank: TaskBank | None = None)
         model.train(was_training)
 
 
-def infer_sample_tasks(bank: TaskBank, x: Tensor, objective: str = "H", *, method: str = "oneshot",
-                       classes: int = 10) -> Tensor:
+def infer_sample_tasks(bank: TaskBank, x: Tensor, objective: str = "H", *, method: str = "oneshot", classes: int = 10) -> Tensor:
     """A task for each sample of `x` [B, ...] (a batch that may mix tasks): the most negative
     component of the sample's own gradient with respect to the uniform mixture (one-shot; all
     samples' gradients in one `vmap(grad)`), or its lowest score over the tasks (exhaustive)."""
@@ -229,8 +250,9 @@ def _spread(logits: Tensor) -> float:
     return float(logits.float().std(-1).mean())
 
 
-def diagnose_superposition(model: nn.Module, test_batches: Callable[[int], Iterable], tasks: Sequence[int], *,
-                           objective: str = "H", classes: int = 10) -> dict:
+def diagnose_superposition(
+    model: nn.Module, test_batches: Callable[[int], Iterable], tasks: Sequence[int], *, objective: str = "H", classes: int = 10
+) -> dict:
     """What one-shot inference sees. The gradient at the uniform superposition only points at the
     right task where that superposition is itself a network whose outputs respond to the data:
     the output entropy is stationary at a uniform output, so a superposition whose outputs are
@@ -276,11 +298,17 @@ def diagnose_superposition(model: nn.Module, test_batches: Callable[[int], Itera
     finally:
         model.train(was_training)
         set_task(model, 0)
-    return {"objective": objective, "batches": batches, "superposition_acc": correct / samples,
-            "superposition_output_std": mix_spread / batches, "task_output_std": task_spread / batches,
-            "true_task_most_negative": most_neg / batches, "true_task_most_positive": most_pos / batches,
-            "true_task_mean_rank": rank / batches,
-            "true_task_most_negative_by_layer": {k: v / batches for k, v in by_layer.items()}}
+    return {
+        "objective": objective,
+        "batches": batches,
+        "superposition_acc": correct / samples,
+        "superposition_output_std": mix_spread / batches,
+        "task_output_std": task_spread / batches,
+        "true_task_most_negative": most_neg / batches,
+        "true_task_most_positive": most_pos / batches,
+        "true_task_mean_rank": rank / batches,
+        "true_task_most_negative_by_layer": {k: v / batches for k, v in by_layer.items()},
+    }
 
 
 def mixture_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -288,8 +316,7 @@ def mixture_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in task_modules(model) if isinstance(m, (ImpressLayer, SupermaskLayer))]
 
 
-def layer_gradients(model: nn.Module, x: Tensor, objective: Callable[[Tensor], Tensor],
-                    beta: Tensor) -> dict[str, Tensor]:
+def layer_gradients(model: nn.Module, x: Tensor, objective: Callable[[Tensor], Tensor], beta: Tensor) -> dict[str, Tensor]:
     """The one-shot gradient split by layer: each Impress or SupSup layer gets its own copy of the
     mixture `beta`, so d objective / d beta_layer is that layer's share of the gradient (they sum
     to it)."""
@@ -319,13 +346,22 @@ def mixed_batches(test_batches: Callable[[int], Iterable], tasks: Sequence[int],
     x, y, t = torch.cat(xs), torch.cat(ys), torch.cat(ts)
     order = torch.randperm(y.shape[0], generator=torch.Generator().manual_seed(seed)).to(y.device)
     for i in range(0, y.shape[0], size):
-        pick = order[i:i + size]
+        pick = order[i : i + size]
         yield x[pick], y[pick], t[pick]
 
 
-def task_inference(model: nn.Module, test_batches: Callable[[int], Iterable], tasks: Sequence[int], *,
-                   objective: str = "H", method: str = "oneshot", classes: int = 10, first_image: bool = False,
-                   inputs: str | None = None, progress: Callable[[], None] | None = None) -> dict:
+def task_inference(
+    model: nn.Module,
+    test_batches: Callable[[int], Iterable],
+    tasks: Sequence[int],
+    *,
+    objective: str = "H",
+    method: str = "oneshot",
+    classes: int = 10,
+    first_image: bool = False,
+    inputs: str | None = None,
+    progress: Callable[[], None] | None = None,
+) -> dict:
     """For every model task s (data: stream task `tasks[s]`), infer the task of each test batch
     (`inputs` "batch", or "first": from its first image), or of each sample of batches that mix
     every task's samples ("mixed"). Returns the fraction of batches (samples, when mixed) whose
@@ -347,8 +383,7 @@ def task_inference(model: nn.Module, test_batches: Callable[[int], Iterable], ta
     for s, stream_task in enumerate(tasks):
         for x, y in test_batches(stream_task):
             t0 = time.perf_counter()
-            guess = infer_task(model, x, objective, method=method, classes=classes, first_image=first_image,
-                               bank=bank)
+            guess = infer_task(model, x, objective, method=method, classes=classes, first_image=first_image, bank=bank)
             spent += time.perf_counter() - t0
             confusion[s][guess] += 1
             found += guess == s
@@ -361,9 +396,17 @@ def task_inference(model: nn.Module, test_batches: Callable[[int], Iterable], ta
             if progress is not None:
                 progress()
     set_task(model, 0)
-    return {"task_acc": found / batches, "acc": correct / samples, "batches": batches, "confusion": confusion,
-            "objective": objective, "method": method, "first_image": first_image, "input": inputs,
-            "samples_per_s": samples / spent if spent else None}
+    return {
+        "task_acc": found / batches,
+        "acc": correct / samples,
+        "batches": batches,
+        "confusion": confusion,
+        "objective": objective,
+        "method": method,
+        "first_image": first_image,
+        "input": inputs,
+        "samples_per_s": samples / spent if spent else None,
+    }
 
 
 def _mixed_inference(model, test_batches, tasks, objective, method, classes, progress) -> dict:
@@ -388,7 +431,17 @@ def _mixed_inference(model, test_batches, tasks, objective, method, classes, pro
         batches += 1
         if progress is not None:
             progress()
-    return {"task_acc": found / samples, "acc": correct / samples, "batches": batches, "samples": samples,
-            "confusion": confusion, "objective": objective, "method": method, "first_image": False,
-            "input": "mixed", "samples_per_s": samples / spent if spent else None,
-            "bank_seconds": round(built, 3), "bank_bytes": bank.nbytes}
+    return {
+        "task_acc": found / samples,
+        "acc": correct / samples,
+        "batches": batches,
+        "samples": samples,
+        "confusion": confusion,
+        "objective": objective,
+        "method": method,
+        "first_image": False,
+        "input": "mixed",
+        "samples_per_s": samples / spent if spent else None,
+        "bank_seconds": round(built, 3),
+        "bank_bytes": bank.nbytes,
+    }

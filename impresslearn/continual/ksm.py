@@ -1,19 +1,19 @@
 """KSM and its baselines: adapting one pretrained network to new tasks (docs/design.md §2.10), layer 5.
 
-    METHODS                         finetune (all weights and a new head per task: the upper
-                                    bound, which forgets), head (a new head only), piggyback
-                                    (element-wise binary masks on the pretrained weights,
-                                    thresholded real scores with a straight-through gradient),
-                                    kernel_binary (a kernel-wise binary mask), ksm (kernel-wise
-                                    binary + scaled real mask, softmax relaxation)
-    build_model(method, net, n)     a copy of the pretrained `net` ready for `n` tasks; task 0 is
-                                    the pretrained network itself (its head, every mask all ones)
-    trainable(model, method, t)     the optimizer's parameter groups for task t
-    only_these_need_grad(model, g)  requires_grad on those groups' parameters only
-    finish_task(model, method, t)   after training t: keep only what is stored (packed bits, the
-                                    real part) so that evaluation uses exactly that
-    bytes_per_task(model, method)   what one more task costs, with its breakdown
-    Annealed(batches, model, ...)   training batches that set the softmax temperature per step
+METHODS                         finetune (all weights and a new head per task: the upper
+                                bound, which forgets), head (a new head only), piggyback
+                                (element-wise binary masks on the pretrained weights,
+                                thresholded real scores with a straight-through gradient),
+                                kernel_binary (a kernel-wise binary mask), ksm (kernel-wise
+                                binary + scaled real mask, softmax relaxation)
+build_model(method, net, n)     a copy of the pretrained `net` ready for `n` tasks; task 0 is
+                                the pretrained network itself (its head, every mask all ones)
+trainable(model, method, t)     the optimizer's parameter groups for task t
+only_these_need_grad(model, g)  requires_grad on those groups' parameters only
+finish_task(model, method, t)   after training t: keep only what is stored (packed bits, the
+                                real part) so that evaluation uses exactly that
+bytes_per_task(model, method)   what one more task costs, with its breakdown
+Annealed(batches, model, ...)   training batches that set the softmax temperature per step
 """
 
 from __future__ import annotations
@@ -45,8 +45,15 @@ def check_method(method: str) -> None:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
-def build_model(method: str, pretrained: nn.Module, num_tasks: int, *, kernel: KernelMaskConfig | None = None,
-                head: str = "head", piggyback_init: float = PIGGYBACK_INIT) -> nn.Module:
+def build_model(
+    method: str,
+    pretrained: nn.Module,
+    num_tasks: int,
+    *,
+    kernel: KernelMaskConfig | None = None,
+    head: str = "head",
+    piggyback_init: float = PIGGYBACK_INIT,
+) -> nn.Module:
     """A copy of `pretrained` (whose classifier is the submodule `head`) for `num_tasks` tasks:
     the head becomes `TaskHeads` (task 0's is the pretrained head) and, for the mask methods,
     every other conv / linear layer a mask layer over the frozen pretrained weight whose task 0
@@ -55,8 +62,7 @@ def build_model(method: str, pretrained: nn.Module, num_tasks: int, *, kernel: K
     model = copy.deepcopy(pretrained)
     body = lambda name, module: name != head  # noqa: E731
     if method == "piggyback":
-        convert(model, "supermask", mask="threshold", init="keep", num_tasks=num_tasks, include=body,
-                batchnorm="keep")
+        convert(model, "supermask", mask="threshold", init="keep", num_tasks=num_tasks, include=body, batchnorm="keep")
         for _, layer in supermask_layers(model):
             layer.score_init = piggyback_init  # every later task starts with every weight kept
             layer.load_mask(0, pack_masks(torch.ones((1, *layer.weight.shape), dtype=torch.bool)))
@@ -150,8 +156,7 @@ def backbone_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     heads = [n for n, m in model.named_modules() if isinstance(m, TaskHeads)]
     prefix = heads[0] + "." if heads else "\0"
     named = itertools.chain(model.named_parameters(), model.named_buffers())
-    return {n: t.detach().clone() for n, t in named
-            if n.rsplit(".", 1)[-1] in ("weight", "bias") and not n.startswith(prefix)}
+    return {n: t.detach().clone() for n, t in named if n.rsplit(".", 1)[-1] in ("weight", "bias") and not n.startswith(prefix)}
 
 
 class Annealed:

@@ -24,18 +24,23 @@ from .training import TrainConfig, fit
 MASK_PRESETS: dict[str, tuple[dict, dict]] = {
     # The issue's density-0.1 prototype: top-10 % masks on a density-scaled signed-constant
     # backbone, RMSprop 3e-4, one epoch of batches of 128.
-    "topk-0.1": (dict(mask="topk", density=0.1, init="signed_constant", scale=True, outputs=10),
-                 dict(optimizer="rmsprop", lr=3e-4, epochs=1.0, batch_size=128)),
+    "topk-0.1": (
+        dict(mask="topk", density=0.1, init="signed_constant", scale=True, outputs=10),
+        dict(optimizer="rmsprop", lr=3e-4, epochs=1.0, batch_size=128),
+    ),
     # SupSup's own PermutedMNIST task-inference settings (experiments/GNu/MNISTPerm): threshold
     # masks, unscaled signed constant, 100 outputs (10 real), RMSprop 1e-4, 1000 iterations.
-    "supsup": (dict(mask="threshold", init="signed_constant", scale=False, outputs=100),
-               dict(optimizer="rmsprop", lr=1e-4, epochs=3.0, iterations=1000, batch_size=128)),
+    "supsup": (
+        dict(mask="threshold", init="signed_constant", scale=False, outputs=100),
+        dict(optimizer="rmsprop", lr=1e-4, epochs=3.0, iterations=1000, batch_size=128),
+    ),
     # The ImpressLearn paper (Table 3 and its authors' MNIST code): LeNet-300-100, Kaiming
     # normal backbone, top-k masks at density 0.1, RMSprop 1e-4, one epoch, batch 128.
-    "paper": (dict(mask="topk", density=0.1, init="kaiming_normal", scale=False, outputs=10),
-              dict(optimizer="rmsprop", lr=1e-4, epochs=1.0, batch_size=128)),
+    "paper": (
+        dict(mask="topk", density=0.1, init="kaiming_normal", scale=False, outputs=10),
+        dict(optimizer="rmsprop", lr=1e-4, epochs=1.0, batch_size=128),
+    ),
 }
-
 
 
 def task_scores(model: nn.Module, task: int) -> list:
@@ -48,8 +53,16 @@ def task_scores(model: nn.Module, task: int) -> list:
     return [m.task_floats(task) for _, m in layers]
 
 
-def train_mask(model: nn.Module, task: int, batches: Iterable, cfg: TrainConfig, *,
-               desc: str | None = None, progress: bool | None = None, finish: bool = True) -> dict:
+def train_mask(
+    model: nn.Module,
+    task: int,
+    batches: Iterable,
+    cfg: TrainConfig,
+    *,
+    desc: str | None = None,
+    progress: bool | None = None,
+    finish: bool = True,
+) -> dict:
     """Learn the mask of `task` (its scores only) on `batches`, then (with `finish`) keep it as its
     packed mask (docs/design.md §4.4). Returns steps and final loss."""
     set_task(model, task)

@@ -55,7 +55,7 @@ class AccuracyMatrix:
 
     def measure_row(self, after: int, evaluate: Callable[[int], float], tasks: Sequence[int] | None = None) -> None:
         """Fill row `after` by calling `evaluate(j)` for each task j learned so far (all of `tasks`)."""
-        for j in (range(after + 1) if tasks is None else tasks):
+        for j in range(after + 1) if tasks is None else tasks:
             self.record(after, j, evaluate(j))
 
     @property
@@ -72,8 +72,7 @@ class AccuracyMatrix:
         if t < 2:
             return 0.0
         # rows not measured (NaN) are left out: a sparse matrix measures only the diagonal between rows
-        drops = [max(v for i in range(j, t - 1) if not math.isnan(v := self.R[i][j])) - self.R[t - 1][j]
-                 for j in range(t - 1)]
+        drops = [max(v for i in range(j, t - 1) if not math.isnan(v := self.R[i][j])) - self.R[t - 1][j] for j in range(t - 1)]
         return sum(drops) / len(drops)
 
     def backward_transfer(self) -> float:
@@ -84,9 +83,12 @@ class AccuracyMatrix:
         return sum(self.R[t - 1][j] - self.R[j][j] for j in range(t - 1)) / (t - 1)
 
     def to_dict(self) -> dict:
-        return {"matrix": [[None if math.isnan(v) else v for v in row] for row in self.R],
-                "average_accuracy": self.average_accuracy(), "forgetting": self.forgetting(),
-                "backward_transfer": self.backward_transfer()}
+        return {
+            "matrix": [[None if math.isnan(v) else v for v in row] for row in self.R],
+            "average_accuracy": self.average_accuracy(),
+            "forgetting": self.forgetting(),
+            "backward_transfer": self.backward_transfer(),
+        }
 
 
 def incorrect_mask_matrix(model: nn.Module, tasks: Sequence[int], test_batches: Callable[[int], Iterable]) -> list[list[float]]:

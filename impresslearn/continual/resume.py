@@ -72,15 +72,15 @@ def task_state(model: nn.Module, task: int) -> dict[str, Tensor]:
 
 
 @torch.no_grad()
-def load_task_state(model: nn.Module, task: int, tensors: dict[str, Tensor], *, strict: bool = True,
-                    name: str = "saved task state") -> None:
+def load_task_state(
+    model: nn.Module, task: int, tensors: dict[str, Tensor], *, strict: bool = True, name: str = "saved task state"
+) -> None:
     """Copy `tensors` (as `task_state` names them) into task `task` of `model`; see `restore_tensors`."""
     restore_tensors(task_state(model, task), tensors, name, strict=strict)
 
 
 @torch.no_grad()
-def restore_tensors(live: dict[str, Tensor], saved: dict[str, Tensor], name: str = "saved state", *,
-                    strict: bool = True) -> None:
+def restore_tensors(live: dict[str, Tensor], saved: dict[str, Tensor], name: str = "saved state", *, strict: bool = True) -> None:
     """Copy `saved[k]` into `live[k]` for every name, all or nothing: every entry is checked first
     (with `strict`, the names are exactly the live ones; each has the live tensor's shape and
     dtype), and a `CheckpointError` naming `name` and the entry leaves every live tensor as it was.
@@ -97,6 +97,7 @@ def restore_tensors(live: dict[str, Tensor], saved: dict[str, Tensor], name: str
 
 # --------------------------------------------------------------------------- state files
 
+
 def _split_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict]:
     sd = opt.state_dict()
     tensors, scalars = {}, {}
@@ -111,8 +112,7 @@ def _split_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dic
 
 def _join_optimizer(tensors: dict[str, Tensor], meta, name: str) -> dict:
     """The optimizer state dict back from its tensors and JSON part, checked as it is rebuilt."""
-    if (not isinstance(meta, dict) or not isinstance(meta.get("param_groups"), list)
-            or not isinstance(meta.get("scalars"), dict)):
+    if not isinstance(meta, dict) or not isinstance(meta.get("param_groups"), list) or not isinstance(meta.get("scalars"), dict):
         raise CheckpointError(f"{WHAT} {name} has an invalid 'optimizer' in its header")
     state: dict[int, dict] = {}
     for entry, value in [*tensors.items(), *meta["scalars"].items()]:
@@ -124,8 +124,9 @@ def _join_optimizer(tensors: dict[str, Tensor], meta, name: str) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def state_bytes(tensors: dict[str, Tensor], *, optimizer: torch.optim.Optimizer | None = None,
-                position: dict | None = None) -> bytes:
+def state_bytes(
+    tensors: dict[str, Tensor], *, optimizer: torch.optim.Optimizer | None = None, position: dict | None = None
+) -> bytes:
     """Named tensors, an optimizer's state and a JSON-serialisable position as safetensors bytes."""
     if any(k.startswith("opt.") for k in tensors):
         raise ValueError("tensor names starting with 'opt.' are reserved for the optimizer state")
@@ -140,8 +141,9 @@ def state_bytes(tensors: dict[str, Tensor], *, optimizer: torch.optim.Optimizer 
 def parse_state(data: bytes, name: str = "state") -> tuple[dict[str, Tensor], dict | None, dict]:
     """(named tensors, optimizer state dict or None, position) from `state_bytes` output, checked
     whole (version, checksums, header fields, optimizer entries) before anything is returned."""
-    header, tensors = read_verified(data, name, WHAT, STATE_KEY, (*LEGACY_VERSIONS, STATE_VERSION),
-                                    legacy=LEGACY_VERSIONS, field="version")
+    header, tensors = read_verified(
+        data, name, WHAT, STATE_KEY, (*LEGACY_VERSIONS, STATE_VERSION), legacy=LEGACY_VERSIONS, field="version"
+    )
     if not isinstance(header.get("position"), dict):
         raise CheckpointError(f"{WHAT} {name} has no valid 'position' in its header")
     own = {k: v for k, v in tensors.items() if not k.startswith("opt.")}
@@ -155,8 +157,13 @@ def parse_state(data: bytes, name: str = "state") -> tuple[dict[str, Tensor], di
     return own, opt, header["position"]
 
 
-def save_state(path: str | os.PathLike, tensors: dict[str, Tensor], *, optimizer: torch.optim.Optimizer | None = None,
-               position: dict | None = None) -> None:
+def save_state(
+    path: str | os.PathLike,
+    tensors: dict[str, Tensor],
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    position: dict | None = None,
+) -> None:
     """`state_bytes` written to `path` atomically."""
     FileCheckpoint(path).save(state_bytes(tensors, optimizer=optimizer, position=position))
 

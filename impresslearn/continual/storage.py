@@ -35,11 +35,11 @@ INDEX_BYTES = 2  # SupSup stores sparse masks as scipy.sparse matrices with 16-b
 
 # The most tasks each benchmark can have (the basis is amortised over them).
 BENCHMARK_MAX_TASKS = {
-    "permuted-mnist": math.inf,   # 784! pixel permutations
-    "rotated-mnist": 360,         # one task per whole degree
-    "split-mnist": 5,             # 5 tasks of 2 digits
-    "split-cifar100": 20,         # 20 tasks of 5 classes
-    "split-imagenet": 100,        # 100 tasks of 10 classes
+    "permuted-mnist": math.inf,  # 784! pixel permutations
+    "rotated-mnist": 360,  # one task per whole degree
+    "split-mnist": 5,  # 5 tasks of 2 digits
+    "split-cifar100": 20,  # 20 tasks of 5 classes
+    "split-imagenet": 100,  # 100 tasks of 10 classes
 }
 
 Shapes = Mapping[str, Sequence[int]]
@@ -77,20 +77,27 @@ def batchnorm_bytes(model: nn.Module) -> int:
 
 @dataclasses.dataclass
 class ImpressStorage:
-    alphas: int          # number of alphas per task
-    alpha_bytes: int     # their bytes (fp32)
-    basis_bytes: int     # the whole basis, packed
-    basis_share: float   # basis bytes / the benchmark's maximum task count
-    mask_bytes: int      # hybrid: the last layer's packed mask of the task
-    state_bytes: int     # per-task BatchNorm statistics
+    alphas: int  # number of alphas per task
+    alpha_bytes: int  # their bytes (fp32)
+    basis_bytes: int  # the whole basis, packed
+    basis_share: float  # basis bytes / the benchmark's maximum task count
+    mask_bytes: int  # hybrid: the last layer's packed mask of the task
+    state_bytes: int  # per-task BatchNorm statistics
 
     @property
     def per_task(self) -> float:
         return self.alpha_bytes + self.basis_share + self.mask_bytes + self.state_bytes
 
 
-def impress_bytes(shapes: Shapes, basis_size: int, *, per_channel: bool = False, max_tasks: float = math.inf,
-                  hybrid_layer: str | None = None, state_bytes: int = 0) -> ImpressStorage:
+def impress_bytes(
+    shapes: Shapes,
+    basis_size: int,
+    *,
+    per_channel: bool = False,
+    max_tasks: float = math.inf,
+    hybrid_layer: str | None = None,
+    state_bytes: int = 0,
+) -> ImpressStorage:
     """Bytes per ImpressLearn task: alphas + basis / max_tasks (+ the hybrid layer's own mask and
     the per-task BatchNorm statistics). The basis is stored packed, 1 bit per weight."""
     if basis_size < 1:
@@ -112,6 +119,7 @@ def exssnet_bytes(shapes: Shapes, new_entries: Sequence[int], value_bytes: int =
 
 
 # --------------------------------------------------------------------------- paper Table 2
+
 
 @dataclasses.dataclass
 class PaperRow:
@@ -166,16 +174,34 @@ def paper_table2(density: float = 0.1) -> list[dict]:
         phi_paper = FLOAT_BYTES * alphas + share_paper
         ours = impress_bytes(shapes, p.basis_size, max_tasks=p.max_tasks, state_bytes=bn)
         supsup_packed = supsup_bytes_packed(shapes) + bn
-        rows.append({
-            "benchmark": p.benchmark, "arch": p.arch, "basis_size": p.basis_size,
-            "max_tasks": None if math.isinf(p.max_tasks) else p.max_tasks,
-            "params": sum(t.numel() for t in net.parameters()), "masked_weights": weights, "layers": len(shapes),
-            "mask_kb": mask_paper / 1024, "alphas": alphas, "phi_kb": phi_paper / 1024, "cx": mask_paper / phi_paper,
-            "paper": {"params": p.paper_params, "mask_kb": p.paper_mask_kb, "alphas": p.paper_alphas,
-                      "phi_kb": p.paper_phi_kb, "cx": p.paper_cx},
-            "ours": {"supsup_packed_bytes": supsup_packed, "supsup_index16_bytes": supsup_bytes_indices(shapes, density) + bn,
-                     "batchnorm_bytes": bn, "impress_bytes": ours.per_task,
-                     "cx_packed": supsup_packed / ours.per_task,
-                     "alphas_per_channel": alpha_count(shapes, p.basis_size, per_channel=True)},
-        })
+        rows.append(
+            {
+                "benchmark": p.benchmark,
+                "arch": p.arch,
+                "basis_size": p.basis_size,
+                "max_tasks": None if math.isinf(p.max_tasks) else p.max_tasks,
+                "params": sum(t.numel() for t in net.parameters()),
+                "masked_weights": weights,
+                "layers": len(shapes),
+                "mask_kb": mask_paper / 1024,
+                "alphas": alphas,
+                "phi_kb": phi_paper / 1024,
+                "cx": mask_paper / phi_paper,
+                "paper": {
+                    "params": p.paper_params,
+                    "mask_kb": p.paper_mask_kb,
+                    "alphas": p.paper_alphas,
+                    "phi_kb": p.paper_phi_kb,
+                    "cx": p.paper_cx,
+                },
+                "ours": {
+                    "supsup_packed_bytes": supsup_packed,
+                    "supsup_index16_bytes": supsup_bytes_indices(shapes, density) + bn,
+                    "batchnorm_bytes": bn,
+                    "impress_bytes": ours.per_task,
+                    "cx_packed": supsup_packed / ours.per_task,
+                    "alphas_per_channel": alpha_count(shapes, p.basis_size, per_channel=True),
+                },
+            }
+        )
     return rows

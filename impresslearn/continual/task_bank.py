@@ -54,8 +54,16 @@ def _plain(layer: nn.Module) -> nn.Module:
     bias = layer.bias is not None
     if len(shape) == 2:
         return nn.Linear(shape[1], shape[0], bias=bias)
-    return nn.Conv2d(shape[1] * layer.groups, shape[0], shape[2:], stride=layer.stride, padding=layer.padding,
-                     dilation=layer.dilation, groups=layer.groups, bias=bias)
+    return nn.Conv2d(
+        shape[1] * layer.groups,
+        shape[0],
+        shape[2:],
+        stride=layer.stride,
+        padding=layer.padding,
+        dilation=layer.dilation,
+        groups=layer.groups,
+        bias=bias,
+    )
 
 
 @torch.no_grad()
@@ -70,8 +78,8 @@ def _task_weights(layer: nn.Module) -> Tensor:
     rows = w.shape[0]
     coef = torch.zeros((alphas.shape[0], rows, w[0].numel()), dtype=w.dtype, device=w.device)
     for t0 in range(0, basis.num_masks, CHUNK_MASKS):
-        bits = basis[t0:t0 + CHUNK_MASKS].unpack().reshape(-1, rows, w[0].numel()).to(w.dtype)  # [t, rows, cols]
-        a = alphas[:, t0:t0 + bits.shape[0]]
+        bits = basis[t0 : t0 + CHUNK_MASKS].unpack().reshape(-1, rows, w[0].numel()).to(w.dtype)  # [t, rows, cols]
+        a = alphas[:, t0 : t0 + bits.shape[0]]
         coef += torch.einsum("str,trc->src", a, bits) if a.dim() == 3 else torch.einsum("st,trc->src", a, bits)
     return w.unsqueeze(0) * coef.reshape(-1, *w.shape)
 
@@ -81,16 +89,19 @@ def bank_supports(model: nn.Module) -> bool:
     called as a module, or per-task BatchNorm (a converted attention reads its projections'
     weights itself, which the bank's plain twins do not have)."""
     plain = (SupermaskLinear, SupermaskConv2d, ImpressLinear, ImpressConv2d, TaskBatchNorm)
-    return (all(isinstance(m, plain) for _, m in task_modules(model))
-            and not any(isinstance(m, TaskMultiheadAttention) for m in model.modules()))
+    return all(isinstance(m, plain) for _, m in task_modules(model)) and not any(
+        isinstance(m, TaskMultiheadAttention) for m in model.modules()
+    )
 
 
 class TaskBank:
     def __init__(self, model: nn.Module):
         if not bank_supports(model):
-            raise ValueError("a task bank takes models whose task-aware layers are linear or 2-d convolution mask "
-                             "layers and per-task BatchNorm; this one has attention or other convolutions "
-                             "(infer whole batches instead: one forward per task, docs/design.md §2.6)")
+            raise ValueError(
+                "a task bank takes models whose task-aware layers are linear or 2-d convolution mask "
+                "layers and per-task BatchNorm; this one has attention or other convolutions "
+                "(infer whole batches instead: one forward per task, docs/design.md §2.6)"
+            )
         found = task_modules(model)
         if not any(isinstance(m, (ImpressLayer, SupermaskLayer)) for _, m in found):
             raise ValueError("a task bank needs a model with Impress or Supermask layers")
@@ -100,7 +111,7 @@ class TaskBank:
         self.num_tasks = counts.pop()
         self.twin = copy.deepcopy(model).eval()
         self.stacked: dict[str, Tensor] = {}  # name in the twin -> [n, ...]
-        self.shared: dict[str, Tensor] = {}   # biases: the same for every task
+        self.shared: dict[str, Tensor] = {}  # biases: the same for every task
         for name, layer in found:
             set_submodule(self.twin, name, _plain(layer).to(next(layer.buffers()).device))
             if isinstance(layer, TaskBatchNorm):

@@ -40,7 +40,7 @@ class TrainConfig:
     batch_size: int = 128
     momentum: float = 0.9
     weight_decay: float = 0.0
-    schedule: str = "constant"   # or "cosine": the learning rate decays to 0 over the steps
+    schedule: str = "constant"  # or "cosine": the learning rate decays to 0 over the steps
 
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
@@ -66,8 +66,16 @@ def make_optimizer(params: Sequence[Tensor], cfg: TrainConfig) -> torch.optim.Op
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     iters = lbfgs_iterations(cfg)
-    return torch.optim.LBFGS(params, lr=cfg.lr, max_iter=iters, max_eval=int(1.5 * iters) + 1, history_size=20,
-                             tolerance_grad=1e-9, tolerance_change=1e-12, line_search_fn="strong_wolfe")
+    return torch.optim.LBFGS(
+        params,
+        lr=cfg.lr,
+        max_iter=iters,
+        max_eval=int(1.5 * iters) + 1,
+        history_size=20,
+        tolerance_grad=1e-9,
+        tolerance_change=1e-12,
+        line_search_fn="strong_wolfe",
+    )
 
 
 def lbfgs_iterations(cfg: TrainConfig) -> int:
@@ -81,10 +89,20 @@ def num_steps(cfg: TrainConfig, batches_per_epoch: int) -> int:
     return steps if cfg.iterations is None else min(steps, cfg.iterations)
 
 
-def fit(model: torch.nn.Module, params: Sequence[Tensor], batches: Iterable, cfg: TrainConfig, *,
-        penalty: Callable[[], Tensor] | None = None, desc: str = "train", progress: bool | None = None,
-        checkpoint: FileCheckpoint | str | os.PathLike | None = None, every: int = 0,
-        state: dict[str, Tensor] | None = None, after_step: Callable[[int], None] | None = None) -> dict:
+def fit(
+    model: torch.nn.Module,
+    params: Sequence[Tensor],
+    batches: Iterable,
+    cfg: TrainConfig,
+    *,
+    penalty: Callable[[], Tensor] | None = None,
+    desc: str = "train",
+    progress: bool | None = None,
+    checkpoint: FileCheckpoint | str | os.PathLike | None = None,
+    every: int = 0,
+    state: dict[str, Tensor] | None = None,
+    after_step: Callable[[int], None] | None = None,
+) -> dict:
     """Minimise cross-entropy (+ `penalty()`) over `batches` in `params` only.
 
     Returns the step count, the mean loss of the last epoch (or of the final L-BFGS pass) and the
@@ -161,8 +179,17 @@ def fit(model: torch.nn.Module, params: Sequence[Tensor], batches: Iterable, cfg
     return {"steps": steps, "loss": sum(losses) / max(1, len(losses)), "resumed_from": resumed_from}
 
 
-def _resume(data: bytes, name: str, state: dict[str, Tensor], params: list[Tensor], opt, sched,
-            cfg: TrainConfig, steps: int, per_epoch: int) -> dict:
+def _resume(
+    data: bytes,
+    name: str,
+    state: dict[str, Tensor],
+    params: list[Tensor],
+    opt,
+    sched,
+    cfg: TrainConfig,
+    steps: int,
+    per_epoch: int,
+) -> dict:
     """Put a saved training state back, all or nothing (docs/design.md §3.2): the position, the
     optimizer's and the schedule's state and every tensor are checked against this training
     before the first tensor is copied. Returns the position."""
@@ -181,30 +208,45 @@ def _resume(data: bytes, name: str, state: dict[str, Tensor], params: list[Tenso
 
 def _check_position(pos: dict, name: str, steps: int, per_epoch: int, scheduled: bool) -> dict:
     """The saved position, refused in a sentence unless it is a point this training passes."""
+
     def integer(key):
         v = pos.get(key)
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
             raise CheckpointError(f"{WHAT} {name} has an invalid position: {key} = {v!r} (a whole number >= 0)")
         return v
+
     step, epoch, batch = integer("step"), integer("epoch"), integer("batch")
     if not 0 < step < steps:
-        raise CheckpointError(f"{WHAT} {name} was saved at step {step}, which this training of {steps} steps "
-                              "never saves: it belongs to other settings (remove it to start over)")
+        raise CheckpointError(
+            f"{WHAT} {name} was saved at step {step}, which this training of {steps} steps "
+            "never saves: it belongs to other settings (remove it to start over)"
+        )
     if batch >= per_epoch or epoch * per_epoch + batch != step:
-        raise CheckpointError(f"{WHAT} {name} was saved at epoch {epoch}, batch {batch}, which is not step {step} "
-                              f"of epochs of {per_epoch} batches: it belongs to other settings (remove it to start over)")
+        raise CheckpointError(
+            f"{WHAT} {name} was saved at epoch {epoch}, batch {batch}, which is not step {step} "
+            f"of epochs of {per_epoch} batches: it belongs to other settings (remove it to start over)"
+        )
     losses = pos.get("losses")
-    if (not isinstance(losses, list) or len(losses) != batch
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in losses)):
-        raise CheckpointError(f"{WHAT} {name} has an invalid position: 'losses' must list the {batch} "
-                              "losses of its epoch so far")
+    if (
+        not isinstance(losses, list)
+        or len(losses) != batch
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in losses)
+    ):
+        raise CheckpointError(f"{WHAT} {name} has an invalid position: 'losses' must list the {batch} losses of its epoch so far")
     if scheduled:
         sched = pos.get("schedule")
         if not isinstance(sched, dict) or sched.get("T_max") != steps or sched.get("last_epoch") != step:
-            raise CheckpointError(f"{WHAT} {name} holds no cosine schedule of {steps} steps at step {step}: "
-                                  "it belongs to other settings (remove it to start over)")
-    return {"step": step, "epoch": epoch, "batch": batch, "losses": [float(v) for v in losses],
-            **({"schedule": pos["schedule"]} if scheduled else {})}
+            raise CheckpointError(
+                f"{WHAT} {name} holds no cosine schedule of {steps} steps at step {step}: "
+                "it belongs to other settings (remove it to start over)"
+            )
+    return {
+        "step": step,
+        "epoch": epoch,
+        "batch": batch,
+        "losses": [float(v) for v in losses],
+        **({"schedule": pos["schedule"]} if scheduled else {}),
+    }
 
 
 def _check_optimizer_state(opt_state: dict, params: list[Tensor], cfg: TrainConfig, name: str) -> None:
@@ -213,23 +255,26 @@ def _check_optimizer_state(opt_state: dict, params: list[Tensor], cfg: TrainConf
     over copies of the parameters, and every per-parameter tensor must have its parameter's shape."""
     for idx, entries in opt_state["state"].items():
         if not 0 <= idx < len(params):
-            raise CheckpointError(f"{WHAT} {name} holds optimizer state for parameter {idx}; this training has "
-                                  f"{len(params)}")
+            raise CheckpointError(f"{WHAT} {name} holds optimizer state for parameter {idx}; this training has {len(params)}")
         for key, value in entries.items():
             if isinstance(value, Tensor) and value.dim() and value.shape != params[idx].shape:
-                raise CheckpointError(f"{WHAT} {name} has optimizer entry {key!r} of parameter {idx} shaped "
-                                      f"{tuple(value.shape)}; the parameter is {tuple(params[idx].shape)}")
+                raise CheckpointError(
+                    f"{WHAT} {name} has optimizer entry {key!r} of parameter {idx} shaped "
+                    f"{tuple(value.shape)}; the parameter is {tuple(params[idx].shape)}"
+                )
     scratch = make_optimizer([p.detach().clone().requires_grad_(True) for p in params], cfg)
     try:
         scratch.load_state_dict(opt_state)
     except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as err:
-        raise CheckpointError(f"{WHAT} {name} holds an optimizer state this training's {cfg.optimizer} "
-                              f"cannot take ({err})") from None
+        raise CheckpointError(
+            f"{WHAT} {name} holds an optimizer state this training's {cfg.optimizer} cannot take ({err})"
+        ) from None
 
 
 def _bar(steps: int, initial: int, desc: str, progress: bool | None):
-    return tqdm(total=steps, initial=initial, desc=desc, leave=False,
-                disable=None if progress is None else not progress, mininterval=1.0)
+    return tqdm(
+        total=steps, initial=initial, desc=desc, leave=False, disable=None if progress is None else not progress, mininterval=1.0
+    )
 
 
 def _epoch(batches, epoch: int, start: int):

@@ -5,5 +5,20 @@ from .adapt import ADAPT_TASKS, AdaptationTasks
 from .mnist import MNIST_MEAN, MNIST_STD, MnistArrays, load_mnist, load_subset, make_subset, save_subset
 from .streams import Batches, PermutedMNIST, RotatedMNIST, SplitMNIST, TaskStream, rotate
 
-__all__ = ["ADAPT_TASKS", "AdaptationTasks", "MNIST_MEAN", "MNIST_STD", "MnistArrays", "load_mnist", "load_subset",
-           "make_subset", "save_subset", "Batches", "PermutedMNIST", "RotatedMNIST", "SplitMNIST", "TaskStream", "rotate"]
+__all__ = [
+    "ADAPT_TASKS",
+    "AdaptationTasks",
+    "MNIST_MEAN",
+    "MNIST_STD",
+    "MnistArrays",
+    "load_mnist",
+    "load_subset",
+    "make_subset",
+    "save_subset",
+    "Batches",
+    "PermutedMNIST",
+    "RotatedMNIST",
+    "SplitMNIST",
+    "TaskStream",
+    "rotate",
+]

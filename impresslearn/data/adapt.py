@@ -23,9 +23,13 @@ from .mnist import MnistArrays
 from .streams import Batches, rotate
 
 ADAPT_TASKS = ("digits0-4", "digits5-9", "permuted", "rotated90", "inverted")
-DESCRIPTIONS = {"digits0-4": "MNIST digits 0-4 (pretraining)", "digits5-9": "MNIST digits 5-9, labels 0-4",
-                "permuted": "all digits, pixels permuted", "rotated90": "all digits rotated by 90°",
-                "inverted": "all digits, intensities inverted"}
+DESCRIPTIONS = {
+    "digits0-4": "MNIST digits 0-4 (pretraining)",
+    "digits5-9": "MNIST digits 5-9, labels 0-4",
+    "permuted": "all digits, pixels permuted",
+    "rotated90": "all digits rotated by 90°",
+    "inverted": "all digits, intensities inverted",
+}
 
 
 def _flat(images: Tensor) -> Tensor:
@@ -37,8 +41,7 @@ class AdaptationTasks:
 
     name = "ksm-adapt"
 
-    def __init__(self, arrays: MnistArrays, tasks: Sequence[str] = ADAPT_TASKS, permutation_seed: int = 1,
-                 angle: float = 90.0):
+    def __init__(self, arrays: MnistArrays, tasks: Sequence[str] = ADAPT_TASKS, permutation_seed: int = 1, angle: float = 90.0):
         unknown = [t for t in tasks if t not in ADAPT_TASKS]
         if unknown or not tasks:
             raise ValueError(f"tasks must be some of {ADAPT_TASKS}, got {list(tasks)}")

@@ -24,8 +24,10 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     sub = make_subset(load_mnist(a.data_root), a.train_per_class, a.test_per_class, a.seed)
     save_subset(sub, a.out)
-    print(f"wrote {a.out}: {sub.train_x.shape[0]} training and {sub.test_x.shape[0]} test images, "
-          f"{Path(a.out).stat().st_size} bytes")
+    print(
+        f"wrote {a.out}: {sub.train_x.shape[0]} training and {sub.test_x.shape[0]} test images, "
+        f"{Path(a.out).stat().st_size} bytes"
+    )
 
 
 if __name__ == "__main__":

@@ -38,15 +38,21 @@ class MnistArrays:
         for name in ("train", "test"):
             x, y = getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
             if x.dtype != torch.uint8 or x.dim() != 3 or x.shape[0] != y.shape[0]:
-                raise ValueError(f"{name}: expected uint8 images [N, H, W] and N labels, "
-                                 f"got {x.dtype} {tuple(x.shape)} and {tuple(y.shape)}")
+                raise ValueError(
+                    f"{name}: expected uint8 images [N, H, W] and N labels, got {x.dtype} {tuple(x.shape)} and {tuple(y.shape)}"
+                )
 
     def holdout(self, n: int) -> MnistArrays:
         """The last `n` training images become the test set (a validation split for tuning)."""
         if not 0 < n < self.train_x.shape[0]:
             raise ValueError(f"a validation split needs 0 < n < {self.train_x.shape[0]}, got {n}")
-        return MnistArrays(self.train_x[:-n], self.train_y[:-n], self.train_x[-n:], self.train_y[-n:],
-                           source=f"{self.source} (last {n} training images as validation)")
+        return MnistArrays(
+            self.train_x[:-n],
+            self.train_y[:-n],
+            self.train_x[-n:],
+            self.train_y[-n:],
+            source=f"{self.source} (last {n} training images as validation)",
+        )
 
 
 def load_mnist(root: str | Path, download: bool = False) -> MnistArrays:
@@ -57,10 +63,16 @@ def load_mnist(root: str | Path, download: bool = False) -> MnistArrays:
         train = MNIST(str(root), train=True, download=download)
         test = MNIST(str(root), train=False, download=download)
     except RuntimeError as err:  # torchvision's "Dataset not found"
-        raise FileNotFoundError(f"MNIST not found under {root}: {err} (pass download=True, or "
-                                f"`--download` on the command line, to fetch it)") from err
-    return MnistArrays(train.data.clone(), train.targets.clone().long(), test.data.clone(),
-                       test.targets.clone().long(), source=f"MNIST at {root}")
+        raise FileNotFoundError(
+            f"MNIST not found under {root}: {err} (pass download=True, or `--download` on the command line, to fetch it)"
+        ) from err
+    return MnistArrays(
+        train.data.clone(),
+        train.targets.clone().long(),
+        test.data.clone(),
+        test.targets.clone().long(),
+        source=f"MNIST at {root}",
+    )
 
 
 def load_subset(path: str | Path | None = None) -> MnistArrays:
@@ -70,8 +82,13 @@ def load_subset(path: str | Path | None = None) -> MnistArrays:
             return load_subset(p)
     with np.load(path) as z:
         arrays = {k: torch.from_numpy(z[k].copy()) for k in ("train_x", "train_y", "test_x", "test_y")}
-    return MnistArrays(arrays["train_x"], arrays["train_y"].long(), arrays["test_x"], arrays["test_y"].long(),
-                       source=f"MNIST subset {Path(path).name}")
+    return MnistArrays(
+        arrays["train_x"],
+        arrays["train_y"].long(),
+        arrays["test_x"],
+        arrays["test_y"].long(),
+        source=f"MNIST subset {Path(path).name}",
+    )
 
 
 def _balanced(y: torch.Tensor, per_class: int, gen: torch.Generator) -> torch.Tensor:
@@ -90,10 +107,14 @@ def make_subset(full: MnistArrays, train_per_class: int = 600, test_per_class: i
     gen = torch.Generator().manual_seed(seed)
     tr = _balanced(full.train_y, train_per_class, gen)
     te = _balanced(full.test_y, test_per_class, gen)
-    return MnistArrays(full.train_x[tr], full.train_y[tr], full.test_x[te], full.test_y[te],
-                       source=f"subset of {full.source}")
+    return MnistArrays(full.train_x[tr], full.train_y[tr], full.test_x[te], full.test_y[te], source=f"subset of {full.source}")
 
 
 def save_subset(arrays: MnistArrays, path: str | Path) -> None:
-    np.savez_compressed(path, train_x=arrays.train_x.numpy(), train_y=arrays.train_y.numpy().astype(np.uint8),
-                        test_x=arrays.test_x.numpy(), test_y=arrays.test_y.numpy().astype(np.uint8))
+    np.savez_compressed(
+        path,
+        train_x=arrays.train_x.numpy(),
+        train_y=arrays.train_y.numpy().astype(np.uint8),
+        test_x=arrays.test_x.numpy(),
+        test_y=arrays.test_y.numpy().astype(np.uint8),
+    )

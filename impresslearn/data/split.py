@@ -44,6 +44,7 @@ CIFAR100_STD = (0.247, 0.243, 0.262)
 
 # --------------------------------------------------------------------------- transforms
 
+
 def _to_normalised(mean, std) -> list:
     return [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
 
@@ -65,6 +66,7 @@ def cifar_transform(train: bool, size: int = 32) -> Callable:
 
 # --------------------------------------------------------------------------- synthetic data
 
+
 class SyntheticImages(torch.utils.data.Dataset):
     """`per_class` uint8 images `[3, size, size]` for each of `num_classes` classes, generated
     from (seed, index) on every access: nothing is held in memory, and every process and every
@@ -84,8 +86,7 @@ class SyntheticImages(torch.utils.data.Dataset):
     def pattern(self, cls: int) -> Tensor:
         gen = torch.Generator().manual_seed(derive_seed(self.seed, f"synthetic-class/{cls}"))
         small = torch.randn(1, 3, 4, 4, generator=gen)
-        return torch.nn.functional.interpolate(small, size=(self.size, self.size), mode="bilinear",
-                                               align_corners=False)[0]
+        return torch.nn.functional.interpolate(small, size=(self.size, self.size), mode="bilinear", align_corners=False)[0]
 
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         if not 0 <= index < len(self):
@@ -98,6 +99,7 @@ class SyntheticImages(torch.utils.data.Dataset):
 
 
 # --------------------------------------------------------------------------- batches
+
 
 class _Samples(torch.utils.data.Dataset):
     """Items `(index, augmentation seed)` of a base data set, transformed under that seed and
@@ -134,9 +136,23 @@ class SplitBatches:
     batch (all ranks must step together), unless the task has fewer images than one batch.
     """
 
-    def __init__(self, dataset, indices: Sequence[int], label_map: dict[int, int], transform: Callable,
-                 batch_size: int, *, shuffle: bool, seed: int = 0, device="cpu", limit: int | None = None,
-                 rank: int = 0, world_size: int = 1, workers: int = 0, drop_last: bool = False):
+    def __init__(
+        self,
+        dataset,
+        indices: Sequence[int],
+        label_map: dict[int, int],
+        transform: Callable,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        device="cpu",
+        limit: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        workers: int = 0,
+        drop_last: bool = False,
+    ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if not 0 <= rank < world_size:
@@ -147,8 +163,7 @@ class SplitBatches:
         self.indices = torch.as_tensor(list(indices), dtype=torch.int64)
         self.batch_size = min(int(batch_size), len(self.indices))
         if self.batch_size % world_size:
-            raise ValueError(f"the global batch ({self.batch_size} images) must divide evenly among {world_size} "
-                             "processes")
+            raise ValueError(f"the global batch ({self.batch_size} images) must divide evenly among {world_size} processes")
         self.shuffle, self.seed, self.device = shuffle, int(seed), torch.device(device)
         self.limit, self.rank, self.world_size = limit, int(rank), int(world_size)
         self.workers, self.drop_last = int(workers), drop_last
@@ -172,7 +187,7 @@ class SplitBatches:
     def _keys(self, epoch: int, start: int) -> Iterator[list[tuple[int, int]]]:
         order = self.order(epoch)
         for b in range(start, len(self)):
-            batch = order[b * self.batch_size:(b + 1) * self.batch_size]
+            batch = order[b * self.batch_size : (b + 1) * self.batch_size]
             local = batch.tensor_split(self.world_size)[self.rank].tolist()
             yield [(i, derive_seed(self.seed, f"aug/{epoch}/{i}")) for i in local]
 
@@ -180,8 +195,13 @@ class SplitBatches:
         """The batches of pass `epoch` from batch `start` on (a resumed run skips the rest unread)."""
         keys = self._keys(epoch, start)
         if self.workers > 0:
-            loader = torch.utils.data.DataLoader(self.samples, batch_sampler=list(keys), num_workers=self.workers,
-                                                 collate_fn=_collate, pin_memory=self.device.type == "cuda")
+            loader = torch.utils.data.DataLoader(
+                self.samples,
+                batch_sampler=list(keys),
+                num_workers=self.workers,
+                collate_fn=_collate,
+                pin_memory=self.device.type == "cuda",
+            )
             batches = iter(loader)
         else:
             batches = (_collate([self.samples[k] for k in ks]) for ks in keys)
@@ -196,11 +216,20 @@ class SplitBatches:
 
 # --------------------------------------------------------------------------- streams
 
+
 class SplitStream:
     """Tasks of a few classes each over one train set and one test set."""
 
-    def __init__(self, name: str, train_set, test_set, tasks: Sequence[Sequence[int]], train_transform: Callable,
-                 test_transform: Callable, source: str = ""):
+    def __init__(
+        self,
+        name: str,
+        train_set,
+        test_set,
+        tasks: Sequence[Sequence[int]],
+        train_transform: Callable,
+        test_transform: Callable,
+        source: str = "",
+    ):
         self.name, self.train_set, self.test_set = name, train_set, test_set
         self.tasks = [list(map(int, t)) for t in tasks]
         if len({len(t) for t in self.tasks}) != 1:
@@ -235,17 +264,49 @@ class SplitStream:
     def _label_map(self, task: int) -> dict[int, int]:
         return {c: pos for pos, c in enumerate(self.task_classes(task))}
 
-    def train(self, task: int, batch_size: int = 64, seed: int = 0, device="cpu", limit=None, *, rank: int = 0,
-              world_size: int = 1, workers: int = 0) -> SplitBatches:
-        return SplitBatches(self.train_set, self._indices(self.train_set, task), self._label_map(task),
-                            self.train_transform, batch_size, shuffle=True, seed=seed, device=device, limit=limit,
-                            rank=rank, world_size=world_size, workers=workers, drop_last=True)
+    def train(
+        self,
+        task: int,
+        batch_size: int = 64,
+        seed: int = 0,
+        device="cpu",
+        limit=None,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+        workers: int = 0,
+    ) -> SplitBatches:
+        return SplitBatches(
+            self.train_set,
+            self._indices(self.train_set, task),
+            self._label_map(task),
+            self.train_transform,
+            batch_size,
+            shuffle=True,
+            seed=seed,
+            device=device,
+            limit=limit,
+            rank=rank,
+            world_size=world_size,
+            workers=workers,
+            drop_last=True,
+        )
 
-    def test(self, task: int, batch_size: int = 500, seed: int = 0, device="cpu", limit=None, *,
-             workers: int = 0) -> SplitBatches:
-        return SplitBatches(self.test_set, self._indices(self.test_set, task), self._label_map(task),
-                            self.test_transform, batch_size, shuffle=False, seed=seed, device=device, limit=limit,
-                            workers=workers)
+    def test(
+        self, task: int, batch_size: int = 500, seed: int = 0, device="cpu", limit=None, *, workers: int = 0
+    ) -> SplitBatches:
+        return SplitBatches(
+            self.test_set,
+            self._indices(self.test_set, task),
+            self._label_map(task),
+            self.test_transform,
+            batch_size,
+            shuffle=False,
+            seed=seed,
+            device=device,
+            limit=limit,
+            workers=workers,
+        )
 
 
 def _class_index(dataset) -> dict[int, list[int]]:
@@ -267,12 +328,19 @@ def contiguous_tasks(order: Sequence[int], num_tasks: int) -> list[list[int]]:
     per = len(order) // num_tasks
     if per < 1:
         raise ValueError(f"{len(order)} classes cannot make {num_tasks} tasks")
-    return [list(order[t * per:(t + 1) * per]) for t in range(num_tasks)]
+    return [list(order[t * per : (t + 1) * per]) for t in range(num_tasks)]
 
 
-def split_cifar100(root: str | None = None, *, download: bool = False, synthetic: bool = False,
-                   num_tasks: int = 20, synthetic_train: int = 20, synthetic_test: int = 10,
-                   seed: int = 0) -> SplitStream:
+def split_cifar100(
+    root: str | None = None,
+    *,
+    download: bool = False,
+    synthetic: bool = False,
+    num_tasks: int = 20,
+    synthetic_train: int = 20,
+    synthetic_test: int = 10,
+    seed: int = 0,
+) -> SplitStream:
     """SplitCIFAR-100: task t holds classes 5t..5t+4 (for 20 tasks), relabelled 0..4."""
     if synthetic:
         train = SyntheticImages(100, synthetic_train, 32, seed=seed, split="train")
@@ -286,13 +354,27 @@ def split_cifar100(root: str | None = None, *, download: bool = False, synthetic
         train = CIFAR100(root, train=True, download=download)
         test = CIFAR100(root, train=False, download=download)
         source = f"torchvision CIFAR100({root})"
-    return SplitStream("split-cifar100", train, test, contiguous_tasks(range(100), num_tasks),
-                       cifar_transform(True), cifar_transform(False), source)
+    return SplitStream(
+        "split-cifar100",
+        train,
+        test,
+        contiguous_tasks(range(100), num_tasks),
+        cifar_transform(True),
+        cifar_transform(False),
+        source,
+    )
 
 
-def split_imagenet(root: str | None = None, *, synthetic: bool = False, num_tasks: int = 100,
-                   image_size: int = 224, synthetic_train: int = 10, synthetic_test: int = 5,
-                   seed: int = 0) -> SplitStream:
+def split_imagenet(
+    root: str | None = None,
+    *,
+    synthetic: bool = False,
+    num_tasks: int = 100,
+    image_size: int = 224,
+    synthetic_train: int = 10,
+    synthetic_test: int = 5,
+    seed: int = 0,
+) -> SplitStream:
     """SplitImageNet: ImageFolder classes in SupSup's shuffled order, `num_tasks` tasks of
     `classes // num_tasks` classes (100 tasks of 10 for the 1000 ImageNet classes)."""
     if synthetic:
@@ -305,18 +387,26 @@ def split_imagenet(root: str | None = None, *, synthetic: bool = False, num_task
         classes = 1000
     else:
         if root is None:
-            raise ValueError("split-imagenet needs --data-root (a folder with train/ and val/ ImageFolder trees), "
-                             "or --synthetic")
+            raise ValueError("split-imagenet needs --data-root (a folder with train/ and val/ ImageFolder trees), or --synthetic")
         from torchvision.datasets import ImageFolder
 
         for part in ("train", "val"):
             if not (Path(root) / part).is_dir():
-                raise FileNotFoundError(f"{Path(root) / part} not found: split-imagenet reads ImageFolder trees "
-                                        "root/train/<class>/*.JPEG and root/val/<class>/*.JPEG")
+                raise FileNotFoundError(
+                    f"{Path(root) / part} not found: split-imagenet reads ImageFolder trees "
+                    "root/train/<class>/*.JPEG and root/val/<class>/*.JPEG"
+                )
         train, test = ImageFolder(str(Path(root) / "train")), ImageFolder(str(Path(root) / "val"))
         if train.classes != test.classes:
             raise ValueError(f"{root}: train/ and val/ hold different class folders")
         source = f"ImageFolder({root}/train, {root}/val)"
         classes = len(train.classes)
-    return SplitStream("split-imagenet", train, test, contiguous_tasks(supsup_imagenet_order(classes), num_tasks),
-                       imagenet_transform(True, image_size), imagenet_transform(False, image_size), source)
+    return SplitStream(
+        "split-imagenet",
+        train,
+        test,
+        contiguous_tasks(supsup_imagenet_order(classes), num_tasks),
+        imagenet_transform(True, image_size),
+        imagenet_transform(False, image_size),
+        source,
+    )

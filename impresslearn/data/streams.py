@@ -38,8 +38,18 @@ Transform = Callable[[Tensor, torch.Generator], Tensor]  # uint8 [B, 28, 28] -> 
 class Batches:
     """Batches of (normalised flat images, labels) drawn from tensors in memory."""
 
-    def __init__(self, x: Tensor, y: Tensor, transform: Transform, batch_size: int, *, shuffle: bool,
-                 seed: int = 0, device: torch.device | str = "cpu", limit: int | None = None):
+    def __init__(
+        self,
+        x: Tensor,
+        y: Tensor,
+        transform: Transform,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        limit: int | None = None,
+    ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.x, self.y, self.transform = x, y, transform
@@ -62,7 +72,7 @@ class Batches:
         # Test passes reuse one generator state so that random transforms repeat exactly.
         tgen = self.gen if self.shuffle else torch.Generator().manual_seed(self.seed)
         for b in range(len(self)):
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             x = self.transform(self.x[idx], tgen)
             yield ((x - MNIST_MEAN) / MNIST_STD).to(self.device), self.y[idx].to(self.device)
 
@@ -95,14 +105,15 @@ class TaskStream(abc.ABC):
 
     def train(self, task: int, batch_size: int = 128, seed: int = 0, device="cpu", limit=None) -> Batches:
         self._check(task)
-        return Batches(*self.data(task, "train"), self.transform(task), batch_size,
-                       shuffle=True, seed=seed, device=device, limit=limit)
+        return Batches(
+            *self.data(task, "train"), self.transform(task), batch_size, shuffle=True, seed=seed, device=device, limit=limit
+        )
 
-    def test(self, task: int, batch_size: int = 1000, seed: int = 0, shuffle: bool = False, device="cpu",
-             limit=None) -> Batches:
+    def test(self, task: int, batch_size: int = 1000, seed: int = 0, shuffle: bool = False, device="cpu", limit=None) -> Batches:
         self._check(task)
-        return Batches(*self.data(task, "test"), self.transform(task), batch_size,
-                       shuffle=shuffle, seed=seed, device=device, limit=limit)
+        return Batches(
+            *self.data(task, "test"), self.transform(task), batch_size, shuffle=shuffle, seed=seed, device=device, limit=limit
+        )
 
 
 def _flat(images: Tensor) -> Tensor:
@@ -154,8 +165,15 @@ class RotatedMNIST(TaskStream):
 
     name = "rotated-mnist"
 
-    def __init__(self, arrays: MnistArrays, angles: Sequence[float] | None = None, num_tasks: int = 36,
-                 step: float = 10.0, random_rotation: bool = False, max_angle: float = 90.0):
+    def __init__(
+        self,
+        arrays: MnistArrays,
+        angles: Sequence[float] | None = None,
+        num_tasks: int = 36,
+        step: float = 10.0,
+        random_rotation: bool = False,
+        max_angle: float = 90.0,
+    ):
         super().__init__(arrays)
         self.angles = [float(a) for a in angles] if angles is not None else [step * t for t in range(num_tasks)]
         if not self.angles:

@@ -59,19 +59,19 @@ HEADS = {"convnet": "head", "vit": "heads.head"}
 
 @dataclasses.dataclass
 class AdaptConfig:
-    data_root: str | None = None        # None: the MNIST subset shipped with the package
-    arch: str | None = None             # None: "convnet" (models.mnist_convnet); "vit": models.mnist_vit
+    data_root: str | None = None  # None: the MNIST subset shipped with the package
+    arch: str | None = None  # None: "convnet" (models.mnist_convnet); "vit": models.mnist_vit
     methods: tuple[str, ...] = ksm.METHODS
     tasks: tuple[str, ...] = ADAPT_TASKS  # the first is the pretraining task
     width: tuple[int, int, int] = (16, 32, 64)
     pretrain_iterations: int = 1500
-    iterations: int = 500               # per adapted task and method
+    iterations: int = 500  # per adapted task and method
     batch_size: int = 64
     pretrain_lr: float = 1e-3
     finetune_lr: float = 1e-3
     head_lr: float = 1e-2
-    piggyback_lr: float = 1e-4          # Piggyback's Adam learning rate for its real scores
-    mask_lr: float = 5e-2               # KSM's and kernel_binary's R
+    piggyback_lr: float = 1e-4  # Piggyback's Adam learning rate for its real scores
+    mask_lr: float = 5e-2  # KSM's and kernel_binary's R
     real: str = "linear"
     scale: float = 1.0
     relax: str = "softmax"
@@ -79,7 +79,7 @@ class AdaptConfig:
     temperature_end: float = 0.01
     init: float = 1.0
     linear: str = "weight"
-    eval_samples: int = 2000            # test images per task (the first of the test set)
+    eval_samples: int = 2000  # test images per task (the first of the test set)
     seed: int = 0
     restart: bool = False
     verbose: bool = True
@@ -95,15 +95,15 @@ class AdaptConfig:
         if unknown or not self.methods:
             raise ValueError(f"methods must be some of {', '.join(ksm.METHODS)}, got {', '.join(self.methods) or 'none'}")
         if len(self.tasks) < 2 or len(set(self.tasks)) != len(self.tasks):
-            raise ValueError(f"tasks must be two or more different tasks of {', '.join(ADAPT_TASKS)}, "
-                             f"got {', '.join(self.tasks) or 'none'}")
+            raise ValueError(
+                f"tasks must be two or more different tasks of {', '.join(ADAPT_TASKS)}, got {', '.join(self.tasks) or 'none'}"
+            )
         if any(t not in ADAPT_TASKS for t in self.tasks):
             raise ValueError(f"tasks must be some of {', '.join(ADAPT_TASKS)}, got {', '.join(self.tasks)}")
         for name in ("pretrain_iterations", "iterations", "batch_size", "eval_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("pretrain_lr", "finetune_lr", "head_lr", "piggyback_lr", "mask_lr", "temperature",
-                     "temperature_end"):
+        for name in ("pretrain_lr", "finetune_lr", "head_lr", "piggyback_lr", "mask_lr", "temperature", "temperature_end"):
             if not 0 < getattr(self, name) < math.inf:
                 raise ValueError(f"{name} must be a finite positive number, got {getattr(self, name)}")
         check_seed(self.seed)
@@ -140,8 +140,13 @@ class AdaptRunner(RunnerBase):
         self.out = None
         config = _jsonable(dataclasses.asdict(cfg))
         old = self.claim_output(out, config, RESUME_FREE, cfg.restart, command) if out is not None else None
-        self.results = old or {"command": command, "config": config, "status": "running",
-                               "machine": machine_info(torch.device("cpu")), "reconstructed": RECONSTRUCTED}
+        self.results = old or {
+            "command": command,
+            "config": config,
+            "status": "running",
+            "machine": machine_info(torch.device("cpu")),
+            "reconstructed": RECONSTRUCTED,
+        }
         self.results["status"] = "running"
         if out is not None:
             self.remove_temporaries()
@@ -158,15 +163,30 @@ class AdaptRunner(RunnerBase):
         torch.manual_seed(self.cfg.seed)
         net = adapt_network(self.cfg)
         t0 = time.time()
-        tc = TrainConfig(optimizer="adam", lr=self.cfg.pretrain_lr, epochs=1e9, iterations=self.cfg.pretrain_iterations,
-                         batch_size=self.cfg.batch_size)
-        fit(net, list(net.parameters()), self.stream.train(0, self.cfg.batch_size, self.data_seed("pretrain", 0)), tc,
-            desc="pretrain", progress=self.cfg.progress)
+        tc = TrainConfig(
+            optimizer="adam",
+            lr=self.cfg.pretrain_lr,
+            epochs=1e9,
+            iterations=self.cfg.pretrain_iterations,
+            batch_size=self.cfg.batch_size,
+        )
+        fit(
+            net,
+            list(net.parameters()),
+            self.stream.train(0, self.cfg.batch_size, self.data_seed("pretrain", 0)),
+            tc,
+            desc="pretrain",
+            progress=self.cfg.progress,
+        )
         net.eval()
         acc = accuracy(net, self.test(0))
-        self.results["pretrain"] = {"task": self.cfg.tasks[0], "acc": acc, "train_s": round(time.time() - t0, 2),
-                                    "iterations": self.cfg.pretrain_iterations,
-                                    "parameters": sum(p.numel() for p in net.parameters())}
+        self.results["pretrain"] = {
+            "task": self.cfg.tasks[0],
+            "acc": acc,
+            "train_s": round(time.time() - t0, 2),
+            "iterations": self.cfg.pretrain_iterations,
+            "parameters": sum(p.numel() for p in net.parameters()),
+        }
         self.log(f"pretrained on {self.stream.describe(0)}: accuracy {acc:.4f} in {time.time() - t0:.0f}s")
         return net
 
@@ -196,22 +216,35 @@ class AdaptRunner(RunnerBase):
             t0 = time.time()
             R.measure_row(t, evaluate)
             eval_s.append(round(time.time() - t0, 2))
-            self.log(f"{method}: {cfg.tasks[t]} accuracy {R.R[t][t]:.4f} (train {train_s[-1]:.1f}s); "
-                     f"row {[round(v, 4) for v in R.R[t][:t + 1]]}")
+            self.log(
+                f"{method}: {cfg.tasks[t]} accuracy {R.R[t][t]:.4f} (train {train_s[-1]:.1f}s); "
+                f"row {[round(v, 4) for v in R.R[t][: t + 1]]}"
+            )
         after = ksm.backbone_tensors(model)
         unchanged = all(torch.equal(before[k], after[k]) for k in before)
         m = R.to_dict()
         storage = ksm.bytes_per_task(model, method)
-        rec = {"task_acc": R.final, "acc_matrix": m["matrix"], "bwt": m["backward_transfer"],
-               "forgetting": m["forgetting"], "average_accuracy": m["average_accuracy"],
-               "new_task_acc": [R.R[t][t] for t in range(1, n)],
-               "bytes_per_task": storage["total"], "storage": storage,
-               "train_s_per_task": train_s, "mean_train_s_per_task": sum(train_s) / len(train_s),
-               "eval_s_per_task": eval_s, "final_loss": losses, "iterations": cfg.iterations, "lr": lr,
-               "backbone_unchanged": unchanged}
+        rec = {
+            "task_acc": R.final,
+            "acc_matrix": m["matrix"],
+            "bwt": m["backward_transfer"],
+            "forgetting": m["forgetting"],
+            "average_accuracy": m["average_accuracy"],
+            "new_task_acc": [R.R[t][t] for t in range(1, n)],
+            "bytes_per_task": storage["total"],
+            "storage": storage,
+            "train_s_per_task": train_s,
+            "mean_train_s_per_task": sum(train_s) / len(train_s),
+            "eval_s_per_task": eval_s,
+            "final_loss": losses,
+            "iterations": cfg.iterations,
+            "lr": lr,
+            "backbone_unchanged": unchanged,
+        }
         if method == "ksm" or method == "kernel_binary":
-            rec["kernel_mask"] = _jsonable(dataclasses.asdict(dataclasses.replace(
-                cfg.kernel(), real="none" if method == "kernel_binary" else cfg.real)))
+            rec["kernel_mask"] = _jsonable(
+                dataclasses.asdict(dataclasses.replace(cfg.kernel(), real="none" if method == "kernel_binary" else cfg.real))
+            )
             rec["temperature"] = [cfg.temperature, cfg.temperature_end]
         return rec
 

@@ -32,10 +32,17 @@ BENCHMARKS = MNIST_BENCHMARKS + tuple(SPLIT_BENCHMARKS)
 
 
 def machine_info(device: torch.device) -> dict:
-    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "impresslearn": __version__, "device": str(device),
-            "backend": ops.backend_for(device)}
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "impresslearn": __version__,
+        "device": str(device),
+        "backend": ops.backend_for(device),
+    }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -55,8 +62,9 @@ class RunnerBase:
     def start_clock(self) -> None:
         self.t0 = time.time()
 
-    def claim_output(self, out, config: dict, free: tuple[str, ...], restart: bool, command: str | None,
-                     lock: bool = True) -> dict | None:
+    def claim_output(
+        self, out, config: dict, free: tuple[str, ...], restart: bool, command: str | None, lock: bool = True
+    ) -> dict | None:
         """Before any work: check `out`, hold its lock for the run's life (`lock`: this process is
         the one that writes), and return the results already there if they are this run's (to
         resume), None if there are none (or `restart`). Refusals are OutputError sentences."""
@@ -106,8 +114,7 @@ class RunnerBase:
         """The seed of one training data stream (its order and augmentation), from the run's seed."""
         return derive_seed(self.cfg.seed, f"data/{kind}/{index}") % (2**31)
 
-    def measure_incorrect_masks(self, model: torch.nn.Module | None, tasks: Sequence[int],
-                                test_batches: Callable) -> None:
+    def measure_incorrect_masks(self, model: torch.nn.Module | None, tasks: Sequence[int], test_batches: Callable) -> None:
         """M[i][j]: task i's mask (model task i) on task j's test data, and the off-diagonal mean:
         near chance when masks are task-specific. Fewer than two tasks (or no model): nothing."""
         if model is None or len(tasks) < 2:
@@ -122,8 +129,15 @@ class RunnerBase:
 def storage_record(packed: float, index16: float, imp, max_tasks: float, **extra) -> dict:
     """Bytes per task of SupSup (1-bit packed, and 16-bit indices as the papers count) and of
     ImpressLearn (`imp`: `continual.storage.impress_bytes`), and the compression ratios."""
-    return {"supsup_packed": packed, "supsup_index16": index16, **extra,
-            "impresslearn": imp.per_task, "impresslearn_alphas": imp.alphas,
-            "impresslearn_basis_bytes": imp.basis_bytes, "impresslearn_basis_share": imp.basis_share,
-            "max_tasks": None if math.isinf(max_tasks) else max_tasks,
-            "compression_vs_packed": packed / imp.per_task, "compression_vs_index16": index16 / imp.per_task}
+    return {
+        "supsup_packed": packed,
+        "supsup_index16": index16,
+        **extra,
+        "impresslearn": imp.per_task,
+        "impresslearn_alphas": imp.alphas,
+        "impresslearn_basis_bytes": imp.basis_bytes,
+        "impresslearn_basis_share": imp.basis_share,
+        "max_tasks": None if math.isinf(max_tasks) else max_tasks,
+        "compression_vs_packed": packed / imp.per_task,
+        "compression_vs_index16": index16 / imp.per_task,
+    }

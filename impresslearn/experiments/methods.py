@@ -70,16 +70,17 @@ def run_method(runner, method: str) -> dict:
             if step in probe_at:
                 curve[f"{probe_at[step]:g}"] = metrics.accuracy(model, runner.test_batches(t), task=i)
 
-        rec = learner.learn(i, batches, kkt_batches=kkt_batches, probe=probe if early else None,
-                            progress=cfg.progress)
+        rec = learner.learn(i, batches, kkt_batches=kkt_batches, probe=probe if early else None, progress=cfg.progress)
         rec["early_acc"] = curve
         acc.measure_row(i, lambda j: metrics.accuracy(model, runner.test_batches(tasks.new[j]), task=j))
         records.append(rec)
         kkt = rec.get("kkt")
-        note = f", KKT from task {kkt['source']}" if kkt and kkt["source"] is not None else (
-            ", KKT: none beats chance" if kkt else "")
-        runner.log(f"{method} task {i + 1}/{n} ({tasks.stream.describe(t)}): {acc.R[i][i]:.4f}{note} "
-                   f"({rec['seconds']:.1f}s)")
+        note = (
+            f", KKT from task {kkt['source']}"
+            if kkt and kkt["source"] is not None
+            else (", KKT: none beats chance" if kkt else "")
+        )
+        runner.log(f"{method} task {i + 1}/{n} ({tasks.stream.describe(t)}): {acc.R[i][i]:.4f}{note} ({rec['seconds']:.1f}s)")
     return summarise(runner, method, model, learner, acc, records)
 
 
@@ -87,8 +88,7 @@ def summarise(runner, method: str, model, learner: ExssnetLearner, acc: metrics.
     shapes = bb.weight_shapes(bb.network(runner.backbone))
     new_entries = [r["new_entries"] for r in records]
     mask_bytes = storage.supsup_bytes_packed(shapes)
-    per_task = (storage.exssnet_bytes(shapes, new_entries) if learner.cfg.trains_weights
-                else [mask_bytes] * len(records))
+    per_task = storage.exssnet_bytes(shapes, new_entries) if learner.cfg.trains_weights else [mask_bytes] * len(records)
     out = {
         "method": method,
         "task_acc": acc.final,
@@ -105,8 +105,10 @@ def summarise(runner, method: str, model, learner: ExssnetLearner, acc: metrics.
         "early_acc": [r["early_acc"] for r in records],
         "kkt": [r.get("kkt") for r in records],
         "phases": [{k: r[k] for k in ("mask_phase", "weight_phase", "trained_entries") if k in r} for r in records],
-        "training": {"mask": dataclasses.asdict(learner.cfg.mask),
-                     "weight": dataclasses.asdict(learner.cfg.weight) if learner.cfg.trains_weights else None},
+        "training": {
+            "mask": dataclasses.asdict(learner.cfg.mask),
+            "weight": dataclasses.asdict(learner.cfg.weight) if learner.cfg.trains_weights else None,
+        },
     }
     out["checkpoint"] = checkpoint_round_trip(runner, method, model, learner.cfg.trains_weights, acc.final)
     out["done"] = True
@@ -136,7 +138,13 @@ def checkpoint_round_trip(runner, method: str, model, trained: bool, final: list
         fresh = bb.supermask_model(runner.backbone, num_tasks=1).to(runner.device)
         load_checkpoint(path, fresh)
         again = [metrics.accuracy(fresh, runner.test_batches(t), task=j) for j, t in enumerate(runner.tasks.new)]
-        same_weights = all(torch.equal(a.weight, b.weight)
-                           for (_, a), (_, b) in zip(supermask_layers(model), supermask_layers(fresh)))
-        return {"file_bytes": path.stat().st_size, "tasks": n, "seconds": round(time.time() - start, 2),
-                "task_acc": again, "exact": again == list(final) and same_weights}
+        same_weights = all(
+            torch.equal(a.weight, b.weight) for (_, a), (_, b) in zip(supermask_layers(model), supermask_layers(fresh))
+        )
+        return {
+            "file_bytes": path.stat().st_size,
+            "tasks": n,
+            "seconds": round(time.time() - start, 2),
+            "task_acc": again,
+            "exact": again == list(final) and same_weights,
+        }

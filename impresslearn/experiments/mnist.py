@@ -73,11 +73,11 @@ class RunConfig:
     """Everything one `impresslearn run` depends on (written to results.json as `config`)."""
 
     benchmark: str = "permuted-mnist"
-    data_root: str | None = None        # None: the MNIST subset shipped with the package
+    data_root: str | None = None  # None: the MNIST subset shipped with the package
     download: bool = False
-    validation: int = 0                    # >0: evaluate on the last n training images instead of the test set
+    validation: int = 0  # >0: evaluate on the last n training images instead of the test set
     # backbone and mask training (preset, then overrides)
-    arch: str | None = None                # None: lenet_300_100; "vit": models.mnist_vit
+    arch: str | None = None  # None: lenet_300_100; "vit": models.mnist_vit
     preset: str = "topk-0.1"
     density: float | None = None
     mask: str | None = None
@@ -90,16 +90,16 @@ class RunConfig:
     mask_iterations: int | None = None
     # tasks
     new_tasks: int = 5
-    first_new_task: int = 1000             # permuted-mnist: new tasks use permutation seeds from here + 1
-    angle_step: float = 10.0               # rotated-mnist: basis task t is rotated by step * t
-    new_angles: list | None = None      # rotated-mnist: angles of the new tasks (default: between basis angles)
-    random_rotation: bool = False          # rotated-mnist: the ImpressLearn authors' per-image random rotation
+    first_new_task: int = 1000  # permuted-mnist: new tasks use permutation seeds from here + 1
+    angle_step: float = 10.0  # rotated-mnist: basis task t is rotated by step * t
+    new_angles: list | None = None  # rotated-mnist: angles of the new tasks (default: between basis angles)
+    random_rotation: bool = False  # rotated-mnist: the ImpressLearn authors' per-image random rotation
     # ImpressLearn
-    impresslearn: bool = True              # False: SupSup only (the basis and alphas are skipped)
+    impresslearn: bool = True  # False: SupSup only (the basis and alphas are skipped)
     basis: str = "heterogeneous"
     basis_size: int = 10
     per_channel: bool = False
-    hybrid: bool | str = False              # "last" (or True) / "first": that layer a SupSup mask per task
+    hybrid: bool | str = False  # "last" (or True) / "first": that layer a SupSup mask per task
     lam: float = 0.0
     alpha_preset: str = alpha_mod.DEFAULT_ALPHA_PRESET
     alpha_optimizer: str | None = None
@@ -108,36 +108,38 @@ class RunConfig:
     alpha_batch_size: int | None = None
     alpha_schedule: str | None = None
     # extra measurements
-    incorrect_tasks: int = 10              # incorrect-mask matrix over the first n new tasks
-    matrix_every: int = 1                  # accuracy-matrix rows after every n-th task and the last (diagonal always)
-    basis_gn: int = 0                      # basis-GN on the first n basis tasks (heterogeneous)
-    gn_objectives: list = dataclasses.field(default_factory=list)   # "G", "H"
+    incorrect_tasks: int = 10  # incorrect-mask matrix over the first n new tasks
+    matrix_every: int = 1  # accuracy-matrix rows after every n-th task and the last (diagonal always)
+    basis_gn: int = 0  # basis-GN on the first n basis tasks (heterogeneous)
+    gn_objectives: list = dataclasses.field(default_factory=list)  # "G", "H"
     gn_methods: list = dataclasses.field(default_factory=lambda: ["oneshot"])
     gn_inputs: list = dataclasses.field(default_factory=lambda: ["batch"])  # "batch", "first", "mixed"
-    gn_batches: int | None = None       # test batches (of 128) per task for GN (all by default)
+    gn_batches: int | None = None  # test batches (of 128) per task for GN (all by default)
     gn_on: list = dataclasses.field(default_factory=lambda: ["supsup", "impresslearn"])
     # the ExSSNeT comparison (None everywhere: the SupSup + ImpressLearn run above, as before)
-    methods: list | None = None            # of supsup, ssnet, exssnet, exssnet-kkt
-    weight_lr: float | None = None         # weight phase: Adam, no weight decay (default 1e-4)
-    weight_epochs: float | None = None     # default: the mask phase's epochs
-    weight_iterations: int | None = None   # default: the mask phase's iterations
-    kkt_fraction: float | None = None      # of the mask phase's batches KKT reads (default 0.2)
-    kkt_k: int | None = None               # k of KKT's k-NN (default 200)
-    early_eval: list | None = None         # fractions of the mask phase after which accuracy is measured
+    methods: list | None = None  # of supsup, ssnet, exssnet, exssnet-kkt
+    weight_lr: float | None = None  # weight phase: Adam, no weight decay (default 1e-4)
+    weight_epochs: float | None = None  # default: the mask phase's epochs
+    weight_iterations: int | None = None  # default: the mask phase's iterations
+    kkt_fraction: float | None = None  # of the mask phase's batches KKT reads (default 0.2)
+    kkt_k: int | None = None  # k of KKT's k-NN (default 200)
+    early_eval: list | None = None  # fractions of the mask phase after which accuracy is measured
     # running
     seed: int = 0
     device: str = "cpu"
     cache: str | None = None
     eval_batch_size: int = 2000
-    progress: bool | None = None       # progress bars: None = only on a terminal
-    verbose: bool = True                   # log lines on stderr
-    restart: bool = False                  # replace the results (and units) of another run at --out
+    progress: bool | None = None  # progress bars: None = only on a terminal
+    verbose: bool = True  # log lines on stderr
+    restart: bool = False  # replace the results (and units) of another run at --out
 
     def check(self) -> None:
         self.check_methods()
         if self.benchmark in SPLIT_BENCHMARKS:
-            raise ValueError(f"{SPLIT_BENCHMARKS[self.benchmark]} runs through impresslearn.experiments.split "
-                             "(SplitConfig, run_split); this runner takes permuted-mnist and rotated-mnist")
+            raise ValueError(
+                f"{SPLIT_BENCHMARKS[self.benchmark]} runs through impresslearn.experiments.split "
+                "(SplitConfig, run_split); this runner takes permuted-mnist and rotated-mnist"
+            )
         if self.benchmark not in BENCHMARKS:
             raise ValueError(f"benchmark must be one of {BENCHMARKS}, got {self.benchmark!r}")
         if self.arch not in (None, *MNIST_ARCHS):
@@ -177,8 +179,12 @@ class RunConfig:
             raise ValueError(f"matrix_every must be at least 1 (1: a row after every task), got {self.matrix_every}")
         # (without ImpressLearn there is no basis: the new tasks may start at 0, SupSup's own
         # permutation seeds 1, 2, ...)
-        if self.benchmark == "permuted-mnist" and self.impresslearn and not self.methods and \
-                self.first_new_task < self.basis_size:
+        if (
+            self.benchmark == "permuted-mnist"
+            and self.impresslearn
+            and not self.methods
+            and self.first_new_task < self.basis_size
+        ):
             raise ValueError(f"new tasks (from {self.first_new_task}) would overlap the {self.basis_size} basis tasks")
         if self.benchmark == "rotated-mnist" and self.new_angles and len(self.new_angles) != self.new_tasks:
             raise ValueError(f"{len(self.new_angles)} new angles given for {self.new_tasks} new tasks")
@@ -199,8 +205,10 @@ class RunConfig:
         if self.data_root is not None and not self.download:
             raw = Path(self.data_root) / "MNIST" / "raw"
             if not any((raw / f).exists() for f in ("train-images-idx3-ubyte", "train-images-idx3-ubyte.gz")):
-                raise FileNotFoundError(f"MNIST not found under {self.data_root} (expected {raw}/train-images-idx3-"
-                                        "ubyte, torchvision's layout); add --download to fetch it there")
+                raise FileNotFoundError(
+                    f"MNIST not found under {self.data_root} (expected {raw}/train-images-idx3-"
+                    "ubyte, torchvision's layout); add --download to fetch it there"
+                )
 
     def check_sizes(self) -> None:
         """Every layer keeps a weight at the density asked for, and the run's tasks fit in memory
@@ -214,18 +222,22 @@ class RunConfig:
                 raise ValueError(f"{err}: layer {name!r} of the {backbone.arch} backbone") from None
         tasks = self.new_tasks + (self.basis_size + self.basis_gn if self.impresslearn else 0)
         rows = -(-self.new_tasks // self.matrix_every) + 1  # accuracy-matrix rows of 8-byte entries
-        check_allocation(tasks * storage.supsup_bytes_packed(shapes) + rows * self.new_tasks * 8,
-                         f"a run of {tasks} tasks (their packed masks and accuracy matrix)")
+        check_allocation(
+            tasks * storage.supsup_bytes_packed(shapes) + rows * self.new_tasks * 8,
+            f"a run of {tasks} tasks (their packed masks and accuracy matrix)",
+        )
 
     def check_methods(self) -> None:
         if self.methods is None:
-            extra = [n for n in ("weight_lr", "weight_epochs", "weight_iterations", "kkt_fraction", "kkt_k", "early_eval")
-                     if getattr(self, n) is not None]
+            extra = [
+                n
+                for n in ("weight_lr", "weight_epochs", "weight_iterations", "kkt_fraction", "kkt_k", "early_eval")
+                if getattr(self, n) is not None
+            ]
             if extra:
                 raise ValueError(f"{extra[0]} belongs to the ExSSNeT comparison; add --methods")
             if self.benchmark == "split-mnist":
-                raise ValueError("split-mnist runs the ExSSNeT comparison only; add --methods, e.g. "
-                                 "--methods supsup,exssnet")
+                raise ValueError("split-mnist runs the ExSSNeT comparison only; add --methods, e.g. --methods supsup,exssnet")
             return
         if not self.methods:
             raise ValueError(f"methods must name at least one of {', '.join(METHODS)}")
@@ -246,32 +258,50 @@ class RunConfig:
 
     def exssnet_config(self, method: str) -> ExssnetConfig:
         tr = self.mask_training()
-        weight = TrainConfig(optimizer="adam", lr=1e-4 if self.weight_lr is None else self.weight_lr,
-                             epochs=tr.epochs if self.weight_epochs is None else self.weight_epochs,
-                             iterations=tr.iterations if self.weight_iterations is None else self.weight_iterations,
-                             batch_size=tr.batch_size, weight_decay=0.0)
+        weight = TrainConfig(
+            optimizer="adam",
+            lr=1e-4 if self.weight_lr is None else self.weight_lr,
+            epochs=tr.epochs if self.weight_epochs is None else self.weight_epochs,
+            iterations=tr.iterations if self.weight_iterations is None else self.weight_iterations,
+            batch_size=tr.batch_size,
+            weight_decay=0.0,
+        )
         kkt = {k: v for k, v in (("kkt_fraction", self.kkt_fraction), ("kkt_k", self.kkt_k)) if v is not None}
         return ExssnetConfig(method=method, mask=tr, weight=weight, classes=self.backbone().classes, **kkt)
 
     def backbone(self) -> bb.BackboneConfig:
         cfg, _ = masks.preset(self.preset)
-        over = dict(arch=self.arch, density=self.density, mask=self.mask, init=self.init, scale=self.scale,
-                    outputs=self.outputs, seed=self.seed)
+        over = dict(
+            arch=self.arch,
+            density=self.density,
+            mask=self.mask,
+            init=self.init,
+            scale=self.scale,
+            outputs=self.outputs,
+            seed=self.seed,
+        )
         if self.benchmark == "split-mnist":  # 2 classes per task, one shared head of 2 outputs
             over.update(classes=2, outputs=self.outputs or 2)
         return bb.replace(cfg, **over)
 
     def mask_training(self) -> TrainConfig:
         _, tr = masks.preset(self.preset)
-        return bb.replace(tr, optimizer=self.mask_optimizer, lr=self.mask_lr, epochs=self.mask_epochs,
-                          iterations=self.mask_iterations)
+        return bb.replace(
+            tr, optimizer=self.mask_optimizer, lr=self.mask_lr, epochs=self.mask_epochs, iterations=self.mask_iterations
+        )
 
     def alpha_training(self) -> TrainConfig:
         if self.alpha_preset not in ALPHA_PRESETS:
             raise ValueError(f"alpha preset must be one of {sorted(ALPHA_PRESETS)}, got {self.alpha_preset!r}")
         tr = TrainConfig(**ALPHA_PRESETS[self.alpha_preset])
-        return bb.replace(tr, optimizer=self.alpha_optimizer, lr=self.alpha_lr, epochs=self.alpha_epochs,
-                          batch_size=self.alpha_batch_size, schedule=self.alpha_schedule)
+        return bb.replace(
+            tr,
+            optimizer=self.alpha_optimizer,
+            lr=self.alpha_lr,
+            epochs=self.alpha_epochs,
+            batch_size=self.alpha_batch_size,
+            schedule=self.alpha_schedule,
+        )
 
 
 # The alpha-fitting settings `impresslearn run` offers are the algorithm layer's.
@@ -279,6 +309,7 @@ ALPHA_PRESETS = alpha_mod.ALPHA_PRESETS
 
 
 # --------------------------------------------------------------------------- data and tasks
+
 
 def load_arrays(cfg: RunConfig) -> MnistArrays:
     arrays = load_subset() if cfg.data_root is None else load_mnist(cfg.data_root, download=cfg.download)
@@ -288,8 +319,8 @@ def load_arrays(cfg: RunConfig) -> MnistArrays:
 @dataclasses.dataclass
 class Tasks:
     stream: TaskStream
-    basis: list[int]      # stream task of each basis mask (heterogeneous), or [task] for homogeneous
-    new: list[int]        # stream tasks learned as new tasks
+    basis: list[int]  # stream task of each basis mask (heterogeneous), or [task] for homogeneous
+    new: list[int]  # stream tasks learned as new tasks
 
 
 def make_tasks(cfg: RunConfig, arrays: MnistArrays) -> Tasks:
@@ -305,8 +336,7 @@ def make_tasks(cfg: RunConfig, arrays: MnistArrays) -> Tasks:
     new_angles = cfg.new_angles if cfg.new_angles else [cfg.angle_step * (t + 0.5) for t in range(n)]
     if len(new_angles) != n:
         raise ValueError(f"{len(new_angles)} new angles given for {n} new tasks")
-    stream = RotatedMNIST(arrays, angles=basis_angles + [float(a) for a in new_angles],
-                          random_rotation=cfg.random_rotation)
+    stream = RotatedMNIST(arrays, angles=basis_angles + [float(a) for a in new_angles], random_rotation=cfg.random_rotation)
     return Tasks(stream, list(range(k)), list(range(k, k + n)))
 
 
@@ -348,11 +378,13 @@ class MaskCache:
             return
         meta = {"shapes": {n: list(p.shape) for n, p in task_masks.items()}, "info": info}
         atomic_write(self.folder / f"{key}.json", json.dumps(meta, default=str))
-        atomic_write(self.folder / f"{key}.safetensors",
-                     safetensors_bytes({n: p.words for n, p in task_masks.items()}, CACHE_KEY, meta))
+        atomic_write(
+            self.folder / f"{key}.safetensors", safetensors_bytes({n: p.words for n, p in task_masks.items()}, CACHE_KEY, meta)
+        )
 
 
 # --------------------------------------------------------------------------- the run
+
 
 class Runner(RunnerBase):
     """One MNIST experiment. With `out`, the run holds `out` (and its folder `<out>.run/`: learned
@@ -396,18 +428,25 @@ class Runner(RunnerBase):
             "backbone": bb.to_dict(self.backbone),
             "mask_training": dataclasses.asdict(self.mask_train),
             "alpha_training": dataclasses.asdict(self.alpha_train),
-            "data": {"source": arrays.source, "train": int(arrays.train_x.shape[0]),
-                     "eval": int(arrays.test_x.shape[0]), "eval_split": "validation" if cfg.validation else "test"},
-            "tasks": {"basis": [self.tasks.stream.describe(t) for t in self.tasks.basis],
-                      "new": [self.tasks.stream.describe(t) for t in self.tasks.new]},
+            "data": {
+                "source": arrays.source,
+                "train": int(arrays.train_x.shape[0]),
+                "eval": int(arrays.test_x.shape[0]),
+                "eval_split": "validation" if cfg.validation else "test",
+            },
+            "tasks": {
+                "basis": [self.tasks.stream.describe(t) for t in self.tasks.basis],
+                "new": [self.tasks.stream.describe(t) for t in self.tasks.new],
+            },
             "machine": machine_info(self.device),
             "resumed": self.resumed,
         }
 
     # ---- data
     def test_batches(self, task: int, batch_size: int | None = None, limit=None, shuffle=False):
-        return self.tasks.stream.test(task, batch_size or self.cfg.eval_batch_size, device=self.device,
-                                      shuffle=shuffle, seed=self.cfg.seed, limit=limit)
+        return self.tasks.stream.test(
+            task, batch_size or self.cfg.eval_batch_size, device=self.device, shuffle=shuffle, seed=self.cfg.seed, limit=limit
+        )
 
     # ---- SupSup masks
     def learn_masks(self, stream_tasks: Sequence[int], label: str, matrix: bool) -> tuple[torch.nn.Module, dict]:
@@ -426,12 +465,12 @@ class Runner(RunnerBase):
                 cached += 1
             else:
                 batches = self.tasks.stream.train(t, self.mask_train.batch_size, seed=self.data_seed(i, t), device=self.device)
-                masks.train_mask(model, i, batches, self.mask_train, progress=self.cfg.progress,
-                                 desc=f"{label} mask {i + 1}/{n}")
+                masks.train_mask(model, i, batches, self.mask_train, progress=self.cfg.progress, desc=f"{label} mask {i + 1}/{n}")
                 self.cache.put(key, masks.task_masks(model, [i]), {"task": self.tasks.stream.describe(t), "slot": i})
             if acc is not None:
-                acc.measure_row(i, lambda j: metrics.accuracy(model, self.test_batches(stream_tasks[j]), task=j),
-                                tasks=self.matrix_row(i, n))
+                acc.measure_row(
+                    i, lambda j: metrics.accuracy(model, self.test_batches(stream_tasks[j]), task=j), tasks=self.matrix_row(i, n)
+                )
                 diag.append(acc.R[i][i])
             else:
                 diag.append(metrics.accuracy(model, self.test_batches(t), task=i))
@@ -450,9 +489,15 @@ class Runner(RunnerBase):
 
     def mask_key(self, slot: int, task: int) -> str:
         # the model slot fixes the score initialisation seed; the data seed follows slot and task
-        return MaskCache.key(backbone=bb.to_dict(self.backbone), train=dataclasses.asdict(self.mask_train),
-                             stream=self.tasks.stream.name, task=self.tasks.stream.describe(task), slot=slot,
-                             data=self.results["data"]["source"], data_seed=self.data_seed(slot, task))
+        return MaskCache.key(
+            backbone=bb.to_dict(self.backbone),
+            train=dataclasses.asdict(self.mask_train),
+            stream=self.tasks.stream.name,
+            task=self.tasks.stream.describe(task),
+            slot=slot,
+            data=self.results["data"]["source"],
+            data_seed=self.data_seed(slot, task),
+        )
 
     def build_basis(self) -> dict[str, PackedMasks]:
         cfg, k = self.cfg, self.cfg.basis_size
@@ -470,8 +515,9 @@ class Runner(RunnerBase):
     # ---- ImpressLearn
     def learn_alphas(self, basis) -> torch.nn.Module:
         cfg, n = self.cfg, len(self.tasks.new)
-        model = bb.impress_model(self.backbone, basis, per_channel=cfg.per_channel, num_tasks=n,
-                                 hybrid=cfg.hybrid).to(self.device)
+        model = bb.impress_model(self.backbone, basis, per_channel=cfg.per_channel, num_tasks=n, hybrid=cfg.hybrid).to(
+            self.device
+        )
         acc = metrics.AccuracyMatrix(n)
         fits = []
         for i, t in enumerate(self.tasks.new):
@@ -485,14 +531,23 @@ class Runner(RunnerBase):
             else:
                 batches = self.alpha_batches(t, seed=self.data_seed(10_000 + i, t))
                 start = time.time()
-                fit = alpha_mod.fit_alpha(model, i, batches, self.alpha_train, lam=cfg.lam, progress=cfg.progress,
-                                          desc=f"alpha {i + 1}/{n}", finish=False)
+                fit = alpha_mod.fit_alpha(
+                    model,
+                    i,
+                    batches,
+                    self.alpha_train,
+                    lam=cfg.lam,
+                    progress=cfg.progress,
+                    desc=f"alpha {i + 1}/{n}",
+                    finish=False,
+                )
                 fits.append({**fit, "seconds": round(time.time() - start, 1)})
                 if unit is not None:  # saved as it trained (the unit's format), then finished
                     unit.save(state_bytes(task_state(model, i), position=fits[-1]))
                 finish_task(model, i)
-            acc.measure_row(i, lambda j: metrics.accuracy(model, self.test_batches(self.tasks.new[j]), task=j),
-                            tasks=self.matrix_row(i, n))
+            acc.measure_row(
+                i, lambda j: metrics.accuracy(model, self.test_batches(self.tasks.new[j]), task=j), tasks=self.matrix_row(i, n)
+            )
             self.log(f"ImpressLearn task {i + 1}/{n} ({self.tasks.stream.describe(t)}): {acc.R[i][i]:.4f}")
             diag = [acc.R[j][j] for j in range(i + 1)]
             self.results["impresslearn"].update(new_task_acc=diag, mean_acc=sum(diag) / len(diag), fits=fits)
@@ -513,8 +568,15 @@ class Runner(RunnerBase):
         for b in range(self.cfg.basis_gn):
             model = bb.impress_model(self.backbone, basis, per_channel=self.cfg.per_channel).to(self.device)
             t = self.tasks.basis[b]
-            res = alpha_mod.basis_gn(model, 0, self.alpha_batches(t, seed=self.data_seed(20_000 + b, t)),
-                                     self.alpha_train, b, lam=self.cfg.lam, progress=self.cfg.progress)
+            res = alpha_mod.basis_gn(
+                model,
+                0,
+                self.alpha_batches(t, seed=self.data_seed(20_000 + b, t)),
+                self.alpha_train,
+                b,
+                lam=self.cfg.lam,
+                progress=self.cfg.progress,
+            )
             res["acc"] = metrics.accuracy(model, self.test_batches(t), task=0)
             out.append(res)
             self.log(f"basis-GN basis task {b}: favoured {res['favoured']} (found={res['found']}), acc {res['acc']:.4f}")
@@ -526,8 +588,10 @@ class Runner(RunnerBase):
         # What holding every task for inference costs: the packed bases (and alphas) of the model
         # against SupSup's stacked float masks, one float per weight and mask.
         layers = impress_layers(model)
-        memory = {"packed_bytes": sum(m.basis.nbytes + m.alphas.numel() * m.alphas.element_size() for _, m in layers),
-                  "dense_float_masks_bytes": sum(m.basis.num_masks * m.weight.numel() * 4 for _, m in layers)}
+        memory = {
+            "packed_bytes": sum(m.basis.nbytes + m.alphas.numel() * m.alphas.element_size() for _, m in layers),
+            "dense_float_masks_bytes": sum(m.basis.num_masks * m.weight.numel() * 4 for _, m in layers),
+        }
         self.results.setdefault("task_inference_memory", {})[label] = memory
         if "G" in cfg.gn_objectives and self.backbone.outputs <= self.backbone.classes:
             self.log("GN objective G skipped: it needs superfluous outputs (--outputs 100, or --preset supsup)")
@@ -539,37 +603,61 @@ class Runner(RunnerBase):
             banked = bank_supports(model)
             if "oneshot" in cfg.gn_methods:  # why one-shot finds the task or not (design.md §2.6)
                 diag = inference.diagnose_superposition(
-                    model, lambda t: self.test_batches(t, 128, limit=cfg.gn_batches, shuffle=True), self.tasks.new,
-                    objective=objective, classes=self.backbone.classes)
+                    model,
+                    lambda t: self.test_batches(t, 128, limit=cfg.gn_batches, shuffle=True),
+                    self.tasks.new,
+                    objective=objective,
+                    classes=self.backbone.classes,
+                )
                 self.results.setdefault("task_inference_diagnosis", {}).setdefault(label, []).append(diag)
-                self.log(f"GN over {label} tasks, {objective}: the superposition classifies "
-                         f"{diag['superposition_acc']:.4f}, output std {diag['superposition_output_std']:.3f} "
-                         f"against the tasks' {diag['task_output_std']:.3f}; the true task's gradient is the most "
-                         f"negative for {diag['true_task_most_negative']:.4f} of batches, the most positive for "
-                         f"{diag['true_task_most_positive']:.4f}")
+                self.log(
+                    f"GN over {label} tasks, {objective}: the superposition classifies "
+                    f"{diag['superposition_acc']:.4f}, output std {diag['superposition_output_std']:.3f} "
+                    f"against the tasks' {diag['task_output_std']:.3f}; the true task's gradient is the most "
+                    f"negative for {diag['true_task_most_negative']:.4f} of batches, the most positive for "
+                    f"{diag['true_task_most_positive']:.4f}"
+                )
             for method in cfg.gn_methods:
                 for inp in cfg.gn_inputs:
                     if inp == "mixed" and method == "binary":
-                        self.log("GN binary search skipped for mixed batches: it halves the candidates of a whole "
-                                 "batch (per sample: oneshot or exhaustive)")
+                        self.log(
+                            "GN binary search skipped for mixed batches: it halves the candidates of a whole "
+                            "batch (per sample: oneshot or exhaustive)"
+                        )
                         continue
                     if inp == "mixed" and not banked:
-                        self.log("GN on mixed batches skipped: per-sample inference needs a task bank, which a "
-                                 "model with attention does not take")
+                        self.log(
+                            "GN on mixed batches skipped: per-sample inference needs a task bank, which a "
+                            "model with attention does not take"
+                        )
                         continue
                     start = time.time()
                     batches = lambda t: self.test_batches(t, 128, limit=cfg.gn_batches, shuffle=True)  # noqa: E731
                     total = len(batches(self.tasks.new[0])) * len(self.tasks.new)
-                    with tqdm(total=total, desc=f"GN {label} {objective} {method} {inp}", leave=False,
-                              disable=None if cfg.progress is None else not cfg.progress, mininterval=1.0) as bar:
+                    with tqdm(
+                        total=total,
+                        desc=f"GN {label} {objective} {method} {inp}",
+                        leave=False,
+                        disable=None if cfg.progress is None else not cfg.progress,
+                        mininterval=1.0,
+                    ) as bar:
                         res = inference.task_inference(
-                            model, batches, self.tasks.new, objective=objective, method=method,
-                            classes=self.backbone.classes, inputs=inp, progress=lambda: bar.update(1))
+                            model,
+                            batches,
+                            self.tasks.new,
+                            objective=objective,
+                            method=method,
+                            classes=self.backbone.classes,
+                            inputs=inp,
+                            progress=lambda: bar.update(1),
+                        )
                     res["seconds"] = round(time.time() - start, 1)
                     out.append(res)
                     unit = f"{res['samples']} mixed samples" if inp == "mixed" else f"{res['batches']} batches"
-                    self.log(f"GN over {label} tasks, {objective} {method} from {inp}: task found for "
-                             f"{res['task_acc']:.4f} of {unit}, accuracy {res['acc']:.4f}")
+                    self.log(
+                        f"GN over {label} tasks, {objective} {method} from {inp}: task found for "
+                        f"{res['task_acc']:.4f} of {unit}, accuracy {res['acc']:.4f}"
+                    )
                     self.results["task_inference"][label] = out
                     self.save()
         return out
@@ -586,11 +674,18 @@ class Runner(RunnerBase):
             self.results["backbone"].update(density=None, measured_density=density)
         max_tasks = storage.BENCHMARK_MAX_TASKS[cfg.benchmark]
         hybrid_layer = bb.hybrid_layer_name(bb.network(self.backbone), cfg.hybrid)
-        imp = storage.impress_bytes(shapes, cfg.basis_size, per_channel=cfg.per_channel, max_tasks=max_tasks,
-                                    hybrid_layer=hybrid_layer)
-        return storage_record(storage.supsup_bytes_packed(shapes), storage.supsup_bytes_indices(shapes, density), imp,
-                              max_tasks, supsup_density=density, impresslearn_alpha_bytes=imp.alpha_bytes,
-                              impresslearn_hybrid_mask_bytes=imp.mask_bytes)
+        imp = storage.impress_bytes(
+            shapes, cfg.basis_size, per_channel=cfg.per_channel, max_tasks=max_tasks, hybrid_layer=hybrid_layer
+        )
+        return storage_record(
+            storage.supsup_bytes_packed(shapes),
+            storage.supsup_bytes_indices(shapes, density),
+            imp,
+            max_tasks,
+            supsup_density=density,
+            impresslearn_alpha_bytes=imp.alpha_bytes,
+            impresslearn_hybrid_mask_bytes=imp.mask_bytes,
+        )
 
     # ---- everything
     def run(self) -> dict:
@@ -603,25 +698,36 @@ class Runner(RunnerBase):
         cfg = self.cfg
         self.save()  # the results file is this run's from now on: a restart after a kill resumes it
         if cfg.methods:
-            self.log(f"{cfg.benchmark}: {len(self.tasks.new)} tasks, methods {', '.join(cfg.methods)}; "
-                     f"backend {ops.backend_for(self.device)}")
+            self.log(
+                f"{cfg.benchmark}: {len(self.tasks.new)} tasks, methods {', '.join(cfg.methods)}; "
+                f"backend {ops.backend_for(self.device)}"
+            )
             run_methods(self)
             self.results["status"] = "done"
             self.save()
             return self.results
-        method = (f"basis {cfg.basis} K={cfg.basis_size}, {'per-channel' if cfg.per_channel else 'per-layer'}"
-                  f"{bb.hybrid_label(cfg.hybrid)}" if cfg.impresslearn else "SupSup only")
+        method = (
+            f"basis {cfg.basis} K={cfg.basis_size}, {'per-channel' if cfg.per_channel else 'per-layer'}"
+            f"{bb.hybrid_label(cfg.hybrid)}"
+            if cfg.impresslearn
+            else "SupSup only"
+        )
         self.log(f"{cfg.benchmark}: {len(self.tasks.new)} new tasks, {method}; backend {ops.backend_for(self.device)}")
         self.results["supsup"] = {}
-        self.results["impresslearn"] = {"basis": cfg.basis, "basis_size": cfg.basis_size,
-                                        "per_channel": cfg.per_channel, "hybrid": cfg.hybrid, "lam": cfg.lam}
+        self.results["impresslearn"] = {
+            "basis": cfg.basis,
+            "basis_size": cfg.basis_size,
+            "per_channel": cfg.per_channel,
+            "hybrid": cfg.hybrid,
+            "lam": cfg.lam,
+        }
         self.results["task_inference"] = {}
         supsup, info = self.learn_masks(self.tasks.new, "SupSup", matrix=True)
         self.results["supsup"].update(info)
         self.results["storage"] = self.storage(supsup)
         self.save()
 
-        self.measure_incorrect_masks(supsup, self.tasks.new[:cfg.incorrect_tasks], self.test_batches)
+        self.measure_incorrect_masks(supsup, self.tasks.new[: cfg.incorrect_tasks], self.test_batches)
         self.save()
 
         if cfg.gn_objectives and "supsup" in cfg.gn_on:
@@ -637,8 +743,7 @@ class Runner(RunnerBase):
             if cfg.gn_objectives and "impresslearn" in cfg.gn_on:
                 # a hybrid model's mask layer takes no mixture: its superposition holds the tasks'
                 # masks of that layer as a basis with one-hot alphas
-                self.run_gn(inference.superposition_model(self.backbone, impress) if cfg.hybrid else impress,
-                            "impresslearn")
+                self.run_gn(inference.superposition_model(self.backbone, impress) if cfg.hybrid else impress, "impresslearn")
         else:
             self.results["impresslearn"].update(new_task_acc=[], mean_acc=None, skipped=True)
         self.results["status"] = "done"

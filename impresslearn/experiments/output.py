@@ -41,8 +41,10 @@ def check_out(out: str | os.PathLike | None) -> Path:
     if path.is_dir():
         raise OutputError(f"--out {path} is a folder; give a file name inside it, e.g. {path / 'results.json'}")
     if len(os.fsencode(path.name)) > NAME_BYTES - len(".lock"):  # <out>.lock and <out>.run sit beside it
-        raise OutputError(f"--out {path.name[:40]}... is a name of {len(os.fsencode(path.name))} bytes; beside it go "
-                          f"<name>.lock and <name>.run, so it may have at most {NAME_BYTES - len('.lock')}")
+        raise OutputError(
+            f"--out {path.name[:40]}... is a name of {len(os.fsencode(path.name))} bytes; beside it go "
+            f"<name>.lock and <name>.run, so it may have at most {NAME_BYTES - len('.lock')}"
+        )
     parent = path.parent if str(path.parent) else Path(".")
     probe = parent
     while not probe.exists():  # the first folder that exists must let us create the rest
@@ -78,8 +80,10 @@ class RunLock:
             except BlockingIOError:
                 holder = _read_holder(fd)
                 os.close(fd)
-                raise OutputError(f"{self.path.name[:-len('.lock')]} is in use by another run ({holder}); wait for "
-                                  "it to finish, or choose another --out") from None
+                raise OutputError(
+                    f"{self.path.name[: -len('.lock')]} is in use by another run ({holder}); wait for "
+                    "it to finish, or choose another --out"
+                ) from None
             # The holder before us removes the file when it lets go: locked a file no longer at
             # the path, we would hold nothing. Then open the path again.
             try:
@@ -89,8 +93,12 @@ class RunLock:
                 pass
             os.close(fd)
         os.ftruncate(fd, 0)
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
-                "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": self.command,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
         os.write(fd, json.dumps(info).encode())
         os.fsync(fd)
         self._fd = fd
@@ -133,18 +141,21 @@ def existing_results(out: Path, config: dict, free: tuple[str, ...] = (), restar
     try:
         old = json.loads(read_text_file(out))  # a regular file of a results file's size, else refused
     except (OSError, UnicodeDecodeError, ValueError):
-        raise OutputError(f"--out {out} holds something that is not a results file; move it away, or choose "
-                          "another --out") from None
+        raise OutputError(
+            f"--out {out} holds something that is not a results file; move it away, or choose another --out"
+        ) from None
     if not isinstance(old, dict) or not isinstance(old.get("config"), dict) or "status" not in old:
-        raise OutputError(f"--out {out} holds a JSON file that is not an impresslearn results file; move it away, "
-                          "or choose another --out")
+        raise OutputError(
+            f"--out {out} holds a JSON file that is not an impresslearn results file; move it away, or choose another --out"
+        )
     if restart:
         return None
-    diff = sorted(k for k in set(old["config"]) | set(config)
-                  if k not in free and old["config"].get(k) != config.get(k))
+    diff = sorted(k for k in set(old["config"]) | set(config) if k not in free and old["config"].get(k) != config.get(k))
     if diff:
-        raise OutputError(f"--out {out} holds the results of a run with other settings (differs in "
-                          f"{', '.join(diff)}); add --restart to replace them, or choose another --out")
+        raise OutputError(
+            f"--out {out} holds the results of a run with other settings (differs in "
+            f"{', '.join(diff)}); add --restart to replace them, or choose another --out"
+        )
     return old
 
 
@@ -167,11 +178,18 @@ def claim_run_folder(out: Path, fresh: bool) -> Path:
     marker = folder / RUN_MARKER
     owner = str(out.resolve())
     if folder.is_symlink() or folder.exists():
-        ours = (folder.is_dir() and not folder.is_symlink() and marker.is_file() and not marker.is_symlink()
-                and marker.read_text(errors="replace").strip() == owner)
+        ours = (
+            folder.is_dir()
+            and not folder.is_symlink()
+            and marker.is_file()
+            and not marker.is_symlink()
+            and marker.read_text(errors="replace").strip() == owner
+        )
         if not ours:
-            raise OutputError(f"{folder} exists and is not the run folder of {out} (a run keeps its units there); "
-                              "move it away, or choose another --out")
+            raise OutputError(
+                f"{folder} exists and is not the run folder of {out} (a run keeps its units there); "
+                "move it away, or choose another --out"
+            )
         if fresh:
             shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)

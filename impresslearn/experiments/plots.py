@@ -1,14 +1,14 @@
 """Plots of `impresslearn run` results (matplotlib, PNG).
 
-    accuracy_vs_bytes(results, path)    mean new-task accuracy against bytes per task, every method
-    impressions_box(results, path)      the paper's box plots: new-task accuracy by number (K) and
-                                        type (basis kind) of impressions, per-layer and per-channel
-    adapt_accuracy_vs_bytes(rs, path)   `impresslearn adapt` (KSM) files: mean new-task accuracy
-                                        against bytes per task of every method and variant
-    methods_overview(paths, path)       every method of the library on one figure: the random
-                                        backbone's methods on PermutedMNIST, and KSM's adaptation
-    quickstart_plot(rows, path)         the quickstart's lessons, ImpressLearn beside SupSup
-    plot_results(paths, out_dir)        all that apply, for each benchmark found in the JSON files
+accuracy_vs_bytes(results, path)    mean new-task accuracy against bytes per task, every method
+impressions_box(results, path)      the paper's box plots: new-task accuracy by number (K) and
+                                    type (basis kind) of impressions, per-layer and per-channel
+adapt_accuracy_vs_bytes(rs, path)   `impresslearn adapt` (KSM) files: mean new-task accuracy
+                                    against bytes per task of every method and variant
+methods_overview(paths, path)       every method of the library on one figure: the random
+                                    backbone's methods on PermutedMNIST, and KSM's adaptation
+quickstart_plot(rows, path)         the quickstart's lessons, ImpressLearn beside SupSup
+plot_results(paths, out_dir)        all that apply, for each benchmark found in the JSON files
 """
 
 from __future__ import annotations
@@ -72,12 +72,29 @@ def quickstart_plot(rows: list[dict], path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, r in enumerate(rows):
         color = f"C{i}"
-        ax.scatter(r["impresslearn_bytes"], 100 * r["impresslearn_acc"], color=color, marker="o",
-                   label=f"ImpressLearn: {r['lesson']}", zorder=3)
-        ax.scatter(r["supsup_bytes"], 100 * r["supsup_acc"], color=color, marker="*", s=120,
-                   label=f"SupSup mask: {r['lesson'].split(',')[0]}", zorder=3)
-        ax.plot([r["impresslearn_bytes"], r["supsup_bytes"]], [100 * r["impresslearn_acc"], 100 * r["supsup_acc"]],
-                color=color, alpha=0.4)
+        ax.scatter(
+            r["impresslearn_bytes"],
+            100 * r["impresslearn_acc"],
+            color=color,
+            marker="o",
+            label=f"ImpressLearn: {r['lesson']}",
+            zorder=3,
+        )
+        ax.scatter(
+            r["supsup_bytes"],
+            100 * r["supsup_acc"],
+            color=color,
+            marker="*",
+            s=120,
+            label=f"SupSup mask: {r['lesson'].split(',')[0]}",
+            zorder=3,
+        )
+        ax.plot(
+            [r["impresslearn_bytes"], r["supsup_bytes"]],
+            [100 * r["impresslearn_acc"], 100 * r["supsup_acc"]],
+            color=color,
+            alpha=0.4,
+        )
     return finish_log_x(fig, ax, path, "mean accuracy on the new tasks (%)", "impresslearn quickstart (shipped MNIST subset)")
 
 
@@ -89,11 +106,22 @@ def accuracy_vs_bytes(results: list[dict], path: str | Path, title: str = "") ->
         imp, st = r["impresslearn"], r["storage"]
         pc = bool(imp["per_channel"])
         key = (imp["basis"], pc)
-        ax.scatter(st["impresslearn"], 100 * imp["mean_acc"], color=KIND_COLORS[imp["basis"]], marker=ALPHA_MARKERS[pc],
-                   label=None if key in seen else f"ImpressLearn {imp['basis']}, {_label(pc)}", zorder=3)
+        ax.scatter(
+            st["impresslearn"],
+            100 * imp["mean_acc"],
+            color=KIND_COLORS[imp["basis"]],
+            marker=ALPHA_MARKERS[pc],
+            label=None if key in seen else f"ImpressLearn {imp['basis']}, {_label(pc)}",
+            zorder=3,
+        )
         seen.add(key)
-        ax.annotate(f"K={imp['basis_size']}{hybrid_label(imp['hybrid'])}", (st["impresslearn"], 100 * imp["mean_acc"]),
-                    textcoords="offset points", xytext=(4, 3), fontsize=7)
+        ax.annotate(
+            f"K={imp['basis_size']}{hybrid_label(imp['hybrid'])}",
+            (st["impresslearn"], 100 * imp["mean_acc"]),
+            textcoords="offset points",
+            xytext=(4, 3),
+            fontsize=7,
+        )
         supsup["packed"].append((st["supsup_packed"], r["supsup"]["mean_acc"]))
         supsup["index16"].append((st["supsup_index16"], r["supsup"]["mean_acc"]))
     for name, marker in (("packed", "*"), ("index16", "P")):
@@ -147,8 +175,13 @@ def impressions_box(results: list[dict], path: str | Path, title: str = "") -> P
     return Path(path)
 
 
-ADAPT_STYLE = {"finetune": ("tab:red", "X"), "head": ("tab:gray", "v"), "piggyback": ("tab:orange", "o"),
-               "kernel_binary": ("tab:green", "s"), "ksm": ("tab:blue", "*")}
+ADAPT_STYLE = {
+    "finetune": ("tab:red", "X"),
+    "head": ("tab:gray", "v"),
+    "piggyback": ("tab:orange", "o"),
+    "kernel_binary": ("tab:green", "s"),
+    "ksm": ("tab:blue", "*"),
+}
 
 
 def _variant(r: dict, method: str) -> str:
@@ -172,8 +205,9 @@ def adapt_accuracy_vs_bytes(results: list[dict], path: str | Path, title: str = 
                 continue
             seen.add(name)
             acc = 100 * sum(rec["new_task_acc"]) / len(rec["new_task_acc"])
-            ax.scatter(rec["bytes_per_task"], acc, color=color, marker=marker, s=90, zorder=3,
-                       alpha=1.0 if name == method else 0.5)
+            ax.scatter(
+                rec["bytes_per_task"], acc, color=color, marker=marker, s=90, zorder=3, alpha=1.0 if name == method else 0.5
+            )
             ax.annotate(name, (rec["bytes_per_task"], acc), textcoords="offset points", xytext=(5, 3), fontsize=7)
     ax.set_xscale("log")
     ax.set_xlabel("bytes per task, head included (log scale)")
@@ -194,8 +228,12 @@ def _is_adapt(path) -> bool:
     return isinstance(r, dict) and "methods_done" in r
 
 
-METHOD_STYLE = {"supsup": ("black", "*"), "ssnet": ("tab:purple", "D"), "exssnet": ("tab:red", "P"),
-                "exssnet-kkt": ("tab:brown", "X")}
+METHOD_STYLE = {
+    "supsup": ("black", "*"),
+    "ssnet": ("tab:purple", "D"),
+    "exssnet": ("tab:red", "P"),
+    "exssnet-kkt": ("tab:brown", "X"),
+}
 
 
 def methods_overview(paths: Sequence[str | Path], path: str | Path) -> Path:
@@ -223,21 +261,35 @@ def methods_overview(paths: Sequence[str | Path], path: str | Path) -> Path:
         imp, st = r["impresslearn"], r["storage"]
         pc = bool(imp["per_channel"])
         label = f"ImpressLearn, {_label(pc)} (K = 5..50, 3 new tasks)"
-        left.scatter(st["impresslearn"], 100 * imp["mean_acc"], color="tab:blue" if pc else "tab:cyan",
-                     marker=ALPHA_MARKERS[pc], label=None if label in seen else label, zorder=3, alpha=0.7)
+        left.scatter(
+            st["impresslearn"],
+            100 * imp["mean_acc"],
+            color="tab:blue" if pc else "tab:cyan",
+            marker=ALPHA_MARKERS[pc],
+            label=None if label in seen else label,
+            zorder=3,
+            alpha=0.7,
+        )
         seen.add(label)
     if runs:
         b = sum(r["storage"]["supsup_packed"] for r in runs) / len(runs)
         a = sum(r["supsup"]["mean_acc"] for r in runs) / len(runs)
-        left.scatter(b, 100 * a, color="black", marker="*", s=160, label="SupSup, 1-bit packed mask (same 3 tasks)",
-                     zorder=4)
+        left.scatter(b, 100 * a, color="black", marker="*", s=160, label="SupSup, 1-bit packed mask (same 3 tasks)", zorder=4)
     for (m, density), pts in sorted(methods.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         color, marker = METHOD_STYLE.get(m, ("gray", "o"))
         b = sum(x for x, _ in pts) / len(pts)
         a = 100 * sum(y for _, y in pts) / len(pts)
         label = f"{m} (--methods runs, 10 tasks)"
-        left.scatter(b, a, color=color, marker=marker, s=70, label=None if label in seen else label, zorder=3,
-                     facecolors="none" if m == "supsup" else None)
+        left.scatter(
+            b,
+            a,
+            color=color,
+            marker=marker,
+            s=70,
+            label=None if label in seen else label,
+            zorder=3,
+            facecolors="none" if m == "supsup" else None,
+        )
         seen.add(label)
         left.annotate(f"{density:g}", (b, a), textcoords="offset points", xytext=(4, -9), fontsize=6)
     left.set_title("random frozen LeNet-300-100, PermutedMNIST")
@@ -275,7 +327,8 @@ def plot_results(paths: Sequence[str | Path], out_dir: str | Path) -> list[Path]
         written.append(adapt_accuracy_vs_bytes(rs, out_dir / "ksm-adapt-accuracy-vs-bytes.png"))
     for bench in sorted({r["config"]["benchmark"] for r in results}):
         rs = [r for r in results if r["config"]["benchmark"] == bench]
-        written.append(accuracy_vs_bytes(rs, out_dir / f"{bench}-accuracy-vs-bytes.png",
-                                         f"{bench}: accuracy against bytes per task"))
+        written.append(
+            accuracy_vs_bytes(rs, out_dir / f"{bench}-accuracy-vs-bytes.png", f"{bench}: accuracy against bytes per task")
+        )
         written.append(impressions_box(rs, out_dir / f"{bench}-impressions.png", f"{bench}: new-task accuracy by impressions"))
     return written

@@ -36,13 +36,21 @@ from .tables import _aligned, nbytes, pct, ratio
 
 MATCH_POINTS = 3.0  # within this many accuracy points of SupSup's, a row "matches"
 
-BASE = RunConfig(data_root=None, basis="heterogeneous", basis_size=5, new_tasks=2, mask_epochs=3.0,
-                 alpha_epochs=20.0, incorrect_tasks=0, verbose=False)
+BASE = RunConfig(
+    data_root=None,
+    basis="heterogeneous",
+    basis_size=5,
+    new_tasks=2,
+    mask_epochs=3.0,
+    alpha_epochs=20.0,
+    incorrect_tasks=0,
+    verbose=False,
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class Lesson:
-    name: str       # the row's label
+    name: str  # the row's label
     cfg: RunConfig
 
     @property
@@ -51,16 +59,20 @@ class Lesson:
         c = self.cfg
         if c.benchmark == "rotated-mnist":
             new = c.new_angles or [c.angle_step * (t + 0.5) for t in range(c.new_tasks)]
-            return (f"new angles {', '.join(f'{a:g}°' for a in new)}; basis angles "
-                    f"{', '.join(f'{c.angle_step * t:g}°' for t in range(c.basis_size))}")
+            return (
+                f"new angles {', '.join(f'{a:g}°' for a in new)}; basis angles "
+                f"{', '.join(f'{c.angle_step * t:g}°' for t in range(c.basis_size))}"
+            )
         return f"{c.new_tasks} new permutations; {c.basis_size} basis permutations"
 
 
 LESSONS = (
     Lesson("RotatedMNIST, per-layer alpha", dataclasses.replace(BASE, benchmark="rotated-mnist")),
     Lesson("PermutedMNIST, per-channel alpha", dataclasses.replace(BASE, benchmark="permuted-mnist", per_channel=True)),
-    Lesson("PermutedMNIST, per-layer alpha",
-           dataclasses.replace(BASE, benchmark="permuted-mnist", gn_objectives=["H"], gn_on=["supsup"])),
+    Lesson(
+        "PermutedMNIST, per-layer alpha",
+        dataclasses.replace(BASE, benchmark="permuted-mnist", gn_objectives=["H"], gn_on=["supsup"]),
+    ),
 )
 
 
@@ -75,10 +87,19 @@ def rows_of(results: list[dict]) -> list[dict]:
     for lesson, res in results:
         imp, sup, st = res["impresslearn"]["mean_acc"], res["supsup"]["mean_acc"], res["storage"]
         gap = 100 * (sup - imp)
-        out.append({"lesson": lesson.name, "where": lesson.where, "impresslearn_acc": imp, "supsup_acc": sup,
-                    "impresslearn_bytes": st["impresslearn"], "supsup_bytes": st["supsup_packed"],
-                    "gap_points": gap, "matches": gap <= MATCH_POINTS,
-                    "test_images_per_task": res["data"]["eval"]})
+        out.append(
+            {
+                "lesson": lesson.name,
+                "where": lesson.where,
+                "impresslearn_acc": imp,
+                "supsup_acc": sup,
+                "impresslearn_bytes": st["impresslearn"],
+                "supsup_bytes": st["supsup_packed"],
+                "gap_points": gap,
+                "matches": gap <= MATCH_POINTS,
+                "test_images_per_task": res["data"]["eval"],
+            }
+        )
     return out
 
 
@@ -88,34 +109,54 @@ def verdict(rows: list[dict]) -> str:
     bad = [r for r in rows if not r["matches"]]
     parts = []
     if good:
-        parts.append("ImpressLearn matches a dedicated SupSup mask (within {:g} points) on {}".format(
-            MATCH_POINTS, "; ".join(f"{r['lesson']} at {ratio(r['supsup_bytes'] / r['impresslearn_bytes'])} fewer bytes"
-                                     for r in good)))
+        parts.append(
+            "ImpressLearn matches a dedicated SupSup mask (within {:g} points) on {}".format(
+                MATCH_POINTS,
+                "; ".join(f"{r['lesson']} at {ratio(r['supsup_bytes'] / r['impresslearn_bytes'])} fewer bytes" for r in good),
+            )
+        )
     if bad:
-        parts.append("it does not on {}".format("; ".join(
-            f"{r['lesson']} ({100 * r['impresslearn_acc']:.1f} % against {100 * r['supsup_acc']:.1f} %)" for r in bad)))
+        parts.append(
+            "it does not on {}".format(
+                "; ".join(
+                    f"{r['lesson']} ({100 * r['impresslearn_acc']:.1f} % against {100 * r['supsup_acc']:.1f} %)" for r in bad
+                )
+            )
+        )
     return ", and ".join(parts) + "."
 
 
 def summary(rows: list[dict], gn: list[dict]) -> str:
     table = [("lesson", "new tasks", "ImpressLearn", "SupSup", "bytes per task (ImpressLearn / SupSup)", "verdict")]
     for r in rows:
-        table.append((r["lesson"], r["where"], pct(r["impresslearn_acc"]), pct(r["supsup_acc"]),
-                      f"{nbytes(r['impresslearn_bytes'])} / {nbytes(r['supsup_bytes'])}",
-                      "matches" if r["matches"] else "does not match"))
+        table.append(
+            (
+                r["lesson"],
+                r["where"],
+                pct(r["impresslearn_acc"]),
+                pct(r["supsup_acc"]),
+                f"{nbytes(r['impresslearn_bytes'])} / {nbytes(r['supsup_bytes'])}",
+                "matches" if r["matches"] else "does not match",
+            )
+        )
     n = rows[0]["test_images_per_task"]
     worst = max(std_error(r["supsup_acc"], n) for r in rows)
-    lines = [_aligned(table), "", verdict(rows),
-             f"Each accuracy is measured on {n:,} test images per task (standard error up to {worst:.1f} points); "
-             f"rows within {MATCH_POINTS:g} points are as good as the subset can tell."]
+    lines = [
+        _aligned(table),
+        "",
+        verdict(rows),
+        f"Each accuracy is measured on {n:,} test images per task (standard error up to {worst:.1f} points); "
+        f"rows within {MATCH_POINTS:g} points are as good as the subset can tell.",
+    ]
     for r in gn:
-        lines.append(f"Task inference without labels (SupSup masks, {r['objective']} one-shot): right task for "
-                     f"{pct(r['task_acc'])} of {r['batches']} batches — only {r['batches']} batches decide it.")
+        lines.append(
+            f"Task inference without labels (SupSup masks, {r['objective']} one-shot): right task for "
+            f"{pct(r['task_acc'])} of {r['batches']} batches — only {r['batches']} batches decide it."
+        )
     return "\n".join(lines)
 
 
-def quickstart(out: str | None = None, plot_path: str | None = None, verbose: bool = True,
-               lessons=LESSONS, **overrides) -> dict:
+def quickstart(out: str | None = None, plot_path: str | None = None, verbose: bool = True, lessons=LESSONS, **overrides) -> dict:
     """Run the lessons (`overrides` replace RunConfig fields in each, e.g. for a shorter run), print
     the table and its verdict, write the plot (default: beside `out`, else
     `impresslearn-quickstart.png` in the current folder) and, with `out`, the results JSON."""
@@ -138,8 +179,13 @@ def quickstart(out: str | None = None, plot_path: str | None = None, verbose: bo
     print(summary(rows, gn))
     quickstart_plot(rows, plot_path)
     print(f"\nplot: {plot_path}; finished in {time.time() - start:.0f} s (backend {first['machine']['backend']})")
-    report = {"rows": rows, "verdict": verdict(rows), "task_inference": gn, "plot": str(plot_path),
-              "runs": {lesson.name: res for lesson, res in results}}
+    report = {
+        "rows": rows,
+        "verdict": verdict(rows),
+        "task_inference": gn,
+        "plot": str(plot_path),
+        "runs": {lesson.name: res for lesson, res in results},
+    }
     if out:
         atomic_write(out, json.dumps(report, indent=1))
     return report

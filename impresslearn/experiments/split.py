@@ -81,13 +81,13 @@ class SplitConfig:
     benchmark: str = "split-cifar100"
     data_root: str | None = None
     download: bool = False
-    synthetic: bool = False                 # the generated stand-in of the same shapes
-    synthetic_train: int | None = None   # its images per class (default 20 / 10)
-    synthetic_test: int | None = None    # (default 10 / 5)
-    image_size: int = 224                   # split-imagenet crops (smaller for smoke runs)
+    synthetic: bool = False  # the generated stand-in of the same shapes
+    synthetic_train: int | None = None  # its images per class (default 20 / 10)
+    synthetic_test: int | None = None  # (default 10 / 5)
+    image_size: int = 224  # split-imagenet crops (smaller for smoke runs)
     # backbone and masks
-    arch: str | None = None              # resnet18 (CIFAR) / resnet50; default per benchmark
-    width: int = 64                         # resnet18's first-stage channels
+    arch: str | None = None  # resnet18 (CIFAR) / resnet50; default per benchmark
+    width: int = 64  # resnet18's first-stage channels
     density: float = 0.1
     mask: str = "topk"
     init: str = "kaiming_normal"
@@ -95,8 +95,8 @@ class SplitConfig:
     # tasks
     basis: str = "heterogeneous"
     basis_size: int = 10
-    new_tasks: int = 5                      # 0: build the basis only
-    first_new_task: int | None = None    # default: right after the basis tasks
+    new_tasks: int = 5  # 0: build the basis only
+    first_new_task: int | None = None  # default: right after the basis tasks
     # training (None: the paper's)
     optimizer: str = "adam"
     lr: float | None = None
@@ -113,14 +113,14 @@ class SplitConfig:
     incorrect_tasks: int = 5
     # running
     seed: int = 0
-    device: str | None = None            # default: this process's GPU if CUDA is present, else cpu
-    workers: int = 0                        # DataLoader worker processes per process
+    device: str | None = None  # default: this process's GPU if CUDA is present, else cpu
+    workers: int = 0  # DataLoader worker processes per process
     eval_batch_size: int = 250
-    eval_batches: int | None = None      # at most this many test batches per task
-    checkpoint_every: int = 100             # steps between checkpoints of the unit in progress
-    basis_parallel: str = "masks"           # several processes: "masks" (share out) or "data" (DDP)
-    sync_bn: bool = True                    # data-parallel: BatchNorm over the global batch
-    bn_recalibrate: int = 50                # training batches re-estimating a task's BatchNorm statistics
+    eval_batches: int | None = None  # at most this many test batches per task
+    checkpoint_every: int = 100  # steps between checkpoints of the unit in progress
+    basis_parallel: str = "masks"  # several processes: "masks" (share out) or "data" (DDP)
+    sync_bn: bool = True  # data-parallel: BatchNorm over the global batch
+    bn_recalibrate: int = 50  # training batches re-estimating a task's BatchNorm statistics
     restart: bool = False
     progress: bool | None = None
     verbose: bool = True
@@ -158,8 +158,10 @@ class SplitConfig:
         basis_tasks, new = self.task_lists()
         used = basis_tasks + new
         if used and max(used) >= self.num_tasks:
-            raise ValueError(f"{self.benchmark} has {self.num_tasks} tasks; basis tasks {basis_tasks} and new tasks "
-                             f"{new[:1]}..{new[-1:]} do not fit")
+            raise ValueError(
+                f"{self.benchmark} has {self.num_tasks} tasks; basis tasks {basis_tasks} and new tasks "
+                f"{new[:1]}..{new[-1:]} do not fit"
+            )
         if set(basis_tasks) & set(new):
             raise ValueError(f"new tasks {new} overlap the basis tasks {basis_tasks}")
         for name in ("workers", "incorrect_tasks", "bn_recalibrate"):
@@ -186,28 +188,52 @@ class SplitConfig:
 
     def backbone(self) -> bb.BackboneConfig:
         classes = PAPER_SETTINGS[self.benchmark]["classes"]
-        return bb.BackboneConfig(arch=self.setting("arch"), outputs=classes, classes=classes, density=self.density,
-                                 mask=self.mask, init=self.init, scale=self.scale, seed=self.seed, width=self.width)
+        return bb.BackboneConfig(
+            arch=self.setting("arch"),
+            outputs=classes,
+            classes=classes,
+            density=self.density,
+            mask=self.mask,
+            init=self.init,
+            scale=self.scale,
+            seed=self.seed,
+            width=self.width,
+        )
 
     def mask_training(self) -> TrainConfig:
-        return TrainConfig(optimizer=self.optimizer, lr=self.mask_lr or self.setting("lr"), epochs=self.mask_epochs,
-                           iterations=self.mask_iterations, batch_size=self.setting("batch_size"))
+        return TrainConfig(
+            optimizer=self.optimizer,
+            lr=self.mask_lr or self.setting("lr"),
+            epochs=self.mask_epochs,
+            iterations=self.mask_iterations,
+            batch_size=self.setting("batch_size"),
+        )
 
     def alpha_training(self) -> TrainConfig:
-        return TrainConfig(optimizer=self.optimizer, lr=self.alpha_lr or self.setting("lr"), epochs=self.alpha_epochs,
-                           iterations=self.alpha_iterations, batch_size=self.setting("batch_size"))
+        return TrainConfig(
+            optimizer=self.optimizer,
+            lr=self.alpha_lr or self.setting("lr"),
+            epochs=self.alpha_epochs,
+            iterations=self.alpha_iterations,
+            batch_size=self.setting("batch_size"),
+        )
 
 
 def make_stream(cfg: SplitConfig) -> SplitStream:
     train, test = SYNTHETIC_DEFAULTS[cfg.benchmark]
-    kw = dict(synthetic=cfg.synthetic, synthetic_train=cfg.synthetic_train or train,
-              synthetic_test=cfg.synthetic_test or test, seed=cfg.seed)
+    kw = dict(
+        synthetic=cfg.synthetic,
+        synthetic_train=cfg.synthetic_train or train,
+        synthetic_test=cfg.synthetic_test or test,
+        seed=cfg.seed,
+    )
     if cfg.benchmark == "split-cifar100":
         return split_cifar100(cfg.data_root, download=cfg.download, **kw)
     return split_imagenet(cfg.data_root, image_size=cfg.image_size, **kw)
 
 
 # --------------------------------------------------------------------------- run folder
+
 
 class SharedCheckpoint(FileCheckpoint):
     """A checkpoint that all processes of a data-parallel unit share: rank 0 reads and writes the
@@ -263,8 +289,7 @@ class RunFolder:
         if d.is_main:
             if cfg_file.exists():
                 old = json.loads(cfg_file.read_text())
-                diff = sorted(k for k in set(old) | set(config)
-                              if k not in RESUME_FREE and old.get(k) != config.get(k))
+                diff = sorted(k for k in set(old) | set(config) if k not in RESUME_FREE and old.get(k) != config.get(k))
                 verdict = ("error", diff) if diff else ("resume", [])
             else:
                 self.path.mkdir(parents=True, exist_ok=True)
@@ -272,8 +297,10 @@ class RunFolder:
                 verdict = ("new", [])
         verdict = dd.all_gather_objects(verdict, d)[0]
         if verdict[0] == "error":
-            raise RuntimeError(f"{self.path} holds a run with a different configuration (differs in {verdict[1]}); "
-                               "restart it with --restart, or choose another --out")
+            raise RuntimeError(
+                f"{self.path} holds a run with a different configuration (differs in {verdict[1]}); "
+                "restart it with --restart, or choose another --out"
+            )
         (self.path / "units").mkdir(parents=True, exist_ok=True)
         return verdict[0] == "resume"
 
@@ -288,8 +315,7 @@ def _bn_only(tensors: dict) -> dict:
 
 
 class SplitRunner(RunnerBase):
-    def __init__(self, cfg: SplitConfig, out: str = "results.json", command: str | None = None,
-                 d: dd.Dist | None = None):
+    def __init__(self, cfg: SplitConfig, out: str = "results.json", command: str | None = None, d: dd.Dist | None = None):
         cfg.check()
         self.cfg = cfg
         self.d = d or dd.Dist()
@@ -325,17 +351,29 @@ class SplitRunner(RunnerBase):
         resumed = self.folder.prepare(config, cfg.restart)
         self.loaded_units = 0
         self.results: dict = {
-            "status": "running", "command": command, "config": config,
+            "status": "running",
+            "command": command,
+            "config": config,
             "backbone": bb.to_dict(self.backbone),
-            "mask_training": dataclasses.asdict(self.mask_train), "alpha_training": dataclasses.asdict(self.alpha_train),
+            "mask_training": dataclasses.asdict(self.mask_train),
+            "alpha_training": dataclasses.asdict(self.alpha_train),
             "lam": cfg.setting("lam"),
             "data": {"source": self.stream.source, "classes_per_task": self.stream.classes_per_task},
-            "tasks": {"basis": [self.stream.describe(t) for t in self.basis_tasks],
-                      "new": [self.stream.describe(t) for t in self.new_tasks]},
-            "machine": machine_info(self.device), "distributed": self.d.describe() | {"rank": None},
-            "resumed": resumed, "run_folder": str(self.folder.path),
-            "supsup": {}, "impresslearn": {"basis": cfg.basis, "basis_size": cfg.basis_size,
-                                           "per_channel": cfg.per_channel, "lam": cfg.setting("lam")},
+            "tasks": {
+                "basis": [self.stream.describe(t) for t in self.basis_tasks],
+                "new": [self.stream.describe(t) for t in self.new_tasks],
+            },
+            "machine": machine_info(self.device),
+            "distributed": self.d.describe() | {"rank": None},
+            "resumed": resumed,
+            "run_folder": str(self.folder.path),
+            "supsup": {},
+            "impresslearn": {
+                "basis": cfg.basis,
+                "basis_size": cfg.basis_size,
+                "per_channel": cfg.per_channel,
+                "lam": cfg.setting("lam"),
+            },
         }
 
     # ---- bookkeeping (RunnerBase: save, log, data_seed)
@@ -347,13 +385,15 @@ class SplitRunner(RunnerBase):
         self.results["units_from_checkpoints"] = self.loaded_units
 
     def test_batches(self, task: int):
-        return self.stream.test(task, self.cfg.eval_batch_size, device=self.device, limit=self.cfg.eval_batches,
-                                workers=self.cfg.workers)
+        return self.stream.test(
+            task, self.cfg.eval_batch_size, device=self.device, limit=self.cfg.eval_batches, workers=self.cfg.workers
+        )
 
     def train_batches(self, task: int, batch_size: int, seed: int, parallel: bool):
         rank, world = (self.d.rank, self.d.world_size) if parallel else (0, 1)
-        return self.stream.train(task, batch_size, seed=seed, device=self.device, rank=rank, world_size=world,
-                                 workers=self.cfg.workers)
+        return self.stream.train(
+            task, batch_size, seed=seed, device=self.device, rank=rank, world_size=world, workers=self.cfg.workers
+        )
 
     def recalibrate(self, model: nn.Module, task: int, batches) -> None:
         """Per-task BatchNorm statistics re-estimated with the final parameters (`--bn-recalibrate`
@@ -361,8 +401,9 @@ class SplitRunner(RunnerBase):
         batchnorm.recalibrate(model, task, batches.epoch_iter(RECALIBRATION_PASS), self.cfg.bn_recalibrate)
 
     # ---- one mask (a basis mask or a SupSup mask of a new task)
-    def mask_unit(self, key: str, task: int, score_seed: Callable[[nn.Module], int], data_seed: int,
-                  parallel: bool) -> tuple[dict[str, PackedMasks], dict, dict]:
+    def mask_unit(
+        self, key: str, task: int, score_seed: Callable[[nn.Module], int], data_seed: int, parallel: bool
+    ) -> tuple[dict[str, PackedMasks], dict, dict]:
         """Train (or load) one mask on stream task `task`: (masks per layer, BatchNorm stats, info).
         `parallel`: all ranks train it together (DDP); else this rank alone."""
         shared = parallel or not self.d.active
@@ -385,8 +426,17 @@ class SplitRunner(RunnerBase):
         batches = self.train_batches(task, self.mask_train.batch_size, data_seed, parallel)
         ckpt = self.folder.checkpoint(key, shared, progress=True)
         with dd.data_parallel(model, params, self.d if parallel else dd.Dist()) as net:
-            trained = fit(net, params, batches, self.mask_train, state=task_state(model, 0), checkpoint=ckpt,
-                          every=self.cfg.checkpoint_every, desc=key, progress=self.progress)
+            trained = fit(
+                net,
+                params,
+                batches,
+                self.mask_train,
+                state=task_state(model, 0),
+                checkpoint=ckpt,
+                every=self.cfg.checkpoint_every,
+                desc=key,
+                progress=self.progress,
+            )
         self.recalibrate(model, 0, batches)
         bn = _bn_only(task_state(model, 0))
         if parallel and not self.cfg.sync_bn:
@@ -407,8 +457,13 @@ class SplitRunner(RunnerBase):
         parts, infos = {}, {}
         for i in mine:
             task = self.basis_tasks[i] if cfg.basis == "heterogeneous" else self.basis_tasks[0]
-            parts[i], _, infos[i] = self.mask_unit(f"basis-{i:04d}", task, lambda m, i=i: m.score_seed(i),
-                                                   self.data_seed("basis", i), parallel=self.d.active and not share_out)
+            parts[i], _, infos[i] = self.mask_unit(
+                f"basis-{i:04d}",
+                task,
+                lambda m, i=i: m.score_seed(i),
+                self.data_seed("basis", i),
+                parallel=self.d.active and not share_out,
+            )
             self.log(f"basis mask {i + 1}/{k} (task {task}): accuracy {infos[i]['acc']:.4f}")
         if share_out:
             basis = dd.gather_masks(parts, k, self.shapes, self.d)
@@ -424,8 +479,13 @@ class SplitRunner(RunnerBase):
     def learn_supsup(self) -> list[tuple[dict, dict]]:
         kept, accs = [], []
         for j, task in enumerate(self.new_tasks):
-            masks, bn, info = self.mask_unit(f"supsup-{j:04d}", task, lambda m, j=j: derive_seed(m.seed, f"scores/new/{j}"),
-                                             self.data_seed("supsup", j), parallel=self.d.active)
+            masks, bn, info = self.mask_unit(
+                f"supsup-{j:04d}",
+                task,
+                lambda m, j=j: derive_seed(m.seed, f"scores/new/{j}"),
+                self.data_seed("supsup", j),
+                parallel=self.d.active,
+            )
             accs.append(info["acc"])
             if j < self.cfg.incorrect_tasks:
                 kept.append((masks, bn))
@@ -457,9 +517,18 @@ class SplitRunner(RunnerBase):
                 batches = self.train_batches(task, self.alpha_train.batch_size, self.data_seed("alpha", j), True)
                 ckpt = self.folder.checkpoint(key, True, progress=True)
                 with dd.data_parallel(model, params, self.d) as net:
-                    trained = fit(net, params, batches, self.alpha_train, penalty=penalty,
-                                  state=task_state(model, j), checkpoint=ckpt, every=cfg.checkpoint_every,
-                                  desc=f"alpha {j + 1}/{n}", progress=self.progress)
+                    trained = fit(
+                        net,
+                        params,
+                        batches,
+                        self.alpha_train,
+                        penalty=penalty,
+                        state=task_state(model, j),
+                        checkpoint=ckpt,
+                        every=cfg.checkpoint_every,
+                        desc=f"alpha {j + 1}/{n}",
+                        progress=self.progress,
+                    )
                 self.recalibrate(model, j, batches)
                 if self.d.active and not cfg.sync_bn:
                     dd.average_(list(_bn_only(task_state(model, j)).values()), self.d)
@@ -474,8 +543,10 @@ class SplitRunner(RunnerBase):
             self.save()
         final = [metrics.accuracy(model, self.test_batches(t), task=j) for j, t in enumerate(self.new_tasks)]
         self.results["impresslearn"].update(
-            final_acc=final, forgetting=sum(a - b for a, b in zip(diag, final)) / n,
-            alpha={name: [m.task_alpha(j).detach().cpu().tolist() for j in range(n)] for name, m in impress_layers(model)})
+            final_acc=final,
+            forgetting=sum(a - b for a, b in zip(diag, final)) / n,
+            alpha={name: [m.task_alpha(j).detach().cpu().tolist() for j in range(n)] for name, m in impress_layers(model)},
+        )
         return model
 
     # ---- stage 4: measurements
@@ -488,8 +559,9 @@ class SplitRunner(RunnerBase):
             masks = basis_mod.concat([k[0] for k in kept])
             model = bb.impress_model(self.backbone, masks, num_tasks=m).to(self.device)
             for i, (_, bn) in enumerate(kept):
-                onehot = {f"{name}.alpha": torch.nn.functional.one_hot(torch.tensor(i), m).float()
-                          for name, _ in impress_layers(model)}
+                onehot = {
+                    f"{name}.alpha": torch.nn.functional.one_hot(torch.tensor(i), m).float() for name, _ in impress_layers(model)
+                }
                 load_task_state(model, i, {**bn, **onehot})
         self.measure_incorrect_masks(model, self.new_tasks[:m], self.test_batches)
 
@@ -509,28 +581,40 @@ class SplitRunner(RunnerBase):
 
     def _run(self) -> dict:
         cfg = self.cfg
-        self.log(f"{cfg.benchmark} ({self.stream.source}): {self.backbone.arch}, basis {cfg.basis} K={cfg.basis_size}, "
-                 f"{len(self.new_tasks)} new tasks, {self.d.world_size} process(es) on {self.device}"
-                 + (", resuming" if self.results["resumed"] else ""))
+        self.log(
+            f"{cfg.benchmark} ({self.stream.source}): {self.backbone.arch}, basis {cfg.basis} K={cfg.basis_size}, "
+            f"{len(self.new_tasks)} new tasks, {self.d.world_size} process(es) on {self.device}"
+            + (", resuming" if self.results["resumed"] else "")
+        )
         self.results["storage"] = self.storage()
         basis = self.build_basis()
         if self.d.is_main:
-            save_basis(self.folder.path / "basis.safetensors", basis,
-                       metadata={"backbone": bb.to_dict(self.backbone), "basis": cfg.basis,
-                                 "benchmark": cfg.benchmark, "tasks": self.basis_tasks, "seed": cfg.seed})
+            save_basis(
+                self.folder.path / "basis.safetensors",
+                basis,
+                metadata={
+                    "backbone": bb.to_dict(self.backbone),
+                    "basis": cfg.basis,
+                    "benchmark": cfg.benchmark,
+                    "tasks": self.basis_tasks,
+                    "seed": cfg.seed,
+                },
+            )
         self.save()
         kept = self.learn_supsup() if cfg.supsup and self.new_tasks else []
         if self.new_tasks:
             model = self.learn_alphas(basis)
             if self.d.is_main:
-                save_checkpoint(self.folder.path / "impress.safetensors", model,
-                                metadata={"config": self.results["config"], "new_tasks": self.new_tasks})
+                save_checkpoint(
+                    self.folder.path / "impress.safetensors",
+                    model,
+                    metadata={"config": self.results["config"], "new_tasks": self.new_tasks},
+                )
         self.incorrect_masks(kept)
         self.results["status"] = "done"
         self.save()
         return self.results
 
 
-def run_split(cfg: SplitConfig, out: str = "results.json", command: str | None = None,
-              d: dd.Dist | None = None) -> dict:
+def run_split(cfg: SplitConfig, out: str = "results.json", command: str | None = None, d: dd.Dist | None = None) -> dict:
     return SplitRunner(cfg, out, command, d).run()

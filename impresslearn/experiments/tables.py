@@ -46,8 +46,10 @@ def load_results(path) -> dict:
         raise ValueError(f"{path}: not valid JSON ({err}); a file cut short, or not a results file") from None
     missing = [k for k in REQUIRED if not isinstance(r, dict) or k not in r]
     if missing:
-        raise ValueError(f"{path}: not an impresslearn results file (no {', '.join(missing)}), or one whose run "
-                         "has not finished its first stage")
+        raise ValueError(
+            f"{path}: not an impresslearn results file (no {', '.join(missing)}), or one whose run "
+            "has not finished its first stage"
+        )
     return r
 
 
@@ -75,21 +77,26 @@ def ratio(v) -> str:
 
 def summary_table(res: dict, extra_rows: Sequence[tuple] = ()) -> str:
     st, imp = res["storage"], res["impresslearn"]
-    kind = f"{imp['basis']} K={imp['basis_size']}, {'per-channel' if imp['per_channel'] else 'per-layer'}" + \
-           ("," + hybrid_label(imp["hybrid"]) if imp["hybrid"] else "")
+    kind = f"{imp['basis']} K={imp['basis_size']}, {'per-channel' if imp['per_channel'] else 'per-layer'}" + (
+        "," + hybrid_label(imp["hybrid"]) if imp["hybrid"] else ""
+    )
     impress = [] if imp.get("skipped") else [(f"ImpressLearn ({kind})", pct(imp.get("mean_acc")), nbytes(st["impresslearn"]))]
-    rows = [("method", "mean accuracy", "bytes per task"),
-            ("SupSup (1-bit packed mask)", pct(res["supsup"]["mean_acc"]), nbytes(st["supsup_packed"])),
-            ("SupSup (16-bit indices, as the papers count)", pct(res["supsup"]["mean_acc"]), nbytes(st["supsup_index16"])),
-            *impress,
-            *extra_rows,
-            ("incorrect mask (mask of another task)", pct(res.get("incorrect_mask_mean")), "-")]
+    rows = [
+        ("method", "mean accuracy", "bytes per task"),
+        ("SupSup (1-bit packed mask)", pct(res["supsup"]["mean_acc"]), nbytes(st["supsup_packed"])),
+        ("SupSup (16-bit indices, as the papers count)", pct(res["supsup"]["mean_acc"]), nbytes(st["supsup_index16"])),
+        *impress,
+        *extra_rows,
+        ("incorrect mask (mask of another task)", pct(res.get("incorrect_mask_mean")), "-"),
+    ]
     lines = [_aligned(rows)]
     for label in ("supsup", "impresslearn"):
         for r in res.get("task_inference", {}).get(label, []):
             unit = f"{r['samples']:,} mixed samples" if r.get("input") == "mixed" else f"{r['batches']} batches"
-            lines.append(f"GN over {label} tasks ({r['objective']}, {r['method']}, from {r['input']}): right task for "
-                         f"{pct(r['task_acc'])} of {unit}, accuracy {pct(r['acc'])}")
+            lines.append(
+                f"GN over {label} tasks ({r['objective']}, {r['method']}, from {r['input']}): right task for "
+                f"{pct(r['task_acc'])} of {unit}, accuracy {pct(r['acc'])}"
+            )
     return "\n".join(lines)
 
 
@@ -98,8 +105,7 @@ METHOD_NAMES = {"supsup": "SupSup", "ssnet": "SSNeT", "exssnet": "ExSSNeT", "exs
 
 def _method_cells(m: dict) -> tuple:
     secs = m["seconds_per_task"]
-    return (pct(m["mean_acc"]), f"{100 * m['bwt']:+.2f}", nbytes(m["mean_bytes_per_task"]),
-            f"{sum(secs) / len(secs):.1f}")
+    return (pct(m["mean_acc"]), f"{100 * m['bwt']:+.2f}", nbytes(m["mean_bytes_per_task"]), f"{sum(secs) / len(secs):.1f}")
 
 
 def methods_summary(res: dict) -> str:
@@ -128,15 +134,19 @@ def is_methods_run(path) -> bool:
 
 def methods_rows(paths: Sequence[str]) -> str:
     """A markdown row per --methods results file and method."""
-    lines = ["| file | benchmark | density | seed | method | mean accuracy | BWT (points) | bytes per task | s per task |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| file | benchmark | density | seed | method | mean accuracy | BWT (points) | bytes per task | s per task |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for path in paths:
         r = load_methods_results(path)
         c = r["config"]
         for method in r["methods"]:
             cells = _method_cells(r[method.replace("-", "_")])
-            lines.append(f"| {path} | {c['benchmark']} | {r['backbone']['density']} | {c['seed']} | "
-                         f"{METHOD_NAMES.get(method, method)} | " + " | ".join(cells) + " |")
+            lines.append(
+                f"| {path} | {c['benchmark']} | {r['backbone']['density']} | {c['seed']} | "
+                f"{METHOD_NAMES.get(method, method)} | " + " | ".join(cells) + " |"
+            )
     return "\n".join(lines)
 
 
@@ -161,9 +171,16 @@ def methods_grid(paths: Sequence[str]) -> str:
             if method not in order:
                 order.append(method)
     names = [METHOD_NAMES.get(m, m) for m in order]
-    lines = ["| benchmark | tasks | density | seeds | " + " | ".join(f"{n} acc. %" for n in names) + " | "
-             + " | ".join(f"{n} BWT" for n in names) + " | " + " | ".join(f"{n} B/task" for n in names) + " |",
-             "| " + " | ".join(["---"] * (4 + 3 * len(order))) + " |"]
+    lines = [
+        "| benchmark | tasks | density | seeds | "
+        + " | ".join(f"{n} acc. %" for n in names)
+        + " | "
+        + " | ".join(f"{n} BWT" for n in names)
+        + " | "
+        + " | ".join(f"{n} B/task" for n in names)
+        + " |",
+        "| " + " | ".join(["---"] * (4 + 3 * len(order))) + " |",
+    ]
     for (bench, tasks, density), by in sorted(groups.items()):
         seeds = max(len(v) for v in by.values())
         acc = [_mean_sd([m["mean_acc"] for m in by[k]]) if k in by else "-" for k in order]
@@ -190,8 +207,12 @@ def methods_early(paths: Sequence[str]) -> str:
                 if head is not None:
                     lines.append("")
                 head = fractions
-                lines += ["| file | method | " + " | ".join(f"after {float(f):.0%} of the mask phase" for f in fractions)
-                          + " | after the task | KKT sources |", "| " + " | ".join(["---"] * (len(fractions) + 4)) + " |"]
+                lines += [
+                    "| file | method | "
+                    + " | ".join(f"after {float(f):.0%} of the mask phase" for f in fractions)
+                    + " | after the task | KKT sources |",
+                    "| " + " | ".join(["---"] * (len(fractions) + 4)) + " |",
+                ]
             early = [pct(sum(e.get(f, 0) for e in later) / len(later)) for f in head]
             final = pct(sum(m["acc_matrix"]["matrix"][i][i] for i in range(1, len(m["task_acc"]))) / len(later))
             kkt = ", ".join("-" if k is None else ("none" if k["source"] is None else str(k["source"])) for k in m["kkt"][1:])
@@ -210,20 +231,29 @@ def methods_storage(paths: Sequence[str]) -> str:
         for method in r["methods"]:
             key = (r["config"]["benchmark"], r["backbone"]["density"], method)
             groups.setdefault(key, []).append(r[method.replace("-", "_")])
-    lines = ["| benchmark | density | method | mask B/task | union weights | changed weights | B/task stored | "
-             "B/task changed only |", "| " + " | ".join(["---"] * 8) + " |"]
+    lines = [
+        "| benchmark | density | method | mask B/task | union weights | changed weights | B/task stored | B/task changed only |",
+        "| " + " | ".join(["---"] * 8) + " |",
+    ]
     for (bench, density, method), ms in sorted(groups.items()):
+
         def mean(f):
             return sum(f(m) for m in ms) / len(ms)
+
         tasks = len(ms[0]["task_acc"])
         trains = ms[0]["training"]["weight"] is not None
         union = mean(lambda m: sum(m["new_entries"])) if trains else 0
         changed = mean(lambda m: m["changed_entries"])
-        compact = mean(lambda m: m["mask_bytes_per_task"]) + (union / 8 + 4 * changed) / tasks if trains else \
-            mean(lambda m: m["mask_bytes_per_task"])
-        lines.append(f"| {bench} | {density} | {METHOD_NAMES.get(method, method)} | "
-                     f"{mean(lambda m: m['mask_bytes_per_task']):,.0f} | {union:,.0f} | {changed:,.0f} | "
-                     f"{mean(lambda m: m['mean_bytes_per_task']):,.0f} | {compact:,.0f} |")
+        compact = (
+            mean(lambda m: m["mask_bytes_per_task"]) + (union / 8 + 4 * changed) / tasks
+            if trains
+            else mean(lambda m: m["mask_bytes_per_task"])
+        )
+        lines.append(
+            f"| {bench} | {density} | {METHOD_NAMES.get(method, method)} | "
+            f"{mean(lambda m: m['mask_bytes_per_task']):,.0f} | {union:,.0f} | {changed:,.0f} | "
+            f"{mean(lambda m: m['mean_bytes_per_task']):,.0f} | {compact:,.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -231,27 +261,69 @@ def storage_table(rows: list[dict]) -> str:
     def num(v, fmt):
         return "-" if v is None else format(v, fmt)
 
-    head = ["benchmark", "arch", "params", "paper", "mask kB", "paper", "|M|", "|α|", "paper", "Φ kB", "paper",
-            "Cx", "paper", "ours: packed mask", "ours: Impress/task", "ours: Cx"]
+    head = [
+        "benchmark",
+        "arch",
+        "params",
+        "paper",
+        "mask kB",
+        "paper",
+        "|M|",
+        "|α|",
+        "paper",
+        "Φ kB",
+        "paper",
+        "Cx",
+        "paper",
+        "ours: packed mask",
+        "ours: Impress/task",
+        "ours: Cx",
+    ]
     body = []
     for r in rows:
         p, o = r["paper"], r["ours"]
         paper_params = num(p["params"] and p["params"] / 1e6, ".1f") + (" M" if p["params"] else "")
-        body.append([r["benchmark"], r["arch"], f"{r['params'] / 1e6:.2f} M", paper_params,
-                     f"{r['mask_kb']:.1f}", num(p["mask_kb"], ".1f"), str(r["basis_size"]), str(r["alphas"]),
-                     str(p["alphas"]), f"{r['phi_kb']:.2f}", num(p["phi_kb"], ".2f"), f"{r['cx']:.2f}", f"{p['cx']:.2f}",
-                     nbytes(o["supsup_packed_bytes"]), nbytes(o["impress_bytes"]), f"{o['cx_packed']:.2f}"])
-    note = ("mask kB: 2 bits per masked weight (the paper's convention: its 64.9 kB and 6250 kB are params/4 bytes); "
-            "Φ = 4-byte alphas + basis amortised over the benchmark's maximum task count (permuted: unbounded, "
-            "rotated: 360, split-cifar100: 20, split-imagenet: 100); Cx = mask / Φ. 'ours' = as this library stores "
-            "a task: 1-bit packed masks, per-task BatchNorm statistics included for both methods.")
+        body.append(
+            [
+                r["benchmark"],
+                r["arch"],
+                f"{r['params'] / 1e6:.2f} M",
+                paper_params,
+                f"{r['mask_kb']:.1f}",
+                num(p["mask_kb"], ".1f"),
+                str(r["basis_size"]),
+                str(r["alphas"]),
+                str(p["alphas"]),
+                f"{r['phi_kb']:.2f}",
+                num(p["phi_kb"], ".2f"),
+                f"{r['cx']:.2f}",
+                f"{p['cx']:.2f}",
+                nbytes(o["supsup_packed_bytes"]),
+                nbytes(o["impress_bytes"]),
+                f"{o['cx_packed']:.2f}",
+            ]
+        )
+    note = (
+        "mask kB: 2 bits per masked weight (the paper's convention: its 64.9 kB and 6250 kB are params/4 bytes); "
+        "Φ = 4-byte alphas + basis amortised over the benchmark's maximum task count (permuted: unbounded, "
+        "rotated: 360, split-cifar100: 20, split-imagenet: 100); Cx = mask / Φ. 'ours' = as this library stores "
+        "a task: 1-bit packed masks, per-task BatchNorm statistics included for both methods."
+    )
     return _aligned([head] + body) + "\n" + note
 
 
 def results_rows(paths: Sequence[str]) -> str:
     """A markdown table with one row per results file."""
-    head = ["run", "new tasks", "SupSup", "ImpressLearn", "SupSup B/task (packed / 16-bit)", "ImpressLearn B/task",
-            "ratio (packed)", "incorrect mask"]
+    head = [
+        "run",
+        "new tasks",
+        "SupSup",
+        "ImpressLearn",
+        "SupSup B/task (packed / 16-bit)",
+        "ImpressLearn B/task",
+        "ratio (packed)",
+        "incorrect mask",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for path in paths:
         r = load_results(path)
@@ -259,13 +331,18 @@ def results_rows(paths: Sequence[str]) -> str:
         if imp.get("skipped"):
             kind, acc, ib, compression = "SupSup only", "-", "-", "-"
         else:
-            kind = (f"{imp['basis']} K={imp['basis_size']} {'per-channel' if imp['per_channel'] else 'per-layer'}"
-                    + hybrid_label(imp["hybrid"]) + (f" λ={imp['lam']:g}" if imp["lam"] else ""))
+            kind = (
+                f"{imp['basis']} K={imp['basis_size']} {'per-channel' if imp['per_channel'] else 'per-layer'}"
+                + hybrid_label(imp["hybrid"])
+                + (f" λ={imp['lam']:g}" if imp["lam"] else "")
+            )
             acc, ib, compression = pct(imp.get("mean_acc")), nbytes(st["impresslearn"]), ratio(st["compression_vs_packed"])
         status = "" if r.get("status") == "done" else f" ({r.get('status')})"
-        lines.append(f"| {r['config']['benchmark']} {kind}{status} | {len(r['tasks']['new'])} | {pct(r['supsup']['mean_acc'])} "
-                     f"| {acc} | {nbytes(st['supsup_packed'])} / {nbytes(st['supsup_index16'])} | {ib} | {compression} "
-                     f"| {pct(r.get('incorrect_mask_mean'))} |")
+        lines.append(
+            f"| {r['config']['benchmark']} {kind}{status} | {len(r['tasks']['new'])} | {pct(r['supsup']['mean_acc'])} "
+            f"| {acc} | {nbytes(st['supsup_packed'])} / {nbytes(st['supsup_index16'])} | {ib} | {compression} "
+            f"| {pct(r.get('incorrect_mask_mean'))} |"
+        )
     return "\n".join(lines)
 
 
@@ -299,10 +376,13 @@ def _inference_label(r: dict, label: str) -> str:
     cfg = r["config"]
     if label == "impresslearn":
         imp = r["impresslearn"]
-        return (f"ImpressLearn tasks, {cfg['benchmark']}, K={imp['basis_size']} "
-                f"{'per-channel' if imp['per_channel'] else 'per-layer'}{hybrid_label(imp.get('hybrid'))}")
-    bits = [cfg["preset"]] + [f"{k} {cfg[k]}" for k in ("density", "outputs", "scale", "mask_iterations")
-                              if cfg.get(k) is not None]
+        return (
+            f"ImpressLearn tasks, {cfg['benchmark']}, K={imp['basis_size']} "
+            f"{'per-channel' if imp['per_channel'] else 'per-layer'}{hybrid_label(imp.get('hybrid'))}"
+        )
+    bits = [cfg["preset"]] + [
+        f"{k} {cfg[k]}" for k in ("density", "outputs", "scale", "mask_iterations") if cfg.get(k) is not None
+    ]
     return f"SupSup masks, {cfg['benchmark']} ({', '.join(bits)})"
 
 
@@ -320,24 +400,35 @@ def inference_table(paths: Sequence[str]) -> str:
     cols.sort(key=lambda c: (order.get(c[0], 3), c[1] != "batch", c[1]))
     head = ["tasks", "n", "objective"] + [f"{m}, {i}" for m, i in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    diag = ["| tasks | objective | superposition accuracy | output std: superposition / tasks | "
-            "true task most negative | most positive | mean rank | most negative by layer, first to last |",
-            "|---|---|---|---|---|---|---|---|"]
+    diag = [
+        "| tasks | objective | superposition accuracy | output std: superposition / tasks | "
+        "true task most negative | most positive | mean rank | most negative by layer, first to last |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in runs:
         for label, entries in r.get("task_inference", {}).items():
             name = _inference_label(r, label)
             n = len(r["tasks"]["new"])
             for objective in sorted({e["objective"] for e in entries}):
-                cells = {(e["method"], e["input"]): f"{pct(e['task_acc'])} ({pct(e['acc'])})"
-                         for e in entries if e["objective"] == objective}
+                cells = {
+                    (e["method"], e["input"]): f"{pct(e['task_acc'])} ({pct(e['acc'])})"
+                    for e in entries
+                    if e["objective"] == objective
+                }
                 lines.append("| " + " | ".join([name, str(n), objective] + [cells.get(c, "-") for c in cols]) + " |")
             for d in r.get("task_inference_diagnosis", {}).get(label, []):
-                diag.append(f"| {name} | {d['objective']} | {pct(d['superposition_acc'])} | "
-                            f"{d['superposition_output_std']:.3f} / {d['task_output_std']:.3f} | "
-                            f"{pct(d['true_task_most_negative'])} | {pct(d['true_task_most_positive'])} | "
-                            f"{d['true_task_mean_rank']:.1f} | "
-                            + (" / ".join(pct(v) for v in d["true_task_most_negative_by_layer"].values())
-                               if d.get("true_task_most_negative_by_layer") else "-") + " |")
+                diag.append(
+                    f"| {name} | {d['objective']} | {pct(d['superposition_acc'])} | "
+                    f"{d['superposition_output_std']:.3f} / {d['task_output_std']:.3f} | "
+                    f"{pct(d['true_task_most_negative'])} | {pct(d['true_task_most_positive'])} | "
+                    f"{d['true_task_mean_rank']:.1f} | "
+                    + (
+                        " / ".join(pct(v) for v in d["true_task_most_negative_by_layer"].values())
+                        if d.get("true_task_most_negative_by_layer")
+                        else "-"
+                    )
+                    + " |"
+                )
     out = "\n".join(lines) + "\n\nCells: the task found (the accuracy with the inferred task)."
     if len(diag) > 2:
         out += "\n\n" + "\n".join(diag)
@@ -347,11 +438,12 @@ def inference_table(paths: Sequence[str]) -> str:
 def split_summary(res: dict) -> str:
     """The summary of a split-benchmark run (`impresslearn run --benchmark split-...`)."""
     st, imp, sup = res["storage"], res["impresslearn"], res["supsup"]
-    rows = [("method", "mean accuracy", "bytes per task"),
-            ("SupSup (1-bit packed mask + BN)", pct(sup.get("mean_acc")), f"{st['supsup_packed']:,.0f}"),
-            (f"ImpressLearn ({imp['basis']} K={imp['basis_size']})", pct(imp.get("mean_acc")),
-             f"{st['impresslearn']:,.0f}"),
-            ("incorrect mask", pct(res.get("incorrect_mask_mean")), "-")]
+    rows = [
+        ("method", "mean accuracy", "bytes per task"),
+        ("SupSup (1-bit packed mask + BN)", pct(sup.get("mean_acc")), f"{st['supsup_packed']:,.0f}"),
+        (f"ImpressLearn ({imp['basis']} K={imp['basis_size']})", pct(imp.get("mean_acc")), f"{st['impresslearn']:,.0f}"),
+        ("incorrect mask", pct(res.get("incorrect_mask_mean")), "-"),
+    ]
     return _aligned(rows)
 
 
@@ -370,7 +462,19 @@ def adapt_table(res: dict) -> str:
             continue
         s = r["storage"]
         own = s["total"] - s["head"]
-        lines.append("| " + " | ".join([m, *(pct(v) for v in r["task_acc"]), pct(r["average_accuracy"]),
-                                        f"{100 * r['bwt']:+.1f} pp", nbytes(r["bytes_per_task"]), nbytes(own),
-                                        f"{r['mean_train_s_per_task']:.1f}"]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    m,
+                    *(pct(v) for v in r["task_acc"]),
+                    pct(r["average_accuracy"]),
+                    f"{100 * r['bwt']:+.1f} pp",
+                    nbytes(r["bytes_per_task"]),
+                    nbytes(own),
+                    f"{r['mean_train_s_per_task']:.1f}",
+                ]
+            )
+            + " |"
+        )
     return "\n".join(lines)

@@ -20,9 +20,16 @@ class TaskMultiheadAttention(nn.Module):
     `effective_weight()` and a `bias` (a SupSup, Impress or kernel-mask layer). The input bias and
     `bias_k` / `bias_v` are frozen buffers."""
 
-    def __init__(self, mha: nn.MultiheadAttention, *, in_proj: nn.Module | None = None,
-                 q_proj: nn.Module | None = None, k_proj: nn.Module | None = None, v_proj: nn.Module | None = None,
-                 out_proj: nn.Module):
+    def __init__(
+        self,
+        mha: nn.MultiheadAttention,
+        *,
+        in_proj: nn.Module | None = None,
+        q_proj: nn.Module | None = None,
+        k_proj: nn.Module | None = None,
+        v_proj: nn.Module | None = None,
+        out_proj: nn.Module,
+    ):
         super().__init__()
         self.embed_dim, self.num_heads, self.head_dim = mha.embed_dim, mha.num_heads, mha.head_dim
         self.kdim, self.vdim, self.batch_first = mha.kdim, mha.vdim, mha.batch_first
@@ -35,26 +42,53 @@ class TaskMultiheadAttention(nn.Module):
             value = getattr(mha, key)
             self.register_buffer(key, None if value is None else value.detach().clone())
 
-    def forward(self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Tensor | None = None,
-                need_weights: bool = True, attn_mask: Tensor | None = None, average_attn_weights: bool = True,
-                is_causal: bool = False) -> tuple[Tensor, Tensor | None]:
+    def forward(
+        self,
+        query: Tensor,
+        key: Tensor,
+        value: Tensor,
+        key_padding_mask: Tensor | None = None,
+        need_weights: bool = True,
+        attn_mask: Tensor | None = None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
         batched = query.dim() == 3
         if self.batch_first and batched:
             query, key, value = (t.transpose(1, 0) for t in (query, key, value))
         if self.separate:
-            projections = dict(in_proj_weight=None, use_separate_proj_weight=True,
-                               q_proj_weight=self.q_proj.effective_weight(), k_proj_weight=self.k_proj.effective_weight(),
-                               v_proj_weight=self.v_proj.effective_weight())
+            projections = dict(
+                in_proj_weight=None,
+                use_separate_proj_weight=True,
+                q_proj_weight=self.q_proj.effective_weight(),
+                k_proj_weight=self.k_proj.effective_weight(),
+                v_proj_weight=self.v_proj.effective_weight(),
+            )
             in_bias = self.in_proj_bias
         else:
             projections = dict(in_proj_weight=self.in_proj.effective_weight())
             in_bias = self.in_proj.bias
         out, weights = F.multi_head_attention_forward(
-            query, key, value, self.embed_dim, self.num_heads, in_proj_bias=in_bias, bias_k=self.bias_k,
-            bias_v=self.bias_v, add_zero_attn=self.add_zero_attn, dropout_p=self.dropout,
-            out_proj_weight=self.out_proj.effective_weight(), out_proj_bias=self.out_proj.bias, training=self.training,
-            key_padding_mask=key_padding_mask, need_weights=need_weights, attn_mask=attn_mask,
-            average_attn_weights=average_attn_weights, is_causal=is_causal, **projections)
+            query,
+            key,
+            value,
+            self.embed_dim,
+            self.num_heads,
+            in_proj_bias=in_bias,
+            bias_k=self.bias_k,
+            bias_v=self.bias_v,
+            add_zero_attn=self.add_zero_attn,
+            dropout_p=self.dropout,
+            out_proj_weight=self.out_proj.effective_weight(),
+            out_proj_bias=self.out_proj.bias,
+            training=self.training,
+            key_padding_mask=key_padding_mask,
+            need_weights=need_weights,
+            attn_mask=attn_mask,
+            average_attn_weights=average_attn_weights,
+            is_causal=is_causal,
+            **projections,
+        )
         if self.batch_first and batched:
             out = out.transpose(1, 0)
         return out, weights

@@ -41,12 +41,26 @@ MODES = ("impress", "supermask")
 BATCHNORM_MODES = ("per_task", "keep")
 UNKNOWN_MODES = ("refuse", "freeze")
 
-CONVS = {nn.Conv1d: (1, False), nn.Conv2d: (2, False), nn.Conv3d: (3, False),
-         nn.ConvTranspose1d: (1, True), nn.ConvTranspose2d: (2, True), nn.ConvTranspose3d: (3, True)}
+CONVS = {
+    nn.Conv1d: (1, False),
+    nn.Conv2d: (2, False),
+    nn.Conv3d: (3, False),
+    nn.ConvTranspose1d: (1, True),
+    nn.ConvTranspose2d: (2, True),
+    nn.ConvTranspose3d: (3, True),
+}
 BATCHNORMS = {nn.BatchNorm1d: TaskBatchNorm1d, nn.BatchNorm2d: TaskBatchNorm2d, nn.BatchNorm3d: TaskBatchNorm3d}
 # Modules whose parameters are frozen as they stand: no running statistics, nothing a task learns.
-FROZEN = (nn.LayerNorm, nn.GroupNorm, nn.RMSNorm, nn.Embedding, nn.EmbeddingBag, nn.RNNBase, nn.RNNCellBase,
-          torch.nn.utils.parametrize.ParametrizationList)
+FROZEN = (
+    nn.LayerNorm,
+    nn.GroupNorm,
+    nn.RMSNorm,
+    nn.Embedding,
+    nn.EmbeddingBag,
+    nn.RNNBase,
+    nn.RNNCellBase,
+    torch.nn.utils.parametrize.ParametrizationList,
+)
 # Already converted: left as they are, with everything inside them.
 CONVERTED = (TaskAware, TaskMultiheadAttention, FrozenBatchNorm)
 
@@ -58,11 +72,24 @@ class ConvertError(ValueError):
     """A model convert() cannot classify; nothing of it was changed."""
 
 
-def convert(model: nn.Module, mode: str = "impress", *, basis: Mapping[str, PackedMasks] | None = None,
-            basis_size: int | None = None, density: float = 0.1, mask: str = "topk",
-            init: str = "kaiming_normal", scale: bool = False, seed: int = 0, per_channel: bool = False,
-            num_tasks: int = 1, batchnorm: str = "per_task", overrides: Mapping[str, str] | None = None,
-            include: Callable[[str, nn.Module], bool] | None = None, unknown: str = "refuse") -> nn.Module:
+def convert(
+    model: nn.Module,
+    mode: str = "impress",
+    *,
+    basis: Mapping[str, PackedMasks] | None = None,
+    basis_size: int | None = None,
+    density: float = 0.1,
+    mask: str = "topk",
+    init: str = "kaiming_normal",
+    scale: bool = False,
+    seed: int = 0,
+    per_channel: bool = False,
+    num_tasks: int = 1,
+    batchnorm: str = "per_task",
+    overrides: Mapping[str, str] | None = None,
+    include: Callable[[str, nn.Module], bool] | None = None,
+    unknown: str = "refuse",
+) -> nn.Module:
     """Make `model` (in place) a mask model; returns `model`. The table in this module's docstring
     says what each kind of module becomes.
 
@@ -90,24 +117,42 @@ def convert(model: nn.Module, mode: str = "impress", *, basis: Mapping[str, Pack
     if mode == "impress" and basis is None and basis_size is None and set(overrides.values()) != {"supermask"}:
         raise ValueError("mode 'impress' needs a basis per layer or a basis_size for random masks")
     if basis_size is not None and (isinstance(basis_size, bool) or not isinstance(basis_size, int) or basis_size < 1):
-        raise ValueError(f"basis_size must be a whole number of at least 1 (a basis needs at least one mask), "
-                         f"got {basis_size!r}")
+        raise ValueError(f"basis_size must be a whole number of at least 1 (a basis needs at least one mask), got {basis_size!r}")
     check_num_tasks(num_tasks)
     check_seed(seed)
 
     layer_init = "kaiming_normal" if init == "keep" else init
 
     def make(name: str, old: nn.Module) -> nn.Module:
-        return _mask_layer(name, old, overrides.get(name, mode), basis, basis_size, density, mask, init, scale, seed,
-                           per_channel, num_tasks)
+        return _mask_layer(
+            name, old, overrides.get(name, mode), basis, basis_size, density, mask, init, scale, seed, per_channel, num_tasks
+        )
 
-    return convert_with(model, make, num_tasks=num_tasks, batchnorm=batchnorm, include=include, unknown=unknown,
-                        reseed=None if init == "keep" else seed, init=layer_init, names=set(overrides))
+    return convert_with(
+        model,
+        make,
+        num_tasks=num_tasks,
+        batchnorm=batchnorm,
+        include=include,
+        unknown=unknown,
+        reseed=None if init == "keep" else seed,
+        init=layer_init,
+        names=set(overrides),
+    )
 
 
-def convert_with(model: nn.Module, make_layer: LayerFactory, *, num_tasks: int = 1, batchnorm: str = "per_task",
-                 include: Callable[[str, nn.Module], bool] | None = None, unknown: str = "refuse",
-                 reseed: int | None = None, init: str = "kaiming_normal", names: set[str] | None = None) -> nn.Module:
+def convert_with(
+    model: nn.Module,
+    make_layer: LayerFactory,
+    *,
+    num_tasks: int = 1,
+    batchnorm: str = "per_task",
+    include: Callable[[str, nn.Module], bool] | None = None,
+    unknown: str = "refuse",
+    reseed: int | None = None,
+    init: str = "kaiming_normal",
+    names: set[str] | None = None,
+) -> nn.Module:
     """convert()'s walk with a layer factory of one's own (kernel-wise masks use it): every module
     classified first, then swapped. `reseed` draws the frozen parameters again from that seed
     (an unmasked linear or convolution as an `init` backbone);
@@ -127,8 +172,10 @@ def convert_with(model: nn.Module, make_layer: LayerFactory, *, num_tasks: int =
     for name, old in plan.layers:  # every new layer is made before the model changes
         layer = make_layer(name, old)
         if layer is None:
-            raise ConvertError(f"{name} ({type(old).__name__}) cannot be made a mask layer by this method; "
-                               "leave it out with include= to freeze it")
+            raise ConvertError(
+                f"{name} ({type(old).__name__}) cannot be made a mask layer by this method; "
+                "leave it out with include= to freeze it"
+            )
         new[id(old)] = layer = layer.to(device=old.weight.device)
         if id(old.weight) in plan.tied:  # a tied weight stays one tensor, frozen as it is (docs/design.md §4.5)
             layer.weight = old.weight.detach()
@@ -148,14 +195,15 @@ def convert_with(model: nn.Module, make_layer: LayerFactory, *, num_tasks: int =
 
 # --------------------------------------------------------------------------- classification
 
+
 class _Plan:
     def __init__(self):
-        self.layers: list[tuple[str, nn.Module]] = []      # (name, module to mask), attention projections too
+        self.layers: list[tuple[str, nn.Module]] = []  # (name, module to mask), attention projections too
         self.attention: list[tuple[nn.MultiheadAttention, list]] = []  # (attention, its projections)
-        self.tied: set[int] = set()                        # parameters more than one module owns
+        self.tied: set[int] = set()  # parameters more than one module owns
         self.batchnorms: list[nn.Module] = []
         self.frozen: list[tuple[str, nn.Module, bool]] = []  # (path, module, with its submodules' parameters)
-        self.paths: dict[int, list[str]] = {}              # every path of every module replaced
+        self.paths: dict[int, list[str]] = {}  # every path of every module replaced
 
 
 def _plan(model: nn.Module, include, unknown: str) -> _Plan:
@@ -167,7 +215,7 @@ def _plan(model: nn.Module, include, unknown: str) -> _Plan:
                 owners.setdefault(id(p), set()).add(id(mod))
     plan.tied = {i for i, o in owners.items() if len(o) > 1}
     seen: set[int] = set()
-    skip: list[str] = []   # paths whose subtree is replaced or already converted
+    skip: list[str] = []  # paths whose subtree is replaced or already converted
     refusals: list[str] = []
     for path, m in model.named_modules(remove_duplicate=False):
         if any(path.startswith(p + ".") for p in skip):
@@ -187,8 +235,10 @@ def _plan(model: nn.Module, include, unknown: str) -> _Plan:
         if _replaces(m) or isinstance(m, CONVERTED):
             skip.append(path)
     if refusals:
-        raise ConvertError(f"convert cannot classify {refusals[0]}; pass unknown='freeze' to freeze it instead"
-                           + (f" ({len(refusals) - 1} more: {'; '.join(refusals[1:4])})" if len(refusals) > 1 else ""))
+        raise ConvertError(
+            f"convert cannot classify {refusals[0]}; pass unknown='freeze' to freeze it instead"
+            + (f" ({len(refusals) - 1} more: {'; '.join(refusals[1:4])})" if len(refusals) > 1 else "")
+        )
     replaced = {id(m) for _, m in plan.layers} | {id(m) for m, _ in plan.attention} | {id(m) for m in plan.batchnorms}
     plan.paths = {i: paths for i, paths in plan.paths.items() if i in replaced}
     return plan
@@ -258,7 +308,8 @@ def _is_attention(m: nn.Module) -> bool:
 def _own_forward(m: nn.Module) -> bool:
     base = nn.Linear if _is_linear(m) else next(b for b in CONVS if isinstance(m, b))
     return type(m).forward is not base.forward or getattr(type(m), "_conv_forward", None) is not getattr(
-        base, "_conv_forward", None)
+        base, "_conv_forward", None
+    )
 
 
 _READS_WEIGHT = re.compile(r"self\.(\w+)\.(?:weight|bias)\b")
@@ -280,6 +331,7 @@ def _weight_reader(model: nn.Module, path: str) -> str | None:
 
 def _projections(mha: nn.MultiheadAttention) -> list[tuple[str, nn.Linear]]:
     """The projections of an attention as linear layers holding its weights (not copies)."""
+
     def linear(weight, bias):
         lin = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
         lin.weight = nn.Parameter(weight.detach(), requires_grad=False)
@@ -290,12 +342,16 @@ def _projections(mha: nn.MultiheadAttention) -> list[tuple[str, nn.Linear]]:
     if mha.in_proj_weight is not None:
         parts = [("in_proj", linear(mha.in_proj_weight, mha.in_proj_bias))]
     else:
-        parts = [("q_proj", linear(mha.q_proj_weight, None)), ("k_proj", linear(mha.k_proj_weight, None)),
-                 ("v_proj", linear(mha.v_proj_weight, None))]
+        parts = [
+            ("q_proj", linear(mha.q_proj_weight, None)),
+            ("k_proj", linear(mha.k_proj_weight, None)),
+            ("v_proj", linear(mha.v_proj_weight, None)),
+        ]
     return parts + [("out_proj", linear(mha.out_proj.weight, mha.out_proj.bias))]
 
 
 # --------------------------------------------------------------------------- the swaps
+
 
 def _mask_layer(name, old, mode, basis, basis_size, density, mask, init, scale, seed, per_channel, num_tasks):
     layer_seed = derive_seed(seed, name)
@@ -312,31 +368,43 @@ def _mask_layer(name, old, mode, basis, basis_size, density, mask, init, scale, 
             made = (layer_init, layer_seed, density if scale else None)
             origin = getattr(layer_basis, "origin", None)
             if init != "keep" and origin is not None and tuple(origin) != made:
-                raise ConvertError(f"the basis of {name} was learnt over another backbone (init, layer seed, density "
-                                   f"scaling {tuple(origin)}) than this conversion makes ({made}); convert with the init, "
-                                   "seed and scale of the model the masks come from")
+                raise ConvertError(
+                    f"the basis of {name} was learnt over another backbone (init, layer seed, density "
+                    f"scaling {tuple(origin)}) than this conversion makes ({made}); convert with the init, "
+                    "seed and scale of the model the masks come from"
+                )
         elif basis_size is not None:
             layer_basis = random_basis(weight.shape, basis_size, density, seed=derive_seed(layer_seed, "basis"))
         else:
             raise ValueError("mode 'impress' needs a basis per layer or a basis_size for random masks")
-        kw = dict(num_tasks=num_tasks, per_channel=per_channel, init=layer_init,
-                  scale_density=density if scale else None, seed=layer_seed)
+        kw = dict(
+            num_tasks=num_tasks,
+            per_channel=per_channel,
+            init=layer_init,
+            scale_density=density if scale else None,
+            seed=layer_seed,
+        )
     kind = _conv_kind(old)
     if kind is None:
         args = (old.in_features, old.out_features)
-        new = (SupermaskLinear(*args, bias=has_bias, **kw) if mode == "supermask"
-               else ImpressLinear(*args, layer_basis, bias=has_bias, **kw))
+        new = (
+            SupermaskLinear(*args, bias=has_bias, **kw)
+            if mode == "supermask"
+            else ImpressLinear(*args, layer_basis, bias=has_bias, **kw)
+        )
     else:
         dims, transposed = kind
         args = (old.in_channels, old.out_channels, old.kernel_size)
         conv = dict(stride=old.stride, padding=old.padding, dilation=old.dilation, groups=old.groups, bias=has_bias)
         if kind == (2, False):
-            new = (SupermaskConv2d(*args, **conv, **kw) if mode == "supermask"
-                   else ImpressConv2d(*args, layer_basis, **conv, **kw))
+            new = SupermaskConv2d(*args, **conv, **kw) if mode == "supermask" else ImpressConv2d(*args, layer_basis, **conv, **kw)
         else:
             more = dict(transposed=transposed, output_padding=old.output_padding)
-            new = (SupermaskConv(dims, *args, **conv, **more, **kw) if mode == "supermask"
-                   else ImpressConv(dims, *args, layer_basis, **conv, **more, **kw))
+            new = (
+                SupermaskConv(dims, *args, **conv, **more, **kw)
+                if mode == "supermask"
+                else ImpressConv(dims, *args, layer_basis, **conv, **more, **kw)
+            )
     if init == "keep":
         with torch.no_grad():
             new.weight.copy_(weight.detach())

@@ -22,8 +22,9 @@ class TaskHeads(TaskAware):
         self._init_tasks()
         num_tasks = check_num_tasks(num_tasks)
         w = head.weight
-        check_allocation((num_tasks - 1) * (w.numel() + self.out_features) * w.element_size(),
-                         f"{num_tasks} heads of shape {tuple(w.shape)}")
+        check_allocation(
+            (num_tasks - 1) * (w.numel() + self.out_features) * w.element_size(), f"{num_tasks} heads of shape {tuple(w.shape)}"
+        )
         while self.num_tasks < num_tasks:
             self.add_task()
 

@@ -48,8 +48,9 @@ class SupermaskLayer(TaskStateLayer):
         self.density = float(density)
         self.mask_mode = mask
         self.score_init: float | None = None  # every new task's scores start here, if set (Piggyback)
-        self.register_buffer("masks", torch.zeros(words_shape(self.weight.shape, 0), dtype=torch.int32,
-                                                  device=self.weight.device))
+        self.register_buffer(
+            "masks", torch.zeros(words_shape(self.weight.shape, 0), dtype=torch.int32, device=self.weight.device)
+        )
         self._init_task_state(num_tasks, self.weight.dtype)
 
     def score_seed(self, task: int) -> int:
@@ -117,7 +118,7 @@ class SupermaskLayer(TaskStateLayer):
             return ops.combine(self.weight, PackedMasks(self.masks, self.weight.shape), beta)
         t = self.task
         if self.finished[t]:
-            return ops.masked_weight(self.weight, PackedMasks(self.masks[t:t + 1], self.weight.shape))
+            return ops.masked_weight(self.weight, PackedMasks(self.masks[t : t + 1], self.weight.shape))
         s = self.task_floats(t)
         if self.mask_mode == "topk":
             return ops.popup_weight(self.weight, s, self.density)
@@ -161,8 +162,9 @@ class SupermaskLayer(TaskStateLayer):
         if self.mask_mode == "topk":
             kept, want = int(packed.unpack().sum()), ops.popup_k(self.weight.numel(), self.density)
             if kept != want:
-                raise ValueError(f"mask {task} keeps {kept} of {self.weight.numel()} weights, not the {want} "
-                                 f"that density {self.density} keeps")
+                raise ValueError(
+                    f"mask {task} keeps {kept} of {self.weight.numel()} weights, not the {want} that density {self.density} keeps"
+                )
         self.masks[task] = words[0]
         self._drop_floats(task)
         self.finished[task] = True
@@ -171,9 +173,19 @@ class SupermaskLayer(TaskStateLayer):
 class SupermaskLinear(SupermaskLayer):
     """`nn.Linear` with a frozen random weight and a learned binary mask per task."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = False, *, num_tasks: int = 1,
-                 density: float = 0.1, mask: str = "topk", init: str = "kaiming_normal", scale: bool = False,
-                 seed: int = 0):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = False,
+        *,
+        num_tasks: int = 1,
+        density: float = 0.1,
+        mask: str = "topk",
+        init: str = "kaiming_normal",
+        scale: bool = False,
+        seed: int = 0,
+    ):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self._init_backbone((out_features, in_features), bias, init, seed, density if scale else None)
@@ -183,8 +195,10 @@ class SupermaskLinear(SupermaskLayer):
         return F.linear(x, weight, self.bias)
 
     def extra_repr(self) -> str:
-        return (f"{self.in_features}, {self.out_features}, bias={self.bias is not None}, tasks={self.num_tasks}, "
-                f"mask={self.mask_mode}, density={self.density}, init={self.init}")
+        return (
+            f"{self.in_features}, {self.out_features}, bias={self.bias is not None}, tasks={self.num_tasks}, "
+            f"mask={self.mask_mode}, density={self.density}, init={self.init}"
+        )
 
 
 class _ConvArgs:
@@ -199,16 +213,33 @@ class _ConvArgs:
         return (out_channels, in_channels // groups, *self.kernel_size)
 
     def _conv_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, groups={self.groups}")
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}, groups={self.groups}"
+        )
 
 
 class SupermaskConv2d(_ConvArgs, SupermaskLayer):
     """`nn.Conv2d` with a frozen random weight and a learned binary mask per task."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 groups: int = 1, bias: bool = False, *, num_tasks: int = 1, density: float = 0.1,
-                 mask: str = "topk", init: str = "kaiming_normal", scale: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups: int = 1,
+        bias: bool = False,
+        *,
+        num_tasks: int = 1,
+        density: float = 0.1,
+        mask: str = "topk",
+        init: str = "kaiming_normal",
+        scale: bool = False,
+        seed: int = 0,
+    ):
         super().__init__()
         shape = self._init_conv(in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
         self._init_backbone(shape, bias, init, seed, density if scale else None)
@@ -221,16 +252,33 @@ class SupermaskConv2d(_ConvArgs, SupermaskLayer):
         return f"{self._conv_repr()}, tasks={self.num_tasks}, mask={self.mask_mode}, density={self.density}"
 
 
-_CONV_FUNCTIONS = {(1, False): F.conv1d, (2, False): F.conv2d, (3, False): F.conv3d,
-                   (1, True): F.conv_transpose1d, (2, True): F.conv_transpose2d, (3, True): F.conv_transpose3d}
+_CONV_FUNCTIONS = {
+    (1, False): F.conv1d,
+    (2, False): F.conv2d,
+    (3, False): F.conv3d,
+    (1, True): F.conv_transpose1d,
+    (2, True): F.conv_transpose2d,
+    (3, True): F.conv_transpose3d,
+}
 
 
 class _ConvNd:
     """The arguments of a 1-, 2- or 3-d convolution, plain or transposed (weight `[out, in/groups,
     *k]`, or `[in, out/groups, *k]` transposed: masks cover either shape alike, docs/design.md §3.1)."""
 
-    def _init_convnd(self, dims: int, transposed: bool, in_channels: int, out_channels: int, kernel_size, stride,
-                     padding, dilation, groups: int, output_padding) -> tuple[int, ...]:
+    def _init_convnd(
+        self,
+        dims: int,
+        transposed: bool,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride,
+        padding,
+        dilation,
+        groups: int,
+        output_padding,
+    ) -> tuple[int, ...]:
         if (dims, bool(transposed)) not in _CONV_FUNCTIONS:
             raise ValueError(f"convolutions have 1, 2 or 3 spatial dimensions, got {dims}")
         if in_channels % groups or out_channels % groups:
@@ -253,21 +301,41 @@ class _ConvNd:
 
     def _convnd_repr(self) -> str:
         kind = f"conv{'_transpose' if self.transposed else ''}{self.dims}d"
-        return (f"{kind}, {self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, groups={self.groups}")
+        return (
+            f"{kind}, {self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, groups={self.groups}"
+        )
 
 
 class SupermaskConv(_ConvNd, SupermaskLayer):
     """A 1-d or 3-d convolution, or a transposed one, with a frozen random weight and a learned
     binary mask per task (`SupermaskConv2d` is the plain 2-d one)."""
 
-    def __init__(self, dims: int, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
-                 groups: int = 1, bias: bool = False, *, transposed: bool = False, output_padding=0, num_tasks: int = 1,
-                 density: float = 0.1, mask: str = "topk", init: str = "kaiming_normal", scale: bool = False,
-                 seed: int = 0):
+    def __init__(
+        self,
+        dims: int,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups: int = 1,
+        bias: bool = False,
+        *,
+        transposed: bool = False,
+        output_padding=0,
+        num_tasks: int = 1,
+        density: float = 0.1,
+        mask: str = "topk",
+        init: str = "kaiming_normal",
+        scale: bool = False,
+        seed: int = 0,
+    ):
         super().__init__()
-        shape = self._init_convnd(dims, transposed, in_channels, out_channels, kernel_size, stride, padding, dilation,
-                                  groups, output_padding)
+        shape = self._init_convnd(
+            dims, transposed, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, output_padding
+        )
         self._init_backbone(shape, bias, init, seed, density if scale else None, bias_size=out_channels)
         self._init_supermask(num_tasks, density, mask)
 
@@ -279,6 +347,7 @@ class SupermaskConv(_ConvNd, SupermaskLayer):
 
 
 # --------------------------------------------------------------------------- impress layers
+
 
 class ImpressLayer(TaskStateLayer):
     """A packed basis of T masks and per-task alpha `[T]` or `[T, rows]`, initialised to 1/T; a
@@ -373,9 +442,19 @@ class ImpressLayer(TaskStateLayer):
 class ImpressLinear(ImpressLayer):
     """`nn.Linear` whose weight is `W ⊙ Σ_t alpha[task, t] M_t` over a frozen packed basis."""
 
-    def __init__(self, in_features: int, out_features: int, basis: PackedMasks, bias: bool = False, *,
-                 num_tasks: int = 1, per_channel: bool = False, init: str = "kaiming_normal",
-                 scale_density: float | None = None, seed: int = 0):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        basis: PackedMasks,
+        bias: bool = False,
+        *,
+        num_tasks: int = 1,
+        per_channel: bool = False,
+        init: str = "kaiming_normal",
+        scale_density: float | None = None,
+        seed: int = 0,
+    ):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self._init_backbone((out_features, in_features), bias, init, seed, scale_density)
@@ -387,16 +466,33 @@ class ImpressLinear(ImpressLayer):
         return ops.impress_linear(x, self.weight, self.basis, self.current_alpha(), self.bias)
 
     def extra_repr(self) -> str:
-        return (f"{self.in_features}, {self.out_features}, bias={self.bias is not None}, basis={self.basis_size}, "
-                f"tasks={self.num_tasks}, per_channel={self.per_channel}")
+        return (
+            f"{self.in_features}, {self.out_features}, bias={self.bias is not None}, basis={self.basis_size}, "
+            f"tasks={self.num_tasks}, per_channel={self.per_channel}"
+        )
 
 
 class ImpressConv2d(_ConvArgs, ImpressLayer):
     """`nn.Conv2d` whose weight is `W ⊙ Σ_t alpha[task, t] M_t` over a frozen packed basis."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, basis: PackedMasks, stride=1, padding=0,
-                 dilation=1, groups: int = 1, bias: bool = False, *, num_tasks: int = 1, per_channel: bool = False,
-                 init: str = "kaiming_normal", scale_density: float | None = None, seed: int = 0):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        basis: PackedMasks,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups: int = 1,
+        bias: bool = False,
+        *,
+        num_tasks: int = 1,
+        per_channel: bool = False,
+        init: str = "kaiming_normal",
+        scale_density: float | None = None,
+        seed: int = 0,
+    ):
         super().__init__()
         shape = self._init_conv(in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
         self._init_backbone(shape, bias, init, seed, scale_density)
@@ -405,8 +501,9 @@ class ImpressConv2d(_ConvArgs, ImpressLayer):
     def forward(self, x: Tensor) -> Tensor:
         if torch.is_autocast_enabled(x.device.type):  # docs/design.md §4.3: combined in float32, then autocast
             return F.conv2d(x, self.effective_weight(), self.bias, self.stride, self.padding, self.dilation, self.groups)
-        return ops.impress_conv2d(x, self.weight, self.basis, self.current_alpha(), self.bias,
-                                  self.stride, self.padding, self.dilation, self.groups)
+        return ops.impress_conv2d(
+            x, self.weight, self.basis, self.current_alpha(), self.bias, self.stride, self.padding, self.dilation, self.groups
+        )
 
     def extra_repr(self) -> str:
         return f"{self._conv_repr()}, basis={self.basis_size}, tasks={self.num_tasks}, per_channel={self.per_channel}"
@@ -416,13 +513,31 @@ class ImpressConv(_ConvNd, ImpressLayer):
     """A 1-d or 3-d convolution, or a transposed one, whose weight is `W ⊙ Σ_t alpha[task, t] M_t`
     (one combine, then the convolution; `ImpressConv2d` is the plain 2-d one)."""
 
-    def __init__(self, dims: int, in_channels: int, out_channels: int, kernel_size, basis: PackedMasks, stride=1,
-                 padding=0, dilation=1, groups: int = 1, bias: bool = False, *, transposed: bool = False,
-                 output_padding=0, num_tasks: int = 1, per_channel: bool = False, init: str = "kaiming_normal",
-                 scale_density: float | None = None, seed: int = 0):
+    def __init__(
+        self,
+        dims: int,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        basis: PackedMasks,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups: int = 1,
+        bias: bool = False,
+        *,
+        transposed: bool = False,
+        output_padding=0,
+        num_tasks: int = 1,
+        per_channel: bool = False,
+        init: str = "kaiming_normal",
+        scale_density: float | None = None,
+        seed: int = 0,
+    ):
         super().__init__()
-        shape = self._init_convnd(dims, transposed, in_channels, out_channels, kernel_size, stride, padding, dilation,
-                                  groups, output_padding)
+        shape = self._init_convnd(
+            dims, transposed, in_channels, out_channels, kernel_size, stride, padding, dilation, groups, output_padding
+        )
         self._init_backbone(shape, bias, init, seed, scale_density, bias_size=out_channels)
         self._init_impress(basis, num_tasks, per_channel)
 

@@ -30,8 +30,9 @@ class TaskBatchNorm(TaskAware):
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.bns = nn.ModuleList()
         self._init_tasks()
-        check_allocation(check_num_tasks(num_tasks) * 2 * num_features * 4,
-                         f"{num_tasks} tasks' BatchNorm of {num_features} features")
+        check_allocation(
+            check_num_tasks(num_tasks) * 2 * num_features * 4, f"{num_tasks} tasks' BatchNorm of {num_features} features"
+        )
         for _ in range(num_tasks):
             self.add_task()
 
@@ -41,9 +42,16 @@ class TaskBatchNorm(TaskAware):
 
     def add_task(self) -> int:
         like = self.bns[0].running_mean if len(self.bns) else None  # a new task's statistics: the others' device and dtype
-        self.bns.append(self.BATCHNORM(self.num_features, self.eps, self.momentum, affine=False,
-                                       device=None if like is None else like.device,
-                                       dtype=None if like is None else like.dtype))
+        self.bns.append(
+            self.BATCHNORM(
+                self.num_features,
+                self.eps,
+                self.momentum,
+                affine=False,
+                device=None if like is None else like.device,
+                dtype=None if like is None else like.dtype,
+            )
+        )
         return len(self.bns) - 1
 
     def _truncate_tasks(self, n: int) -> None:

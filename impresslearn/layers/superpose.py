@@ -38,17 +38,43 @@ def impress_over(net: nn.Module, *, per_channel: bool = False, new_tasks: int = 
 def _impress_twin(layer: nn.Module, per_channel: bool) -> nn.Module:
     basis = layer.export_masks()
     n = basis.num_masks
-    kw = dict(bias=layer.bias is not None, num_tasks=n, per_channel=per_channel, seed=layer.seed,
-              init="kaiming_normal" if layer.init == "keep" else layer.init, scale_density=layer.scale_density)
+    kw = dict(
+        bias=layer.bias is not None,
+        num_tasks=n,
+        per_channel=per_channel,
+        seed=layer.seed,
+        init="kaiming_normal" if layer.init == "keep" else layer.init,
+        scale_density=layer.scale_density,
+    )
     if isinstance(layer, SupermaskLinear):
         new = ImpressLinear(layer.in_features, layer.out_features, basis, **kw)
     elif isinstance(layer, SupermaskConv2d):
-        new = ImpressConv2d(layer.in_channels, layer.out_channels, layer.kernel_size, basis, stride=layer.stride,
-                            padding=layer.padding, dilation=layer.dilation, groups=layer.groups, **kw)
+        new = ImpressConv2d(
+            layer.in_channels,
+            layer.out_channels,
+            layer.kernel_size,
+            basis,
+            stride=layer.stride,
+            padding=layer.padding,
+            dilation=layer.dilation,
+            groups=layer.groups,
+            **kw,
+        )
     elif isinstance(layer, SupermaskConv):
-        new = ImpressConv(layer.dims, layer.in_channels, layer.out_channels, layer.kernel_size, basis, stride=layer.stride,
-                          padding=layer.padding, dilation=layer.dilation, groups=layer.groups,
-                          transposed=layer.transposed, output_padding=layer.output_padding, **kw)
+        new = ImpressConv(
+            layer.dims,
+            layer.in_channels,
+            layer.out_channels,
+            layer.kernel_size,
+            basis,
+            stride=layer.stride,
+            padding=layer.padding,
+            dilation=layer.dilation,
+            groups=layer.groups,
+            transposed=layer.transposed,
+            output_padding=layer.output_padding,
+            **kw,
+        )
     else:
         raise TypeError(f"no Impress layer matches {type(layer).__name__}")
     new = new.to(device=layer.weight.device, dtype=layer.weight.dtype)

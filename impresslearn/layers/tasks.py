@@ -28,6 +28,7 @@ from ..seeding import init_backbone
 
 # --------------------------------------------------------------------------- task-aware bases
 
+
 def check_num_tasks(num_tasks) -> int:
     """A module's task count: a whole number, at least 1."""
     if isinstance(num_tasks, bool) or not isinstance(num_tasks, numbers.Integral) or num_tasks < 1:
@@ -84,8 +85,9 @@ class TaskAware(nn.Module):
 class BackboneLayer(TaskAware):
     """A frozen weight (and optional frozen bias) rebuilt from (init, seed, density)."""
 
-    def _init_backbone(self, shape, bias: bool, init: str, seed: int, scale_density: float | None,
-                       bias_size: int | None = None) -> None:
+    def _init_backbone(
+        self, shape, bias: bool, init: str, seed: int, scale_density: float | None, bias_size: int | None = None
+    ) -> None:
         self.init = init
         self.seed = int(seed)
         self.scale_density = scale_density
@@ -159,8 +161,10 @@ class TaskStateLayer(BackboneLayer):
         else its stashed tensor (made from its seed if the task was never trained)."""
         task = self._check_task(task)
         if self.finished[task]:
-            raise RuntimeError(f"task {task} is finished: it is kept as packed bits, its floats are gone "
-                               f"(reopen_task({task}) makes trainable floats from its mask)")
+            raise RuntimeError(
+                f"task {task} is finished: it is kept as packed bits, its floats are gone "
+                f"(reopen_task({task}) makes trainable floats from its mask)"
+            )
         if task == self.live_task:
             return self.slot
         if task not in self._stash:
@@ -207,8 +211,7 @@ class TaskStateLayer(BackboneLayer):
 
     def open_tasks(self) -> list[int]:
         """The unfinished tasks that hold floats (the live one and the stashed ones), in order."""
-        return sorted(t for t in range(self.num_tasks) if not self.finished[t]
-                      and (t == self.live_task or t in self._stash))
+        return sorted(t for t in range(self.num_tasks) if not self.finished[t] and (t == self.live_task or t in self._stash))
 
     @torch.no_grad()
     def finished_floats(self, task: int) -> Tensor:
@@ -256,8 +259,10 @@ class TaskStateLayer(BackboneLayer):
     def _unfinished_in_mixture(self) -> None:
         open_tasks = [t for t, done in enumerate(self.finished) if not done]
         if open_tasks:
-            raise RuntimeError(f"a task mixture reads finished tasks only; tasks {open_tasks} are not finished "
-                               "(finish_task(model, t) after training each)")
+            raise RuntimeError(
+                f"a task mixture reads finished tasks only; tasks {open_tasks} are not finished "
+                "(finish_task(model, t) after training each)"
+            )
 
     def _resize_buffers(self, n: int) -> None:
         """Keep the first `n` rows of every per-task buffer, or add zero rows up to `n` (refused
@@ -281,6 +286,7 @@ class TaskStateLayer(BackboneLayer):
 
 
 # --------------------------------------------------------------------------- whole models
+
 
 def task_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """(name, module) of every task-aware module in `model` (a module used twice: its first name)."""

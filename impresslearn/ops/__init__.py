@@ -61,9 +61,24 @@ __all__ = [
 ]
 
 # The registered ops (`_<name>`, for torch.library.opcheck and the tests) and the dispatch point.
-_REGISTERED = (_combine, _combine_grad_alpha, _impress_linear, _impress_linear_grad_input, _impress_conv2d, _masked_weight,
-               _popup_mask, _popup_pack, _popup_weight, _popup_weight_grad_scores, _threshold_mask,
-               _threshold_weight, _pack_bits, _unpack_bits, _primitive, _select)
+_REGISTERED = (
+    _combine,
+    _combine_grad_alpha,
+    _impress_linear,
+    _impress_linear_grad_input,
+    _impress_conv2d,
+    _masked_weight,
+    _popup_mask,
+    _popup_pack,
+    _popup_weight,
+    _popup_weight_grad_scores,
+    _threshold_mask,
+    _threshold_weight,
+    _pack_bits,
+    _unpack_bits,
+    _primitive,
+    _select,
+)
 
 # pack_masks and PackedMasks.unpack (layer 1) pack through the backends from now on.
 set_bit_codec(pack_bits, unpack_bits)

@@ -53,8 +53,7 @@ def _combine_backward(ctx, grad):
 _combine.register_autograd(_combine_backward, setup_context=_combine_setup)
 
 
-def grads_of_effective_weight(g_eff: Tensor, weight: Tensor, words: Tensor, alpha: Tensor, needs_weight: bool,
-                              needs_alpha: bool):
+def grads_of_effective_weight(g_eff: Tensor, weight: Tensor, words: Tensor, alpha: Tensor, needs_weight: bool, needs_alpha: bool):
     """Chain a gradient w.r.t. `W_eff = combine(weight, words, alpha)` back to weight and alpha."""
     grad_weight = _combine(g_eff, words, alpha) if needs_weight else None
     grad_alpha = _combine_grad_alpha(g_eff, weight, words, alpha) if needs_alpha else None

@@ -1,9 +1,9 @@
 """The one place that picks a backend (docs/design.md §5.2), and how an op is declared.
 
-    select(device)                   the backend module an op on `device` runs on here and now
-    primitive(device, name)          the function that runs primitive `name` there
-    primitive_op()                   the decorator that makes a primitive's custom op from its declaration
-    backend_for(device), primitive_backends(device)   what an op would run, for people
+select(device)                   the backend module an op on `device` runs on here and now
+primitive(device, name)          the function that runs primitive `name` there
+primitive_op()                   the decorator that makes a primitive's custom op from its declaration
+backend_for(device), primitive_backends(device)   what an op would run, for people
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ def primitive_op() -> Callable[[Callable], Callable]:
     `check(*args)`, then the primitive on the backend of the inputs' device with contiguous
     tensors; its fake runs the same `check` and returns the declared `fake(*args)`, so the op,
     its fake and the native library's fakes refuse the same inputs in the same words."""
+
     def make(signature: Callable) -> Callable:
         name = signature.__name__.lstrip("_")
         if name not in PRIMITIVES:
@@ -112,6 +113,9 @@ def primitive_backends(device: torch.device | str) -> dict[str, str]:
         except MissingKernel:
             out[prim] = "missing"
             continue
-        out[prim] = {"kernel": name, "portable": "reference",
-                     "composed": f"{name}, composed from {', '.join(spec.composed_from)}"}[how]
+        out[prim] = {
+            "kernel": name,
+            "portable": "reference",
+            "composed": f"{name}, composed from {', '.join(spec.composed_from)}",
+        }[how]
     return out

@@ -44,8 +44,17 @@ def _explicit_padding(padding, weight: Tensor, dilation: list[int]) -> list[int]
 
 
 @torch.library.custom_op("impresslearn::impress_conv2d", mutates_args=())
-def _impress_conv2d(x: Tensor, weight: Tensor, words: Tensor, alpha: Tensor, bias: Tensor | None,
-                    stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int], groups: int) -> Tensor:
+def _impress_conv2d(
+    x: Tensor,
+    weight: Tensor,
+    words: Tensor,
+    alpha: Tensor,
+    bias: Tensor | None,
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+) -> Tensor:
     check_combine(weight, words, alpha)
     check_conv(x, weight, bias, groups)
     w_eff = primitive(weight.device, "combine")(weight.contiguous(), words.contiguous(), alpha.contiguous())
@@ -75,8 +84,16 @@ def _impress_conv2d_backward(ctx, grad):
     batched = x.dim() == 4
     xb, gb = (x, grad) if batched else (x.unsqueeze(0), grad.unsqueeze(0))
     grad_x, g_eff, grad_bias = torch.ops.aten.convolution_backward(
-        gb, xb, w_eff, [weight.shape[0]] if ctx.has_bias else None,
-        stride, padding, dilation, False, [0, 0], groups,
+        gb,
+        xb,
+        w_eff,
+        [weight.shape[0]] if ctx.has_bias else None,
+        stride,
+        padding,
+        dilation,
+        False,
+        [0, 0],
+        groups,
         [needs_x, needs_w or needs_a, ctx.has_bias and needs_b],
     )
     if grad_x is not None and not batched:
@@ -90,10 +107,28 @@ def _impress_conv2d_backward(ctx, grad):
 _impress_conv2d.register_autograd(_impress_conv2d_backward, setup_context=_impress_conv2d_setup)
 
 
-def impress_conv2d(x: Tensor, weight: Tensor, packed: PackedMasks, alpha: Tensor, bias: Tensor | None = None,
-                   stride=1, padding=0, dilation=1, groups: int = 1) -> Tensor:
+def impress_conv2d(
+    x: Tensor,
+    weight: Tensor,
+    packed: PackedMasks,
+    alpha: Tensor,
+    bias: Tensor | None = None,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups: int = 1,
+) -> Tensor:
     """`F.conv2d(x, combine(weight, packed, alpha), bias, stride, padding, dilation, groups)`."""
     check_packed(weight, packed)
     dilation = _pair(dilation, "dilation")
-    return _impress_conv2d(x, weight, packed.words, alpha, bias, _pair(stride, "stride"),
-                           _explicit_padding(padding, weight, dilation), dilation, int(groups))
+    return _impress_conv2d(
+        x,
+        weight,
+        packed.words,
+        alpha,
+        bias,
+        _pair(stride, "stride"),
+        _explicit_padding(padding, weight, dilation),
+        dilation,
+        int(groups),
+    )

@@ -66,8 +66,7 @@ def _impress_linear_grad_input_backward(ctx, gg):
     return d_grad, grad_weight, None, grad_alpha
 
 
-_impress_linear_grad_input.register_autograd(_impress_linear_grad_input_backward,
-                                             setup_context=_impress_linear_grad_input_setup)
+_impress_linear_grad_input.register_autograd(_impress_linear_grad_input_backward, setup_context=_impress_linear_grad_input_setup)
 
 
 def impress_linear(x: Tensor, weight: Tensor, packed: PackedMasks, alpha: Tensor, bias: Tensor | None = None) -> Tensor:

@@ -33,8 +33,7 @@ def _popup_weight_grad_scores_backward(ctx, gg):
     return d_grad, d_weight, None
 
 
-_popup_weight_grad_scores.register_autograd(_popup_weight_grad_scores_backward,
-                                            setup_context=_popup_weight_grad_scores_setup)
+_popup_weight_grad_scores.register_autograd(_popup_weight_grad_scores_backward, setup_context=_popup_weight_grad_scores_setup)
 
 
 def _popup_weight_setup(ctx, inputs, output):

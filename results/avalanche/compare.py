@@ -66,8 +66,16 @@ def packnet_strategy(args, n_exp: int):
     # plain SGD: a frozen weight's gradient is zeroed by PackNet's hook, and without momentum
     # or weight decay a zero gradient leaves it exactly as it is
     opt = torch.optim.SGD(model.parameters(), lr=args.packnet_lr)
-    return PackNet(model=model, optimizer=opt, post_prune_epochs=1, prune_proportion=prune, train_mb_size=128,
-                   train_epochs=args.epochs, eval_mb_size=512, evaluator=evaluation_plugin())
+    return PackNet(
+        model=model,
+        optimizer=opt,
+        post_prune_epochs=1,
+        prune_proportion=prune,
+        train_mb_size=128,
+        train_epochs=args.epochs,
+        eval_mb_size=512,
+        evaluator=evaluation_plugin(),
+    )
 
 
 def strategy_for(method: str, args, n_exp: int):
@@ -79,18 +87,28 @@ def strategy_for(method: str, args, n_exp: int):
         weights = TrainConfig(optimizer="adam", lr=args.weight_lr, epochs=args.weight_epochs, batch_size=128)
         return ExSSNeT(model=supermask_net(args.seed), masks=masks, weights=weights, eval_mb_size=512)
     if method.startswith("impress"):
-        return ImpressLearn(model=supermask_net(args.seed), basis_size=args.basis, per_channel=method == "impress-channel",
-                            masks=masks, alphas=alphas, eval_mb_size=512)
+        return ImpressLearn(
+            model=supermask_net(args.seed),
+            basis_size=args.basis,
+            per_channel=method == "impress-channel",
+            masks=masks,
+            alphas=alphas,
+            eval_mb_size=512,
+        )
     return packnet_strategy(args, n_exp)
 
 
 def kept_bytes(method: str, strategy) -> dict:
     """What must be kept to run every task, measured on the trained model."""
     if method == "packnet":
-        weights = sum(m.wrappee.weight.numel() * m.wrappee.weight.element_size()
-                      for m in strategy.model.modules() if hasattr(m, "task_index"))
-        index = sum(m.task_index.numel() * m.task_index.element_size() for m in strategy.model.modules()
-                    if hasattr(m, "task_index"))
+        weights = sum(
+            m.wrappee.weight.numel() * m.wrappee.weight.element_size()
+            for m in strategy.model.modules()
+            if hasattr(m, "task_index")
+        )
+        index = sum(
+            m.task_index.numel() * m.task_index.element_size() for m in strategy.model.modules() if hasattr(m, "task_index")
+        )
         return {"total": weights + index, "weights": weights, "task_index": index, "per_new_task": 0}
     net = strategy.model.net
     if method == "exssnet":
@@ -106,8 +124,13 @@ def kept_bytes(method: str, strategy) -> dict:
                 used[n] |= mask[n]
         per_task = exssnet_bytes({n: tuple(m.weight.shape) for n, m in layers}, new)
         masks = sum(m.export_masks().nbytes for _, m in layers)
-        return {"total": sum(per_task), "masks": masks, "trained_weights": sum(per_task) - masks,
-                "new_entries": new, "per_new_task": per_task[-1]}
+        return {
+            "total": sum(per_task),
+            "masks": masks,
+            "trained_weights": sum(per_task) - masks,
+            "new_entries": new,
+            "per_new_task": per_task[-1],
+        }
     if supermask_layers(net) and not impress_layers(net):
         masks = sum(m.export_masks().nbytes for _, m in supermask_layers(net))
         tasks = supermask_layers(net)[0][1].num_tasks
@@ -161,13 +184,21 @@ def run_method(method: str, bm, args) -> dict:
         inferred = [float(m[f"Top1_Acc_Exp/eval_phase/test_stream/Task{t:03d}/Exp{t:03d}"]) for t in range(n_exp)]
         out["final_acc_tasks_inferred"] = inferred
         out["mean_final_acc_tasks_inferred"] = sum(inferred) / n_exp
-    print(f"  {method}: mean final acc {out['mean_final_acc']:.3f}, forgetting {out['forgetting']:.4f}, "
-          f"{out['bytes_per_task']:.0f} B/task, {wall:.0f} s ({cpu:.0f} s CPU)", flush=True)
+    print(
+        f"  {method}: mean final acc {out['mean_final_acc']:.3f}, forgetting {out['forgetting']:.4f}, "
+        f"{out['bytes_per_task']:.0f} B/task, {wall:.0f} s ({cpu:.0f} s CPU)",
+        flush=True,
+    )
     return out
 
 
-LABELS = {"supsup": "SupSup", "impress-channel": "ImpressLearn, per-channel alpha", "impress-layer":
-          "ImpressLearn, per-layer alpha", "exssnet": "ExSSNeT", "packnet": "PackNet (Avalanche)"}
+LABELS = {
+    "supsup": "SupSup",
+    "impress-channel": "ImpressLearn, per-channel alpha",
+    "impress-layer": "ImpressLearn, per-layer alpha",
+    "exssnet": "ExSSNeT",
+    "packnet": "PackNet (Avalanche)",
+}
 
 
 def markdown(results: dict) -> str:
@@ -176,18 +207,23 @@ def markdown(results: dict) -> str:
     basis = results["config"]["basis"]
     for name, methods in results["benchmarks"].items():
         n = len(next(iter(methods.values()))["final_acc"])
-        out += [f"**{name}**", "",
-                "| method | final accuracy per experience (%) | mean | mean, no task labels | forgetting | BWT "
-                "| bytes per task | bytes per added task | train CPU s | wall s |",
-                "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        out += [
+            f"**{name}**",
+            "",
+            "| method | final accuracy per experience (%) | mean | mean, no task labels | forgetting | BWT "
+            "| bytes per task | bytes per added task | train CPU s | wall s |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for method, r in sorted(methods.items(), key=lambda kv: METHODS.index(kv[0])):
             label = LABELS[method] + (f", K = {basis}" if method.startswith("impress") else "")
             accs = " / ".join(f"{100 * a:.1f}" for a in r["final_acc"])
             inferred = r.get("mean_final_acc_tasks_inferred")
-            out.append(f"| {label} | {accs} | {100 * r['mean_final_acc']:.1f} | "
-                       f"{'n/a' if inferred is None else f'{100 * inferred:.1f}'} | {r['forgetting']:.4f} | {r['bwt']:.4f} "
-                       f"| {r['bytes_per_task']:,.0f} | {r['bytes']['per_new_task']:,} | {r['train_cpu_s']:.0f} "
-                       f"| {r['wall_s']:.0f} |")
+            out.append(
+                f"| {label} | {accs} | {100 * r['mean_final_acc']:.1f} | "
+                f"{'n/a' if inferred is None else f'{100 * inferred:.1f}'} | {r['forgetting']:.4f} | {r['bwt']:.4f} "
+                f"| {r['bytes_per_task']:,.0f} | {r['bytes']['per_new_task']:,} | {r['train_cpu_s']:.0f} "
+                f"| {r['wall_s']:.0f} |"
+            )
         out += ["", f"({n} experiences.)", ""]
     return "\n".join(out)
 
@@ -240,12 +276,20 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", category=UserWarning)  # Avalanche's keyword-argument notices
     builders = {"permuted": permuted_mnist, "split": split_mnist}
-    results = {"command": " ".join(["python", *sys.argv]), "config": vars(args),
-               "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                           "torch": torch.__version__, "threads": args.threads},
-               "benchmarks": {}}
+    results = {
+        "command": " ".join(["python", *sys.argv]),
+        "config": vars(args),
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "threads": args.threads,
+        },
+        "benchmarks": {},
+    }
     try:
         import avalanche
+
         results["machine"]["avalanche"] = avalanche.__version__
     except AttributeError:
         pass
@@ -253,10 +297,14 @@ def main(argv=None) -> None:
         results = merged_into(args, results)
     for name in args.benchmarks.split(","):
         torch.manual_seed(args.seed)
-        bm = builders[name](args.experiences, args.data_root, seed=args.seed, train_per_exp=args.train_per_exp,
-                            test_per_exp=args.test_per_exp)
-        print(f"{name}: {args.experiences} experiences, {len(bm.train_stream[0].dataset)} training and "
-              f"{len(bm.test_stream[0].dataset)} test samples each", flush=True)
+        bm = builders[name](
+            args.experiences, args.data_root, seed=args.seed, train_per_exp=args.train_per_exp, test_per_exp=args.test_per_exp
+        )
+        print(
+            f"{name}: {args.experiences} experiences, {len(bm.train_stream[0].dataset)} training and "
+            f"{len(bm.test_stream[0].dataset)} test samples each",
+            flush=True,
+        )
         rows = results["benchmarks"].setdefault(name, {})
         rows.update({m: run_method(m, bm, args) for m in methods})
         with open(args.out, "w") as f:  # after each benchmark: a stopped run keeps what it finished

@@ -43,8 +43,16 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     start = time.time()
-    cfg = RunConfig(data_root=a.data_root, preset="supsup", basis_size=10, per_channel=True,
-                    new_tasks=a.new_tasks, incorrect_tasks=0, cache=str(ROOT / ".mask-cache"), progress=False)
+    cfg = RunConfig(
+        data_root=a.data_root,
+        preset="supsup",
+        basis_size=10,
+        per_channel=True,
+        new_tasks=a.new_tasks,
+        incorrect_tasks=0,
+        cache=str(ROOT / ".mask-cache"),
+        progress=False,
+    )
     run = Runner(cfg)
     run.results["supsup"] = {}
     new = run.tasks.new
@@ -62,39 +70,62 @@ def main(argv=None) -> int:
         set_task(model, i)
         params = [m.task_floats(i) for m in layers.values()]  # the alphas only: the first layer's mask stays
         t0 = time.time()
-        res = fit(model, params, run.alpha_batches(t, seed=run.data_seed(10_000 + i, t)), run.alpha_train,
-                  desc=f"alpha {i + 1}/{n}", progress=False)
+        res = fit(
+            model,
+            params,
+            run.alpha_batches(t, seed=run.data_seed(10_000 + i, t)),
+            run.alpha_train,
+            desc=f"alpha {i + 1}/{n}",
+            progress=False,
+        )
         fits.append({**res, "seconds": round(time.time() - t0, 1)})
         acc.append(metrics.accuracy(model, run.test_batches(t), task=i))
-        print(f"[{time.time() - start:7.1f}s] task {i + 1}/{n}: {acc[-1]:.4f} (SupSup mask {info['task_acc'][i]:.4f})",
-              file=sys.stderr)
+        print(
+            f"[{time.time() - start:7.1f}s] task {i + 1}/{n}: {acc[-1]:.4f} (SupSup mask {info['task_acc'][i]:.4f})",
+            file=sys.stderr,
+        )
     sup = inference.superposition_model(run.backbone, model)  # takes a task mixture in every layer
     batches = lambda t: run.test_batches(t, 128, limit=a.gn_batches, shuffle=True)  # noqa: E731
     diagnosis, found = [], []
     for objective in ("G", "H"):
-        diagnosis.append(inference.diagnose_superposition(sup, batches, new, objective=objective,
-                                                          classes=run.backbone.classes))
+        diagnosis.append(inference.diagnose_superposition(sup, batches, new, objective=objective, classes=run.backbone.classes))
         for method in ("oneshot", "exhaustive"):
             t0 = time.time()
-            r = inference.task_inference(sup, batches, new, objective=objective, method=method,
-                                         classes=run.backbone.classes)
+            r = inference.task_inference(sup, batches, new, objective=objective, method=method, classes=run.backbone.classes)
             r["seconds"] = round(time.time() - t0, 1)
             found.append(r)
-            print(f"[{time.time() - start:7.1f}s] {objective} {method}: task found for {r['task_acc']:.4f} of "
-                  f"{r['batches']} batches, accuracy {r['acc']:.4f}", file=sys.stderr)
+            print(
+                f"[{time.time() - start:7.1f}s] {objective} {method}: task found for {r['task_acc']:.4f} of "
+                f"{r['batches']} batches, accuracy {r['acc']:.4f}",
+                file=sys.stderr,
+            )
     shapes = bb.weight_shapes(supsup)
     bytes_ = storage.impress_bytes(shapes, cfg.basis_size, per_channel=True, hybrid_layer=first)
     result = {
         "command": "python results/inference/first_layer_own_mask.py",
-        "config": {"preset": "supsup", "basis": "heterogeneous", "basis_size": 10, "per_channel": True,
-                   "new_tasks": n, "first_layer": first, "gn_batches": a.gn_batches},
+        "config": {
+            "preset": "supsup",
+            "basis": "heterogeneous",
+            "basis_size": 10,
+            "per_channel": True,
+            "new_tasks": n,
+            "first_layer": first,
+            "gn_batches": a.gn_batches,
+        },
         "tasks": [run.tasks.stream.describe(t) for t in new],
-        "task_acc": acc, "mean_acc": sum(acc) / n,
-        "supsup_task_acc": info["task_acc"], "supsup_mean_acc": info["mean_acc"],
+        "task_acc": acc,
+        "mean_acc": sum(acc) / n,
+        "supsup_task_acc": info["task_acc"],
+        "supsup_mean_acc": info["mean_acc"],
         "fits": fits,
-        "storage_per_task": {"first_layer_mask_bytes": bytes_.mask_bytes, "alpha_bytes": bytes_.alpha_bytes,
-                             "total": int(bytes_.per_task), "supsup_packed": storage.supsup_bytes_packed(shapes)},
-        "task_inference": found, "task_inference_diagnosis": diagnosis,
+        "storage_per_task": {
+            "first_layer_mask_bytes": bytes_.mask_bytes,
+            "alpha_bytes": bytes_.alpha_bytes,
+            "total": int(bytes_.per_task),
+            "supsup_packed": storage.supsup_bytes_packed(shapes),
+        },
+        "task_inference": found,
+        "task_inference_diagnosis": diagnosis,
         "machine": {"platform": platform.platform(), "cpus": torch.get_num_threads(), "torch": torch.__version__},
         "elapsed_s": round(time.time() - start, 1),
     }

@@ -30,8 +30,9 @@ from impresslearn.data import PermutedMNIST, load_mnist
 class Digits(nn.Module):
     def __init__(self):
         super().__init__()
-        self.vit = torchvision.models.VisionTransformer(image_size=28, patch_size=7, num_layers=2, num_heads=4,
-                                                        hidden_dim=64, mlp_dim=128, num_classes=10)
+        self.vit = torchvision.models.VisionTransformer(
+            image_size=28, patch_size=7, num_layers=2, num_heads=4, hidden_dim=64, mlp_dim=128, num_classes=10
+        )
 
     def forward(self, x):
         return self.vit(x.view(-1, 1, 28, 28).expand(-1, 3, -1, -1))
@@ -80,8 +81,14 @@ def run(variant: str, stream, args) -> dict:
         accs.append(right / sum(int(y.numel()) for _, y in stream.test(task, 1000)))
     mask_bytes = sum(m.masks[0].numel() * 4 for _, m in il.layers.supermask_layers(model))
     affine_bytes = 4 * sum(m.weight.numel() + m.bias.numel() for m in norms(model)) if variant == "per_task" else 0
-    return {"variant": variant, "task_acc": accs, "mean_acc": sum(accs) / len(accs), "bytes_per_task": mask_bytes + affine_bytes,
-            "affine_bytes_per_task": affine_bytes, "seconds": round(time.time() - t0, 1)}
+    return {
+        "variant": variant,
+        "task_acc": accs,
+        "mean_acc": sum(accs) / len(accs),
+        "bytes_per_task": mask_bytes + affine_bytes,
+        "affine_bytes_per_task": affine_bytes,
+        "seconds": round(time.time() - t0, 1),
+    }
 
 
 def main(argv=None):
@@ -96,13 +103,20 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     stream = PermutedMNIST(load_mnist(args.data_root), num_tasks=args.tasks)
     rows = [run(v, stream, args) for v in ("frozen", "per_task")]
-    out = {"command": "python " + " ".join(sys.argv), "machine": platform.processor() or platform.machine(),
-           "torch": torch.__version__, "settings": vars(args), "rows": rows}
+    out = {
+        "command": "python " + " ".join(sys.argv),
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "settings": vars(args),
+        "rows": rows,
+    }
     with open(args.out, "w") as f:
         json.dump(out, f, indent=1)
     for r in rows:
-        print(f"{r['variant']:9s} mean {100 * r['mean_acc']:.1f} %  per task {[round(100 * a, 1) for a in r['task_acc']]}  "
-              f"{r['bytes_per_task']:,} B/task  {r['seconds']} s")
+        print(
+            f"{r['variant']:9s} mean {100 * r['mean_acc']:.1f} %  per task {[round(100 * a, 1) for a in r['task_acc']]}  "
+            f"{r['bytes_per_task']:,} B/task  {r['seconds']} s"
+        )
 
 
 if __name__ == "__main__":

@@ -28,15 +28,27 @@ torch.set_num_threads(1)
 
 arrays = load_mnist(a.data_root).holdout(10_000)
 stream = AdaptationTasks(arrays, ("digits0-4", "digits5-9"))
-out = {"what": "ViT pretraining on digits 0-4, validation accuracy (last 10,000 training images)",
-       "data": arrays.source, "iterations": a.iterations, "batch_size": 64, "optimizer": "adam", "runs": []}
+out = {
+    "what": "ViT pretraining on digits 0-4, validation accuracy (last 10,000 training images)",
+    "data": arrays.source,
+    "iterations": a.iterations,
+    "batch_size": 64,
+    "optimizer": "adam",
+    "runs": [],
+}
 for lr in [float(v) for v in a.lrs.split(",")]:
     torch.manual_seed(0)
     net = models.mnist_vit(10)
     t0 = time.time()
     tc = TrainConfig(optimizer="adam", lr=lr, epochs=1e9, iterations=a.iterations, batch_size=64)
-    fit(net, list(net.parameters()), stream.train(0, 64, derive_seed(0, "data/pretrain/0") % 2**31), tc,
-        desc=f"lr {lr:g}", progress=False)
+    fit(
+        net,
+        list(net.parameters()),
+        stream.train(0, 64, derive_seed(0, "data/pretrain/0") % 2**31),
+        tc,
+        desc=f"lr {lr:g}",
+        progress=False,
+    )
     net.eval()
     acc = accuracy(net, stream.test(0))
     out["runs"].append({"lr": lr, "val_acc": acc, "train_s": round(time.time() - t0, 1)})

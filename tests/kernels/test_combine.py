@@ -93,8 +93,12 @@ def test_grad_alpha_matches_oracle(flavour, shape, t, per_channel):
 
 # (weight dtype, alpha dtype): alpha in the weight's dtype, fp32 alpha on a low-precision or fp64
 # weight, and fp64 alpha on an fp32 weight (combine in fp32, the alpha gradient in fp64).
-DTYPE_PAIRS = [(d, d) for d in DTYPES] + [(torch.float16, torch.float32), (torch.bfloat16, torch.float32),
-                                          (torch.float64, torch.float32), (torch.float32, torch.float64)]
+DTYPE_PAIRS = [(d, d) for d in DTYPES] + [
+    (torch.float16, torch.float32),
+    (torch.bfloat16, torch.float32),
+    (torch.float64, torch.float32),
+    (torch.float32, torch.float64),
+]
 # 10 words per row for the native SIMD blocks; the interpreter takes a smaller case.
 DTYPE_CASE, TRITON_DTYPE_CASE = ((13, 300), 33), ((13, 95), 9)
 
@@ -105,8 +109,9 @@ def _grad_tol(dtype):
 
 
 @ALPHA
-@pytest.mark.parametrize("flavour, dtype, alpha_dtype",
-                         grid(COMBINE, DTYPE_PAIRS, ids=lambda d, a: f"{case_id(d)}-alpha_{case_id(a)}"))
+@pytest.mark.parametrize(
+    "flavour, dtype, alpha_dtype", grid(COMBINE, DTYPE_PAIRS, ids=lambda d, a: f"{case_id(d)}-alpha_{case_id(a)}")
+)
 def test_dtypes(flavour, dtype, alpha_dtype, per_channel):
     """Output in weight's dtype (grad-alpha in alpha's), fp32 accumulation (fp64 when either is
     fp64) and one rounding, as the reference: as close to the exact result as the reference is."""
@@ -128,13 +133,13 @@ def test_dtypes(flavour, dtype, alpha_dtype, per_channel):
     exact_g = grad_alpha_oracle(grad.cpu(), weight.cpu(), masks, alpha.cpu())
     torch.testing.assert_close(g_alpha.cpu().double(), exact_g, **_grad_tol(alpha_dtype))
     if flavour.backend != "reference":
-        torch.testing.assert_close(g_alpha, reference.combine_grad_alpha(grad, weight, words, alpha),
-                                   **_grad_tol(alpha_dtype))
+        torch.testing.assert_close(g_alpha, reference.combine_grad_alpha(grad, weight, words, alpha), **_grad_tol(alpha_dtype))
 
 
 # Several tiles (partial sums reduced in a fixed order); native: enough rows for two threads.
-@pytest.mark.parametrize("flavour, shape, t", backend_grid([((64, 3, 3, 3), 40)], [((9, 1500), 9)],
-                                                           backends=("native", "triton"), ids=shape_t))
+@pytest.mark.parametrize(
+    "flavour, shape, t", backend_grid([((64, 3, 3, 3), 40)], [((9, 1500), 9)], backends=("native", "triton"), ids=shape_t)
+)
 def test_grad_alpha_is_deterministic(flavour, shape, t):
     """The same bits on every run, with one thread or two."""
     weight, masks, words, alpha = inputs(flavour, shape, t, seed=3)
@@ -192,8 +197,10 @@ THROUGH_OPS = [((6, 2, 3, 5), 9, d) for d in DTYPES] + [((13, 95), 33, torch.flo
 
 
 @ALPHA
-@pytest.mark.parametrize("flavour, shape, t, dtype", backend_grid(THROUGH_OPS, backends=("native", "triton"),
-                                                                  ids=lambda s, t, d: f"{shape_t(s, t)}-{case_id(d)}"))
+@pytest.mark.parametrize(
+    "flavour, shape, t, dtype",
+    backend_grid(THROUGH_OPS, backends=("native", "triton"), ids=lambda s, t, d: f"{shape_t(s, t)}-{case_id(d)}"),
+)
 def test_op_forward_and_backward_equal_reference(flavour, shape, t, dtype, per_channel):
     weight, masks, words, alpha = inputs(flavour, shape, t, dtype=dtype, per_channel=per_channel)
     packed = impresslearn.PackedMasks(words, weight.shape)
@@ -228,26 +235,38 @@ def _f64(flavour, shape, t, per_channel, seed=0):
 
 
 @ALPHA
-@pytest.mark.parametrize("flavour, shape, t", backend_grid([((5, 37), 3), ((5, 37), 9), ((4, 2, 3, 3), 9), ((6,), 2)],
-                                                           ids=shape_t))
+@pytest.mark.parametrize(
+    "flavour, shape, t", backend_grid([((5, 37), 3), ((5, 37), 9), ((4, 2, 3, 3), 9), ((6,), 2)], ids=shape_t)
+)
 def test_combine_gradcheck(flavour, shape, t, per_channel):
     weight, packed, alpha = _f64(flavour, shape, t, per_channel)
     with impresslearn.backend(flavour.backend):
         # The interpreter checks random projections of the Jacobian: the same test, far fewer calls.
-        assert torch.autograd.gradcheck(lambda w, a: ops.combine(w, packed, a), (weight, alpha),
-                                        fast_mode=flavour.backend == "triton")
+        assert torch.autograd.gradcheck(
+            lambda w, a: ops.combine(w, packed, a), (weight, alpha), fast_mode=flavour.backend == "triton"
+        )
 
 
 # (weight shape, T, input shape, bias, stride, padding, dilation, groups)
-CONV_CASES = [((4, 4, 3, 3), 5, (2, 4, 6, 5), True, 1, 0, 1, 1), ((4, 4, 3, 3), 5, (2, 4, 6, 5), True, 2, 1, 1, 1),
-              ((4, 2, 3, 3), 5, (2, 4, 6, 5), True, 1, "same", 2, 2), ((4, 4, 3, 3), 5, (4, 6, 5), True, (2, 1), (0, 1), 1, 1),
-              ((4, 2, 3, 3), 33, (2, 2, 6, 5), False, 1, 1, 1, 1)]
+CONV_CASES = [
+    ((4, 4, 3, 3), 5, (2, 4, 6, 5), True, 1, 0, 1, 1),
+    ((4, 4, 3, 3), 5, (2, 4, 6, 5), True, 2, 1, 1, 1),
+    ((4, 2, 3, 3), 5, (2, 4, 6, 5), True, 1, "same", 2, 2),
+    ((4, 4, 3, 3), 5, (4, 6, 5), True, (2, 1), (0, 1), 1, 1),
+    ((4, 2, 3, 3), 33, (2, 2, 6, 5), False, 1, 1, 1, 1),
+]
 
 
 @ALPHA
-@pytest.mark.parametrize("flavour, wshape, t, xshape, bias, stride, padding, dilation, groups",
-                         backend_grid(CONV_CASES, ids=lambda w, t, x, b, s, p, d, g: f"{shape_t(w, t)}-x{case_id(x)}"
-                                      f"-stride{case_id(s)}-pad{case_id(p)}-dil{d}-groups{g}{'-bias' if b else ''}"))
+@pytest.mark.parametrize(
+    "flavour, wshape, t, xshape, bias, stride, padding, dilation, groups",
+    backend_grid(
+        CONV_CASES,
+        ids=lambda w, t, x, b, s, p, d, g: (
+            f"{shape_t(w, t)}-x{case_id(x)}-stride{case_id(s)}-pad{case_id(p)}-dil{d}-groups{g}{'-bias' if b else ''}"
+        ),
+    ),
+)
 def test_impress_conv2d_gradcheck(flavour, wshape, t, xshape, bias, stride, padding, dilation, groups, per_channel):
     weight, packed, alpha = _f64(flavour, wshape, t, per_channel)
     x = torch.randn(xshape, dtype=torch.float64).to(flavour.device).requires_grad_()
@@ -256,15 +275,26 @@ def test_impress_conv2d_gradcheck(flavour, wshape, t, xshape, bias, stride, padd
         # fast_mode checks random projections of the Jacobian: the same test, far fewer evaluations.
         assert torch.autograd.gradcheck(
             lambda x, w, a, *b: ops.impress_conv2d(x, w, packed, a, b[0] if b else None, stride, padding, dilation, groups),
-            (x, weight, alpha, *([b] if bias else [])), fast_mode=True)
+            (x, weight, alpha, *([b] if bias else [])),
+            fast_mode=True,
+        )
 
 
 # --------------------------------------------------------------------------- GPU, realistic shapes
 
 # LeNet-300-100, CIFAR ResNet-18 and ResNet-50 layer weights.
 CUDA_DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-REAL_SHAPES = [(300, 784), (100, 300), (10, 100), (64, 64, 3, 3), (512, 512, 3, 3), (512, 256, 1, 1),
-               (64, 3, 7, 7), (2048, 512, 1, 1), (1000, 2048)]
+REAL_SHAPES = [
+    (300, 784),
+    (100, 300),
+    (10, 100),
+    (64, 64, 3, 3),
+    (512, 512, 3, 3),
+    (512, 256, 1, 1),
+    (64, 3, 7, 7),
+    (2048, 512, 1, 1),
+    (1000, 2048),
+]
 
 
 @pytest.mark.cuda
@@ -280,8 +310,12 @@ def test_combine_cuda_realistic(shape):
         assert_within_torch_error(kernels.combine(weight, words, alpha), reference.combine(weight, words, alpha), exact, dtype)
         grad = torch.randn(shape, device=DEVICE).to(dtype)
         exact_g = grad_alpha_oracle(grad.cpu(), weight.cpu(), masks, alpha.cpu()).to(DEVICE)
-        assert_within_torch_error(kernels.combine_grad_alpha(grad, weight, words, alpha),
-                                  reference.combine_grad_alpha(grad, weight, words, alpha), exact_g, torch.float32)
+        assert_within_torch_error(
+            kernels.combine_grad_alpha(grad, weight, words, alpha),
+            reference.combine_grad_alpha(grad, weight, words, alpha),
+            exact_g,
+            torch.float32,
+        )
 
 
 # --------------------------------------------------------------------------- edge cases (docs/design.md §5.4)
@@ -299,8 +333,9 @@ def test_combine_non_finite_alpha(flavour, shape, t, per_channel):
     """A bit of 0 contributes exactly 0: a NaN / ±inf alpha_t reaches only the weights whose bit
     of mask t is set; the weights it does not reach keep their finite value (and inf - inf is NaN)."""
     for dtype in DTYPES:
-        weight, masks, words, alpha = non_finite_inputs(shape, t, per_channel=per_channel, dtype=dtype, seed=t,
-                                                        alpha_fraction=1 / 16, device=flavour.device)
+        weight, masks, words, alpha = non_finite_inputs(
+            shape, t, per_channel=per_channel, dtype=dtype, seed=t, alpha_fraction=1 / 16, device=flavour.device
+        )
         expected = combine_oracle(weight.cpu(), masks, alpha.cpu())
         out = flavour("combine", weight, words, alpha)
         assert out.dtype == dtype
@@ -314,8 +349,9 @@ def test_combine_non_finite_alpha(flavour, shape, t, per_channel):
 def test_combine_non_finite_weight(flavour, shape, t, per_channel):
     """The weight multiplies its coefficient as IEEE says: a NaN / ±inf weight gives NaN under a
     coefficient of 0 (no bit set, or alphas that cancel), and a zero weight NaN under an infinite one."""
-    weight, masks, words, alpha = non_finite_inputs(shape, t, per_channel=per_channel, seed=t + 1, alpha_fraction=0.1,
-                                                    weight_fraction=0.2, device=flavour.device)
+    weight, masks, words, alpha = non_finite_inputs(
+        shape, t, per_channel=per_channel, seed=t + 1, alpha_fraction=0.1, weight_fraction=0.2, device=flavour.device
+    )
     assert_same_values(flavour("combine", weight, words, alpha), combine_oracle(weight.cpu(), masks, alpha.cpu()))
 
 
@@ -326,8 +362,16 @@ def test_grad_alpha_non_finite(flavour, shape, t, per_channel):
     """d alpha_t sums grad * weight over the set bits of mask t only: a NaN / ±inf grad or weight
     (or 0 * inf) reaches the masks whose bit is set there, and alpha's own value never matters."""
     for dtype in (torch.float32, torch.float64, torch.bfloat16):
-        weight, masks, words, alpha = non_finite_inputs(shape, t, per_channel=per_channel, dtype=dtype, seed=t + 2,
-                                                        alpha_fraction=1 / 16, weight_fraction=0.02, device=flavour.device)
+        weight, masks, words, alpha = non_finite_inputs(
+            shape,
+            t,
+            per_channel=per_channel,
+            dtype=dtype,
+            seed=t + 2,
+            alpha_fraction=1 / 16,
+            weight_fraction=0.02,
+            device=flavour.device,
+        )
         g = torch.Generator().manual_seed(t + 3)
         grad = sprinkle_non_finite(dyadic(shape, g), 0.02, g).to(dtype).to(flavour.device)
         expected = grad_alpha_oracle(grad.cpu(), weight.cpu(), masks, alpha.cpu())
@@ -342,8 +386,9 @@ def test_grad_alpha_non_finite(flavour, shape, t, per_channel):
 def test_non_finite_alpha_through_ops(flavour, per_channel):
     """Forward and both gradients of ops.combine follow the rule on every backend: d weight is
     G ⊙ Σ_t alpha_t M_t (the same masked sum), d alpha stays finite (it does not depend on alpha)."""
-    weight, masks, words, alpha = non_finite_inputs((7, 33), 9, per_channel=per_channel, seed=4, alpha_fraction=1 / 16,
-                                                    device=flavour.device)
+    weight, masks, words, alpha = non_finite_inputs(
+        (7, 33), 9, per_channel=per_channel, seed=4, alpha_fraction=1 / 16, device=flavour.device
+    )
     grad = dyadic((7, 33), torch.Generator().manual_seed(5)).to(flavour.device)
     w, a = weight.clone().requires_grad_(), alpha.clone().requires_grad_()
     with impresslearn.backend(flavour.backend):
@@ -358,12 +403,15 @@ def test_non_finite_alpha_through_ops(flavour, per_channel):
 def _raw_combine_calls(weight, words, alpha):
     """Every op that checks (weight, words, alpha), called on the raw words."""
     x = torch.zeros(2, *weight.shape[1:]) if weight.dim() == 2 else None
-    calls = {"combine": lambda: ops._combine(weight, words, alpha),
-             "combine_grad_alpha": lambda: ops._combine_grad_alpha(torch.zeros_like(weight), weight, words, alpha)}
+    calls = {
+        "combine": lambda: ops._combine(weight, words, alpha),
+        "combine_grad_alpha": lambda: ops._combine_grad_alpha(torch.zeros_like(weight), weight, words, alpha),
+    }
     if x is not None:
         calls["impress_linear"] = lambda: ops._impress_linear(x, weight, words, alpha, None)
         calls["impress_linear_grad_input"] = lambda: ops._impress_linear_grad_input(
-            torch.zeros(2, weight.shape[0]), weight, words, alpha)
+            torch.zeros(2, weight.shape[0]), weight, words, alpha
+        )
     if weight.dim() == 4:
         xc = torch.zeros(1, weight.shape[1], 4, 4)
         calls["impress_conv2d"] = lambda: ops._impress_conv2d(xc, weight, words, alpha, None, [1, 1], [1, 1], [1, 1], 1)

@@ -47,8 +47,9 @@ def inputs(flavour: Flavour, rows, cols, t, **kw):
 
 
 def exact_linear(x, weight, masks, alpha, bias=None):
-    return F.linear(x.cpu().double(), combine_oracle(weight.cpu(), masks, alpha.cpu()),
-                    None if bias is None else bias.cpu().double())
+    return F.linear(
+        x.cpu().double(), combine_oracle(weight.cpu(), masks, alpha.cpu()), None if bias is None else bias.cpu().double()
+    )
 
 
 # (batch shape, split of Triton's reduction axis): GEMV, split-K / split-N partial sums, and a
@@ -58,8 +59,7 @@ OTHER_BATCHES = [(b, None) for b, _ in BATCHES]
 
 
 def linear_cases(layers):
-    return ([(*layer, *b) for layer in layers for b in OTHER_BATCHES],
-            [(*layer, *b) for layer in layers for b in BATCHES])
+    return ([(*layer, *b) for layer in layers for b in OTHER_BATCHES], [(*layer, *b) for layer in layers for b in BATCHES])
 
 
 def linear_id(rows, cols, t, batch, split):
@@ -71,8 +71,10 @@ def split_kw(split):
 
 
 @pytest.mark.parametrize("layout", ["per_layer", "per_channel-bias"])
-@pytest.mark.parametrize("flavour, rows, cols, t, batch, split",
-                         backend_grid(*linear_cases([(13, 95, 1), (13, 95, 9), (70, 33, 8), (5, 70, 33)]), ids=linear_id))
+@pytest.mark.parametrize(
+    "flavour, rows, cols, t, batch, split",
+    backend_grid(*linear_cases([(13, 95, 1), (13, 95, 9), (70, 33, 8), (5, 70, 33)]), ids=linear_id),
+)
 def test_impress_linear_matches_oracle(flavour, rows, cols, t, batch, split, layout):
     per_channel = with_bias = layout != "per_layer"
     weight, masks, words, alpha = inputs(flavour, rows, cols, t, per_channel=per_channel, seed=t)
@@ -84,8 +86,9 @@ def test_impress_linear_matches_oracle(flavour, rows, cols, t, batch, split, lay
 
 
 @ALPHA
-@pytest.mark.parametrize("flavour, rows, cols, t, batch, split",
-                         backend_grid(*linear_cases([(13, 95, 9), (70, 33, 8), (5, 70, 33)]), ids=linear_id))
+@pytest.mark.parametrize(
+    "flavour, rows, cols, t, batch, split", backend_grid(*linear_cases([(13, 95, 9), (70, 33, 8), (5, 70, 33)]), ids=linear_id)
+)
 def test_grad_input_matches_oracle(flavour, rows, cols, t, batch, split, per_channel):
     """grad @ W_eff (Triton walks the packed words along the output rows)."""
     weight, masks, words, alpha = inputs(flavour, rows, cols, t, per_channel=per_channel, seed=t)
@@ -106,8 +109,9 @@ def test_triton_several_row_blocks_of_the_fused_kernel():
     torch.testing.assert_close(out.cpu().double(), exact_linear(x, weight, masks, alpha), rtol=1e-5, atol=1e-4)
     g = torch.randn(FUSED_MAX_BATCH + 6, 13).to(DEVICE)
     gx = fused("impress_linear_grad_input", g, weight, words, alpha)
-    torch.testing.assert_close(gx.cpu().double(), g.cpu().double() @ combine_oracle(weight.cpu(), masks, alpha.cpu()),
-                               rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(
+        gx.cpu().double(), g.cpu().double() @ combine_oracle(weight.cpu(), masks, alpha.cpu()), rtol=1e-5, atol=1e-4
+    )
 
 
 def assert_within_rounding_bound(out, x, w_exact, dtype, bias=None):
@@ -115,17 +119,23 @@ def assert_within_rounding_bound(out, x, w_exact, dtype, bias=None):
     rounded to `dtype`: (K + 2) eps (|x| @ |W|^T + |bias|)."""
     x = x.cpu().double()
     exact = x @ w_exact.T + (0 if bias is None else bias.cpu().double())
-    bound = (x.shape[-1] + 2) * torch.finfo(dtype).eps * (x.abs() @ w_exact.abs().T
-                                                          + (0 if bias is None else bias.cpu().double().abs()))
+    bound = (
+        (x.shape[-1] + 2)
+        * torch.finfo(dtype).eps
+        * (x.abs() @ w_exact.abs().T + (0 if bias is None else bias.cpu().double().abs()))
+    )
     err = (out.cpu().double() - exact).abs()
     assert (err <= bound + 1e-300).all(), f"error {err.max().item():.3g} beyond the rounding bound"
 
 
 @ALPHA
-@pytest.mark.parametrize("flavour, dtype, batch",
-                         backend_grid([(d, b) for d in (torch.float16, torch.bfloat16, torch.float64)
-                                       for b in [(3,), (FUSED_MAX_BATCH + 6,)]],
-                                      ids=lambda d, b: f"{case_id(d)}-batch{case_id(b)}"))
+@pytest.mark.parametrize(
+    "flavour, dtype, batch",
+    backend_grid(
+        [(d, b) for d in (torch.float16, torch.bfloat16, torch.float64) for b in [(3,), (FUSED_MAX_BATCH + 6,)]],
+        ids=lambda d, b: f"{case_id(d)}-batch{case_id(b)}",
+    ),
+)
 def test_dtypes(flavour, dtype, batch, per_channel):
     """fp16 / bf16: within twice the same-dtype PyTorch error of the exact result (Triton: fp64
     takes combine + GEMM); every backend within the rounding error bound of a dot product."""
@@ -141,15 +151,22 @@ def test_dtypes(flavour, dtype, batch, per_channel):
     assert gx.dtype == dtype
     assert_within_rounding_bound(gx, g, w_exact.T, dtype)
     if flavour.backend != "reference":
-        assert_within_torch_error(out, reference.impress_linear(x, weight, words, alpha, bias),
-                                  exact_linear(x, weight, masks, alpha, bias).to(flavour.device), dtype)
-        assert_within_torch_error(gx, reference.impress_linear_grad_input(g, weight, words, alpha),
-                                  g.double() @ w_exact.to(flavour.device), dtype)
+        assert_within_torch_error(
+            out,
+            reference.impress_linear(x, weight, words, alpha, bias),
+            exact_linear(x, weight, masks, alpha, bias).to(flavour.device),
+            dtype,
+        )
+        assert_within_torch_error(
+            gx, reference.impress_linear_grad_input(g, weight, words, alpha), g.double() @ w_exact.to(flavour.device), dtype
+        )
 
 
 @ALPHA
-@pytest.mark.parametrize("flavour, batch", backend_grid([((4,),), ((2, FUSED_MAX_BATCH),)], backends=("native", "triton"),
-                                                        ids=lambda b: f"batch{case_id(b)}"))
+@pytest.mark.parametrize(
+    "flavour, batch",
+    backend_grid([((4,),), ((2, FUSED_MAX_BATCH),)], backends=("native", "triton"), ids=lambda b: f"batch{case_id(b)}"),
+)
 def test_forward_backward_through_ops(flavour, batch, per_channel):
     """Every gradient (x, weight, alpha, bias) under the backend equals the reference backend's."""
     weight, masks, words, alpha = inputs(flavour, 13, 95, 9, per_channel=per_channel)
@@ -174,16 +191,18 @@ def _f64(flavour, t, per_channel):
 
 
 @ALPHA
-@pytest.mark.parametrize("flavour, batch, t", backend_grid([((3,), 9), ((2, 3), 4)],
-                                                           ids=lambda b, t: f"batch{case_id(b)}-T{t}"))
+@pytest.mark.parametrize("flavour, batch, t", backend_grid([((3,), 9), ((2, 3), 4)], ids=lambda b, t: f"batch{case_id(b)}-T{t}"))
 def test_gradcheck(flavour, batch, t, per_channel):
     weight, packed, alpha = _f64(flavour, t, per_channel)
     x = torch.randn(*batch, 37, dtype=torch.float64).to(flavour.device).requires_grad_()
     bias = torch.randn(5, dtype=torch.float64).to(flavour.device).requires_grad_()
     with impresslearn.backend(flavour.backend):
         # The interpreter checks random projections of the Jacobian: the same test, far fewer calls.
-        assert torch.autograd.gradcheck(lambda *a: ops.impress_linear(a[0], a[1], packed, a[2], a[3]),
-                                        (x, weight, alpha, bias), fast_mode=flavour.backend == "triton")
+        assert torch.autograd.gradcheck(
+            lambda *a: ops.impress_linear(a[0], a[1], packed, a[2], a[3]),
+            (x, weight, alpha, bias),
+            fast_mode=flavour.backend == "triton",
+        )
 
 
 @ALPHA
@@ -193,8 +212,9 @@ def test_double_backward(flavour, per_channel):
     weight, packed, alpha = _f64(flavour, 4, per_channel)
     x = torch.randn(3, 37, dtype=torch.float64).to(flavour.device).requires_grad_()
     with impresslearn.backend(flavour.backend):
-        assert torch.autograd.gradgradcheck(lambda *a: ops.impress_linear(a[0], a[1], packed, a[2]),
-                                            (x, weight, alpha), fast_mode=True)
+        assert torch.autograd.gradgradcheck(
+            lambda *a: ops.impress_linear(a[0], a[1], packed, a[2]), (x, weight, alpha), fast_mode=True
+        )
 
 
 @only("native")
@@ -232,20 +252,30 @@ REAL_LINEAR = [(300, 784), (100, 300), (10, 100), (100, 512), (1000, 2048), (204
 def test_impress_linear_cuda_realistic(rows, cols):
     from impresslearn import kernels
 
-    for dtype, t, batch, per_channel in itertools.product([torch.float32, torch.float16, torch.bfloat16], [1, 8, 75],
-                                                          [1, 16, 128], [False, True]):
+    for dtype, t, batch, per_channel in itertools.product(
+        [torch.float32, torch.float16, torch.bfloat16], [1, 8, 75], [1, 16, 128], [False, True]
+    ):
         weight, masks, words, alpha = packed_inputs((rows, cols), t, dtype=dtype, per_channel=per_channel, device=DEVICE)
         x = torch.randn(batch, cols, device=DEVICE).to(dtype)
         exact = exact_linear(x, weight, masks, alpha).to(DEVICE)
-        assert_within_torch_error(kernels.impress_linear(x, weight, words, alpha, None),
-                                  reference.impress_linear(x, weight, words, alpha, None), exact, dtype)
+        assert_within_torch_error(
+            kernels.impress_linear(x, weight, words, alpha, None),
+            reference.impress_linear(x, weight, words, alpha, None),
+            exact,
+            dtype,
+        )
         g = torch.randn(batch, rows, device=DEVICE).to(dtype)
-        exact_g = (g.double() @ combine_oracle(weight.cpu(), masks, alpha.cpu()).to(DEVICE))
-        assert_within_torch_error(kernels.impress_linear_grad_input(g, weight, words, alpha),
-                                  reference.impress_linear_grad_input(g, weight, words, alpha), exact_g, dtype)
+        exact_g = g.double() @ combine_oracle(weight.cpu(), masks, alpha.cpu()).to(DEVICE)
+        assert_within_torch_error(
+            kernels.impress_linear_grad_input(g, weight, words, alpha),
+            reference.impress_linear_grad_input(g, weight, words, alpha),
+            exact_g,
+            dtype,
+        )
 
 
 # --------------------------------------------------------------------------- edge cases (docs/design.md §5.4)
+
 
 def linear_of(x, w_eff, bias=None):
     """x @ w_eff^T (+ bias) in float64, one product at a time (no BLAS, which may skip zeros)."""
@@ -255,14 +285,16 @@ def linear_of(x, w_eff, bias=None):
 
 @QUIET_NAN
 @ALPHA
-@pytest.mark.parametrize("flavour, rows, cols, t, batch, split",
-                         backend_grid(*linear_cases([(13, 95, 9), (5, 70, 33)]), ids=linear_id))
+@pytest.mark.parametrize(
+    "flavour, rows, cols, t, batch, split", backend_grid(*linear_cases([(13, 95, 9), (5, 70, 33)]), ids=linear_id)
+)
 def test_non_finite_alpha(flavour, rows, cols, t, batch, split, per_channel):
     """impress_linear is F.linear over the combine of §5.4 (a bit of 0 contributes exactly 0), in
     every path: fused GEMM / GEMV, split partial sums, combine + GEMM. Inputs have no zeros, so a
     NaN or ±inf of W_eff reaches its output row as IEEE says (x · inf is ±inf, inf - inf NaN)."""
-    weight, masks, words, alpha = non_finite_inputs((rows, cols), t, per_channel=per_channel, seed=t, alpha_fraction=1 / 16,
-                                                    density=0.1, device=flavour.device)
+    weight, masks, words, alpha = non_finite_inputs(
+        (rows, cols), t, per_channel=per_channel, seed=t, alpha_fraction=1 / 16, density=0.1, device=flavour.device
+    )
     g = torch.Generator().manual_seed(t)
     x, bias, grad = (dyadic(s, g).to(flavour.device) for s in ((*batch, cols), (rows,), (*batch, rows)))
     w_eff = combine_oracle(weight.cpu(), masks, alpha.cpu())
@@ -279,8 +311,9 @@ def test_non_finite_alpha(flavour, rows, cols, t, batch, split, per_channel):
 def test_non_finite_alpha_through_ops(flavour):
     """Forward and every gradient through ops.impress_linear; d alpha stays finite (it does not
     depend on alpha), rows untouched by a non-finite alpha keep finite outputs and gradients."""
-    weight, masks, words, alpha = non_finite_inputs((13, 40), 9, per_channel=True, seed=2, alpha_fraction=1 / 16,
-                                                    density=0.1, device=flavour.device)
+    weight, masks, words, alpha = non_finite_inputs(
+        (13, 40), 9, per_channel=True, seed=2, alpha_fraction=1 / 16, density=0.1, device=flavour.device
+    )
     g = torch.Generator().manual_seed(3)
     x, bias, grad = (dyadic(s, g).to(flavour.device) for s in ((4, 40), (13,), (4, 13)))
     leaves = [t.clone().requires_grad_() for t in (x, weight, alpha, bias)]
@@ -303,8 +336,10 @@ def test_empty_batch(flavour, batch):
     x = torch.zeros(*batch, 40, device=flavour.device)
     bias = torch.randn(13).to(flavour.device)
     assert flavour("impress_linear", x, weight, words, alpha, bias).shape == (*batch, 13)
-    assert flavour("impress_linear_grad_input", torch.zeros(*batch, 13, device=flavour.device), weight, words,
-                   alpha).shape == (*batch, 40)
+    assert flavour("impress_linear_grad_input", torch.zeros(*batch, 13, device=flavour.device), weight, words, alpha).shape == (
+        *batch,
+        40,
+    )
     leaves = [t.clone().requires_grad_() for t in (x, weight, alpha, bias)]
     with impresslearn.backend(flavour.backend):
         out = ops.impress_linear(leaves[0], leaves[1], impresslearn.PackedMasks(words, weight.shape), leaves[2], leaves[3])

@@ -15,14 +15,19 @@ def inputs(shape, dtype, seed=0, device="cpu", non_finite=False):
     weight = torch.randn(shape, generator=g)
     if non_finite:
         flat = weight.reshape(-1)
-        flat[:: 3] = torch.tensor([float("nan"), float("inf"), -float("inf")]).repeat(len(flat[:: 3]))[: len(flat[:: 3])]
+        flat[::3] = torch.tensor([float("nan"), float("inf"), -float("inf")]).repeat(len(flat[::3]))[: len(flat[::3])]
     masks = torch.rand((1, *shape), generator=g) < 0.4
     return weight.to(dtype).to(device), masks, pack_masks(masks).words.to(device)
 
 
-@pytest.mark.parametrize("flavour, shape, dtype", backend_grid([(s, d) for s in SHAPES for d in DTYPES],
-                                                               [((7, 33), torch.float32), ((5, 3, 3, 3), torch.float16)],
-                                                               ids=lambda s, d: f"{case_id(s)}-{case_id(d)}"))
+@pytest.mark.parametrize(
+    "flavour, shape, dtype",
+    backend_grid(
+        [(s, d) for s in SHAPES for d in DTYPES],
+        [((7, 33), torch.float32), ((5, 3, 3, 3), torch.float16)],
+        ids=lambda s, d: f"{case_id(s)}-{case_id(d)}",
+    ),
+)
 @pytest.mark.parametrize("non_finite", [False, True])
 @QUIET_NAN
 def test_masked_weight_equals_the_product_with_the_mask(flavour: Flavour, shape, dtype, non_finite):
@@ -46,8 +51,9 @@ def test_gradient_is_the_mask(flavour):
         out.backward(grad)
         assert torch.equal(weight.grad.cpu(), grad.cpu() * masks[0].double())
         if flavour.backend == "reference":
-            assert torch.autograd.gradcheck(lambda w: ops.masked_weight(w, impresslearn.PackedMasks(words, w.shape)),
-                                            (weight.detach().requires_grad_(),))
+            assert torch.autograd.gradcheck(
+                lambda w: ops.masked_weight(w, impresslearn.PackedMasks(words, w.shape)), (weight.detach().requires_grad_(),)
+            )
 
 
 def test_refusals():

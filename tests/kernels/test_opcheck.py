@@ -15,8 +15,7 @@ from impresslearn.primitives import PRIMITIVES
 
 def _f64(device, shape, t, per_channel, seed=0):
     """(weight, words, alpha) in float64 with weight and alpha requiring grad."""
-    weight, _, words, alpha = packed_inputs(shape, t, dtype=torch.float64, per_channel=per_channel, seed=seed,
-                                            device=device)
+    weight, _, words, alpha = packed_inputs(shape, t, dtype=torch.float64, per_channel=per_channel, seed=seed, device=device)
     return weight.requires_grad_(), words, alpha.double().requires_grad_()
 
 
@@ -57,8 +56,11 @@ def _impress_linear(device):
     # fp32 with 2 per-layer masks: the fused Triton kernels (fp64 always takes combine + GEMM there)
     w32, words32, a32 = _f32(device, (5, 37), 2)
     x32 = torch.randn(3, 37).to(device).requires_grad_()
-    return {"bias": (x, w, words, a, torch.randn(5, dtype=torch.float64).to(device)),
-            "no_bias": (x, w, words, a, None), "float32": (x32, w32, words32, a32, None)}
+    return {
+        "bias": (x, w, words, a, torch.randn(5, dtype=torch.float64).to(device)),
+        "no_bias": (x, w, words, a, None),
+        "float32": (x32, w32, words32, a32, None),
+    }
 
 
 def _impress_linear_grad_input(device):
@@ -74,8 +76,10 @@ def _impress_conv2d(device):
     lw, lwords, la = _f64(device, (4, 2, 3, 3), 2, False)
     xc = torch.randn(2, 2, 7, 7, dtype=torch.float64).to(device).requires_grad_()
     xl = torch.randn(2, 2, 5, 5, dtype=torch.float64).to(device).requires_grad_()
-    return {"stride2": (xc, cw, cwords, ca, None, [2, 2], [1, 1], [1, 1], 1),
-            "pad1": (xl, lw, lwords, la, None, [1, 1], [1, 1], [1, 1], 1)}
+    return {
+        "stride2": (xc, cw, cwords, ca, None, [2, 2], [1, 1], [1, 1], 1),
+        "pad1": (xl, lw, lwords, la, None, [1, 1], [1, 1], [1, 1], 1),
+    }
 
 
 def _popup_weight(device):
@@ -122,8 +126,16 @@ def test_every_primitive_has_opcheck_cases():
         assert callable(getattr(ops, f"_{name}", None)), f"ops has no registered op _{name}"
 
 
-@pytest.mark.parametrize("flavour, op, case", [p for op, case in ALL for p in backend_grid(
-    [(op, case)], backends=BACKENDS_OF.get(op, ("reference", "native", "triton")), ids=lambda o, c: f"{o}-{c}")])
+@pytest.mark.parametrize(
+    "flavour, op, case",
+    [
+        p
+        for op, case in ALL
+        for p in backend_grid(
+            [(op, case)], backends=BACKENDS_OF.get(op, ("reference", "native", "triton")), ids=lambda o, c: f"{o}-{c}"
+        )
+    ],
+)
 def test_opcheck(flavour: Flavour, op, case):
     """The registration (schema, fake tensors, autograd) with each backend's primitives."""
     args = CASES[op](flavour.device)[case]

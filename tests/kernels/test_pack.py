@@ -14,8 +14,17 @@ from impresslearn import format, ops, pack_masks
 
 PACKING = ("reference", "native")
 SHAPES = [(1, 1, 1), (3, 5, 33), (7, 1, 64), (2, 13, 95), (70, 3, 31), (1, 40, 2085)]
-BIT_DTYPES = [torch.bool, torch.uint8, torch.int8, torch.int32, torch.int64, torch.float16, torch.bfloat16,
-              torch.float32, torch.float64]
+BIT_DTYPES = [
+    torch.bool,
+    torch.uint8,
+    torch.int8,
+    torch.int32,
+    torch.int64,
+    torch.float16,
+    torch.bfloat16,
+    torch.float32,
+    torch.float64,
+]
 
 
 @pytest.mark.parametrize("dtype", BIT_DTYPES, ids=case_id)

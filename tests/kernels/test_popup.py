@@ -61,8 +61,14 @@ def check(flavour: Flavour, scores, k, packed=True):
 
 @pytest.mark.parametrize("flavour", POPUP)
 def test_popup_matches_oracle(flavour):
-    @given(numel=st.integers(1, 400), density=st.floats(1e-3, 1.0), seed=st.integers(0, 2**31 - 1),
-           levels=st.sampled_from([0, 1, 3, 50]), special=st.booleans(), dtype=st.sampled_from(DTYPES))
+    @given(
+        numel=st.integers(1, 400),
+        density=st.floats(1e-3, 1.0),
+        seed=st.integers(0, 2**31 - 1),
+        levels=st.sampled_from([0, 1, 3, 50]),
+        special=st.booleans(),
+        dtype=st.sampled_from(DTYPES),
+    )
     def run(numel, density, seed, levels, special, dtype):
         k = popup_k_oracle(numel, density)
         assert ops.popup_k(numel, density) == k
@@ -77,8 +83,14 @@ def test_popup_matches_oracle(flavour):
 
 @pytest.mark.parametrize("flavour", POPUP)
 def test_popup_pack_matches_oracle(flavour):
-    @given(rows=st.integers(1, 9), cols=st.integers(1, 80), density=st.floats(1e-3, 1.0),
-           seed=st.integers(0, 2**31 - 1), levels=st.sampled_from([0, 2, 7]), dtype=st.sampled_from(DTYPES))
+    @given(
+        rows=st.integers(1, 9),
+        cols=st.integers(1, 80),
+        density=st.floats(1e-3, 1.0),
+        seed=st.integers(0, 2**31 - 1),
+        levels=st.sampled_from([0, 2, 7]),
+        dtype=st.sampled_from(DTYPES),
+    )
     def run(rows, cols, density, seed, levels, dtype):
         scores = random_scores(rows * cols, seed, levels, False, dtype).reshape(rows, cols).to(flavour.device)
         k = popup_k_oracle(rows * cols, density)
@@ -100,9 +112,13 @@ def test_triton_multi_block_case_spans_blocks():
     assert MULTI_BLOCK[0] * MULTI_BLOCK[1] > max(HIST_BLOCK, 32 * WRITE_WORDS)
 
 
-@pytest.mark.parametrize("flavour, shape, levels",
-                         backend_grid([(s, lv) for s in [(1,), (17,), (7, 33), (5, 3, 3, 3), MULTI_BLOCK] for lv in (0, 1, 3)],
-                                      ids=lambda s, lv: f"{case_id(s)}-levels{lv}"))
+@pytest.mark.parametrize(
+    "flavour, shape, levels",
+    backend_grid(
+        [(s, lv) for s in [(1,), (17,), (7, 33), (5, 3, 3, 3), MULTI_BLOCK] for lv in (0, 1, 3)],
+        ids=lambda s, lv: f"{case_id(s)}-levels{lv}",
+    ),
+)
 def test_popup_sizes_and_ties(flavour, shape, levels):
     n = torch.Size(shape).numel()
     g = torch.Generator().manual_seed(n + levels)
@@ -184,6 +200,7 @@ def test_popup_k_counts(numel, density, k):
 
 # --------------------------------------------------------------------------- threshold_mask
 
+
 @pytest.mark.parametrize("flavour, dtype", backend_grid([(d,) for d in DTYPES], backends=("reference", "native")))
 def test_threshold_mask(flavour, dtype):
     """1 where score >= 0 (-0.0 included, NaN not), else 0, in the scores' dtype."""
@@ -195,6 +212,7 @@ def test_threshold_mask(flavour, dtype):
 
 
 # --------------------------------------------------------------------------- through the public ops
+
 
 @pytest.mark.parametrize("flavour", POPUP)
 def test_straight_through_ops(flavour):
@@ -220,7 +238,7 @@ def test_straight_through_ops(flavour):
 def test_supermask_layers_equal_reference(flavour, layer):
     """A SupermaskLinear / Conv2d forward and backward are the same under the backend and the reference."""
     torch.manual_seed(0)
-    net = (SupermaskLinear(37, 13, density=0.3) if layer == "linear" else SupermaskConv2d(3, 5, 3, density=0.3))
+    net = SupermaskLinear(37, 13, density=0.3) if layer == "linear" else SupermaskConv2d(3, 5, 3, density=0.3)
     net = net.to(flavour.device)
     x = torch.randn((4, 37) if layer == "linear" else (2, 3, 6, 6)).to(flavour.device)
     results = {}
@@ -236,6 +254,7 @@ def test_supermask_layers_equal_reference(flavour, layer):
 
 
 # --------------------------------------------------------------------------- GPU, realistic sizes
+
 
 @pytest.mark.cuda
 @only("triton")
@@ -295,8 +314,14 @@ def test_all_nan_scores(flavour, dtype):
 @pytest.mark.parametrize("flavour", POPUP)
 def test_nan_above_inf_and_signed_zeros_in_tiny_inputs(flavour):
     """The order of §2.2 on two and three scores: NaN > +inf, -0 == +0 (lower index first), -inf last."""
-    for scores, k, expected in [([INF, NAN], 1, [0, 1]), ([-NAN, INF], 1, [1, 0]), ([-0.0, 0.0], 1, [1, 0]),
-                                ([0.0, -0.0], 1, [1, 0]), ([-INF, -0.0, NAN], 2, [0, 1, 1]), ([-INF, -INF], 1, [1, 0])]:
+    for scores, k, expected in [
+        ([INF, NAN], 1, [0, 1]),
+        ([-NAN, INF], 1, [1, 0]),
+        ([-0.0, 0.0], 1, [1, 0]),
+        ([0.0, -0.0], 1, [1, 0]),
+        ([-INF, -0.0, NAN], 2, [0, 1, 1]),
+        ([-INF, -INF], 1, [1, 0]),
+    ]:
         s = torch.tensor(scores).to(flavour.device)
         assert flavour("popup_mask", s, k).tolist() == expected, scores
         assert flavour("popup_pack", s, k).tolist() == [[[int(b)] for b in expected]], scores
@@ -327,8 +352,12 @@ def test_empty_and_0d_refusals_through_ops(flavour):
     with impresslearn.backend(flavour.backend):
         for shape in [(0,), (3, 0), (0, 0, 2)]:
             scores = torch.zeros(shape, device=flavour.device)
-            for call in (lambda: ops.popup_mask(scores, 0.5), lambda: ops.popup_pack(scores, 0.5),
-                         lambda: ops.threshold_mask(scores), lambda: ops._popup_mask(scores, 1)):
+            for call in (
+                lambda: ops.popup_mask(scores, 0.5),
+                lambda: ops.popup_pack(scores, 0.5),
+                lambda: ops.threshold_mask(scores),
+                lambda: ops._popup_mask(scores, 1),
+            ):
                 with pytest.raises(ValueError, match="empty"):
                     call()
         for call in (lambda s: ops.popup_pack(s, 0.5), lambda s: ops._popup_pack(s, 1)):

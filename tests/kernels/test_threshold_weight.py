@@ -30,8 +30,9 @@ def inputs(shape, dtype, seed=0, special=False, device="cpu"):
 
 
 # Triton has no threshold_weight kernel (declared portable, docs/design.md §5.1): the backends with one.
-@pytest.mark.parametrize("flavour, shape, dtype", backend_grid([(s, d) for s in SHAPES for d in DTYPES],
-                                                               backends=("reference", "native")))
+@pytest.mark.parametrize(
+    "flavour, shape, dtype", backend_grid([(s, d) for s in SHAPES for d in DTYPES], backends=("reference", "native"))
+)
 @pytest.mark.parametrize("special", [False, True])
 def test_threshold_weight_equals_reference(flavour, shape, dtype, special):
     """weight where scores >= 0 (-0.0 included, NaN not), weight * 0 elsewhere, exactly."""
@@ -60,8 +61,9 @@ def test_gradcheck(flavour):
     """float64, the weight's gradient (a small change of the weight keeps the mask)."""
     weight, scores = inputs((5, 7), torch.float64, device=flavour.device)
     with impresslearn.backend(flavour.backend):
-        assert torch.autograd.gradcheck(lambda w: ops.threshold_weight(w, scores), (weight.requires_grad_(),),
-                                        fast_mode=flavour.backend == "triton")
+        assert torch.autograd.gradcheck(
+            lambda w: ops.threshold_weight(w, scores), (weight.requires_grad_(),), fast_mode=flavour.backend == "triton"
+        )
 
 
 @pytest.mark.parametrize("layer", ["linear", "conv"])
