@@ -150,9 +150,9 @@ def refused(capsys, argv, match):
 
 def test_cli_refusals_are_one_sentence(capsys, tmp_path):
     out = ["--out", str(tmp_path / "a.json")]
-    refused(capsys, ["adapt", "--methods", "ksm,packnet", *out], "--methods must be some of")
+    refused(capsys, ["adapt", "--methods", "ksm,packnet", *out], "--methods: invalid choice 'packnet'")
     refused(capsys, ["adapt", "--tasks", "digits0-4", *out], "--tasks must be two or more")
-    refused(capsys, ["adapt", "--tasks", "digits0-4,cifar", *out], "--tasks must be some of")
+    refused(capsys, ["adapt", "--tasks", "digits0-4,cifar", *out], "--tasks: invalid choice 'cifar'")
     refused(capsys, ["adapt", "--temperature", "0", *out], "--temperature must be a finite positive number")
     refused(capsys, ["adapt", "--iterations", "0", *out], "must be at least 1")
     refused(capsys, ["adapt", "--real", "cubic", *out], "invalid choice")

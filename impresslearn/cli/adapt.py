@@ -18,7 +18,7 @@ from ..experiments.adapt import ADAPT_ARCHS, AdaptConfig, AdaptRunner, adapt_net
 from ..experiments.tables import adapt_table
 from ..kernel_masks import LINEAR_GRAINS, REAL_FORMS, RELAXATIONS
 from ..threads import apply
-from .options import Refused, config_from_args, finite_float, parse_names, positive_int, with_flags
+from .options import Refused, config_from_args, finite_float, names_of, positive_int, with_flags
 
 
 def add_adapt_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,10 +30,12 @@ def add_adapt_arguments(p: argparse.ArgumentParser) -> None:
         help="the pretrained network: convnet (models.mnist_convnet, the default) or vit (models.mnist_vit, a small ViT)",
     )
     g.add_argument(
-        "--tasks", type=parse_names, help=f"comma-separated, the first is pretrained on (default: {','.join(ADAPT_TASKS)})"
+        "--tasks",
+        type=names_of(ADAPT_TASKS),
+        help=f"comma-separated, the first is pretrained on (default: {','.join(ADAPT_TASKS)})",
     )
     g = p.add_argument_group("methods and training")
-    g.add_argument("--methods", type=parse_names, help=f"comma-separated, of {','.join(METHODS)} (default: all)")
+    g.add_argument("--methods", type=names_of(METHODS), help=f"comma-separated, of {','.join(METHODS)} (default: all)")
     g.add_argument("--pretrain-iterations", type=positive_int, help="Adam steps on the first task (default 1500)")
     g.add_argument("--iterations", type=positive_int, help="Adam steps per adapted task and method (default 500)")
     g.add_argument("--batch-size", type=positive_int)

@@ -8,6 +8,7 @@ import dataclasses
 import math
 import re
 import sys
+from collections.abc import Sequence
 
 from ..continual.backbone import network, weight_shapes
 from ..threads import ThreadChoice, apply
@@ -88,6 +89,21 @@ def parse_floats(text: str) -> list[float]:
 
 def parse_names(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def names_of(choices: Sequence[str]):
+    """An option type: comma-separated names, each one of `choices`, refused by argparse in the
+    option's words ("argument --gn: invalid choice 'X' (choose from G, H)") before any config is
+    made; the config classes check the same for callers of the library."""
+
+    def parse(text: str) -> list[str]:
+        names = parse_names(text)
+        for name in names:
+            if name not in choices:
+                raise argparse.ArgumentTypeError(f"invalid choice {name!r} (choose from {', '.join(choices)})")
+        return names
+
+    return parse
 
 
 def parse_bool(text: str) -> bool:

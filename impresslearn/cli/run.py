@@ -9,7 +9,9 @@ import argparse
 import shlex
 from collections.abc import Sequence
 
+from ..continual import inference
 from ..continual import masks as masks_mod
+from ..continual.exssnet import METHODS as EXSSNET_METHODS
 from ..experiments import ALPHA_PRESETS, BENCHMARKS, RunConfig, Runner
 from ..experiments.mnist import MNIST_ARCHS
 from ..experiments.tables import methods_summary, summary_table
@@ -17,9 +19,9 @@ from .options import (
     Refused,
     config_from_args,
     finite_float,
+    names_of,
     parse_bool,
     parse_floats,
-    parse_names,
     positive_int,
     say_threads,
     use_threads,
@@ -131,7 +133,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--methods",
-        type=parse_names,
+        type=names_of(EXSSNET_METHODS),
         metavar="NAMES",
         help="comma-separated, of: supsup (masks only), ssnet (mask phase, then the weights under the "
         "task's mask trained), exssnet (only the weights no earlier mask holds trained: nothing "
@@ -166,7 +168,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--gn",
-        type=parse_names,
+        type=names_of(inference.OBJECTIVES),
         default=[],
         metavar="OBJ",
         dest="gn_objectives",
@@ -174,19 +176,21 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--gn-methods",
-        type=parse_names,
+        type=names_of(inference.METHODS),
         default=["oneshot"],
         help="oneshot,binary,exhaustive (exhaustive: every task's score, the lowest wins: exact)",
     )
     g.add_argument(
         "--gn-inputs",
-        type=parse_names,
+        type=names_of(inference.INPUTS),
         default=["batch"],
         help="batch,first,mixed (first: from the first image; mixed: batches mixing every task's "
         "samples, a task inferred per sample)",
     )
     g.add_argument("--gn-batches", type=int, help="test batches of 128 per task for GN (default: all)")
-    g.add_argument("--gn-on", type=parse_names, default=["supsup", "impresslearn"], help="supsup,impresslearn")
+    g.add_argument(
+        "--gn-on", type=names_of(("supsup", "impresslearn")), default=["supsup", "impresslearn"], help="supsup,impresslearn"
+    )
     g = p.add_argument_group("running")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="cpu")
