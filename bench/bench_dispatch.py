@@ -46,12 +46,14 @@ def cases(backend: str):
     scores = torch.randn(3, 5)
     x = torch.randn(2, 5)
     alpha_grad = alpha.clone().requires_grad_(True)
+    ones = torch.ones_like(w)
     return [
         ("combine", lambda: ops.combine(w, masks, alpha), lambda: kernels.combine(w, masks.words, alpha)),
         (
             "combine+backward",
             lambda: ops.combine(w, masks, alpha_grad).sum().backward(),
-            lambda: kernels.combine(w, masks.words, alpha).sum(),
+            # the kernels the op runs: the forward's combine, then the backward's alpha gradient
+            lambda: (kernels.combine(w, masks.words, alpha), kernels.combine_grad_alpha(ones, w, masks.words, alpha)),
         ),
         ("popup_mask", lambda: ops.popup_mask(scores, 0.4), lambda: kernels.popup_mask(scores, 6)),
         (

@@ -25,6 +25,20 @@ def check_combine(weight: Tensor, words: Tensor, alpha: Tensor) -> None:
         raise TypeError(f"weight must be a floating-point tensor, got {weight.dtype}")
     if not alpha.is_floating_point():
         raise TypeError(f"alpha must be a floating-point tensor, got {alpha.dtype}")
+    t, rows = check_packed_words(weight, words)
+    if tuple(alpha.shape) not in ((t,), (t, rows)):
+        raise ValueError(
+            f"alpha must have shape [{t}] (per layer) or [{t}, {rows}] (per output channel) "
+            f"for {t} masks, got {tuple(alpha.shape)}"
+        )
+    check_same_device(weight=weight, words=words, alpha=alpha)
+
+
+def check_packed_words(weight: Tensor, words: Tensor) -> tuple[int, int]:
+    """Packed words `[T, rows, nw]` (T >= 1) that cover `weight`; returns (T, rows). The device is
+    the caller's to check, with its other tensors."""
+    if not weight.is_floating_point():
+        raise TypeError(f"weight must be a floating-point tensor, got {weight.dtype}")
     if words.dtype != torch.int32:
         raise TypeError(f"packed words must be torch.int32, got {words.dtype}")
     # What the packed format cannot hold is refused here, for every backend alike (design.md §5.4).
@@ -41,12 +55,7 @@ def check_combine(weight: Tensor, words: Tensor, alpha: Tensor) -> None:
     t = words.shape[0]
     if t == 0:
         raise ValueError(f"packed words of shape {tuple(words.shape)} hold no masks (T = 0), and at least one is needed")
-    if tuple(alpha.shape) not in ((t,), (t, rows)):
-        raise ValueError(
-            f"alpha must have shape [{t}] (per layer) or [{t}, {rows}] (per output channel) "
-            f"for {t} masks, got {tuple(alpha.shape)}"
-        )
-    check_same_device(weight=weight, words=words, alpha=alpha)
+    return t, rows
 
 
 def check_packed(weight: Tensor, packed: PackedMasks) -> None:
@@ -160,9 +169,10 @@ def impress_linear_grad_input_args(grad: Tensor, weight: Tensor, words: Tensor, 
 
 
 def masked_weight_args(weight: Tensor, words: Tensor) -> None:
-    check_combine(weight, words, weight.new_ones(words.shape[0] if words.dim() == 3 else 1))
-    if words.shape[0] != 1:
-        raise ValueError(f"masked_weight takes words of one mask, got {words.shape[0]} (shape {tuple(words.shape)})")
+    t, _ = check_packed_words(weight, words)
+    if t != 1:
+        raise ValueError(f"masked_weight takes words of one mask, got {t} (shape {tuple(words.shape)})")
+    check_same_device(weight=weight, words=words)
 
 
 def popup_pack_args(scores: Tensor, k: int) -> None:

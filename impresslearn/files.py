@@ -46,10 +46,12 @@ _TEMP_NAME = re.compile(r"^\.tmp-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]{8}-
 # What tempfile.mkstemp(prefix=".tmp-", suffix=<target>) made before the pid was in the name.
 _LEGACY_TEMP_NAME = re.compile(r"^\.tmp-[a-z0-9_]{8}(?P<target>.+)$")
 _host_token: str | None = None
-# A file name holds at most 255 bytes on the common file systems; the temporary's prefix takes at
+
+NAME_BYTES = 255  # the longest file name of the common file systems
+# A file name holds at most NAME_BYTES bytes; the temporary's prefix takes at
 # most 5 + 8 + 1 + 10 + 1 + 8 + 1 = 34 of them, so the target's name is cut to the rest: a target
 # whose own name is 222-255 bytes long can still be saved.
-_TEMP_TARGET_BYTES = 255 - 34
+_TEMP_TARGET_BYTES = NAME_BYTES - 34
 
 
 def _temp_target(name: str) -> str:
@@ -135,8 +137,8 @@ def check_writable(path: str | os.PathLike) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(errno.ENOENT, f"cannot write {path}: the folder {folder} does not exist")
-    if len(os.fsencode(os.path.basename(path))) > 255:
-        raise OSError(errno.ENAMETOOLONG, f"cannot write {path}: its name is longer than 255 bytes")
+    if len(os.fsencode(os.path.basename(path))) > NAME_BYTES:
+        raise OSError(errno.ENAMETOOLONG, f"cannot write {path}: its name is longer than {NAME_BYTES} bytes")
     _check_replaceable(path)
     if not os.access(folder, os.W_OK):
         raise PermissionError(errno.EACCES, f"cannot write {path}: the folder {folder} is not writable")

@@ -3,12 +3,12 @@ short real-MNIST experiment end to end."""
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from test_faults import refused
 
 from impresslearn import cli
 from impresslearn.experiments import tables
@@ -34,20 +34,6 @@ def test_storage_prints_table2(capsys):
     out = capsys.readouterr().out
     for name in ("LeNet-300-100", "ResNet-18", "ResNet-50", "55.46", "55.50", "26.20"):
         assert name in out
-
-
-def refused(capsys, argv, match):
-    """`impresslearn argv` refuses with status 2 and one sentence on stderr matching `match`."""
-    capsys.readouterr()
-    try:
-        code = cli.main(argv)
-    except SystemExit as stop:  # argparse's own refusals (a bad choice or number) exit from the parser
-        code = stop.code
-    assert code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("impresslearn: error: ") and "Traceback" not in err and "\n" not in err, err
-    assert re.search(match, err), err
-    return err
 
 
 def test_split_benchmarks_take_their_own_options(capsys, tmp_path):

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from continual_helpers import subset
-from test_cli import refused
+from test_faults import refused
 
 from impresslearn import cli
 from impresslearn.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint

@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from test_faults import refused
 
 from impresslearn import cli, models
 from impresslearn.continual import ksm
@@ -134,18 +135,6 @@ def test_stored_ksm_model_matches_bits_plus_real():
     for _, layer in kernel_mask_layers(model):
         bits, real = layer.stored_parts(1)
         assert torch.equal(layer.mask(1), bits.unpack()[0].float() + real)
-
-
-def refused(capsys, argv, match):
-    capsys.readouterr()
-    try:
-        code = cli.main(argv)
-    except SystemExit as exit:  # argparse's own refusals (a bad choice or number) exit from the parser
-        code = exit.code
-    assert code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("impresslearn: error: ") and "\n" not in err and "Traceback" not in err, err
-    assert match in err, err
 
 
 def test_cli_refusals_are_one_sentence(capsys, tmp_path):

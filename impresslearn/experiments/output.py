@@ -24,9 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..files import atomic_write, read_text_file
-
-NAME_BYTES = 255  # the longest file name of the common file systems
+from ..files import NAME_BYTES, atomic_write, read_text_file
 
 
 class OutputError(ValueError):

@@ -31,17 +31,15 @@ from __future__ import annotations
 
 from ..checks import popup_k
 from ..format import set_bit_codec
-from .combine import _combine, _combine_grad_alpha, combine
+from .combine import _combine, _combine_grad_alpha, combine  # noqa: F401
 from .dispatch import backend_for, primitive_backends
-from .dispatch import primitive as _primitive
-from .dispatch import select as _select
-from .impress_conv2d import _impress_conv2d, impress_conv2d
-from .impress_linear import _impress_linear, _impress_linear_grad_input, impress_linear
-from .masked_weight import _masked_weight, masked_weight
-from .pack import _pack_bits, _unpack_bits, pack_bits, unpack_bits
-from .popup import _popup_mask, _popup_pack, popup_mask, popup_pack
-from .popup_weight import _popup_weight, _popup_weight_grad_scores, popup_weight
-from .threshold import _threshold_mask, _threshold_weight, threshold_mask, threshold_weight
+from .impress_conv2d import _impress_conv2d, impress_conv2d  # noqa: F401
+from .impress_linear import _impress_linear, _impress_linear_grad_input, impress_linear  # noqa: F401
+from .masked_weight import _masked_weight, masked_weight  # noqa: F401
+from .pack import _pack_bits, _unpack_bits, pack_bits, unpack_bits  # noqa: F401
+from .popup import _popup_mask, _popup_pack, popup_mask, popup_pack  # noqa: F401
+from .popup_weight import _popup_weight, _popup_weight_grad_scores, popup_weight  # noqa: F401
+from .threshold import _threshold_mask, _threshold_weight, threshold_mask, threshold_weight  # noqa: F401
 
 __all__ = [
     "combine",
@@ -60,25 +58,8 @@ __all__ = [
     "unpack_bits",
 ]
 
-# The registered ops (`_<name>`, for torch.library.opcheck and the tests) and the dispatch point.
-_REGISTERED = (
-    _combine,
-    _combine_grad_alpha,
-    _impress_linear,
-    _impress_linear_grad_input,
-    _impress_conv2d,
-    _masked_weight,
-    _popup_mask,
-    _popup_pack,
-    _popup_weight,
-    _popup_weight_grad_scores,
-    _threshold_mask,
-    _threshold_weight,
-    _pack_bits,
-    _unpack_bits,
-    _primitive,
-    _select,
-)
+# The registered ops (`_<name>`, imported above) stay reachable as `ops._<name>` for
+# torch.library.opcheck and the tests.
 
 # pack_masks and PackedMasks.unpack (layer 1) pack through the backends from now on.
 set_bit_codec(pack_bits, unpack_bits)
