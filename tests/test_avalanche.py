@@ -29,8 +29,8 @@ from impresslearn.avalanche import (  # noqa: E402
     superposition,
 )
 from impresslearn.continual import TrainConfig  # noqa: E402
-from impresslearn.continual.exssnet import current_masks  # noqa: E402
 from impresslearn.data import load_subset  # noqa: E402
+from impresslearn.methods.exssnet import current_masks  # noqa: E402
 
 N_TRAIN, N_TEST = 300, 100
 FAST = TrainConfig(optimizer="rmsprop", lr=3e-4, epochs=5, batch_size=32)  # 50 steps: ~75 % on 100 test images
@@ -241,7 +241,7 @@ def test_a_method_with_two_phases_is_one_small_class():
 
     class TwoPhaseStrategy(MaskStrategy):
         def __init__(self, *, model, **kwargs):
-            super().__init__(model=model, plugin=TwoPhases(one), **kwargs)
+            super().__init__(model=model, plugin=TwoPhases(lambda net: il.methods.SupSup(net, one)), **kwargs)
 
     strategy = TwoPhaseStrategy(model=supermask_net())
     layers_of = lambda: il.layers.supermask_layers(strategy.model.net)  # noqa: E731
@@ -361,3 +361,37 @@ def test_split_mnist_reads_local_files_and_shrinks(mnist_root, tmp_path):
     assert tuple(x.shape) == (1, 28, 28) and int(y) in classes[3] and t == 3
     with pytest.raises(FileNotFoundError, match="MNIST is not under"):
         split_mnist(5, tmp_path)
+
+
+def test_any_method_by_name_is_a_strategy_with_the_same_learner():
+    """`MaskStrategy.of` runs a method's `Learner` (impresslearn.methods) in Avalanche's loop: the
+    same phases and finish as the library's own loop, task 0 bit-identical after task 1."""
+    bm = stream(2)
+    cfg = il.methods.ExssnetConfig(method="ssnet", mask=EX_MASKS, weight=EX_WEIGHTS)
+    strategy = MaskStrategy.of("ssnet", model=supermask_net(), config=cfg)
+    learner = strategy.task_plugin.learner
+    assert isinstance(learner, il.methods.ExSSNeT) and learner.cfg is cfg and strategy.train_mb_size == 32
+    strategy.train(bm.train_stream[0])
+    assert learner.trained[0] > 0 and learner.new_entries[0] > 0  # the learner's finish ran
+    with pytest.raises(ValueError, match="method must be one of"):
+        MaskStrategy.of("packnet", model=supermask_net())
+
+
+def test_a_phase_penalty_and_step_hook_run_in_avalanches_loop():
+    one = TrainConfig(optimizer="rmsprop", lr=3e-4, epochs=1, batch_size=32)
+    seen = {"penalty": 0, "steps": []}
+
+    def penalty():
+        seen["penalty"] += 1
+        return torch.zeros(())
+
+    class Hooked(il.methods.SupSup):
+        def phases(self, task):
+            (phase,) = super().phases(task)
+            phase.penalty, phase.after_step = penalty, seen["steps"].append
+            return [phase]
+
+    strategy = MaskStrategy(model=supermask_net(), plugin=TaskTrainingPlugin(lambda net: Hooked(net, one)))
+    strategy.train(stream(1).train_stream[0])
+    batches = -(-N_TRAIN // 32)
+    assert seen["penalty"] == batches and seen["steps"] == list(range(1, batches + 1))

@@ -1,4 +1,4 @@
-"""ExSSNeT, SSNeT and KKT (impresslearn.continual.exssnet): weights under earlier masks never move,
+"""ExSSNeT, SSNeT and KKT (impresslearn.methods.exssnet): weights under earlier masks never move,
 earlier tasks keep their accuracy exactly, SSNeT does move them, KKT finds a similar task, the
 storage count, the checkpoint round trip, and the command line's --methods."""
 
@@ -13,10 +13,10 @@ from impresslearn import cli
 from impresslearn.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from impresslearn.continual import metrics, storage
 from impresslearn.continual.backbone import BackboneConfig, supermask_model, weight_shapes
-from impresslearn.continual.exssnet import ExssnetConfig, ExssnetLearner, knn_accuracy, used_from_masks
 from impresslearn.continual.training import TrainConfig
 from impresslearn.data import PermutedMNIST, SplitMNIST, load_subset
 from impresslearn.layers import supermask_layers
+from impresslearn.methods.exssnet import ExSSNeT, ExssnetConfig, knn_accuracy, used_from_masks
 
 MASK = TrainConfig(optimizer="adam", lr=0.01, epochs=1.0, iterations=15, batch_size=128)
 WEIGHT = TrainConfig(optimizer="adam", lr=1e-3, epochs=1.0, iterations=15, batch_size=128)
@@ -31,7 +31,7 @@ def learn(method, tasks=3, density=0.05, after=None, **kw):
     runs after each task."""
     torch.manual_seed(0)
     model = supermask_model(BackboneConfig(density=density), num_tasks=tasks)
-    learner = ExssnetLearner(model, ExssnetConfig(method=method, mask=MASK, weight=WEIGHT, **kw))
+    learner = ExSSNeT(model, ExssnetConfig(method=method, mask=MASK, weight=WEIGHT, **kw))
     for i in range(tasks):
         learner.learn(i, stream().train(i, 128, seed=i), progress=False)
         if after is not None:
@@ -101,7 +101,7 @@ def test_kkt_picks_the_similar_task_and_starts_from_its_mask():
     order = [0, 1, 0]
     model = supermask_model(BackboneConfig(density=0.1), num_tasks=3)
     cfg = ExssnetConfig(method="exssnet-kkt", mask=MASK, weight=WEIGHT, kkt_k=20, kkt_fraction=1.0)
-    learner = ExssnetLearner(model, cfg)
+    learner = ExSSNeT(model, cfg)
     infos = [learner.learn(i, perm.train(t, 128, seed=i), progress=False) for i, t in enumerate(order[:2])]
     mask0 = [m.export_masks([0]) for _, m in supermask_layers(model)]
     # snapshot before task 2 is learned: the source's finished mask must not change

@@ -1,4 +1,4 @@
-"""KSM and its baselines (impresslearn.continual.ksm, experiments.adapt, `impresslearn adapt`):
+"""KSM and its baselines (impresslearn.methods.ksm, experiments.adapt, `impresslearn adapt`):
 task 0 is the pretrained network, mask methods never touch the backbone and forget nothing
 (measured), storage is counted by hand, Piggyback keeps exactly its packed mask, the CLI refuses
 bad options with one sentence and writes one key per method."""
@@ -11,12 +11,12 @@ import torch
 from test_faults import refused
 
 from impresslearn import cli, models
-from impresslearn.continual import ksm
 from impresslearn.continual.metrics import accuracy
 from impresslearn.data import AdaptationTasks, load_subset
 from impresslearn.experiments.adapt import AdaptConfig, AdaptRunner
 from impresslearn.kernel_masks import KernelMaskConfig, kernel_mask_layers
 from impresslearn.layers import set_task, supermask_layers
+from impresslearn.methods import ksm
 
 TINY = dict(
     tasks=("digits0-4", "digits5-9", "inverted"),
@@ -89,11 +89,15 @@ def test_trainable_groups_hold_only_the_task_own_tensors():
 
 
 def test_annealed_temperature_is_geometric():
+    """The KSM learner's phase sets the temperature before every step: 1, 0.1, 0.01 over 3 steps."""
     model = ksm.build_model("ksm", pretrained(), 2, kernel=KernelMaskConfig())
-    batches = [(torch.randn(2, 784), torch.zeros(2, dtype=torch.long))] * 3
-    seen = []
-    for _ in ksm.Annealed(batches, model, 1.0, 0.01, 3):
-        seen.append(kernel_mask_layers(model)[0][1].temperature)
+    (phase,) = ksm.KSM(model, ksm.KsmConfig(iterations=3, temperature=1.0, temperature_end=0.01)).phases(1)
+    layer = kernel_mask_layers(model)[0][1]
+    phase.start()
+    seen = [layer.temperature]
+    for step in (1, 2):
+        phase.after_step(step)
+        seen.append(layer.temperature)
     assert seen == pytest.approx([1.0, 0.1, 0.01])
 
 

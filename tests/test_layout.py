@@ -29,6 +29,7 @@ LAYERS = {
     "checkpoint": 4,
     "kernel_masks": 4,
     "continual": 5,
+    "methods": 5,
     "data": 5,
     "experiments": 6,
     "avalanche": 6,

@@ -13,13 +13,13 @@ import torch.nn as nn
 from impresslearn import cli, models
 from impresslearn.continual import alpha as alpha_mod
 from impresslearn.continual import backbone as bb
-from impresslearn.continual import ksm
 from impresslearn.continual import masks as masks_mod
 from impresslearn.continual.training import TrainConfig
 from impresslearn.data import PermutedMNIST, load_subset
 from impresslearn.experiments.adapt import AdaptConfig, adapt_model
 from impresslearn.kernel_masks import kernel_mask_layers
 from impresslearn.layers import TaskHeads, TaskMultiheadAttention, impress_layers, set_task, supermask_layers
+from impresslearn.methods import ksm
 
 CFG = bb.BackboneConfig(arch="vit")
 ATTENTION = [f"encoder.layers.encoder_layer_{i}.self_attention.{p}" for i in (0, 1) for p in ("in_proj", "out_proj")]

@@ -1,12 +1,12 @@
-"""ExSSNeT and SSNeT (docs/design.md §2.11) as Avalanche strategies.
+"""ExSSNeT and SSNeT (docs/design.md §2.11) as Avalanche strategies: the method's `Learner`
+(impresslearn.methods.exssnet) in Avalanche's loop.
 
-Each experience is two phases of `TaskTrainingPlugin`: a mask phase (the task's scores, as
-SupSup), then a weight phase (the backbone weights under the task's now fixed mask, the
-gradient replaced by 0 outside `E_t = M_t ∧ ¬used`, `used` being the union of the earlier
-tasks' masks; SSNeT: outside `M_t`), by a fresh Adam without weight decay, so an entry outside
-the set gets a zero gradient from the first step and never moves. With `E_t` no earlier task's
-weights change, so its outputs stay bit-identical; SSNeT may change them. The method itself is
-`impresslearn.continual.exssnet`; this file only schedules its pieces in Avalanche's loop.
+Each experience is the learner's two phases: a mask phase (the task's scores, as SupSup), then a
+weight phase (the backbone weights under the task's now fixed mask, the gradient replaced by 0
+outside `E_t = M_t ∧ ¬used`, `used` being the union of the earlier tasks' masks; SSNeT: outside
+`M_t`), by a fresh Adam without weight decay, so an entry outside the set gets a zero gradient
+from the first step and never moves. With `E_t` no earlier task's weights change, so its
+outputs stay bit-identical; SSNeT may change them.
 """
 
 from __future__ import annotations
@@ -16,20 +16,14 @@ from collections.abc import Sequence
 import torch.nn as nn
 from avalanche.training.plugins import SupervisedPlugin
 
-from ..continual.exssnet import (
-    ExssnetConfig,
-    backbone_weights,
-    release_weights,
-    restrict_gradients,
-    trainable_entries,
-)
 from ..continual.training import TrainConfig
 from ..layers import impress_layers, supermask_layers
-from .module import MaskModule
-from .plugin import Phase, TaskTrainingPlugin
+from ..methods import ExSSNeT as ExssnetLearner
+from ..methods import ExssnetConfig
+from .plugin import TaskTrainingPlugin
 from .strategies import MASK_TRAINING, MaskStrategy, as_module
 
-# the library's weight phase (continual/exssnet.py): Adam 1e-4, no weight decay
+# the library's weight phase (methods/exssnet.py): Adam 1e-4, no weight decay
 WEIGHT_TRAINING = TrainConfig(optimizer="adam", lr=1e-4, epochs=1, batch_size=128)
 
 
@@ -38,31 +32,15 @@ class ExSSNeTTraining(TaskTrainingPlugin):
     the task's exclusive weights (`exclusive=True`, ExSSNeT) or to its whole mask (SSNeT)."""
 
     def __init__(self, masks: TrainConfig, weights: TrainConfig, exclusive: bool = True):
-        super().__init__(masks)
         # ExssnetConfig refuses a weight phase that would move entries outside the set
-        ExssnetConfig(method="exssnet" if exclusive else "ssnet", mask=masks, weight=weights)
-        self.weights = weights
-        self.exclusive = bool(exclusive)
-        self.trained_entries: dict[int, int] = {}  # task -> weights its weight phase could change
+        cfg = ExssnetConfig(method="exssnet" if exclusive else "ssnet", mask=masks, weight=weights)
+        super().__init__(lambda net: ExssnetLearner(net, cfg))
+        self.masks, self.weights, self.exclusive = masks, weights, bool(exclusive)
 
-    def phases(self, model: MaskModule, task: int) -> list[Phase]:
-        hooks: list = []
-
-        def start():
-            # the mask is fixed now (the mask phase is over); earlier = the tasks already frozen
-            allowed = trainable_entries(model.net, task, sorted(model.frozen), exclusive=self.exclusive)
-            self.trained_entries[task] = sum(int(a.sum()) for a in allowed.values())
-            hooks.extend(restrict_gradients(model.net, allowed))
-
-        def stop():
-            release_weights(model.net, hooks)
-            hooks.clear()
-            model.changed()  # the weights moved: anything built from them is stale
-
-        return [
-            Phase("mask", model.task_parameters(task), self.masks),
-            Phase("weight", backbone_weights(model.net), self.weights, start=start, stop=stop),
-        ]
+    @property
+    def trained_entries(self) -> dict[int, int]:
+        """task -> the weights its weight phase could change."""
+        return self.learner.trained if self.learner is not None else {}
 
 
 class ExSSNeT(MaskStrategy):

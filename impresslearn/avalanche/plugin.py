@@ -1,39 +1,26 @@
-"""`TaskTrainingPlugin`: an experience trains only its own task's scores or alphas, in phases, and
-freezes them when it ends.
+"""`TaskTrainingPlugin`: an experience trains one task of a `Learner` (impresslearn.methods), in
+its phases, and freezes it when it ends.
 
-An experience is trained in one or more phases (`Phase`: the parameters, the settings, and what
-to do when it starts). SupSup and ImpressLearn have one: the task's scores, or its alphas. A
-method with more (ExSSNeT: a mask phase, then a weight phase) lists them in `phases()`; the
-plugin runs the sum of their epochs as Avalanche's epoch loop and switches at the epoch boundary,
-as Avalanche's own PackNet plugin switches to its post-pruning phase. Each phase gets a fresh
-optimizer over its parameters alone (`impresslearn.continual.training.make_optimizer`), so no
-other task's tensors sit in it, and every other parameter has `requires_grad` off.
+The plugin asks the learner of the strategy's model for the task's phases (`Phase`: the tensors,
+the settings, what to do when it starts and stops, a penalty, a per-step hook) and runs the sum
+of their epochs as Avalanche's epoch loop, switching at the epoch boundary as Avalanche's own
+PackNet plugin switches to its post-pruning phase. Each phase gets a fresh optimizer over its
+parameters alone (`impresslearn.continual.training.make_optimizer`), so no other task's tensors
+sit in it, and every other parameter has `requires_grad` off. When the experience ends the
+learner finishes the task (`Learner.finish`): the same method code as the library's own loop.
+A learner's `begin` (KKT) reads plain `(x, y)` batches and is not run here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 
+import torch.nn as nn
 from avalanche.core import SupervisedPlugin
-from torch import Tensor
 
 from ..continual.training import TrainConfig, make_optimizer
-from ..layers import impress_layers
+from ..methods import Learner, Phase
 from .module import MaskModule
-
-
-@dataclasses.dataclass
-class Phase:
-    """Part of an experience: train `params` with `config` for `config.epochs` epochs; `start()`
-    runs when the phase begins and `stop()` when it ends (e.g. a weight phase's gradient hooks
-    put on and taken off)."""
-
-    name: str
-    params: list[Tensor]
-    config: TrainConfig
-    start: Callable[[], None] | None = None
-    stop: Callable[[], None] | None = None
 
 
 def check_config(config: TrainConfig, what: str) -> TrainConfig:
@@ -48,27 +35,31 @@ def check_config(config: TrainConfig, what: str) -> TrainConfig:
 
 
 class TaskTrainingPlugin(SupervisedPlugin):
-    """masks: how a task's scores train (a SupSup model); alphas: how its alphas train (an
-    ImpressLearn model; default `masks`). The strategy's model must be a `MaskModule`."""
+    """learner_for(net): the `Learner` of the strategy's model (`MaskModule.net`), made once per
+    net (a strategy that swaps the net, as ImpressLearn's after its basis, gets a new one)."""
 
-    def __init__(self, masks: TrainConfig, alphas: TrainConfig | None = None):
+    def __init__(self, learner_for: Callable[[nn.Module], Learner]):
         super().__init__()
-        self.masks = check_config(masks, "masks")
-        self.alphas = check_config(alphas or masks, "alphas")
+        self.learner_for = learner_for
+        self.learner: Learner | None = None
         self._phases: list[Phase] = []
         self._epoch = 0
         self._current = 0
+        self._steps = 0
         self.task: int | None = None
 
-    # what an experience trains: override in a method with more phases
+    def learner_of(self, model: MaskModule) -> Learner:
+        if self.learner is None or self.learner.model is not model.net:
+            self.learner = self.learner_for(model.net)
+        return self.learner
+
+    # what an experience trains: the learner's phases (a subclass may list others)
     def phases(self, model: MaskModule, task: int) -> list[Phase]:
-        if impress_layers(model.net):
-            return [Phase("alpha", model.task_parameters(task), self.alphas)]
-        return [Phase("mask", model.task_parameters(task), self.masks)]
+        return self.learner_of(model).phases(task)
 
     def config_for(self, model: MaskModule) -> TrainConfig:
         """The settings of an experience's first phase, known before its task is allocated."""
-        return self.alphas if impress_layers(model.net) else self.masks
+        return check_config(self.learner_of(model).first_config(), "the first phase")
 
     @staticmethod
     def _model(strategy) -> MaskModule:
@@ -106,25 +97,43 @@ class TaskTrainingPlugin(SupervisedPlugin):
         self._start(strategy, self._phases[0])
 
     def _start(self, strategy, phase: Phase) -> None:
-        self._model(strategy).train_only(phase.params)
+        self._model(strategy).train_only(phase.tensors())
         strategy.optimizer = make_optimizer(phase.params, phase.config)
+        self._steps = 0
         if phase.start is not None:
             phase.start()
 
-    def _stop(self) -> None:
+    def _stop(self, strategy) -> None:
         phase = self._phases[self._current]
         if phase.stop is not None:
             phase.stop()
+        self._model(strategy).changed()  # what the phase trained moved: anything built from it is stale
+
+    def before_backward(self, strategy, **kwargs):
+        phase = self._phases[self._current] if self._phases else None
+        if phase is not None and phase.penalty is not None:
+            strategy.loss = strategy.loss + phase.penalty()
+
+    def after_training_iteration(self, strategy, **kwargs):
+        phase = self._phases[self._current] if self._phases else None
+        self._steps += 1
+        if phase is not None and phase.after_step is not None:
+            phase.after_step(self._steps)
 
     def after_training_epoch(self, strategy, **kwargs):
         self._epoch += 1
         ends = sum(int(p.config.epochs) for p in self._phases[: self._current + 1])
         if self._epoch == ends and self._current + 1 < len(self._phases):
-            self._stop()
+            self._stop(strategy)
             self._current += 1
             self._start(strategy, self._phases[self._current])
 
     def after_training_exp(self, strategy, **kwargs):
-        self._stop()
-        self._model(strategy).freeze(self.task)
+        model = self._model(strategy)
+        self._stop(strategy)
+        self.learner_of(model).finish(self.task)
+        model.freeze(self.task)
         self._phases = []
+
+
+__all__ = ["Phase", "TaskTrainingPlugin", "check_config"]

@@ -7,10 +7,10 @@
     evaluation_plugin()  Avalanche's evaluation plugin with accuracy, forgetting, BWT and the
                   accuracy matrix
 
-Both take the model as a `MaskModule` (or a `convert()`ed model, wrapped here). A method with a
-different training schedule is a `MaskStrategy` with its own `TaskTrainingPlugin`: ExSSNeT
-(exssnet.py), a mask phase then a weight phase, is a plugin whose `phases()` returns both, and
-a strategy class that passes it.
+Both take the model as a `MaskModule` (or a `convert()`ed model, wrapped here). Every strategy is
+a `MaskStrategy` whose `TaskTrainingPlugin` runs a method's `Learner` (impresslearn.methods): the
+method is written once, and `MaskStrategy.of(method, model=...)` makes a strategy of any of them
+(`methods.LEARNERS`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from avalanche.evaluation.metrics import accuracy_matrix_metrics, accuracy_metri
 from avalanche.training.plugins import EvaluationPlugin, SupervisedPlugin
 from avalanche.training.templates import SupervisedTemplate
 
+from .. import methods
 from ..continual.training import TrainConfig, make_optimizer
 from ..layers import impress_layers
 from ..layers import impress_over as superposition
@@ -31,7 +32,8 @@ from .module import MaskModule, TaskInference
 from .plugin import TaskTrainingPlugin
 
 # The library's settings for LeNet-300-100 on MNIST (continual/masks.py "topk-0.1", alpha.py
-# "prototype"): RMSprop 3e-4 for scores, Adam 1e-2 for alphas.
+# "prototype"): RMSprop 3e-4 for scores, Adam 1e-2 for alphas (whole epochs, a constant rate, as
+# Avalanche's loop runs them).
 MASK_TRAINING = TrainConfig(optimizer="rmsprop", lr=3e-4, epochs=1, batch_size=128)
 ALPHA_TRAINING = TrainConfig(optimizer="adam", lr=1e-2, epochs=3, batch_size=128)
 
@@ -92,6 +94,13 @@ class MaskStrategy(SupervisedTemplate):
         )
         self.task_plugin = plugin
 
+    @classmethod
+    def of(cls, method: str, *, model: nn.Module, config=None, **kwargs) -> MaskStrategy:
+        """A strategy of any method of `methods.LEARNERS` by name, with its settings `config`
+        (the method's own config class; None: its defaults), over the strategy's model."""
+        module = as_module(model)
+        return cls(model=module, plugin=TaskTrainingPlugin(lambda net: methods.make(method, net, config)), **kwargs)
+
 
 class SupSup(MaskStrategy):
     """SupSup / edge-popup: a binary mask per experience over a frozen backbone.
@@ -104,7 +113,7 @@ class SupSup(MaskStrategy):
         module = as_module(model)
         if impress_layers(module.net):
             raise ValueError("SupSup learns masks: give it a convert(..., 'supermask') model")
-        super().__init__(model=module, plugin=TaskTrainingPlugin(masks), **kwargs)
+        super().__init__(model=module, plugin=TaskTrainingPlugin(lambda net: methods.SupSup(net, masks)), **kwargs)
 
 
 class BasisSwitch(SupervisedPlugin):
@@ -130,7 +139,8 @@ class ImpressLearn(MaskStrategy):
     basis), every later one learns only alphas over them, per layer or `per_channel`.
 
     model: a `convert(net, "supermask", ...)` model, or a `MaskModule` of one.
-    masks, alphas: how the basis masks and the alphas train (whole epochs).
+    masks, alphas: how the basis masks and the alphas train (whole epochs); lam: the weight of
+    the paper's eq. 2 penalty on the alphas.
     """
 
     def __init__(
@@ -141,6 +151,7 @@ class ImpressLearn(MaskStrategy):
         per_channel: bool = False,
         masks: TrainConfig = MASK_TRAINING,
         alphas: TrainConfig = ALPHA_TRAINING,
+        lam: float = 0.0,
         plugins: Sequence[SupervisedPlugin] | None = None,
         **kwargs,
     ):
@@ -150,4 +161,9 @@ class ImpressLearn(MaskStrategy):
         self.basis_size = basis_size
         # the switch runs after the training plugin has frozen the experience's task
         switch = BasisSwitch(basis_size, per_channel)
-        super().__init__(model=module, plugin=TaskTrainingPlugin(masks, alphas), plugins=[switch, *(plugins or [])], **kwargs)
+
+        def learner_for(net: nn.Module) -> methods.Learner:
+            return methods.ImpressLearn(net, alphas, lam=lam) if impress_layers(net) else methods.SupSup(net, masks)
+
+        plugin = TaskTrainingPlugin(learner_for)
+        super().__init__(model=module, plugin=plugin, plugins=[switch, *(plugins or [])], **kwargs)

@@ -12,11 +12,11 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from ..continual.ksm import METHODS
 from ..data import ADAPT_TASKS
 from ..experiments.adapt import ADAPT_ARCHS, AdaptConfig, AdaptRunner, adapt_network
 from ..experiments.tables import adapt_table
 from ..kernel_masks import LINEAR_GRAINS, REAL_FORMS, RELAXATIONS
+from ..methods.ksm import METHODS
 from ..threads import apply
 from .options import Refused, config_from_args, finite_float, names_of, positive_int, with_flags
 

@@ -27,6 +27,7 @@ import torch.nn as nn
 from torch import Tensor
 from torch.func import functional_call, grad, vmap
 
+from .. import ops
 from ..layers import (
     BackboneLayer,
     ImpressConv2d,
@@ -72,13 +73,13 @@ def _task_weights(layer: nn.Module) -> Tensor:
     w = layer.weight
     if isinstance(layer, SupermaskLayer):
         masks = layer.export_masks()
-        return torch.stack([w * masks[t].unpack()[0].to(w.dtype) for t in range(masks.num_masks)])
+        return torch.stack([w * ops.unpack_masks(masks[t])[0].to(w.dtype) for t in range(masks.num_masks)])
     alphas = torch.stack([layer.task_alpha(t).detach() for t in range(layer.num_tasks)]).to(w.dtype)  # [n, T] or [n, T, rows]
     basis = layer.basis
     rows = w.shape[0]
     coef = torch.zeros((alphas.shape[0], rows, w[0].numel()), dtype=w.dtype, device=w.device)
     for t0 in range(0, basis.num_masks, CHUNK_MASKS):
-        bits = basis[t0 : t0 + CHUNK_MASKS].unpack().reshape(-1, rows, w[0].numel()).to(w.dtype)  # [t, rows, cols]
+        bits = ops.unpack_masks(basis[t0 : t0 + CHUNK_MASKS]).reshape(-1, rows, w[0].numel()).to(w.dtype)  # [t, rows, cols]
         a = alphas[:, t0 : t0 + bits.shape[0]]
         coef += torch.einsum("str,trc->src", a, bits) if a.dim() == 3 else torch.einsum("st,trc->src", a, bits)
     return w.unsqueeze(0) * coef.reshape(-1, *w.shape)

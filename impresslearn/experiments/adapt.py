@@ -1,6 +1,6 @@
 """The KSM experiment (`impresslearn adapt`): one small network pretrained on MNIST digits 0-4,
 then adapted in turn to digits 5-9, PermutedMNIST, RotatedMNIST (90°) and inverted MNIST by each
-method of `continual.ksm.METHODS` (docs/design.md §2.10). The network is `models.mnist_convnet`
+method of `methods.ksm.METHODS` (docs/design.md §2.10). The network is `models.mnist_convnet`
 (the default, `arch="convnet"`) or the small ViT `models.mnist_vit` (`arch="vit"`: its patch
 embedding, attention projections and MLPs masked, LayerNorm and tokens kept frozen as pretrained).
 
@@ -30,12 +30,11 @@ import torch
 import torch.nn as nn
 
 from .. import models
-from ..continual import ksm
 from ..continual.metrics import AccuracyMatrix, accuracy
 from ..continual.training import TrainConfig, fit
 from ..data import ADAPT_TASKS, AdaptationTasks, load_mnist, load_subset
 from ..kernel_masks import REAL_FORMS, RELAXATIONS, KernelMaskConfig
-from ..layers import set_task
+from ..methods import ksm
 from ..seeding import check_seed
 from .base import RunnerBase, machine_info
 
@@ -113,6 +112,17 @@ class AdaptConfig:
 
     def kernel(self) -> KernelMaskConfig:
         return KernelMaskConfig(self.real, self.scale, self.relax, self.temperature, self.init, self.linear)
+
+    def ksm_config(self, method: str, lr: float) -> ksm.KsmConfig:
+        return ksm.KsmConfig(
+            method=method,
+            lr=lr,
+            head_lr=self.head_lr,
+            iterations=self.iterations,
+            batch_size=self.batch_size,
+            temperature=self.temperature,
+            temperature_end=self.temperature_end,
+        )
 
 
 def adapt_network(cfg: AdaptConfig) -> nn.Module:
@@ -200,17 +210,11 @@ class AdaptRunner(RunnerBase):
         R.measure_row(0, evaluate)
         train_s, eval_s, losses = [], [], []
         lr = {"finetune": cfg.finetune_lr, "head": cfg.head_lr, "piggyback": cfg.piggyback_lr}.get(method, cfg.mask_lr)
+        learner = ksm.KSM(model, cfg.ksm_config(method, lr))
         for t in range(1, n):
-            set_task(model, t)
             batches = self.stream.train(t, cfg.batch_size, self.data_seed(method, t))
-            if method in ("kernel_binary", "ksm"):
-                batches = ksm.Annealed(batches, model, cfg.temperature, cfg.temperature_end, cfg.iterations)
-            tc = TrainConfig(optimizer="adam", lr=lr, epochs=1e9, iterations=cfg.iterations, batch_size=cfg.batch_size)
-            groups = ksm.trainable(model, method, t, lr=lr, head_lr=cfg.head_lr)
-            ksm.only_these_need_grad(model, groups)  # no backward pass into what the task does not train
             t0 = time.time()
-            out = fit(model, groups, batches, tc, desc=f"{method} {cfg.tasks[t]}", progress=cfg.progress)
-            ksm.finish_task(model, method, t)
+            out = learner.learn(t, batches, desc=f"{method} {cfg.tasks[t]}", progress=cfg.progress)["train_phase"]
             train_s.append(round(time.time() - t0, 2))
             losses.append(out["loss"])
             t0 = time.time()

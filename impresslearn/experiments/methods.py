@@ -1,4 +1,4 @@
-"""The ExSSNeT comparison behind `impresslearn run --methods supsup,ssnet,exssnet,exssnet-kkt`.
+"""The ExSSNeT comparison behind `impresslearn compare` (`--methods supsup,ssnet,exssnet,exssnet-kkt`).
 
 Each method learns the run's new tasks in sequence on its own model over the same frozen seeded
 backbone, with the same data order per task. After every task the accuracy of every task so far
@@ -22,9 +22,9 @@ import torch
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..continual import backbone as bb
 from ..continual import metrics, storage
-from ..continual.exssnet import ExssnetLearner
 from ..continual.training import num_steps
 from ..layers import supermask_layers
+from ..methods.exssnet import ExSSNeT
 from ..seeding import init_backbone
 
 DEFAULT_EARLY = (0.1, 0.25)
@@ -54,7 +54,7 @@ def run_method(runner, method: str) -> dict:
     ecfg = cfg.exssnet_config(method)
     n = len(tasks.new)
     model = bb.supermask_model(runner.backbone, num_tasks=n).to(runner.device)
-    learner = ExssnetLearner(model, ecfg)
+    learner = ExSSNeT(model, ecfg)
     acc = metrics.AccuracyMatrix(n)
     early = cfg.early_eval if cfg.early_eval is not None else DEFAULT_EARLY
     records = []
@@ -70,7 +70,7 @@ def run_method(runner, method: str) -> dict:
             if step in probe_at:
                 curve[f"{probe_at[step]:g}"] = metrics.accuracy(model, runner.test_batches(t), task=i)
 
-        rec = learner.learn(i, batches, kkt_batches=kkt_batches, probe=probe if early else None, progress=cfg.progress)
+        rec = learner.learn(i, batches, begin_batches=kkt_batches, probe=probe if early else None, progress=cfg.progress)
         rec["early_acc"] = curve
         acc.measure_row(i, lambda j: metrics.accuracy(model, runner.test_batches(tasks.new[j]), task=j))
         records.append(rec)
@@ -84,7 +84,7 @@ def run_method(runner, method: str) -> dict:
     return summarise(runner, method, model, learner, acc, records)
 
 
-def summarise(runner, method: str, model, learner: ExssnetLearner, acc: metrics.AccuracyMatrix, records: list) -> dict:
+def summarise(runner, method: str, model, learner: ExSSNeT, acc: metrics.AccuracyMatrix, records: list) -> dict:
     shapes = bb.weight_shapes(bb.network(runner.backbone))
     new_entries = [r["new_entries"] for r in records]
     mask_bytes = storage.supsup_bytes_packed(shapes)

@@ -1,4 +1,4 @@
-"""One continual-learning experiment on MNIST, end to end: the runner behind `impresslearn run`
+"""One continual-learning experiment on MNIST, end to end: the runner behind `impresslearn mnist`
 (PermutedMNIST, RotatedMNIST and SplitMNIST; the split benchmarks have `split.SplitRunner`).
 
 With `methods` (`--methods supsup,ssnet,exssnet,exssnet-kkt`) the run is instead the ExSSNeT
@@ -39,7 +39,6 @@ from ..continual import alpha as alpha_mod
 from ..continual import backbone as bb
 from ..continual import basis as basis_mod
 from ..continual import inference, masks, metrics, storage
-from ..continual.exssnet import METHODS, ExssnetConfig
 from ..continual.resume import FileCheckpoint, load_task_state, parse_state, state_bytes, task_state
 from ..continual.task_bank import bank_supports
 from ..continual.training import TrainConfig
@@ -53,8 +52,11 @@ from ..files import (
     verify_checksums,
 )
 from ..format import PackedMasks
-from ..layers import finish_task, impress_layers, supermask_layers
+from ..layers import impress_layers, supermask_layers
 from ..memory import check_allocation
+from ..methods.exssnet import METHODS, ExssnetConfig
+from ..methods.impress import ImpressLearn
+from ..methods.supsup import SupSup
 from ..seeding import check_density, derive_seed
 from .base import BENCHMARKS, SPLIT_BENCHMARKS, RunnerBase, machine_info, storage_record
 from .methods import run_methods
@@ -454,6 +456,7 @@ class Runner(RunnerBase):
         cache when present), with the accuracy matrix measured after every task if `matrix`."""
         n = len(stream_tasks)
         model = bb.supermask_model(self.backbone, num_tasks=n).to(self.device)
+        learner = SupSup(model, self.mask_train)
         acc = metrics.AccuracyMatrix(n) if matrix else None
         diag, cached = [], 0
         for i, t in enumerate(stream_tasks):
@@ -465,7 +468,7 @@ class Runner(RunnerBase):
                 cached += 1
             else:
                 batches = self.tasks.stream.train(t, self.mask_train.batch_size, seed=self.data_seed(i, t), device=self.device)
-                masks.train_mask(model, i, batches, self.mask_train, progress=self.cfg.progress, desc=f"{label} mask {i + 1}/{n}")
+                learner.learn(i, batches, progress=self.cfg.progress, desc=f"{label} {i + 1}/{n}")
                 self.cache.put(key, masks.task_masks(model, [i]), {"task": self.tasks.stream.describe(t), "slot": i})
             if acc is not None:
                 acc.measure_row(
@@ -518,6 +521,7 @@ class Runner(RunnerBase):
         model = bb.impress_model(self.backbone, basis, per_channel=cfg.per_channel, num_tasks=n, hybrid=cfg.hybrid).to(
             self.device
         )
+        learner = ImpressLearn(model, self.alpha_train, lam=cfg.lam)
         acc = metrics.AccuracyMatrix(n)
         fits = []
         for i, t in enumerate(self.tasks.new):
@@ -526,25 +530,15 @@ class Runner(RunnerBase):
             if done is not None:  # fitted by an earlier start of this run
                 tensors, _, info = parse_state(done, str(unit.path))
                 load_task_state(model, i, tensors)
-                finish_task(model, i)
+                learner.finish(i)
                 fits.append(info)
             else:
                 batches = self.alpha_batches(t, seed=self.data_seed(10_000 + i, t))
-                start = time.time()
-                fit = alpha_mod.fit_alpha(
-                    model,
-                    i,
-                    batches,
-                    self.alpha_train,
-                    lam=cfg.lam,
-                    progress=cfg.progress,
-                    desc=f"alpha {i + 1}/{n}",
-                    finish=False,
-                )
-                fits.append({**fit, "seconds": round(time.time() - start, 1)})
+                rec = learner.learn(i, batches, progress=cfg.progress, desc=f"alpha {i + 1}/{n}", finish=False)
+                fits.append({**rec["alpha_phase"], "seconds": round(rec["seconds"], 1)})
                 if unit is not None:  # saved as it trained (the unit's format), then finished
                     unit.save(state_bytes(task_state(model, i), position=fits[-1]))
-                finish_task(model, i)
+                learner.finish(i)
             acc.measure_row(
                 i, lambda j: metrics.accuracy(model, self.test_batches(self.tasks.new[j]), task=j), tasks=self.matrix_row(i, n)
             )
@@ -668,7 +662,7 @@ class Runner(RunnerBase):
         shapes = bb.weight_shapes(bb.network(self.backbone))
         density = self.backbone.density
         if self.backbone.mask == "threshold":  # learned density: measure it from the stored masks
-            kept = sum(int(p.unpack().sum()) for p in masks.task_masks(supsup_model).values())
+            kept = sum(int(ops.unpack_masks(p).sum()) for p in masks.task_masks(supsup_model).values())
             density = kept / (storage.weight_count(shapes) * len(self.tasks.new))
             # threshold masks have no density setting: say so where the backbone is recorded
             self.results["backbone"].update(density=None, measured_density=density)

@@ -1,5 +1,5 @@
 """SplitCIFAR-100 and SplitImageNet experiments with ResNets: the runner behind
-`impresslearn run --benchmark split-cifar100|split-imagenet` (one process or several, resumable).
+`impresslearn split --benchmark split-cifar100|split-imagenet` (one process or several, resumable).
 
     1. the basis: K edge-popup masks (heterogeneous: one per basis task; homogeneous: K masks of
        basis task 0, each from its own score seed and data order), or K random masks
@@ -48,15 +48,17 @@ from ..continual import backbone as bb
 from ..continual import basis as basis_mod
 from ..continual import batchnorm, metrics, storage
 from ..continual import distributed as dd
-from ..continual.alpha import alpha_params, alpha_penalty, check_lam
+from ..continual.alpha import check_lam
 from ..continual.basis_file import save_basis
-from ..continual.masks import task_masks, task_scores
+from ..continual.masks import task_masks
 from ..continual.resume import FileCheckpoint, load_task_state, parse_state, state_bytes, task_state
 from ..continual.training import TrainConfig, fit
 from ..data.split import SplitStream, split_cifar100, split_imagenet
 from ..files import atomic_write
 from ..format import PackedMasks
-from ..layers import finish_task, impress_layers, set_task, supermask_layers
+from ..layers import impress_layers, supermask_layers
+from ..methods.impress import ImpressLearn
+from ..methods.supsup import SupSup
 from ..seeding import derive_seed
 from .base import SPLIT_BENCHMARKS, RunnerBase, machine_info, storage_record
 from .output import RUN_MARKER, claim_run_folder, run_folder
@@ -421,8 +423,8 @@ class SplitRunner(RunnerBase):
         model.to(self.device)
         if parallel and self.cfg.sync_bn:
             dd.sync_batchnorm(model, self.d)
-        set_task(model, 0)
-        params = task_scores(model, 0)
+        (phase,) = SupSup(model, self.mask_train).phases(0)  # what a SupSup task trains (methods/supsup.py)
+        params = phase.params
         batches = self.train_batches(task, self.mask_train.batch_size, data_seed, parallel)
         ckpt = self.folder.checkpoint(key, shared, progress=True)
         with dd.data_parallel(model, params, self.d if parallel else dd.Dist()) as net:
@@ -500,7 +502,7 @@ class SplitRunner(RunnerBase):
         model = bb.impress_model(self.backbone, basis, per_channel=cfg.per_channel, num_tasks=n).to(self.device)
         if self.d.active and cfg.sync_bn:
             dd.sync_batchnorm(model, self.d)
-        lam = cfg.setting("lam")
+        learner = ImpressLearn(model, self.alpha_train, lam=cfg.setting("lam"))
         diag, fits = [], []
         for j, task in enumerate(self.new_tasks):
             key = f"alpha-{j:04d}"
@@ -511,9 +513,8 @@ class SplitRunner(RunnerBase):
                 self.loaded_units += 1
             else:
                 start = time.time()
-                set_task(model, j)
-                params = alpha_params(model, j)
-                penalty = (lambda j=j: lam * alpha_penalty(model, j)) if lam > 0 else None
+                (phase,) = learner.phases(j)  # its alphas, with eq. 2's penalty (methods/impress.py)
+                params = phase.params
                 batches = self.train_batches(task, self.alpha_train.batch_size, self.data_seed("alpha", j), True)
                 ckpt = self.folder.checkpoint(key, True, progress=True)
                 with dd.data_parallel(model, params, self.d) as net:
@@ -521,8 +522,8 @@ class SplitRunner(RunnerBase):
                         net,
                         params,
                         batches,
-                        self.alpha_train,
-                        penalty=penalty,
+                        phase.config,
+                        penalty=phase.penalty,
                         state=task_state(model, j),
                         checkpoint=ckpt,
                         every=cfg.checkpoint_every,
@@ -535,7 +536,7 @@ class SplitRunner(RunnerBase):
                 acc = metrics.accuracy(model, self.test_batches(task), task=j)
                 info = {"acc": acc, "task": task, **trained, "seconds": round(time.time() - start, 1)}
                 self.folder.finish(key, True, task_state(model, j), info)
-            finish_task(model, j)  # its alphas kept as a buffer row, out of every optimizer's reach
+            learner.finish(j)  # its alphas kept as a buffer row, out of every optimizer's reach
             diag.append(info["acc"])
             fits.append(info)
             self.results["impresslearn"].update(new_task_acc=diag, mean_acc=sum(diag) / len(diag), fits=fits)

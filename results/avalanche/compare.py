@@ -38,9 +38,9 @@ from impresslearn import convert, models
 from impresslearn.avalanche import ExSSNeT, ImpressLearn, SupSup, evaluation_plugin
 from impresslearn.avalanche.benchmarks import permuted_mnist, split_mnist
 from impresslearn.continual import TrainConfig
-from impresslearn.continual.exssnet import current_masks
 from impresslearn.continual.storage import exssnet_bytes
 from impresslearn.layers import impress_layers, supermask_layers
+from impresslearn.methods.exssnet import current_masks
 
 METHODS = ("supsup", "impress-channel", "impress-layer", "exssnet", "packnet")
 

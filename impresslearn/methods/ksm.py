@@ -1,4 +1,4 @@
-"""KSM and its baselines: adapting one pretrained network to new tasks (docs/design.md §2.10), layer 5.
+"""KSM and its baselines: adapting one pretrained network to new tasks (docs/design.md §2.10).
 
 METHODS                         finetune (all weights and a new head per task: the upper
                                 bound, which forgets), head (a new head only), piggyback
@@ -13,7 +13,7 @@ only_these_need_grad(model, g)  requires_grad on those groups' parameters only
 finish_task(model, method, t)   after training t: keep only what is stored (packed bits, the
                                 real part) so that evaluation uses exactly that
 bytes_per_task(model, method)   what one more task costs, with its breakdown
-Annealed(batches, model, ...)   training batches that set the softmax temperature per step
+KsmConfig, KSM                  the method's settings and its `Learner` (methods/learner.py)
 """
 
 from __future__ import annotations
@@ -26,10 +26,12 @@ import math
 import torch
 import torch.nn as nn
 
-from ..format import pack_masks
+from .. import ops
+from ..continual.training import TrainConfig
 from ..kernel_masks import KernelMaskConfig, convert_kernelwise, kernel_mask_layers
 from ..layers import TaskHeads, convert, set_submodule, set_task, supermask_layers
 from ..layers import finish_task as finish_all
+from .learner import Learner, Phase
 
 METHODS = ("finetune", "head", "piggyback", "kernel_binary", "ksm")
 MASK_METHODS = ("piggyback", "kernel_binary", "ksm")
@@ -65,7 +67,7 @@ def build_model(
         convert(model, "supermask", mask="threshold", init="keep", num_tasks=num_tasks, include=body, batchnorm="keep")
         for _, layer in supermask_layers(model):
             layer.score_init = piggyback_init  # every later task starts with every weight kept
-            layer.load_mask(0, pack_masks(torch.ones((1, *layer.weight.shape), dtype=torch.bool)))
+            layer.load_mask(0, ops.pack_masks(torch.ones((1, *layer.weight.shape), dtype=torch.bool)))
     elif method in ("kernel_binary", "ksm"):
         cfg = kernel or KernelMaskConfig()
         if method == "kernel_binary":
@@ -159,28 +161,88 @@ def backbone_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: t.detach().clone() for n, t in named if n.rsplit(".", 1)[-1] in ("weight", "bias") and not n.startswith(prefix)}
 
 
-class Annealed:
-    """Training batches that set every kernel-mask layer's softmax temperature before each step:
-    geometric from `start` to `end` over `steps` steps (constant when they are equal)."""
+def temperature(start: float, end: float, steps: int, step: int) -> float:
+    """The softmax temperature before step `step` (from 0) of `steps`: geometric from `start` to
+    `end` (constant when they are equal)."""
+    frac = min(1.0, step / max(1, steps - 1))
+    return start * (end / start) ** frac
 
-    def __init__(self, batches, model: nn.Module, start: float, end: float, steps: int):
-        if not (start > 0 and end > 0) or steps < 1:
-            raise ValueError(f"temperatures must be positive and steps at least 1, got {start}, {end}, {steps}")
-        self.batches, self.start, self.end, self.steps = batches, float(start), float(end), int(steps)
-        self.layers = [layer for _, layer in kernel_mask_layers(model)]
-        self.step = 0
 
-    def __len__(self) -> int:
-        return len(self.batches)
+@dataclasses.dataclass
+class KsmConfig:
+    """method: one of METHODS; lr: the method's own tensors (the body for finetune, Piggyback's
+    scores, a kernel mask's R); head_lr: the task's new head; every task trains `iterations`
+    Adam steps on batches of `batch_size`; kernel masks anneal their softmax temperature from
+    `temperature` to `temperature_end` over those steps."""
 
-    def temperature(self, step: int) -> float:
-        frac = min(1.0, step / max(1, self.steps - 1))
-        return self.start * (self.end / self.start) ** frac
+    method: str = "ksm"
+    lr: float = 5e-2
+    head_lr: float = 1e-2
+    iterations: int = 500
+    batch_size: int = 64
+    temperature: float = 1.0
+    temperature_end: float = 0.01
 
-    def __iter__(self):
-        for batch in self.batches:
-            t = self.temperature(self.step)
-            for layer in self.layers:
-                layer.set_temperature(t)
-            self.step += 1
-            yield batch
+    def __post_init__(self):
+        check_method(self.method)
+        if self.iterations < 1 or self.batch_size < 1:
+            raise ValueError(f"iterations and batch_size must be at least 1, got {self.iterations}, {self.batch_size}")
+        for name in ("lr", "head_lr", "temperature", "temperature_end"):
+            if not 0 < getattr(self, name) < math.inf:
+                raise ValueError(f"{name} must be a finite positive number, got {getattr(self, name)}")
+
+    def training(self) -> TrainConfig:
+        return TrainConfig(optimizer="adam", lr=self.lr, epochs=1e9, iterations=self.iterations, batch_size=self.batch_size)
+
+
+class KSM(Learner):
+    """KSM, Piggyback and the baselines (`cfg.method`) over a `build_model` copy of a pretrained
+    network: per task one phase training the method's tensors and the task's head together."""
+
+    def __init__(self, model: nn.Module, cfg: KsmConfig | None = None):
+        super().__init__(model)
+        self.cfg = cfg = cfg or KsmConfig()
+        self.name = cfg.method
+        self.trains_backbone = cfg.method == "finetune"
+        heads_of(model)  # refuses a model build_model did not make
+
+    def first_config(self) -> TrainConfig:
+        return self.cfg.training()
+
+    def phases(self, task: int) -> list[Phase]:
+        cfg = self.cfg
+        groups = trainable(self.model, cfg.method, task, lr=cfg.lr, head_lr=cfg.head_lr)
+        layers = [layer for _, layer in kernel_mask_layers(self.model)] if cfg.method in ("kernel_binary", "ksm") else []
+
+        def anneal(step: int) -> None:
+            for layer in layers:
+                layer.set_temperature(temperature(cfg.temperature, cfg.temperature_end, cfg.iterations, step))
+
+        def start():
+            only_these_need_grad(self.model, groups)  # no backward pass into what the task does not train
+            anneal(0)
+
+        return [Phase("train", groups, cfg.training(), start=start, after_step=anneal if layers else None)]
+
+    def finish(self, task: int) -> dict:
+        finish_task(self.model, self.cfg.method, task)
+        return {}
+
+    def task_bytes(self, task: int) -> dict:
+        return bytes_per_task(self.model, self.cfg.method)
+
+    def inference_model(self) -> nn.Module:
+        raise ValueError(f"{self.name} adapts a pretrained network with a head per task: its tasks are given, not inferred")
+
+
+def _variant(method: str):
+    def make(model: nn.Module, cfg: KsmConfig | None = None) -> KSM:
+        cfg = cfg or KsmConfig(method=method)
+        if cfg.method != method:
+            raise ValueError(f"{method} was given the settings of {cfg.method}")
+        return KSM(model, cfg)
+
+    return make
+
+
+LEARNERS = {m: _variant(m) for m in METHODS}

@@ -1,9 +1,9 @@
 """ExSSNeT (Yadav & Bansal 2023) and its relatives as one strategy over SupSup layers
-(docs/design.md §2.11).
+(docs/design.md §2.11), a `Learner` (methods/learner.py).
 
     ExssnetConfig        which method (supsup, ssnet, exssnet, exssnet-kkt) and its two phases
-    ExssnetLearner       learns tasks in sequence; keeps the set `used` of weights earlier masks hold
-    train_weights        the weight phase: W trained under a fixed mask, its gradient restricted to a set
+    ExSSNeT              the learner: KKT in `begin`, a mask phase and a weight phase, `used` (the
+                         weights earlier masks hold) grown in `finish`
     trainable_entries    the set a weight phase may change: E_t (exclusive) or M_t
     restrict_gradients, release_weights, backbone_weights
                          the weight phase's pieces, for a training loop of another framework (Avalanche)
@@ -23,17 +23,20 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..continual.masks import task_scores
+from ..continual.training import TrainConfig, num_steps
 from ..layers import finish_task, set_task, supermask_layers
-from .masks import task_scores
-from .training import TrainConfig, fit, num_steps
+from .learner import Learner, Phase, state_bytes
+from .supsup import mask_bytes
+
+FLOAT_BYTES = 4
 
 METHODS = ("supsup", "ssnet", "exssnet", "exssnet-kkt")
 
@@ -141,35 +144,6 @@ def release_weights(model: nn.Module, hooks: Iterable) -> None:
         w.grad = None
 
 
-def train_weights(
-    model: nn.Module,
-    task: int,
-    batches: Iterable,
-    cfg: TrainConfig,
-    allowed: Mapping[str, Tensor],
-    *,
-    desc: str | None = None,
-    progress: bool | None = None,
-) -> dict:
-    """The weight phase: train the frozen backbone's weights under `task`'s fixed mask, each
-    layer's gradient zeroed outside `allowed[name]` (bool, the weight's shape). The scores do not
-    take part. Returns `fit`'s record. The weights are frozen again on every way out."""
-    layers = supermask_layers(model)
-    scores = [m.slot for _, m in layers]
-    flags = [s.requires_grad for s in scores]
-    hooks = []
-    set_task(model, task)
-    try:
-        for s in scores:
-            s.requires_grad_(False)
-        hooks = restrict_gradients(model, allowed)
-        return fit(model, backbone_weights(model), batches, cfg, desc=desc or f"weights {task}", progress=progress)
-    finally:
-        release_weights(model, hooks)
-        for s, f in zip(scores, flags):
-            s.requires_grad_(f)
-
-
 # --------------------------------------------------------------------------- KKT
 
 
@@ -233,70 +207,98 @@ def kkt_transfer(model: nn.Module, task: int, batches: Iterable, cfg: ExssnetCon
 # --------------------------------------------------------------------------- the sequence of tasks
 
 
-class ExssnetLearner:
-    """Learns the tasks of a SupSup model (made with enough task slots) one after another.
+class ExSSNeT(Learner):
+    """ExSSNeT, SSNeT, ExSSNeT with KKT, or SupSup (`cfg.method`) over a SupSup model made with
+    enough task slots, learning its tasks one after another.
 
-    `used[name]` is the union of the masks learned so far. `learn` returns, per task, the phases'
-    records, the KKT choice, `new_entries` (weights first covered by this task's mask: the entries
-    a store beside the seed gains, docs/design.md §2.8) and the seconds taken."""
+    `used[name]` is the union of the masks finished so far. A task's record holds the phases'
+    records, the KKT choice, `trained_entries` (the weights its weight phase could change) and
+    `new_entries` (weights first covered by its mask: the entries a store beside the seed gains,
+    docs/design.md §2.8)."""
 
-    def __init__(self, model: nn.Module, cfg: ExssnetConfig):
-        self.model, self.cfg = model, cfg
+    def __init__(self, model: nn.Module, cfg: ExssnetConfig | None = None):
+        super().__init__(model)
+        self.cfg = cfg = cfg or ExssnetConfig()
+        self.name = cfg.method
+        self.trains_backbone = cfg.trains_weights
         self.layers = supermask_layers(model)
         if not self.layers:
             raise ValueError("the model has no SupSup layers")
         if any(m.mask_mode != "topk" for _, m in self.layers):
             raise ValueError("ExSSNeT learns top-k masks (mask='topk')")
         self.used = {n: torch.zeros(m.weight.shape, dtype=torch.bool, device=m.weight.device) for n, m in self.layers}
+        self.trained: dict[int, int] = {}  # task -> weights its weight phase could change
+        self.new_entries: dict[int, int] = {}  # task -> weights its mask covered first
 
-    def learn(
-        self,
-        task: int,
-        batches: Iterable,
-        *,
-        kkt_batches: Iterable | None = None,
-        probe: Callable[[int], None] | None = None,
-        progress: bool | None = None,
-    ) -> dict:
-        """Learn `task` on `batches`. `kkt_batches`: where KKT reads the new task's first batches
-        (default `batches` itself, which advances its order); `probe(step)`: called after every
-        mask-phase step (e.g. to measure accuracy early in training)."""
-        cfg, start = self.cfg, time.time()
-        info: dict = {"task": task}
-        steps = num_steps(cfg.mask, len(batches))
-        if cfg.kkt and task > 0:
-            n = max(1, math.ceil(cfg.kkt_fraction * steps))
-            info["kkt"] = kkt_transfer(self.model, task, batches if kkt_batches is None else kkt_batches, cfg, n)
-        set_task(self.model, task)
-        info["mask_phase"] = fit(
-            self.model,
-            task_scores(self.model, task),
-            batches,
-            cfg.mask,
-            desc=f"{cfg.method} mask {task}",
-            progress=progress,
-            after_step=probe,
-        )
-        finish_task(self.model, task)  # the weight phase and every later task read its packed mask
+    def first_config(self) -> TrainConfig:
+        return self.cfg.mask
+
+    def begin(self, task: int, batches: Iterable) -> dict:
+        """KKT (exssnet-kkt, after the first task): the new task's scores start from the earlier
+        task whose mask classifies its first batches best, if any beats chance."""
+        if not (self.cfg.kkt and task > 0):
+            return {}
+        n = max(1, math.ceil(self.cfg.kkt_fraction * num_steps(self.cfg.mask, len(batches))))
+        return {"kkt": kkt_transfer(self.model, task, batches, self.cfg, n)}
+
+    def phases(self, task: int) -> list[Phase]:
+        out = [Phase("mask", task_scores(self.model, task), self.cfg.mask)]
+        if self.cfg.trains_weights:
+            hooks: list = []
+
+            def start():
+                finish_task(self.model, task)  # the mask is fixed now; the weight phase reads it packed
+                masks = current_masks(self.model, task)
+                allowed = {n: masks[n] & ~self.used[n] for n in masks} if self.cfg.exclusive else masks
+                self.trained[task] = sum(int(a.sum()) for a in allowed.values())
+                hooks.extend(restrict_gradients(self.model, allowed))
+
+            def stop():
+                release_weights(self.model, hooks)
+                hooks.clear()
+
+            out.append(Phase("weight", backbone_weights(self.model), self.cfg.weight, start=start, stop=stop))
+        return out
+
+    def finish(self, task: int) -> dict:
+        finish_task(self.model, task)
         masks = current_masks(self.model, task)
-        new = {n: masks[n] & ~self.used[n] for n in masks}
-        if cfg.trains_weights:
-            allowed = new if cfg.exclusive else masks
-            info["weight_phase"] = train_weights(
-                self.model, task, batches, cfg.weight, allowed, desc=f"{cfg.method} weights {task}", progress=progress
-            )
-            info["trained_entries"] = sum(int(a.sum()) for a in allowed.values())
+        new = sum(int((masks[n] & ~self.used[n]).sum()) for n in masks)
         for n in masks:
             self.used[n] |= masks[n]
-        info["new_entries"] = sum(int(v.sum()) for v in new.values())
-        info["seconds"] = round(time.time() - start, 2)
+        self.new_entries[task] = new
+        info = {"new_entries": new}
+        if task in self.trained:
+            info["trained_entries"] = self.trained[task]
         return info
 
+    def task_bytes(self, task: int) -> dict:
+        """The packed mask, and (ssnet, exssnet) a float for each weight the task's mask covered
+        first: the store beside the seed (docs/design.md §2.8)."""
+        parts = {"mask": mask_bytes(self.model), "state": state_bytes(self.model)}
+        if self.cfg.trains_weights:
+            parts["weights"] = FLOAT_BYTES * self.new_entries.get(task, 0)
+        return {**parts, "total": sum(parts.values())}
+
+
+def _variant(method: str):
+    def make(model: nn.Module, cfg: ExssnetConfig | None = None) -> ExSSNeT:
+        cfg = cfg or ExssnetConfig(method=method)
+        if cfg.method != method:
+            raise ValueError(f"{method} was given the settings of {cfg.method}")
+        return ExSSNeT(model, cfg)
+
+    return make
+
+
+# SupSup is methods/supsup.py; here it is only the comparison's baseline (ExssnetConfig)
+LEARNERS = {m: _variant(m) for m in METHODS if m != "supsup"}
 
 __all__ = [
+    "LEARNERS",
     "METHODS",
     "ExssnetConfig",
-    "ExssnetLearner",
+    "ExSSNeT",
     "backbone_weights",
     "current_masks",
     "kkt_transfer",
@@ -304,7 +306,6 @@ __all__ = [
     "penultimate_features",
     "release_weights",
     "restrict_gradients",
-    "train_weights",
     "trainable_entries",
     "used_from_masks",
 ]

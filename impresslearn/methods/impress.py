@@ -1,0 +1,62 @@
+"""ImpressLearn (docs/design.md §2.4): a task is a few coefficients (alphas) over a frozen basis of
+packed masks, per layer or per output channel; in a hybrid model one layer learns a SupSup mask
+of the task's own beside them."""
+
+from __future__ import annotations
+
+import math
+
+import torch.nn as nn
+
+from ..continual.alpha import ALPHA_PRESETS, DEFAULT_ALPHA_PRESET, alpha_params, alpha_penalty, check_lam
+from ..continual.training import TrainConfig
+from ..layers import impress_layers, supermask_layers
+from .learner import Learner, Phase, state_bytes
+from .supsup import mask_bytes
+
+# the library's default alpha fit (continual/alpha.py, tuned on a validation split)
+ALPHA_TRAINING = TrainConfig(**ALPHA_PRESETS[DEFAULT_ALPHA_PRESET])
+FLOAT_BYTES = 4
+
+
+class ImpressLearn(Learner):
+    """alphas: how a task's alphas (and a hybrid's mask) train; lam: the weight of the paper's
+    eq. 2 penalty. The model: `convert(net, "impress", basis=...)`, `continual.impress_model(...)`
+    or `layers.impress_over(supsup_model, new_tasks=n)`."""
+
+    name = "impresslearn"
+
+    def __init__(self, model: nn.Module, alphas: TrainConfig | None = None, lam: float = 0.0):
+        super().__init__(model)
+        alphas = alphas or ALPHA_TRAINING
+        if not impress_layers(model):
+            raise ValueError("ImpressLearn learns alphas over a basis: give it a convert(..., 'impress') model")
+        check_lam(lam)
+        if alphas.optimizer == "lbfgs" and supermask_layers(model):
+            raise ValueError(
+                "L-BFGS cannot train the hybrid variant's mask scores (straight-through top-k); use adam, rmsprop or sgd"
+            )
+        self.alphas, self.lam = alphas, float(lam)
+
+    def first_config(self) -> TrainConfig:
+        return self.alphas
+
+    def phases(self, task: int) -> list[Phase]:
+        penalty = (lambda: self.lam * alpha_penalty(self.model, task)) if self.lam > 0 else None
+        return [Phase("alpha", alpha_params(self.model, task), self.alphas, penalty=penalty)]
+
+    def task_bytes(self, task: int) -> dict:
+        """fp32 alphas, a hybrid's own packed mask, per-task BatchNorm; the basis is shared by every
+        task (`shared_bytes`)."""
+        alphas = sum(FLOAT_BYTES * math.prod(m.alpha_shape()) for _, m in impress_layers(self.model))
+        parts = {"alphas": alphas, "mask": mask_bytes(self.model), "state": state_bytes(self.model)}
+        return {**parts, "total": sum(parts.values())}
+
+    def shared_bytes(self) -> int:
+        """The basis, packed: stored once for every task."""
+        return sum(m.basis.nbytes for _, m in impress_layers(self.model))
+
+
+LEARNERS = {"impresslearn": ImpressLearn}
+
+__all__ = ["ALPHA_TRAINING", "LEARNERS", "ImpressLearn"]
