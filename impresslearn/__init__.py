@@ -3,7 +3,7 @@
 from . import ops
 from .backends import available_backends, backend
 from .checkpoint import load_checkpoint, save_checkpoint
-from .format import PackedMasks, pack_masks
+from .format import PackedMasks
 from .layers import (
     ConvertError,
     ImpressConv2d,
@@ -17,6 +17,7 @@ from .layers import (
     set_task,
     task_parameters,
 )
+from .ops import pack_masks
 
 __version__ = "0.1.0"
 

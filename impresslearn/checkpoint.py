@@ -165,7 +165,7 @@ def save_checkpoint(
             tensors[prefix + "masks"] = packed.words
             if include_trained and not rec.get("weights_included"):
                 rec["trained"] = True
-                tensors[prefix + "trained"] = _trained_values(name, m, packed.unpack().any(0))
+                tensors[prefix + "trained"] = _trained_values(name, m, ops.unpack_masks(packed).any(0))
         if isinstance(m, ImpressLayer):
             tensors[prefix + "basis"] = m.basis_words
             tensors[prefix + "alpha"] = torch.stack([m.task_alpha(t).detach() for t in range(m.num_tasks)])
@@ -361,7 +361,7 @@ def _plan_layer(
                 if not isinstance(m, SupermaskLayer):
                     raise _fail(path, f"layer {name!r} has trained weights in the checkpoint but is no SupSup layer")
                 words = entry("masks", dtype=torch.int32, shape=words_shape(m.weight.shape, tasks))
-                union = PackedMasks(words, m.weight.shape).unpack().any(0)
+                union = ops.unpack_masks(PackedMasks(words, m.weight.shape)).any(0)
                 values = entry("trained", floating=True, shape=[int(union.sum())])
                 weight[union.to(weight.device)] = values.to(weight.device, weight.dtype)
 
@@ -463,7 +463,7 @@ def _plan_kernel_mask(path, name, m, rec, tasks, entry, device, finished, open_t
         m.set_num_tasks(tasks)
         for t in range(tasks):
             if finished[t]:
-                b = PackedMasks(bits[t : t + 1], m.mask_shape).unpack()[0]
+                b = ops.unpack_masks(PackedMasks(bits[t : t + 1], m.mask_shape))[0]
                 m.load_soft_mask(t, b, None if real_parts is None else real_parts[t])
             elif t in open_tasks:
                 m.load_floats(t, logits[open_tasks.index(t)])
@@ -506,7 +506,7 @@ def _plan_supermask(path, prefix, m, rec, tasks, entry, tensors, device, finishe
     scores = entry("scores", floating=True, shape=[len(open_tasks), *shape]).to(device, m.weight.dtype) if open_tasks else None
     kept = ops.popup_k(shape.numel(), density) if mode == "topk" else None
     for t in range(tasks):
-        count = int(PackedMasks(words[t : t + 1], shape).unpack().sum())
+        count = int(ops.unpack_masks(PackedMasks(words[t : t + 1], shape)).sum())
         if kept is not None and count != kept:
             raise CheckpointError(
                 f"checkpoint {path} has entry {prefix + 'masks'!r} whose mask {t} keeps "

@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import ops
 from .format import PackedMasks
 from .layers import ImpressConv2d, ImpressLayer, ImpressLinear, TaskAware, set_submodule
 
@@ -30,7 +31,7 @@ from .layers import ImpressConv2d, ImpressLayer, ImpressLinear, TaskAware, set_s
 
 def stack_masks(packed: PackedMasks, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The masks as a dense float tensor `[T, *shape]` (32 bits per weight per mask in fp32)."""
-    return packed.unpack().to(dtype)
+    return ops.unpack_masks(packed).to(dtype)
 
 
 def _alpha_view(alpha: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -7,9 +7,10 @@
 walks a row's words contiguously along K.
 
 The pure-PyTorch `pack_bits` / `unpack_bits` here define the layout; the kernel backends
-reproduce it. `pack_masks` and `PackedMasks.unpack` go through a codec that starts as these two;
-the op layer swaps in its backend-dispatching versions (`set_bit_codec`), so that packing runs on
-the native CPU ops when they are built, without this module importing the layers above it.
+reproduce it. `pack_masks` and `PackedMasks.unpack` take the codec as an argument, these two by
+default, so that they behave the same whatever else is imported; `impresslearn.ops.pack_masks`
+and `ops.unpack_masks` pass the backends' (the native CPU ops when built), and the layers above
+call those.
 """
 
 from __future__ import annotations
@@ -89,18 +90,6 @@ def unpack_bits(words: torch.Tensor, cols: int) -> torch.Tensor:
     return bits.reshape(t, rows, nw * WORD_BITS)[..., :cols].bool()
 
 
-# The codec pack_masks and PackedMasks.unpack use: pack(bits [T, rows, cols] bool) -> words and
-# unpack(words, cols) -> bool [T, rows, cols], with exactly the layout above. impresslearn.ops sets
-# it when imported (importing impresslearn imports ops); until then, and for this module alone,
-# it is the pure-PyTorch pair.
-_codec = {"pack": pack_bits, "unpack": unpack_bits}
-
-
-def set_bit_codec(pack, unpack) -> None:
-    """Install the functions `pack_masks` and `PackedMasks.unpack` pack and unpack with."""
-    _codec["pack"], _codec["unpack"] = pack, unpack
-
-
 class PackedMasks:
     """`T >= 1` binary masks over one weight, stored as 1 bit per weight.
 
@@ -157,9 +146,10 @@ class PackedMasks:
         """Bytes the packed words occupy (row padding included)."""
         return self.words.numel() * self.words.element_size()
 
-    def unpack(self) -> torch.Tensor:
-        """The masks as a bool tensor `[T, *shape]`."""
-        return _codec["unpack"](self.words, self.cols).reshape(self.num_masks, *self.shape)
+    def unpack(self, unpack=unpack_bits) -> torch.Tensor:
+        """The masks as a bool tensor `[T, *shape]`. `unpack(words, cols)`: the codec, this module's
+        pure-PyTorch one by default (`impresslearn.ops.unpack_masks` passes the backends')."""
+        return unpack(self.words, self.cols).reshape(self.num_masks, *self.shape)
 
     def to(self, device) -> PackedMasks:
         return PackedMasks(self.words.to(device), self.shape, self.origin)
@@ -301,8 +291,10 @@ def _index_array(index, n: int) -> torch.Tensor:
     return torch.where(positions < 0, positions + n, positions)
 
 
-def pack_masks(masks: torch.Tensor) -> PackedMasks:
-    """Pack a bool or 0/1 tensor of shape `[T, *wshape]` (`T >= 1`) into `PackedMasks`."""
+def pack_masks(masks: torch.Tensor, pack=pack_bits) -> PackedMasks:
+    """Pack a bool or 0/1 tensor of shape `[T, *wshape]` (`T >= 1`) into `PackedMasks`. `pack(bits)`:
+    the codec, this module's pure-PyTorch one by default (`impresslearn.ops.pack_masks` passes the
+    backends'); every codec writes exactly the layout above."""
     if not isinstance(masks, torch.Tensor):
         raise TypeError(f"masks must be a torch.Tensor, got {type(masks).__name__}")
     if masks.is_complex() or masks.dtype in (torch.quint8, torch.qint8, torch.qint32):
@@ -319,5 +311,5 @@ def pack_masks(masks: torch.Tensor) -> PackedMasks:
         masks = masks != 0
     t, wshape = masks.shape[0], masks.shape[1:]
     rows, cols = rows_cols(wshape)
-    words = _codec["pack"](masks.reshape(t, rows, cols))
+    words = pack(masks.reshape(t, rows, cols))
     return PackedMasks(words, wshape)

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import ops
-from .format import PackedMasks, pack_masks, rows_cols, words_shape
+from .format import PackedMasks, rows_cols, words_shape
 from .layers import BackboneLayer, TaskStateLayer, convert_with
 
 REAL_FORMS = ("logistic", "linear", "none")
@@ -127,14 +127,14 @@ class KernelMaskLayer(TaskStateLayer):
         return torch.full(self.mask_shape, float(self.cfg.init), dtype=self.weight.dtype, device=self.weight.device)
 
     def _finish(self, task: int, r: Tensor) -> None:
-        self.kmask_bits[task] = pack_masks((r > 0).unsqueeze(0)).words[0].to(self.kmask_bits.device)
+        self.kmask_bits[task] = ops.pack_masks((r > 0).unsqueeze(0)).words[0].to(self.kmask_bits.device)
         if self.cfg.real != "none":
             self.kmask_real[task] = self.real_part(r)
 
     def _reopen(self, task: int) -> Tensor:
         bits, real = self.stored_parts(task)
         if real is None:  # only the sign of R is kept: R = ±|init| gives the same binary part
-            return (bits.unpack()[0].to(self.weight.dtype) * 2 - 1) * abs(float(self.cfg.init) or 1.0)
+            return (ops.unpack_masks(bits)[0].to(self.weight.dtype) * 2 - 1) * abs(float(self.cfg.init) or 1.0)
         r = real / self.cfg.scale
         return torch.logit(r) if self.cfg.real == "logistic" else r
 
@@ -205,7 +205,7 @@ class KernelMaskLayer(TaskStateLayer):
             raise ValueError(f"a soft mask of this layer has shape {list(self.mask_shape)}")
         if (real is None) != (self.cfg.real == "none"):
             raise ValueError(f"this layer's real part is {self.cfg.real!r}: give a real part exactly when it has one")
-        self.kmask_bits[task] = pack_masks(bits.bool().unsqueeze(0)).words[0].to(self.kmask_bits.device)
+        self.kmask_bits[task] = ops.pack_masks(bits.bool().unsqueeze(0)).words[0].to(self.kmask_bits.device)
         if real is not None:
             self.kmask_real[task] = real.to(self.kmask_real)
         self._drop_floats(task)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import ops
-from ..format import PackedMasks, pack_masks, words_shape
+from ..format import PackedMasks, words_shape
 from ..seeding import check_density, derive_seed
 from .tasks import TaskStateLayer
 
@@ -76,7 +76,7 @@ class SupermaskLayer(TaskStateLayer):
     def _pack_scores(self, s: Tensor) -> PackedMasks:
         if self.mask_mode == "topk":
             return ops.popup_pack(s.abs(), self.density)
-        return pack_masks((s >= 0).unsqueeze(0))
+        return ops.pack_masks((s >= 0).unsqueeze(0))
 
     def _finish(self, task: int, floats: Tensor) -> None:
         self.masks[task] = self._pack_scores(floats).words[0].to(self.masks.device)
@@ -86,7 +86,7 @@ class SupermaskLayer(TaskStateLayer):
         # top-k, and b >= 0 > -b under a threshold, so the mask comes back exactly; no score is 0,
         # where the top-k's straight-through gradient (times sign(s)) would vanish.
         b = 1.0 / math.sqrt(self.weight[0].numel())
-        m = self.finished_masks([task]).unpack()[0].to(self.weight.dtype)
+        m = ops.unpack_masks(self.finished_masks([task]))[0].to(self.weight.dtype)
         return (m * 2 - 1) * b if self.mask_mode == "threshold" else (m + 1) * (b / 2)
 
     def finished_masks(self, tasks: Sequence[int] | None = None) -> PackedMasks:
@@ -102,7 +102,7 @@ class SupermaskLayer(TaskStateLayer):
         the task trains, the unpacked finished mask otherwise."""
         t = self.task if task is None else self._check_task(task)
         if self.finished[t]:
-            return self.finished_masks([t]).unpack()[0].to(self.weight.dtype)
+            return ops.unpack_masks(self.finished_masks([t]))[0].to(self.weight.dtype)
         s = self.task_floats(t)
         if self.mask_mode == "topk":
             return ops.popup_mask(s.abs(), self.density)
@@ -160,7 +160,7 @@ class SupermaskLayer(TaskStateLayer):
         task = self._check_task(task)
         words = packed.words.to(self.masks.device)
         if self.mask_mode == "topk":
-            kept, want = int(packed.unpack().sum()), ops.popup_k(self.weight.numel(), self.density)
+            kept, want = int(ops.unpack_masks(packed).sum()), ops.popup_k(self.weight.numel(), self.density)
             if kept != want:
                 raise ValueError(
                     f"mask {task} keeps {kept} of {self.weight.numel()} weights, not the {want} that density {self.density} keeps"

@@ -19,6 +19,7 @@ Public functions (docs/design.md §4.2):
     popup_weight(weight, scores, density)          weight * popup_mask(|scores|), fused (edge-popup layers)
     threshold_weight(weight, scores)               weight * threshold_mask(scores), fused (threshold layers)
     pack_bits(bits), unpack_bits(words, cols)      the packed format's codec, on the backend
+    pack_masks(masks), unpack_masks(packed)        format.pack_masks / PackedMasks.unpack through it
 
 `alpha` is `[T]` (one coefficient per mask for the layer) or `[T, rows]` (per output channel).
 Backward of combine: d alpha = Σ G ⊙ W ⊙ M_t and d weight = G ⊙ Σ_t alpha_t M_t, which is
@@ -30,13 +31,12 @@ Backward of impress_linear takes its input gradient from `impress_linear_grad_in
 from __future__ import annotations
 
 from ..checks import popup_k
-from ..format import set_bit_codec
 from .combine import _combine, _combine_grad_alpha, combine  # noqa: F401
 from .dispatch import backend_for, primitive_backends
 from .impress_conv2d import _impress_conv2d, impress_conv2d  # noqa: F401
 from .impress_linear import _impress_linear, _impress_linear_grad_input, impress_linear  # noqa: F401
 from .masked_weight import _masked_weight, masked_weight  # noqa: F401
-from .pack import _pack_bits, _unpack_bits, pack_bits, unpack_bits  # noqa: F401
+from .pack import _pack_bits, _unpack_bits, pack_bits, pack_masks, unpack_bits, unpack_masks  # noqa: F401
 from .popup import _popup_mask, _popup_pack, popup_mask, popup_pack  # noqa: F401
 from .popup_weight import _popup_weight, _popup_weight_grad_scores, popup_weight  # noqa: F401
 from .threshold import _threshold_mask, _threshold_weight, threshold_mask, threshold_weight  # noqa: F401
@@ -56,10 +56,9 @@ __all__ = [
     "primitive_backends",
     "pack_bits",
     "unpack_bits",
+    "pack_masks",
+    "unpack_masks",
 ]
 
 # The registered ops (`_<name>`, imported above) stay reachable as `ops._<name>` for
 # torch.library.opcheck and the tests.
-
-# pack_masks and PackedMasks.unpack (layer 1) pack through the backends from now on.
-set_bit_codec(pack_bits, unpack_bits)

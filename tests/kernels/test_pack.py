@@ -10,7 +10,7 @@ import torch
 from cases import backend_grid, case_id, only, pack_oracle
 
 import impresslearn
-from impresslearn import format, ops, pack_masks
+from impresslearn import format, ops
 
 PACKING = ("reference", "native")
 SHAPES = [(1, 1, 1), (3, 5, 33), (7, 1, 64), (2, 13, 95), (70, 3, 31), (1, 40, 2085)]
@@ -57,12 +57,25 @@ def test_native_rejects_bad_input():
 @pytest.mark.parametrize("flavour", backend_grid())
 def test_pack_masks_runs_on_the_backends(flavour):
     masks = torch.rand(9, 6, 2, 3, 3, generator=torch.Generator().manual_seed(0)) < 0.3
-    assert format._codec["pack"] is ops.pack_bits and format._codec["unpack"] is ops.unpack_bits
+    calls = []
+    spy = lambda f: lambda *a: calls.append(f.__name__) or f(*a)  # noqa: E731
     with impresslearn.backend(flavour.backend):
-        packed = pack_masks(masks.to(flavour.device))
-        unpacked = packed.unpack()
+        packed = format.pack_masks(masks.to(flavour.device), pack=spy(ops.pack_bits))
+        unpacked = packed.unpack(spy(ops.unpack_bits))
+        assert ops.pack_masks(masks.to(flavour.device)) == packed
+        assert torch.equal(ops.unpack_masks(packed), unpacked)
+    assert calls == ["pack_bits", "unpack_bits"]  # the codec given is the one used
     assert torch.equal(packed.words.cpu(), pack_oracle(masks.reshape(9, 6, -1)))
     assert torch.equal(unpacked.cpu(), masks)
+
+
+def test_the_format_layer_packs_the_same_whatever_is_imported():
+    """format.pack_masks is the pure-PyTorch codec unless told otherwise: importing the op layer
+    changes nothing in it (no codec swapped at import)."""
+    masks = torch.rand(2, 5, 37, generator=torch.Generator().manual_seed(1)) < 0.5
+    assert torch.equal(format.pack_masks(masks).words, format.pack_bits(masks))
+    assert format.pack_masks.__defaults__ == (format.pack_bits,)
+    assert format.PackedMasks.unpack.__defaults__ == (format.unpack_bits,)
 
 
 # --------------------------------------------------------------------------- edge cases (docs/design.md §5.4)
