@@ -275,3 +275,28 @@ def test_help_shows_every_default(command):
             continue
         entry = " ".join(parser._get_formatter()._format_action(action).split())
         assert "default" in entry, f"{command}: {entry}"
+
+
+def test_each_experiment_is_a_command_of_its_own(capsys, tmp_path):
+    """mnist, compare and split take only their own options; a misplaced one is refused naming the
+    command that takes it; `run` stays the older spelling of all three."""
+    out = ["--out", str(tmp_path / "x.json")]
+    refused(capsys, ["mnist", "--methods", "exssnet", *out], "--methods belongs to impresslearn compare")
+    refused(capsys, ["compare", "--basis-size", "3", *out], "--basis-size belongs to impresslearn mnist")
+    refused(capsys, ["mnist", "--benchmark", "split-mnist", *out], "invalid choice")
+    refused(capsys, ["split", "--benchmark", "split-cifar100", *out], "--data-root")
+    parser = cli.build_parser()
+    assert parser.parse_args(["compare"]).methods == ["supsup", "ssnet", "exssnet", "exssnet-kkt"]
+    assert parser.parse_args(["run"]).methods is None  # run without --methods: the mnist experiment
+
+
+def test_mnist_and_run_are_one_experiment(tmp_path, capsys):
+    """A run started as `run` is resumed by the same options under `mnist` (one configuration)."""
+    out = tmp_path / "r.json"
+    args = TINY[1:] + ["--new-tasks", "1", "--no-impresslearn", "--out", str(out)]
+    assert cli.main(["run", *args]) == 0
+    first = json.loads(out.read_text())
+    assert cli.main(["mnist", *args]) == 0
+    again = json.loads(out.read_text())
+    assert again["resumed"] and again["config"] == first["config"]
+    assert again["supsup"]["task_acc"] == first["supsup"]["task_acc"]

@@ -1,8 +1,11 @@
 """The `impresslearn` command line: argument parsing and commands only (nothing imports it).
 
 impresslearn quickstart     offline demo on the shipped MNIST subset (about a minute)
-impresslearn run ...        one experiment, results to a JSON file (see `run --help`)
+impresslearn mnist ...      SupSup and ImpressLearn on PermutedMNIST or RotatedMNIST, results to --out
+impresslearn compare ...    SupSup, SSNeT, ExSSNeT and ExSSNeT + KKT side by side (also SplitMNIST)
+impresslearn split ...      SplitCIFAR-100 / SplitImageNet with ResNets (one process or torchrun)
 impresslearn adapt ...      the KSM experiment: a pretrained conv net adapted to new tasks
+impresslearn run ...        the older spelling of mnist, compare (with --methods) and split
 impresslearn storage        the ImpressLearn paper's Table 2, recomputed
 impresslearn plot R.json..  accuracy against bytes per task, and box plots by impressions
 impresslearn table R.json.. one markdown row per run: accuracies and bytes per task
@@ -25,7 +28,7 @@ from ..experiments.quickstart import quickstart
 from . import split
 from .adapt import add_adapt_arguments, cmd_adapt
 from .options import HelpFormatter, Parser, Refused, finite_float, positive_int, say_threads, use_threads
-from .run import add_run_arguments, cmd_run
+from .run import add_compare_arguments, add_mnist_arguments, add_run_arguments, cmd_run
 
 __all__ = ["build_parser", "main"]
 
@@ -38,9 +41,23 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--plot", help="where the plot goes (default: beside --out, else impresslearn-quickstart.png)")
     q.add_argument("--threads", type=positive_int)
     q.add_argument("--quiet", action="store_true")
-    r = sub.add_parser("run", help="one experiment; results to --out (JSON)")
+    m = sub.add_parser("mnist", help="SupSup and ImpressLearn on PermutedMNIST or RotatedMNIST; results to --out")
+    add_mnist_arguments(m)
+    m.set_defaults(parser=m)  # its refusals name its options
+    c = sub.add_parser("compare", help="SupSup, SSNeT, ExSSNeT, ExSSNeT + KKT side by side; results to --out")
+    add_compare_arguments(c)
+    c.set_defaults(parser=c)
+    sp = sub.add_parser(
+        "split",
+        help="SplitCIFAR-100 / SplitImageNet with ResNets (one process or torchrun); results to --out",
+        description=split.__doc__,
+        epilog=split.epilog(),
+    )
+    split.add_split_arguments(sp)
+    sp.set_defaults(parser=sp)
+    r = sub.add_parser("run", help="the older spelling of mnist, compare (--methods) and split (--benchmark split-...)")
     add_run_arguments(r)
-    r.set_defaults(parser=r)  # its refusals name its options
+    r.set_defaults(parser=r)
     ad = sub.add_parser("adapt", help="KSM, Piggyback and baselines adapting a pretrained conv net; results to --out")
     add_adapt_arguments(ad)
     ad.set_defaults(parser=ad)
@@ -73,7 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="what this installation runs: versions, backends and why one is missing, the native build, CUDA devices, threads",
     )
     d.add_argument("--json", action="store_true", help="the report as JSON")
+    p.commands = sub.choices  # name -> parser, to say which command takes an option given to another
     return p
+
+
+def refuse_extra(p: argparse.ArgumentParser, a: argparse.Namespace, extra: list[str]) -> None:
+    """Unrecognised arguments, refused in one sentence that names the command taking the option."""
+    message = f"unrecognized arguments: {' '.join(extra)}"
+    option = next((x.split("=", 1)[0] for x in extra if x.startswith("-")), None)
+    owners = [
+        name
+        for name, parser in p.commands.items()
+        if name not in (a.command, "run") and option in getattr(parser, "_option_string_actions", {})
+    ]
+    if owners:
+        message += f" ({option} belongs to {' and '.join('impresslearn ' + o for o in owners)})"
+    getattr(a, "parser", p).error(message)
 
 
 def cmd_quickstart(a: argparse.Namespace) -> int:
@@ -127,9 +159,14 @@ COMMANDS = {"quickstart": cmd_quickstart, "storage": cmd_storage, "plot": cmd_pl
 def _dispatch(argv: list[str]) -> int:
     if split.is_split_run(argv):  # SplitCIFAR-100 / SplitImageNet take options of their own
         return split.main(argv[1:])
-    a = build_parser().parse_args(argv)
-    if a.command == "run":
+    p = build_parser()
+    a, extra = p.parse_known_args(argv)
+    if extra:
+        refuse_extra(p, a, extra)
+    if a.command in ("run", "mnist", "compare"):
         return cmd_run(a, argv)
+    if a.command == "split":
+        return split.cmd_split(a, argv, a.parser)
     if a.command == "adapt":
         return cmd_adapt(a, argv)
     try:

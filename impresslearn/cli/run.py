@@ -1,6 +1,8 @@
-"""`impresslearn run` for PermutedMNIST, RotatedMNIST and SplitMNIST: its options and the command.
+"""`impresslearn mnist` (SupSup and ImpressLearn on PermutedMNIST or RotatedMNIST) and
+`impresslearn compare` (the ExSSNeT comparison, also on SplitMNIST): their options, in groups
+each command takes or not, and the command. `impresslearn run` is the older spelling of both.
 
-(The split benchmarks take options of their own: `cli/split.py`.)
+(The split benchmarks take options of their own: `cli/split.py`, `impresslearn split`.)
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ from collections.abc import Sequence
 
 from ..continual import inference
 from ..continual import masks as masks_mod
-from ..continual.exssnet import METHODS as EXSSNET_METHODS
-from ..experiments import ALPHA_PRESETS, BENCHMARKS, RunConfig, Runner
+from ..experiments import ALPHA_PRESETS, BENCHMARKS, MNIST_BENCHMARKS, RunConfig, Runner
 from ..experiments.mnist import MNIST_ARCHS
 from ..experiments.tables import methods_summary, summary_table
+from ..methods.exssnet import METHODS as EXSSNET_METHODS
 from .options import (
     Refused,
     config_from_args,
@@ -29,14 +31,9 @@ from .options import (
 )
 
 
-def add_run_arguments(p: argparse.ArgumentParser) -> None:
+def add_data(p: argparse.ArgumentParser, benchmarks: Sequence[str], note: str | None = None) -> None:
     g = p.add_argument_group("data")
-    g.add_argument(
-        "--benchmark",
-        default="permuted-mnist",
-        choices=BENCHMARKS,
-        help="split-cifar100 and split-imagenet take options of their own: impresslearn run --benchmark split-imagenet --help",
-    )
+    g.add_argument("--benchmark", default="permuted-mnist", choices=benchmarks, help=note)
     g.add_argument("--data-root", help="folder with MNIST/raw (torchvision layout); default: the subset shipped with the package")
     g.add_argument("--download", action="store_true", help="let torchvision download MNIST into --data-root")
     g.add_argument(
@@ -46,6 +43,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="evaluate on the last N training images instead of the test set (for tuning)",
     )
+
+
+def add_backbone(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("backbone and SupSup masks")
     g.add_argument(
         "--arch",
@@ -70,6 +70,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mask-lr", type=finite_float)
     g.add_argument("--mask-epochs", type=finite_float)
     g.add_argument("--mask-iterations", type=int)
+
+
+def add_tasks(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("tasks")
     g.add_argument("--new-tasks", type=int, default=5, help="new tasks learned by SupSup and by ImpressLearn")
     g.add_argument(
@@ -90,6 +93,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="rotated-mnist: the ImpressLearn authors' variant, every image rotated at random in "
         "[-90, 90] degrees for every task (all tasks then share one distribution)",
     )
+
+
+def add_impresslearn(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("ImpressLearn")
     g.add_argument(
         "--no-impresslearn",
@@ -125,15 +131,19 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--alpha-epochs", type=finite_float, help="epochs (L-BFGS: 20 iterations per 'epoch')")
     g.add_argument("--alpha-batch-size", type=int)
     g.add_argument("--alpha-schedule", choices=["constant", "cosine"], help="learning-rate schedule of the alpha fit")
+
+
+def add_comparison(p: argparse.ArgumentParser, default_methods: list | None) -> None:
     g = p.add_argument_group(
         "ExSSNeT comparison",
-        "--methods runs these methods instead of SupSup + ImpressLearn, each learning the new tasks in sequence; "
-        "the results file gets a key per method (exssnet-kkt as exssnet_kkt) with task_acc, acc_matrix, bwt, "
-        "bytes_per_task and seconds_per_task. split-mnist runs only this way.",
+        "each method learns the new tasks in sequence on its own model over the same backbone; the "
+        "results file gets a key per method (exssnet-kkt as exssnet_kkt) with task_acc, acc_matrix, bwt, "
+        "bytes_per_task and seconds_per_task",
     )
     g.add_argument(
         "--methods",
         type=names_of(EXSSNET_METHODS),
+        default=default_methods,
         metavar="NAMES",
         help="comma-separated, of: supsup (masks only), ssnet (mask phase, then the weights under the "
         "task's mask trained), exssnet (only the weights no earlier mask holds trained: nothing "
@@ -151,6 +161,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         metavar="FRACTIONS",
         help="fractions of each mask phase after which the task's accuracy is measured (default 0.1,0.25)",
     )
+
+
+def add_measurements(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("measurements")
     g.add_argument(
         "--incorrect-tasks", type=int, default=10, help="incorrect-mask matrix over the first N new tasks' SupSup masks"
@@ -191,6 +204,9 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--gn-on", type=names_of(("supsup", "impresslearn")), default=["supsup", "impresslearn"], help="supsup,impresslearn"
     )
+
+
+def add_running(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("running")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="cpu")
@@ -207,6 +223,45 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         "--restart", action="store_true", help="replace the results of a run with other settings at --out instead of refusing"
     )
     g.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+
+
+# The benchmarks of each command (split-cifar100 and split-imagenet are `impresslearn split`).
+MNIST_ONLY = tuple(b for b in MNIST_BENCHMARKS if b != "split-mnist")
+
+
+def add_mnist_arguments(p: argparse.ArgumentParser) -> None:
+    """`impresslearn mnist`: SupSup and ImpressLearn on PermutedMNIST or RotatedMNIST."""
+    add_data(p, MNIST_ONLY)
+    add_backbone(p)
+    add_tasks(p)
+    add_impresslearn(p)
+    add_measurements(p)
+    add_running(p)
+
+
+def add_compare_arguments(p: argparse.ArgumentParser) -> None:
+    """`impresslearn compare`: SupSup, SSNeT, ExSSNeT and ExSSNeT + KKT side by side."""
+    add_data(p, MNIST_BENCHMARKS)
+    add_backbone(p)
+    add_tasks(p)
+    add_comparison(p, default_methods=list(EXSSNET_METHODS))
+    add_running(p)
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """`impresslearn run`, the older spelling of `mnist` and `compare` (and, with a split
+    benchmark, `split`): every option of both; `--methods` makes it the comparison."""
+    add_data(
+        p,
+        BENCHMARKS,
+        note="split-cifar100 and split-imagenet are `impresslearn split` (see impresslearn split --help)",
+    )
+    add_backbone(p)
+    add_tasks(p)
+    add_impresslearn(p)
+    add_comparison(p, default_methods=None)
+    add_measurements(p)
+    add_running(p)
 
 
 def cmd_run(a: argparse.Namespace, argv: Sequence[str]) -> int:

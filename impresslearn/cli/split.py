@@ -1,12 +1,13 @@
-"""`impresslearn run --benchmark split-cifar100|split-imagenet ...`: the split benchmarks' options.
+"""`impresslearn split --benchmark split-cifar100|split-imagenet ...`: the split benchmarks with
+ResNets. The same command runs one process or many under `torchrun`, and resumes an interrupted
+run:
 
-They take their own options (see `impresslearn run --benchmark split-imagenet --help`); the
-same command runs one process or many under `torchrun`, and resumes an interrupted run:
+    impresslearn split --benchmark split-cifar100 --data-root ~/data --download --out cifar.json
+    impresslearn split --benchmark split-imagenet --data-root /data/imagenet -K 75 --out inet.json
+    impresslearn split --benchmark split-imagenet --synthetic --image-size 64 --mask-iterations 2 ...
+    torchrun --nproc-per-node 8 -m impresslearn.cli split --benchmark split-imagenet ...
 
-    impresslearn run --benchmark split-cifar100 --data-root ~/data --download --out cifar.json
-    impresslearn run --benchmark split-imagenet --data-root /data/imagenet -K 75 --out inet.json
-    impresslearn run --benchmark split-imagenet --synthetic --image-size 64 --mask-iterations 2 ...
-    torchrun --nproc-per-node 8 -m impresslearn.cli run --benchmark split-imagenet ...
+(`impresslearn run --benchmark split-...` is the older spelling and takes the same options.)
 """
 
 from __future__ import annotations
@@ -32,16 +33,21 @@ from .options import (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def epilog() -> str:
     paper = "; ".join(
         f"{b}: {s['arch']}, Adam lr {s['lr']}, λ {s['lam']}, batch {s['batch_size']}" for b, s in PAPER_SETTINGS.items()
     )
-    p = Parser(
-        prog="impresslearn run",
-        description=__doc__,
-        formatter_class=HelpFormatter,
-        epilog=f"Paper settings (the defaults): {paper}.",
-    )
+    return f"Paper settings (the defaults): {paper}."
+
+
+def build_parser(prog: str = "impresslearn run") -> argparse.ArgumentParser:
+    """The split options as a parser of their own (the older `run --benchmark split-...` spelling)."""
+    p = Parser(prog=prog, description=__doc__, formatter_class=HelpFormatter, epilog=epilog())
+    add_split_arguments(p)
+    return p
+
+
+def add_split_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--benchmark", required=True, choices=tuple(SPLIT_BENCHMARKS))
     g.add_argument(
@@ -125,13 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--restart", action="store_true", help="discard an earlier run's checkpoints instead of resuming")
     g.add_argument("--out", default="results.json")
     g.add_argument("--quiet", action="store_true")
-    return p
 
 
 def main(argv: Sequence[str]) -> int:
-    """`argv`: the arguments after `run`."""
+    """`impresslearn run --benchmark split-...`: `argv`, the arguments after `run`."""
     parser = build_parser()
-    a = parser.parse_args(list(argv))
+    return cmd_split(parser.parse_args(list(argv)), ["run", *argv], parser)
+
+
+def cmd_split(a: argparse.Namespace, argv: Sequence[str], parser: argparse.ArgumentParser) -> int:
+    """Run the split benchmark `a` asks for; `argv`: the whole command after `impresslearn`."""
     try:
         cfg = config_from_args(a, SplitConfig)
         cfg.check()  # before joining the process group: bad options fail fast on every rank
@@ -141,7 +150,7 @@ def main(argv: Sequence[str]) -> int:
     d = dd.init_from_env(cfg.device, timeout_minutes=a.dist_timeout)
     try:
         try:  # what refuses the run (--out in use or holding another run's results) comes first
-            runner = SplitRunner(cfg, a.out, command="impresslearn run " + shlex.join(argv), d=d)
+            runner = SplitRunner(cfg, a.out, command="impresslearn " + shlex.join(argv), d=d)
         except (ValueError, OSError) as err:
             raise Refused(with_flags(str(err), parser)) from err
         say_threads(threads, a.quiet or not d.is_main)

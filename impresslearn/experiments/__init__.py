@@ -1,4 +1,4 @@
-"""Experiments (layer 6): the runners behind `impresslearn run` and `quickstart`, over one base.
+"""Experiments (layer 6): the runners behind `impresslearn mnist`, `compare`, `split`, `adapt` and `quickstart`, over one base.
 
 mnist.Runner, RunConfig          PermutedMNIST, RotatedMNIST and SplitMNIST, one process
 methods.run_methods              the --methods comparison (SupSup, SSNeT, ExSSNeT, ExSSNeT+KKT)

@@ -436,7 +436,7 @@ def inference_table(paths: Sequence[str]) -> str:
 
 
 def split_summary(res: dict) -> str:
-    """The summary of a split-benchmark run (`impresslearn run --benchmark split-...`)."""
+    """The summary of a split-benchmark run (`impresslearn split`)."""
     st, imp, sup = res["storage"], res["impresslearn"], res["supsup"]
     rows = [
         ("method", "mean accuracy", "bytes per task"),
