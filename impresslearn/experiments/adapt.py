@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
@@ -35,8 +36,8 @@ from ..continual.training import TrainConfig, fit
 from ..data import ADAPT_TASKS, AdaptationTasks, load_mnist, load_subset
 from ..kernel_masks import REAL_FORMS, RELAXATIONS, KernelMaskConfig
 from ..methods import ksm
-from ..seeding import check_seed
 from .base import RunnerBase, machine_info
+from .config import ExperimentConfig
 
 # What the paper's text available to us did not fix (docs/results.md, KSM): written into every results file.
 RECONSTRUCTED = {
@@ -57,8 +58,12 @@ HEADS = {"convnet": "head", "vit": "heads.head"}
 
 
 @dataclasses.dataclass
-class AdaptConfig:
-    data_root: str | None = None  # None: the MNIST subset shipped with the package
+class AdaptConfig(ExperimentConfig):
+    """The KSM experiment's settings; the shared fields are `ExperimentConfig`'s (progress bars
+    off by default). A rerun may add or drop methods: each is a key of its own."""
+
+    RESUME_FREE: ClassVar[tuple[str, ...]] = (*ExperimentConfig.RESUME_FREE, "methods")
+
     arch: str | None = None  # None: "convnet" (models.mnist_convnet); "vit": models.mnist_vit
     methods: tuple[str, ...] = ksm.METHODS
     tasks: tuple[str, ...] = ADAPT_TASKS  # the first is the pretraining task
@@ -79,15 +84,13 @@ class AdaptConfig:
     init: float = 1.0
     linear: str = "weight"
     eval_samples: int = 2000  # test images per task (the first of the test set)
-    seed: int = 0
-    restart: bool = False
-    verbose: bool = True
     progress: bool | None = False
 
     def __post_init__(self):
         self.methods, self.tasks, self.width = tuple(self.methods), tuple(self.tasks), tuple(self.width)
 
     def check(self) -> None:
+        self.check_common()
         if self.arch is not None and self.arch not in ADAPT_ARCHS:
             raise ValueError(f"arch must be one of {', '.join(ADAPT_ARCHS)}, got {self.arch!r}")
         unknown = [m for m in self.methods if m not in ksm.METHODS]
@@ -105,7 +108,6 @@ class AdaptConfig:
         for name in ("pretrain_lr", "finetune_lr", "head_lr", "piggyback_lr", "mask_lr", "temperature", "temperature_end"):
             if not 0 < getattr(self, name) < math.inf:
                 raise ValueError(f"{name} must be a finite positive number, got {getattr(self, name)}")
-        check_seed(self.seed)
         if self.real not in REAL_FORMS or self.relax not in RELAXATIONS:
             raise ValueError(f"real must be one of {REAL_FORMS} and relax one of {RELAXATIONS}")
         KernelMaskConfig(self.real, self.scale, self.relax, self.temperature, self.init, self.linear)
@@ -138,18 +140,14 @@ def adapt_model(cfg: AdaptConfig, method: str, pretrained: nn.Module, num_tasks:
     return ksm.build_model(method, pretrained, num_tasks, kernel=cfg.kernel(), head=HEADS[cfg.arch or "convnet"])
 
 
-# Fields a rerun may change without being another run.
-RESUME_FREE = ("verbose", "progress", "restart", "methods")
-
-
 class AdaptRunner(RunnerBase):
     def __init__(self, cfg: AdaptConfig, out: str | None = None, command: str | None = None):
         cfg.check()
         self.cfg = cfg
         self.start_clock()
         self.out = None
-        config = _jsonable(dataclasses.asdict(cfg))
-        old = self.claim_output(out, config, RESUME_FREE, cfg.restart, command) if out is not None else None
+        config = cfg.record()
+        old = self.claim_output(out, cfg, command) if out is not None else None
         self.results = old or {
             "command": command,
             "config": config,

@@ -23,6 +23,7 @@ from .. import __version__, ops
 from ..continual import metrics
 from ..files import atomic_write, remove_stale_temporaries
 from ..seeding import derive_seed
+from .config import ExperimentConfig
 from .output import RunLock, check_out, existing_results
 
 # Every benchmark `impresslearn run` takes; the split ones have a runner and options of their own.
@@ -62,17 +63,16 @@ class RunnerBase:
     def start_clock(self) -> None:
         self.t0 = time.time()
 
-    def claim_output(
-        self, out, config: dict, free: tuple[str, ...], restart: bool, command: str | None, lock: bool = True
-    ) -> dict | None:
+    def claim_output(self, out, cfg: ExperimentConfig, command: str | None, lock: bool = True) -> dict | None:
         """Before any work: check `out`, hold its lock for the run's life (`lock`: this process is
-        the one that writes), and return the results already there if they are this run's (to
-        resume), None if there are none (or `restart`). Refusals are OutputError sentences."""
+        the one that writes), and return the results already there if they are this run's (the
+        same `cfg.record()` but for `cfg.RESUME_FREE`: to resume), None if there are none (or
+        `cfg.restart`). Refusals are OutputError sentences."""
         self.out = check_out(out)
         if lock:
             self.lock = RunLock(self.out, command).acquire()
         try:
-            return existing_results(self.out, config, free, restart)
+            return existing_results(self.out, cfg.record(), cfg.RESUME_FREE, cfg.restart)
         except BaseException:
             self.release_output()
             raise

@@ -30,6 +30,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from tqdm.auto import tqdm
@@ -39,7 +40,7 @@ from ..continual import alpha as alpha_mod
 from ..continual import backbone as bb
 from ..continual import basis as basis_mod
 from ..continual import inference, masks, metrics, storage
-from ..continual.resume import FileCheckpoint, load_task_state, parse_state, state_bytes, task_state
+from ..continual.resume import load_task_state, task_state
 from ..continual.task_bank import bank_supports
 from ..continual.training import TrainConfig
 from ..data import MnistArrays, PermutedMNIST, RotatedMNIST, SplitMNIST, TaskStream, load_mnist, load_subset
@@ -59,23 +60,24 @@ from ..methods.impress import ImpressLearn
 from ..methods.supsup import SupSup
 from ..seeding import check_density, derive_seed
 from .base import BENCHMARKS, SPLIT_BENCHMARKS, RunnerBase, machine_info, storage_record
+from .config import ExperimentConfig
 from .methods import run_methods
 from .output import claim_run_folder
+from .units import RunFolder
 
 # The backbones an MNIST run takes (flat 784-pixel inputs): LeNet-300-100 (the default) and the
 # small ViT of models.mnist_vit.
 MNIST_ARCHS = ("lenet_300_100", "vit")
 
-# Fields a resumed run may change without changing what it computes.
-RESUME_FREE = ("progress", "verbose", "cache", "restart")
-
 
 @dataclasses.dataclass
-class RunConfig:
-    """Everything one `impresslearn run` depends on (written to results.json as `config`)."""
+class RunConfig(ExperimentConfig):
+    """Everything one `impresslearn mnist` or `compare` run depends on (written to results.json as
+    `config`); the shared fields are `ExperimentConfig`'s."""
+
+    RESUME_FREE: ClassVar[tuple[str, ...]] = (*ExperimentConfig.RESUME_FREE, "cache")
 
     benchmark: str = "permuted-mnist"
-    data_root: str | None = None  # None: the MNIST subset shipped with the package
     download: bool = False
     validation: int = 0  # >0: evaluate on the last n training images instead of the test set
     # backbone and mask training (preset, then overrides)
@@ -127,15 +129,12 @@ class RunConfig:
     kkt_k: int | None = None  # k of KKT's k-NN (default 200)
     early_eval: list | None = None  # fractions of the mask phase after which accuracy is measured
     # running
-    seed: int = 0
     device: str = "cpu"
     cache: str | None = None
     eval_batch_size: int = 2000
-    progress: bool | None = None  # progress bars: None = only on a terminal
-    verbose: bool = True  # log lines on stderr
-    restart: bool = False  # replace the results (and units) of another run at --out
 
     def check(self) -> None:
+        self.check_common()
         self.check_methods()
         if self.benchmark in SPLIT_BENCHMARKS:
             raise ValueError(
@@ -396,13 +395,14 @@ class Runner(RunnerBase):
     def __init__(self, cfg: RunConfig, out: str | None = None, command: str | None = None):
         cfg.check()
         self.cfg = cfg
-        self.out, self.folder, self.resumed, self.previous = None, None, False, {}
+        self.out, self.folder, self.units, self.resumed, self.previous = None, None, None, False, {}
         if out is not None:
-            old = self.claim_output(out, dataclasses.asdict(cfg), RESUME_FREE, cfg.restart, command)
+            old = self.claim_output(out, cfg, command)
             self.resumed = old is not None
             self.previous = old or {}
             try:  # units of an earlier run of this --out not resumed (other settings, --restart) go
                 self.folder = claim_run_folder(self.out, fresh=not self.resumed)
+                self.units = RunFolder(self.folder)
             except BaseException:
                 self.release_output()
                 raise
@@ -525,10 +525,10 @@ class Runner(RunnerBase):
         acc = metrics.AccuracyMatrix(n)
         fits = []
         for i, t in enumerate(self.tasks.new):
-            unit = self.unit(f"alpha-{i:04d}")
-            done = unit.load() if unit is not None else None
+            key = f"alpha-{i:04d}"
+            done = self.units.done(key, shared=False) if self.units is not None else None
             if done is not None:  # fitted by an earlier start of this run
-                tensors, _, info = parse_state(done, str(unit.path))
+                tensors, info = done
                 load_task_state(model, i, tensors)
                 learner.finish(i)
                 fits.append(info)
@@ -536,8 +536,8 @@ class Runner(RunnerBase):
                 batches = self.alpha_batches(t, seed=self.data_seed(10_000 + i, t))
                 rec = learner.learn(i, batches, progress=cfg.progress, desc=f"alpha {i + 1}/{n}", finish=False)
                 fits.append({**rec["alpha_phase"], "seconds": round(rec["seconds"], 1)})
-                if unit is not None:  # saved as it trained (the unit's format), then finished
-                    unit.save(state_bytes(task_state(model, i), position=fits[-1]))
+                if self.units is not None:  # saved as it trained (a unit), then finished
+                    self.units.finish(key, False, task_state(model, i), fits[-1])
                 learner.finish(i)
             acc.measure_row(
                 i, lambda j: metrics.accuracy(model, self.test_batches(self.tasks.new[j]), task=j), tasks=self.matrix_row(i, n)
@@ -549,10 +549,6 @@ class Runner(RunnerBase):
         self.results["impresslearn"]["acc_matrix"] = acc.to_dict()
         self.results["impresslearn"]["favoured_masks"] = [alpha_mod.favoured_masks(model, i) for i in range(n)]
         return model
-
-    def unit(self, key: str) -> FileCheckpoint | None:
-        """Where a finished unit of work is kept in the run folder (None without --out)."""
-        return FileCheckpoint(self.folder / "units" / f"{key}.safetensors") if self.folder is not None else None
 
     def alpha_batches(self, task: int, seed: int):
         return self.tasks.stream.train(task, self.alpha_train.batch_size, seed=seed, device=self.device)

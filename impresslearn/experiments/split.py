@@ -34,11 +34,10 @@ basis in `<out>.run/basis.safetensors` and the ImpressLearn model (every new tas
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
@@ -51,17 +50,18 @@ from ..continual import distributed as dd
 from ..continual.alpha import check_lam
 from ..continual.basis_file import save_basis
 from ..continual.masks import task_masks
-from ..continual.resume import FileCheckpoint, load_task_state, parse_state, state_bytes, task_state
+from ..continual.resume import load_task_state, task_state
 from ..continual.training import TrainConfig, fit
 from ..data.split import SplitStream, split_cifar100, split_imagenet
-from ..files import atomic_write
 from ..format import PackedMasks
 from ..layers import impress_layers, supermask_layers
 from ..methods.impress import ImpressLearn
 from ..methods.supsup import SupSup
 from ..seeding import derive_seed
 from .base import SPLIT_BENCHMARKS, RunnerBase, machine_info, storage_record
-from .output import RUN_MARKER, claim_run_folder, run_folder
+from .config import ExperimentConfig
+from .output import claim_run_folder, run_folder
+from .units import RunFolder
 
 # The paper's settings (Table 3) and each benchmark's shape.
 PAPER_SETTINGS = {
@@ -72,16 +72,22 @@ SYNTHETIC_DEFAULTS = {"split-cifar100": (20, 10), "split-imagenet": (10, 5)}  # 
 
 RECALIBRATION_PASS = 1_000_000  # the data pass (order, augmentation) BatchNorm statistics are re-estimated on
 
+
 # Fields a restarted run may change without changing what it computes.
-RESUME_FREE = ("progress", "verbose", "workers", "checkpoint_every", "device", "eval_batch_size", "restart")
-
-
 @dataclasses.dataclass
-class SplitConfig:
-    """Everything a split-benchmark run depends on (written to results.json as `config`)."""
+class SplitConfig(ExperimentConfig):
+    """Everything a split-benchmark run depends on (written to results.json as `config`); the
+    shared fields are `ExperimentConfig`'s (data_root: CIFAR-100's folder, or ImageNet's)."""
+
+    RESUME_FREE: ClassVar[tuple[str, ...]] = (
+        *ExperimentConfig.RESUME_FREE,
+        "workers",
+        "checkpoint_every",
+        "device",
+        "eval_batch_size",
+    )
 
     benchmark: str = "split-cifar100"
-    data_root: str | None = None
     download: bool = False
     synthetic: bool = False  # the generated stand-in of the same shapes
     synthetic_train: int | None = None  # its images per class (default 20 / 10)
@@ -114,7 +120,6 @@ class SplitConfig:
     supsup: bool = True
     incorrect_tasks: int = 5
     # running
-    seed: int = 0
     device: str | None = None  # default: this process's GPU if CUDA is present, else cpu
     workers: int = 0  # DataLoader worker processes per process
     eval_batch_size: int = 250
@@ -123,9 +128,6 @@ class SplitConfig:
     basis_parallel: str = "masks"  # several processes: "masks" (share out) or "data" (DDP)
     sync_bn: bool = True  # data-parallel: BatchNorm over the global batch
     bn_recalibrate: int = 50  # training batches re-estimating a task's BatchNorm statistics
-    restart: bool = False
-    progress: bool | None = None
-    verbose: bool = True
 
     def setting(self, name: str):
         value = getattr(self, name, None)
@@ -237,76 +239,6 @@ def make_stream(cfg: SplitConfig) -> SplitStream:
 # --------------------------------------------------------------------------- run folder
 
 
-class SharedCheckpoint(FileCheckpoint):
-    """A checkpoint that all processes of a data-parallel unit share: rank 0 reads and writes the
-    file, and what it reads reaches every rank by broadcast (no shared file system needed)."""
-
-    def __init__(self, path, d: dd.Dist):
-        super().__init__(path)
-        self.d = d
-
-    def load(self) -> bytes | None:
-        return dd.broadcast_bytes(super().load() if self.d.is_main else None, self.d)
-
-    def save(self, data: bytes) -> None:
-        if self.d.is_main:
-            super().save(data)
-
-    def clear(self) -> None:
-        if self.d.is_main:
-            super().clear()
-
-
-class RunFolder:
-    """`<out>.run/`: config.json, units/<key>.safetensors (finished units) and
-    units/<key>.progress.safetensors (the unit in progress)."""
-
-    def __init__(self, path: Path, d: dd.Dist):
-        self.path, self.d = path, d
-
-    def checkpoint(self, key: str, shared: bool, progress: bool = False) -> FileCheckpoint:
-        p = self.path / "units" / f"{key}{'.progress' if progress else ''}.safetensors"
-        return SharedCheckpoint(p, self.d) if shared else FileCheckpoint(p)
-
-    def done(self, key: str, shared: bool) -> tuple[dict, dict] | None:
-        data = self.checkpoint(key, shared).load()
-        if data is None:
-            return None
-        tensors, _, info = parse_state(data, key)
-        return tensors, info
-
-    def finish(self, key: str, shared: bool, tensors: dict, info: dict) -> None:
-        self.checkpoint(key, shared).save(state_bytes(tensors, position=info))
-        self.checkpoint(key, shared, progress=True).clear()
-
-    def prepare(self, config: dict, restart: bool) -> bool:
-        """Check (or write) the run's config; True if an earlier run is being continued."""
-        d, cfg_file = self.d, self.path / "config.json"
-        if restart:  # the main process emptied its folder when it claimed it (claim_run_folder)
-            dd.barrier(d)
-            if not d.is_main and self.path.exists() and not (self.path / RUN_MARKER).exists():
-                shutil.rmtree(self.path, ignore_errors=True)  # a folder of this machine's own
-            dd.barrier(d)
-        verdict = None
-        if d.is_main:
-            if cfg_file.exists():
-                old = json.loads(cfg_file.read_text())
-                diff = sorted(k for k in set(old) | set(config) if k not in RESUME_FREE and old.get(k) != config.get(k))
-                verdict = ("error", diff) if diff else ("resume", [])
-            else:
-                self.path.mkdir(parents=True, exist_ok=True)
-                atomic_write(cfg_file, json.dumps(config, indent=1))
-                verdict = ("new", [])
-        verdict = dd.all_gather_objects(verdict, d)[0]
-        if verdict[0] == "error":
-            raise RuntimeError(
-                f"{self.path} holds a run with a different configuration (differs in {verdict[1]}); "
-                "restart it with --restart, or choose another --out"
-            )
-        (self.path / "units").mkdir(parents=True, exist_ok=True)
-        return verdict[0] == "resume"
-
-
 # --------------------------------------------------------------------------- the runner
 
 BN_SUFFIXES = (".running_mean", ".running_var", ".num_batches_tracked")
@@ -323,7 +255,7 @@ class SplitRunner(RunnerBase):
         self.d = d or dd.Dist()
         # Before any work: --out usable, held by this run (rank 0 holds the lock for all), and
         # what is there already is this run's to resume or nothing a run may not replace.
-        self.claim_output(out, dataclasses.asdict(cfg), RESUME_FREE, cfg.restart, command, lock=self.d.is_main)
+        self.claim_output(out, cfg, command, lock=self.d.is_main)
         if self.d.is_main:
             try:  # refused if it is not this --out's run folder; emptied on --restart
                 run = claim_run_folder(self.out, fresh=cfg.restart)
@@ -349,8 +281,8 @@ class SplitRunner(RunnerBase):
         with torch.device("meta"):  # shapes only: no weights allocated or initialised
             self.plain = bb.network(self.backbone)
         self.shapes = bb.weight_shapes(self.plain)
-        config = dataclasses.asdict(cfg)
-        resumed = self.folder.prepare(config, cfg.restart)
+        config = cfg.record()
+        resumed = self.folder.prepare(config, cfg.restart, cfg.RESUME_FREE)
         self.loaded_units = 0
         self.results: dict = {
             "status": "running",
