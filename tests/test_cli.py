@@ -300,3 +300,46 @@ def test_mnist_and_run_are_one_experiment(tmp_path, capsys):
     again = json.loads(out.read_text())
     assert again["resumed"] and again["config"] == first["config"]
     assert again["supsup"]["task_acc"] == first["supsup"]["task_acc"]
+
+
+COMMITTED = sorted(p for p in (Path(__file__).resolve().parents[1] / "results").rglob("*.json") if ".run" not in str(p))
+
+
+def test_every_committed_results_file_reads_or_says_why(capsys):
+    """Every results file the project has committed makes a table, or is refused in one sentence
+    (exit 2: a file of another tool, a run folder's config): never a traceback (exit 1)."""
+    assert len(COMMITTED) > 50
+    kinds = {"mnist": 0, "compare": 0, "adapt": 0, "split": 0}
+    for path in COMMITTED:
+        code = cli.main(["table", str(path)])
+        err = capsys.readouterr().err
+        assert code in (0, 2), (path, err)
+        if code == 2:
+            assert err.count("\n") == 1 and "Traceback" not in err, (path, err)
+            continue
+        r = json.loads(path.read_text())
+        kind = (
+            "adapt"
+            if "methods_done" in r
+            else "compare"
+            if isinstance(r.get("methods"), list)
+            else "split"
+            if r["config"]["benchmark"].startswith("split-i")
+            else "mnist"
+        )
+        kinds[kind] += 1
+    assert all(kinds.values()), kinds  # each command's files read
+
+
+@pytest.mark.parametrize(
+    "name, png",
+    [
+        ("exssnet/split-d0.05-s0.json", "split-mnist-methods-accuracy-vs-bytes.png"),
+        ("ksm/adapt.json", "ksm-adapt-accuracy-vs-bytes.png"),
+        ("scale/split-imagenet-100-tasks.json", "split-imagenet-accuracy-vs-bytes.png"),
+    ],
+)
+def test_plot_reads_each_commands_results(tmp_path, capsys, name, png):
+    path = Path(__file__).resolve().parents[1] / "results" / name
+    assert cli.main(["plot", str(path), "--out-dir", str(tmp_path)]) == 0
+    assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"

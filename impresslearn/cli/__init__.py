@@ -132,6 +132,9 @@ def cmd_table(a: argparse.Namespace) -> int:
     if a.inference:
         print(tables.inference_table(a.results))
         return 0
+    if all(tables.is_adapt_run(p) for p in a.results):  # impresslearn adapt: a table per file
+        print("\n\n".join(tables.adapt_table(tables.load_adapt_results(p)) for p in a.results))
+        return 0
     if all(tables.is_methods_run(p) for p in a.results):  # the ExSSNeT comparison
         print(
             tables.methods_early(a.results)

@@ -23,7 +23,7 @@ import matplotlib
 
 from ..continual.backbone import hybrid_label
 from ..files import atomic_write, read_text_file
-from .tables import load_results
+from .tables import is_adapt_run, is_methods_run, load_methods_results, load_results
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -122,8 +122,9 @@ def accuracy_vs_bytes(results: list[dict], path: str | Path, title: str = "") ->
             xytext=(4, 3),
             fontsize=7,
         )
-        supsup["packed"].append((st["supsup_packed"], r["supsup"]["mean_acc"]))
-        supsup["index16"].append((st["supsup_index16"], r["supsup"]["mean_acc"]))
+        if r["supsup"]["mean_acc"] is not None:  # (a run with --no-supsup has none)
+            supsup["packed"].append((st["supsup_packed"], r["supsup"]["mean_acc"]))
+            supsup["index16"].append((st["supsup_index16"], r["supsup"]["mean_acc"]))
     for name, marker in (("packed", "*"), ("index16", "P")):
         if supsup[name]:
             b = sum(v[0] for v in supsup[name]) / len(supsup[name])
@@ -220,14 +221,6 @@ def adapt_accuracy_vs_bytes(results: list[dict], path: str | Path, title: str = 
     return Path(path)
 
 
-def _is_adapt(path) -> bool:
-    try:
-        r = json.loads(read_text_file(path))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return False  # load_results says what is wrong with it
-    return isinstance(r, dict) and "methods_done" in r
-
-
 METHOD_STYLE = {
     "supsup": ("black", "*"),
     "ssnet": ("tab:purple", "D"),
@@ -314,14 +307,47 @@ def methods_overview(paths: Sequence[str | Path], path: str | Path) -> Path:
     return Path(path)
 
 
+def compare_accuracy_vs_bytes(results: list[dict], path: str | Path, title: str = "") -> Path:
+    """`impresslearn compare` results: one point per method and density (averaged over the files,
+    e.g. seeds), mean final accuracy against mean bytes per task."""
+    points = defaultdict(list)
+    for r in results:
+        for m in r["methods"]:
+            rec = r[m.replace("-", "_")]  # results keys: exssnet_kkt
+            points[(m, r["config"].get("density"))].append((rec["mean_bytes_per_task"], rec["mean_acc"]))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    seen = set()
+    for (m, density), pts in sorted(points.items(), key=lambda kv: (str(kv[0][1]), kv[0][0])):
+        color, marker = METHOD_STYLE.get(m, ("gray", "o"))
+        b, a = sum(x for x, _ in pts) / len(pts), 100 * sum(y for _, y in pts) / len(pts)
+        ax.scatter(b, a, color=color, marker=marker, s=70, label=None if m in seen else m, zorder=3)
+        seen.add(m)
+        if density is not None:
+            ax.annotate(f"{density:g}", (b, a), textcoords="offset points", xytext=(4, -9), fontsize=6)
+    return finish_log_x(fig, ax, path, "mean final accuracy (%)", title)
+
+
 def plot_results(paths: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
-    adapt = [p for p in paths if _is_adapt(p)]
-    results = load([p for p in paths if p not in adapt])
-    if not results and not adapt:
-        raise ValueError("none of the files holds ImpressLearn or impresslearn adapt results")
+    """The plots of results files of any command: `mnist` (accuracy against bytes, impressions),
+    `compare` (accuracy against bytes per method) and `adapt`; a file of none of them is refused
+    in one sentence."""
+    adapt = [p for p in paths if is_adapt_run(p)]
+    compare = [p for p in paths if p not in adapt and is_methods_run(p)]
+    results = load([p for p in paths if p not in adapt and p not in compare])
+    if not results and not adapt and not compare:
+        raise ValueError(
+            "none of the files holds ImpressLearn, impresslearn compare or impresslearn adapt results "
+            "(a SupSup-only run has nothing to plot against; `impresslearn table` shows it)"
+        )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
+    compared = [load_methods_results(p) for p in compare]
+    for bench in sorted({r["config"]["benchmark"] for r in compared}):
+        rs = [r for r in compared if r["config"]["benchmark"] == bench]
+        written.append(
+            compare_accuracy_vs_bytes(rs, out_dir / f"{bench}-methods-accuracy-vs-bytes.png", f"{bench}: methods compared")
+        )
     if adapt:
         rs = [json.loads(read_text_file(p)) for p in adapt]
         written.append(adapt_accuracy_vs_bytes(rs, out_dir / "ksm-adapt-accuracy-vs-bytes.png"))

@@ -50,6 +50,12 @@ def load_results(path) -> dict:
             f"{path}: not an impresslearn results file (no {', '.join(missing)}), or one whose run "
             "has not finished its first stage"
         )
+    # What older runs, and runs of the other runners, leave out: a split run has no hybrid
+    # variant, one with --no-supsup no SupSup accuracy.
+    r["impresslearn"].setdefault("hybrid", False)
+    r["impresslearn"].setdefault("lam", 0.0)
+    r["supsup"].setdefault("mean_acc", None)
+    r["supsup"].setdefault("task_acc", [])
     return r
 
 
@@ -130,6 +136,22 @@ def is_methods_run(path) -> bool:
         return isinstance(json.loads(read_text_file(path)).get("methods"), list)
     except (OSError, UnicodeDecodeError, ValueError, AttributeError):
         return False
+
+
+def load_adapt_results(path) -> dict:
+    r = json.loads(read_text_file(path))
+    if not isinstance(r.get("config"), dict) or not isinstance(r["config"].get("tasks"), list):
+        raise ValueError(f"{path}: not a finished impresslearn adapt results file (no config.tasks)")
+    return r
+
+
+def is_adapt_run(path) -> bool:
+    """Whether `path` holds `impresslearn adapt` results (a key per method, `methods_done`)."""
+    try:
+        r = json.loads(read_text_file(path))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False  # load_results says what is wrong with it
+    return isinstance(r, dict) and "methods_done" in r
 
 
 def methods_rows(paths: Sequence[str]) -> str:
@@ -333,8 +355,8 @@ def results_rows(paths: Sequence[str]) -> str:
         else:
             kind = (
                 f"{imp['basis']} K={imp['basis_size']} {'per-channel' if imp['per_channel'] else 'per-layer'}"
-                + hybrid_label(imp["hybrid"])
-                + (f" λ={imp['lam']:g}" if imp["lam"] else "")
+                + hybrid_label(imp.get("hybrid", False))  # (split runs have no hybrid variant)
+                + (f" λ={imp['lam']:g}" if imp.get("lam") else "")
             )
             acc, ib, compression = pct(imp.get("mean_acc")), nbytes(st["impresslearn"]), ratio(st["compression_vs_packed"])
         status = "" if r.get("status") == "done" else f" ({r.get('status')})"
@@ -360,7 +382,8 @@ def grid_table(paths: Sequence[str]) -> str:
             kinds.append(col)
         ks.add(imp["basis_size"])
         cells[(imp["basis_size"], col)] = f"{pct(imp['mean_acc'])} ({nbytes(r['storage']['impresslearn'])})"
-        supsup.append(r["supsup"]["mean_acc"])
+        if r["supsup"]["mean_acc"] is not None:
+            supsup.append(r["supsup"]["mean_acc"])
     order = {"heterogeneous": 0, "homogeneous": 1, "random": 2}
     kinds.sort(key=lambda c: (c[1], order.get(c[0], 3)))
     head = ["K"] + [f"{kind}, {'per-channel' if pc else 'per-layer'}" for kind, pc in kinds]
