@@ -37,12 +37,30 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import ops
+from .choices import Choice
 from .format import PackedMasks, rows_cols, words_shape
 from .layers import BackboneLayer, TaskStateLayer, convert_with
 
-REAL_FORMS = ("logistic", "linear", "none")
-RELAXATIONS = ("softmax", "ste")
-LINEAR_GRAINS = ("weight", "row")
+
+class RealForm(Choice):
+    LOGISTIC = "logistic"  # scale * sigmoid(R)
+    LINEAR = "linear"  # scale * R
+    NONE = "none"  # 0: the kernel-wise binary mask
+
+
+class Relaxation(Choice):
+    SOFTMAX = "softmax"  # KSM's, at a temperature
+    STE = "ste"  # a hard mask, a straight-through gradient (Piggyback's)
+
+
+class LinearGrain(Choice):
+    WEIGHT = "weight"  # a linear weight as 1x1 kernels: one value per weight
+    ROW = "row"  # one value per row
+
+
+REAL_FORMS = RealForm.names()
+RELAXATIONS = Relaxation.names()
+LINEAR_GRAINS = LinearGrain.names()
 
 
 @dataclasses.dataclass
@@ -59,20 +77,17 @@ class KernelMaskConfig:
     linear: "weight" (a linear weight as 1x1 kernels: one value per weight) or "row" (one per row).
     """
 
-    real: str = "linear"
+    real: RealForm = RealForm.LINEAR
     scale: float = 1.0
-    relax: str = "softmax"
+    relax: Relaxation = Relaxation.SOFTMAX
     temperature: float = 0.1
     init: float = 1.0
-    linear: str = "weight"
+    linear: LinearGrain = LinearGrain.WEIGHT
 
     def __post_init__(self):
-        if self.real not in REAL_FORMS:
-            raise ValueError(f"real must be one of {REAL_FORMS}, got {self.real!r}")
-        if self.relax not in RELAXATIONS:
-            raise ValueError(f"relax must be one of {RELAXATIONS}, got {self.relax!r}")
-        if self.linear not in LINEAR_GRAINS:
-            raise ValueError(f"linear must be one of {LINEAR_GRAINS}, got {self.linear!r}")
+        self.real = RealForm.of(self.real, "real")
+        self.relax = Relaxation.of(self.relax, "relax")
+        self.linear = LinearGrain.of(self.linear, "linear")
         for name in ("scale", "temperature", "init"):  # nan or inf would train to nothing, silently
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")

@@ -19,7 +19,17 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-INITS = ("kaiming_normal", "signed_constant")
+from .choices import Choice
+
+
+class Init(Choice):
+    """How a seeded backbone is drawn (docs/design.md §2.1)."""
+
+    KAIMING_NORMAL = "kaiming_normal"
+    SIGNED_CONSTANT = "signed_constant"
+
+
+INITS = Init.names()
 
 
 def derive_seed(seed: int, name: str) -> int:

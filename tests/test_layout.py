@@ -12,6 +12,7 @@ KERNELS = ROOT / "kernels"  # installed as impresslearn.kernels
 # The layer of each top-level module or subpackage (1 format ... 6 experiments and CLI).
 LAYERS = {
     "files": 1,
+    "choices": 1,
     "seeding": 1,
     "format": 1,
     "memory": 1,

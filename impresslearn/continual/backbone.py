@@ -16,8 +16,8 @@ import torch.nn as nn
 
 from .. import models
 from ..format import PackedMasks
-from ..layers import MASK_MODES, BackboneLayer, ImpressLayer, SupermaskLayer, convert
-from ..seeding import INITS, check_density, check_seed
+from ..layers import BackboneLayer, ImpressLayer, MaskMode, SupermaskLayer, convert
+from ..seeding import Init, check_density, check_seed
 
 # the ResNets: SplitCIFAR-100 and SplitImageNet (docs/scale.md); vit: models.mnist_vit, a small
 # transformer on MNIST (docs/results.md, "A transformer through every method")
@@ -39,8 +39,8 @@ class BackboneConfig:
     outputs: int = 10
     classes: int = 10
     density: float = 0.1
-    mask: str = "topk"
-    init: str = "signed_constant"
+    mask: MaskMode = MaskMode.TOPK
+    init: Init = Init.SIGNED_CONSTANT
     scale: bool = True
     seed: int = 0
     width: int = 64  # resnet18 only
@@ -52,10 +52,8 @@ class BackboneConfig:
             raise ValueError(f"outputs ({self.outputs}) must be at least the number of classes ({self.classes})")
         check_density(self.density)
         check_seed(self.seed)
-        if self.mask not in MASK_MODES:
-            raise ValueError(f"mask must be one of {MASK_MODES}, got {self.mask!r}")
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        self.mask = MaskMode.of(self.mask, "mask")
+        self.init = Init.of(self.init, "init")
         if self.width < 1:
             raise ValueError(f"width must be at least 1, got {self.width}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from ..choices import Choice
 from ..format import PackedMasks
 from ..layers import random_basis as random_layer_basis
 from ..seeding import derive_seed
@@ -17,7 +18,14 @@ from .backbone import BackboneConfig, network, supermask_model, weight_shapes
 from .masks import task_masks, train_mask
 from .training import TrainConfig
 
-BASIS_KINDS = ("heterogeneous", "homogeneous", "random")
+
+class BasisKind(Choice):
+    HETEROGENEOUS = "heterogeneous"
+    HOMOGENEOUS = "homogeneous"
+    RANDOM = "random"
+
+
+BASIS_KINDS = BasisKind.names()
 
 Basis = dict[str, PackedMasks]
 

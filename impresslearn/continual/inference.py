@@ -39,14 +39,35 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from ..choices import Choice
 from ..layers import ImpressLayer, SupermaskLayer, impress_layers, set_task, supermask_layers, task_modules
 from .backbone import BackboneConfig, impress_model
 from .masks import task_masks
 from .task_bank import TaskBank, bank_supports
 
-METHODS = ("oneshot", "binary", "exhaustive")
-OBJECTIVES = ("G", "H")
-INPUTS = ("batch", "first", "mixed")
+
+class GnMethod(Choice):
+    """How the task is searched (docs/design.md §2.6)."""
+
+    ONESHOT = "oneshot"
+    BINARY = "binary"
+    EXHAUSTIVE = "exhaustive"
+
+
+class Objective(Choice):
+    G = "G"  # the superfluous outputs' log-sum-exp
+    H = "H"  # the entropy of the prediction
+
+
+class Inputs(Choice):
+    BATCH = "batch"  # the task of a whole batch
+    FIRST = "first"  # from its first image
+    MIXED = "mixed"  # batches mixing every task's samples, a task per sample
+
+
+METHODS = GnMethod.names()
+OBJECTIVES = Objective.names()
+INPUTS = Inputs.names()
 
 
 def entropy(logits: Tensor) -> Tensor:

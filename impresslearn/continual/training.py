@@ -19,11 +19,25 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..choices import Choice
 from ..files import CheckpointError
 from .resume import WHAT, FileCheckpoint, parse_state, restore_tensors, state_bytes
 
-OPTIMIZERS = ("adam", "rmsprop", "sgd", "lbfgs")
-SCHEDULES = ("constant", "cosine")
+
+class Optimizer(Choice):
+    ADAM = "adam"
+    RMSPROP = "rmsprop"
+    SGD = "sgd"
+    LBFGS = "lbfgs"  # full-batch, strong-Wolfe line search
+
+
+class Schedule(Choice):
+    CONSTANT = "constant"
+    COSINE = "cosine"  # the learning rate decays to 0 over the steps
+
+
+OPTIMIZERS = Optimizer.names()
+SCHEDULES = Schedule.names()
 
 
 @dataclasses.dataclass
@@ -33,18 +47,18 @@ class TrainConfig:
     evaluation covers all the batches given (use large batches); it runs `iterations` iterations
     (default `epochs` * 20) with at most 1.5 evaluations each."""
 
-    optimizer: str = "rmsprop"
+    optimizer: Optimizer = Optimizer.RMSPROP
     lr: float = 3e-4
     epochs: float = 1.0
     iterations: int | None = None
     batch_size: int = 128
     momentum: float = 0.9
     weight_decay: float = 0.0
-    schedule: str = "constant"  # or "cosine": the learning rate decays to 0 over the steps
+    schedule: Schedule = Schedule.CONSTANT
 
     def __post_init__(self):
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        self.optimizer = Optimizer.of(self.optimizer, "optimizer")
+        self.schedule = Schedule.of(self.schedule, "schedule")
         for name in ("lr", "epochs", "momentum", "weight_decay"):  # nan and inf train to chance, silently
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
@@ -52,18 +66,16 @@ class TrainConfig:
             raise ValueError(f"lr, epochs and batch_size must be positive, got {self.lr}, {self.epochs}, {self.batch_size}")
         if self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise ValueError(f"weight_decay must be >= 0 and momentum in [0, 1), got {self.weight_decay}, {self.momentum}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.iterations is not None and self.iterations < 1:
             raise ValueError(f"iterations must be at least 1, got {self.iterations}")
 
 
 def make_optimizer(params: Sequence[Tensor], cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adam":
+    if cfg.optimizer == Optimizer.ADAM:
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "rmsprop":
+    if cfg.optimizer == Optimizer.RMSPROP:
         return torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "sgd":
+    if cfg.optimizer == Optimizer.SGD:
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     iters = lbfgs_iterations(cfg)
     return torch.optim.LBFGS(
@@ -83,7 +95,7 @@ def lbfgs_iterations(cfg: TrainConfig) -> int:
 
 
 def num_steps(cfg: TrainConfig, batches_per_epoch: int) -> int:
-    if cfg.optimizer == "lbfgs":  # closure evaluations, at most (the bar's total)
+    if cfg.optimizer == Optimizer.LBFGS:  # closure evaluations, at most (the bar's total)
         return int(1.5 * lbfgs_iterations(cfg)) + 1
     steps = max(1, math.ceil(cfg.epochs * batches_per_epoch))
     return steps if cfg.iterations is None else min(steps, cfg.iterations)
@@ -124,7 +136,7 @@ def fit(
     if every < 0:
         raise ValueError(f"every must be >= 0, got {every}")
     if checkpoint is not None:
-        if cfg.optimizer == "lbfgs":
+        if cfg.optimizer == Optimizer.LBFGS:
             raise ValueError("resumable training takes minibatch optimizers (adam, rmsprop, sgd), not lbfgs")
         if not hasattr(batches, "epoch_iter"):
             raise TypeError("resumable training needs batches with epoch_iter(epoch, start), e.g. SplitBatches")
@@ -135,12 +147,12 @@ def fit(
     opt = make_optimizer(params, cfg)
     model.train()
     steps = num_steps(cfg, len(batches))
-    if cfg.optimizer == "lbfgs":
+    if cfg.optimizer == Optimizer.LBFGS:
         bar = _bar(steps, 0, desc, progress)
         loss = _fit_lbfgs(model, opt, batches, penalty, steps, bar)
         bar.close()
         return {"steps": steps, "loss": loss, "resumed_from": 0}
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if cfg.schedule == "cosine" else None
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if cfg.schedule == Schedule.COSINE else None
     state = state if state is not None else {f"param.{i}": p for i, p in enumerate(params)}
     pos = {"step": 0, "epoch": 0, "batch": 0, "losses": []}
     data = checkpoint.load() if checkpoint is not None else None

@@ -145,8 +145,7 @@ class RunConfig(ExperimentConfig):
             raise ValueError(f"benchmark must be one of {BENCHMARKS}, got {self.benchmark!r}")
         if self.arch not in (None, *MNIST_ARCHS):
             raise ValueError(f"arch must be one of {', '.join(MNIST_ARCHS)} on MNIST, got {self.arch!r}")
-        if self.basis not in basis_mod.BASIS_KINDS:
-            raise ValueError(f"basis must be one of {basis_mod.BASIS_KINDS}, got {self.basis!r}")
+        self.basis = basis_mod.BasisKind.of(self.basis, "basis")
         if self.new_tasks < 1:
             raise ValueError(f"new_tasks must be at least 1, got {self.new_tasks}")
         if self.basis_size < 1:
@@ -155,15 +154,9 @@ class RunConfig(ExperimentConfig):
             raise ValueError("basis-GN needs a heterogeneous basis (each mask belongs to a task)")
         if self.basis_gn > self.basis_size:
             raise ValueError(f"basis_gn ({self.basis_gn}) cannot exceed the basis size ({self.basis_size})")
-        for o in self.gn_objectives:
-            if o not in inference.OBJECTIVES:
-                raise ValueError(f"GN objectives are {inference.OBJECTIVES}, got {o!r}")
-        for m in self.gn_methods:
-            if m not in inference.METHODS:
-                raise ValueError(f"GN methods are {inference.METHODS}, got {m!r}")
-        for i in self.gn_inputs:
-            if i not in inference.INPUTS:
-                raise ValueError(f"GN inputs are {inference.INPUTS}, got {i!r}")
+        self.gn_objectives = [inference.Objective.of(o, "a GN objective") for o in self.gn_objectives]
+        self.gn_methods = [inference.GnMethod.of(m, "a GN method") for m in self.gn_methods]
+        self.gn_inputs = [inference.Inputs.of(i, "GN inputs") for i in self.gn_inputs]
         if self.hybrid not in (False, True, *bb.HYBRID_LAYERS):
             raise ValueError(f"hybrid must be one of {bb.HYBRID_LAYERS} (or False), got {self.hybrid!r}")
         for where in self.gn_on:

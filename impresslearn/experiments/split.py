@@ -147,8 +147,7 @@ class SplitConfig(ExperimentConfig):
     def check(self) -> None:
         if self.benchmark not in SPLIT_BENCHMARKS:
             raise ValueError(f"benchmark must be one of {tuple(SPLIT_BENCHMARKS)}, got {self.benchmark!r}")
-        if self.basis not in basis_mod.BASIS_KINDS:
-            raise ValueError(f"basis must be one of {basis_mod.BASIS_KINDS}, got {self.basis!r}")
+        self.basis = basis_mod.BasisKind.of(self.basis, "basis")
         if self.basis_size < 1 or self.new_tasks < 0:
             raise ValueError(f"need basis_size >= 1 and new_tasks >= 0, got {self.basis_size}, {self.new_tasks}")
         if not self.synthetic and self.data_root is None:

@@ -26,11 +26,21 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import ops
+from ..choices import Choice
 from ..format import PackedMasks, words_shape
 from ..seeding import check_density, derive_seed
 from .tasks import TaskStateLayer
 
-MASK_MODES = ("topk", "threshold")
+
+class MaskMode(Choice):
+    """How scores become a mask: keep the top `density` (edge-popup), or `scores >= 0` (SupSup's
+    threshold; docs/design.md §2.2–2.3)."""
+
+    TOPK = "topk"
+    THRESHOLD = "threshold"
+
+
+MASK_MODES = MaskMode.names()
 
 
 class SupermaskLayer(TaskStateLayer):

@@ -30,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..choices import Choice
 from ..continual.masks import task_scores
 from ..continual.training import TrainConfig, num_steps
 from ..layers import finish_task, set_task, supermask_layers
@@ -38,7 +39,15 @@ from .supsup import mask_bytes
 
 FLOAT_BYTES = 4
 
-METHODS = ("supsup", "ssnet", "exssnet", "exssnet-kkt")
+
+class ExssnetMethod(Choice):
+    SUPSUP = "supsup"  # the mask phase alone
+    SSNET = "ssnet"  # then every weight of the task's mask trained
+    EXSSNET = "exssnet"  # then only the weights no earlier mask holds
+    EXSSNET_KKT = "exssnet-kkt"  # ExSSNeT, its scores started from the task KKT picks
+
+
+METHODS = ExssnetMethod.names()
 
 
 def _default_mask() -> TrainConfig:
@@ -57,7 +66,7 @@ class ExssnetConfig:
     fraction of those features it is fitted on (the rest are scored), and the number of classes
     of a task (chance is 1/classes)."""
 
-    method: str = "exssnet"
+    method: ExssnetMethod = ExssnetMethod.EXSSNET
     mask: TrainConfig = dataclasses.field(default_factory=_default_mask)
     weight: TrainConfig = dataclasses.field(default_factory=_default_weight)
     kkt_fraction: float = 0.2
@@ -66,8 +75,7 @@ class ExssnetConfig:
     classes: int = 10
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        self.method = ExssnetMethod.of(self.method, "method")
         if self.weight.optimizer != "adam" or self.weight.weight_decay != 0:
             raise ValueError(
                 "the weight phase needs Adam without weight decay (entries outside the exclusive set "
@@ -80,15 +88,15 @@ class ExssnetConfig:
 
     @property
     def trains_weights(self) -> bool:
-        return self.method != "supsup"
+        return self.method != ExssnetMethod.SUPSUP
 
     @property
     def exclusive(self) -> bool:
-        return self.method.startswith("exssnet")
+        return self.method in (ExssnetMethod.EXSSNET, ExssnetMethod.EXSSNET_KKT)
 
     @property
     def kkt(self) -> bool:
-        return self.method == "exssnet-kkt"
+        return self.method == ExssnetMethod.EXSSNET_KKT
 
 
 def current_masks(model: nn.Module, task: int) -> dict[str, Tensor]:

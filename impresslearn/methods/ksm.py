@@ -27,14 +27,24 @@ import torch
 import torch.nn as nn
 
 from .. import ops
+from ..choices import Choice
 from ..continual.training import TrainConfig
 from ..kernel_masks import KernelMaskConfig, convert_kernelwise, kernel_mask_layers
 from ..layers import TaskHeads, convert, set_submodule, set_task, supermask_layers
 from ..layers import finish_task as finish_all
 from .learner import Learner, Phase
 
-METHODS = ("finetune", "head", "piggyback", "kernel_binary", "ksm")
-MASK_METHODS = ("piggyback", "kernel_binary", "ksm")
+
+class KsmMethod(Choice):
+    FINETUNE = "finetune"  # every weight and a new head per task: the upper bound, which forgets
+    HEAD = "head"  # a new head only
+    PIGGYBACK = "piggyback"  # element-wise binary masks on the pretrained weights
+    KERNEL_BINARY = "kernel_binary"  # a kernel-wise binary mask
+    KSM = "ksm"  # kernel-wise binary + scaled real mask
+
+
+METHODS = KsmMethod.names()
+MASK_METHODS = (KsmMethod.PIGGYBACK, KsmMethod.KERNEL_BINARY, KsmMethod.KSM)
 FLOAT_BYTES = 4
 
 # Piggyback keeps a weight while its real score exceeds a threshold (5e-3) and starts every score
@@ -42,9 +52,8 @@ FLOAT_BYTES = 4
 PIGGYBACK_INIT = 5e-3
 
 
-def check_method(method: str) -> None:
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+def check_method(method: str) -> KsmMethod:
+    return KsmMethod.of(method, "method")
 
 
 def build_model(
@@ -175,7 +184,7 @@ class KsmConfig:
     Adam steps on batches of `batch_size`; kernel masks anneal their softmax temperature from
     `temperature` to `temperature_end` over those steps."""
 
-    method: str = "ksm"
+    method: KsmMethod = KsmMethod.KSM
     lr: float = 5e-2
     head_lr: float = 1e-2
     iterations: int = 500
@@ -184,7 +193,7 @@ class KsmConfig:
     temperature_end: float = 0.01
 
     def __post_init__(self):
-        check_method(self.method)
+        self.method = check_method(self.method)
         if self.iterations < 1 or self.batch_size < 1:
             raise ValueError(f"iterations and batch_size must be at least 1, got {self.iterations}, {self.batch_size}")
         for name in ("lr", "head_lr", "temperature", "temperature_end"):
