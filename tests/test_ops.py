@@ -103,3 +103,57 @@ def test_compile_matches_eager():
     eager = f(x, weight, alpha)
     compiled = torch.compile(f, fullgraph=True)(x, weight, alpha)
     torch.testing.assert_close(compiled, eager)
+
+
+def _eager_cases():
+    g = torch.Generator().manual_seed(7)
+    w = torch.randn(5, 37, generator=g, dtype=torch.float64)
+    words = pack_masks(torch.rand(3, 5, 37, generator=g) < 0.4).words
+    alpha = torch.randn(3, generator=g, dtype=torch.float64)
+    x = torch.randn(4, 37, generator=g, dtype=torch.float64)
+    scores = torch.randn(5, 37, generator=g, dtype=torch.float64)
+    return {
+        "combine": (ops._combine, (w, words, alpha), (0, 2)),
+        "impress_linear": (ops._impress_linear, (x, w, words, alpha, torch.randn(5, dtype=torch.float64)), (0, 1, 3, 4)),
+        "popup_weight": (ops._popup_weight, (w, scores, 60), (0, 1)),
+        "threshold_weight": (ops._threshold_weight, (w, scores), (0, 1)),
+        "masked_weight": (ops._masked_weight, (w, words[:1]), (0,)),
+    }
+
+
+@pytest.mark.parametrize("name", list(_eager_cases()))
+def test_the_eager_path_is_the_custom_op_without_its_dispatcher(name):
+    """In eager mode an op runs the same check and kernel without the custom-op dispatcher (its
+    grad_fn is the eager Function, not the custom op's); values, gradients and second-order
+    gradients equal the custom op's exactly."""
+    op, args, diff = _eager_cases()[name]
+
+    def grads(call, create_graph):
+        inputs = [a.detach().clone().requires_grad_(i in diff) if isinstance(a, torch.Tensor) else a for i, a in enumerate(args)]
+        out = call(*inputs)
+        leaves = [inputs[i] for i in diff]
+        g = torch.autograd.grad((out * out).sum(), leaves, create_graph=create_graph)
+        second = torch.autograd.grad(sum(t.sum() for t in g), leaves, allow_unused=True) if create_graph else None
+        return out, g, second, out.grad_fn
+
+    out_e, g_e, _, fn_e = grads(op, False)
+    out_o, g_o, _, fn_o = grads(op.op, False)
+    assert f"{name}_eager" in type(fn_e).__name__ and f"{name}_eager" not in type(fn_o).__name__
+    assert torch.equal(out_e, out_o) and all(torch.equal(a, b) for a, b in zip(g_e, g_o))
+    with torch.no_grad():
+        assert op(*args).grad_fn is None and torch.equal(op(*args), out_o.detach())
+    if name in ("combine", "impress_linear"):  # double backward through both paths
+        _, _, s_e, _ = grads(op, True)
+        _, _, s_o, _ = grads(op.op, True)
+        assert all((a is None and b is None) or torch.equal(a, b) for a, b in zip(s_e, s_o))
+
+
+def test_fake_and_meta_tensors_take_the_custom_op():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    op, args, _ = _eager_cases()["combine"]
+    with FakeTensorMode() as mode:
+        out = op(*[mode.from_tensor(a) for a in args])
+    assert out.shape == (5, 37)
+    meta = op(*[a.to("meta") for a in args])
+    assert meta.is_meta and meta.shape == (5, 37)

@@ -2,7 +2,8 @@
 
 select(device)                   the backend module an op on `device` runs on here and now
 primitive(device, name)          the function that runs primitive `name` there
-primitive_op()                   the decorator that makes a primitive's custom op from its declaration
+primitive_op()                   the decorator that makes a primitive's op (PrimitiveOp: the custom op, and
+                                 an eager path around its dispatcher) from its declaration
 backend_for(device), primitive_backends(device)   what an op would run, for people
 """
 
@@ -61,14 +62,73 @@ def has_kernel(device: torch.device, name: str) -> bool:
     return name in select(device).KERNELS
 
 
-def primitive_op() -> Callable[[Callable], Callable]:
-    """Make `_<name>(...)` (a typed signature, no body) the custom op `impresslearn::<name>` of
-    the primitive `<name>` as `impresslearn.primitives` declares it: the op runs the declared
-    `check(*args)`, then the primitive on the backend of the inputs' device with contiguous
-    tensors; its fake runs the same `check` and returns the declared `fake(*args)`, so the op,
-    its fake and the native library's fakes refuse the same inputs in the same words."""
+# Under torch.func's transforms (vmap, grad) an autograd.Function needs a vmap rule and the
+# setup_context form; the custom op is the path that composes with them.
+_functorch_active = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
 
-    def make(signature: Callable) -> Callable:
+
+def _eager(args) -> bool:
+    """Whether a call may skip the custom-op dispatcher: nothing is being compiled or exported, no
+    torch.func transform is active, and every tensor is a plain one on a real device (fake, meta
+    and subclass tensors go through the custom op, whose fake implementation they need)."""
+    if torch.compiler.is_compiling() or _functorch_active():
+        return False
+    for a in args:
+        if isinstance(a, Tensor) and (type(a) is not Tensor or a.is_meta):
+            return False
+    return True
+
+
+class PrimitiveOp:
+    """A primitive's op: `op` is the torch.library custom op `impresslearn::<name>` (what
+    torch.compile, torch.export and `torch.library.opcheck` see); a call in eager mode runs the
+    same `run` (the declared check, then the backend's kernel) without the custom-op dispatcher,
+    through a `torch.autograd.Function` made from the same backward when a gradient is needed
+    (docs/design.md §5.2: the custom-op machinery was most of a small call's cost)."""
+
+    def __init__(self, name: str, op, run: Callable):
+        self.name, self.op, self.run = name, op, run
+        self._function = None
+        functools.update_wrapper(self, run)
+
+    def register_autograd(self, backward: Callable, *, setup_context: Callable | None = None) -> None:
+        """The op's gradient, for the custom op and the eager path alike."""
+        self.op.register_autograd(backward, setup_context=setup_context)
+        run = self.run
+
+        # the classic form (ctx in forward): half the cost of a call of the setup_context form
+        def forward(ctx, *args):
+            out = run(*args)
+            if setup_context is not None:
+                setup_context(ctx, args, out)
+            return out
+
+        def backward_(ctx, *grads):
+            return backward(ctx, *grads)
+
+        # named for the op, so that a grad_fn says which path made it (`<name>_eagerBackward`)
+        methods = {"forward": staticmethod(forward), "backward": staticmethod(backward_)}
+        Function = type(f"{self.name}_eager", (torch.autograd.Function,), methods)
+        self._function = Function.apply
+
+    def __call__(self, *args):
+        if not _eager(args):
+            return self.op(*args)
+        if torch.is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args):
+            # no gradient registered: the custom op says so in its own words on backward
+            return self._function(*args) if self._function is not None else self.op(*args)
+        return self.run(*args)
+
+
+def primitive_op() -> Callable[[Callable], PrimitiveOp]:
+    """Make `_<name>(...)` (a typed signature, no body) the op of the primitive `<name>` as
+    `impresslearn.primitives` declares it: a `PrimitiveOp` over the custom op
+    `impresslearn::<name>`. Both run the declared `check(*args)`, then the primitive on the
+    backend of the inputs' device with contiguous tensors; the custom op's fake runs the same
+    `check` and returns the declared `fake(*args)`, so the op, its fake and the native library's
+    fakes refuse the same inputs in the same words."""
+
+    def make(signature: Callable) -> PrimitiveOp:
         name = signature.__name__.lstrip("_")
         if name not in PRIMITIVES:
             raise KeyError(f"{name!r} is not a declared primitive (impresslearn.primitives)")
@@ -90,7 +150,7 @@ def primitive_op() -> Callable[[Callable], Callable]:
             spec.check(*args)
             return spec.fake(*args)
 
-        return op
+        return PrimitiveOp(name, op, run)
 
     return make
 
