@@ -106,6 +106,8 @@ def test_tiny_run_writes_results_and_plots(tmp_path, capsys):
     assert r["supsup"]["acc_matrix"]["forgetting"] == 0.0
     st = r["storage"]
     assert st["supsup_packed"] == 34_160 and st["impresslearn"] == 2 * 410 * 4
+    # the learned masks coded for cold storage: under half the packed form at density 0.1
+    assert len(st["supsup_coded_per_task"]) == 2 and st["supsup_coded"] < st["supsup_packed"] / 2
     assert r["config"]["basis"] == "random" and r["config"]["per_channel"] is True
     assert r["task_inference"]["supsup"][0]["batches"] == 4
     printed = capsys.readouterr().out

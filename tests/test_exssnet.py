@@ -186,6 +186,9 @@ def test_methods_run_writes_a_key_per_method(tmp_path):
     ex = r["exssnet"]
     assert ex["bytes_per_task"][0] == ex["mask_bytes_per_task"] + 4 * ex["new_entries"][0]
     assert ex["changed_entries"] <= sum(ex["new_entries"])
+    # the smallest exact form: the trained weights beside the mask coded for cold storage
+    for m in (r["supsup"], ex):
+        assert all(s < b for s, b in zip(m["smallest_bytes_per_task"], m["bytes_per_task"]))
     assert cli.main(["table", str(out)]) == 0
     assert cli.main(["table", "--grid", str(out), str(out)]) == 0
     assert cli.main(["table", "--storage", str(out)]) == 0

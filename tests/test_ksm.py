@@ -123,6 +123,12 @@ def test_mask_methods_forget_nothing_measured(tiny_results):
         assert rec["backbone_unchanged"] is True
     assert r["finetune"]["backbone_unchanged"] is False
     assert r["ksm"]["acc_matrix"][0][0] == r["pretrain"]["acc"]
+    for method in ksm.METHODS:  # the smallest exact form: a mask method's bits coded, never above the packed
+        rec = r[method]
+        assert len(rec["smallest_bytes_per_task"]) == 2 and all(
+            s <= rec["bytes_per_task"] for s in rec["smallest_bytes_per_task"]
+        )
+    assert all(s < r["piggyback"]["bytes_per_task"] for s in r["piggyback"]["smallest_bytes_per_task"])
 
 
 def test_stored_ksm_model_matches_bits_plus_real():

@@ -96,7 +96,20 @@ def test_bytes_per_task_are_the_storage_accounting():
     assert hybrid.task_bytes(0)["total"] == expect.alpha_bytes + expect.mask_bytes
     ex = methods.make("exssnet", supermask_model(cfg, num_tasks=2), ExssnetConfig(mask=FAST))
     ex.learn(0, batches(0), progress=False)
-    assert ex.task_bytes(0)["total"] == storage.exssnet_bytes(shapes, [ex.new_entries[0]])[0]
+    counted = ex.task_bytes(0)
+    assert counted["total"] == storage.exssnet_bytes(shapes, [ex.new_entries[0]])[0]
+    # the smallest exact form: the same trained weights beside the mask coded for cold storage
+    assert counted["smallest"] == counted["total"] - counted["mask"] + counted["mask_forms"]["coded"]
+
+
+def test_the_smallest_form_is_the_coded_mask():
+    """SupSup's smallest exact form of a learned density-0.1 mask is the range-coded one: under half
+    the packed bytes and within a few bytes a layer of the entropy bound."""
+    cfg, sup = trained()
+    counted = methods.SupSup(sup).task_bytes(0)
+    forms = counted["mask_forms"]
+    assert counted["smallest"] == forms["coded"] < counted["total"] / 2 and forms["coded"] < forms["sparse"]
+    assert forms["entropy"] <= forms["coded"] <= forms["entropy"] + 3 * 32
 
 
 def test_ksm_learner_counts_and_trains_only_its_task():
@@ -114,7 +127,9 @@ def test_ksm_learner_counts_and_trains_only_its_task():
     il.set_task(model, 0)
     model.eval()
     assert torch.equal(model(x), before)
-    assert learner.task_bytes(1) == methods.ksm.bytes_per_task(model, "ksm")
+    counted = learner.task_bytes(1)
+    assert {k: counted[k] for k in counted if k != "smallest"} == methods.ksm.bytes_per_task(model, "ksm")
+    assert counted["head"] + counted["real"] < counted["smallest"] <= counted["total"]
     with pytest.raises(ValueError, match="its tasks are given, not inferred"):
         learner.inference_model()
 

@@ -235,6 +235,8 @@ class AdaptRunner(RunnerBase):
             "new_task_acc": [R.R[t][t] for t in range(1, n)],
             "bytes_per_task": storage["total"],
             "storage": storage,
+            # each new task in its smallest exact form: its bits coded for cold storage (§2.8)
+            "smallest_bytes_per_task": [learner.task_bytes(t)["smallest"] for t in range(1, n)],
             "train_s_per_task": train_s,
             "mean_train_s_per_task": sum(train_s) / len(train_s),
             "eval_s_per_task": eval_s,

@@ -89,6 +89,7 @@ def summarise(runner, method: str, model, learner: ExSSNeT, acc: metrics.Accurac
     new_entries = [r["new_entries"] for r in records]
     mask_bytes = storage.supsup_bytes_packed(shapes)
     per_task = storage.exssnet_bytes(shapes, new_entries) if learner.cfg.trains_weights else [mask_bytes] * len(records)
+    smallest = [learner.task_bytes(i)["smallest"] for i in range(len(records))]
     out = {
         "method": method,
         "task_acc": acc.final,
@@ -98,6 +99,9 @@ def summarise(runner, method: str, model, learner: ExSSNeT, acc: metrics.Accurac
         "forgetting": acc.forgetting(),
         "bytes_per_task": per_task,
         "mean_bytes_per_task": sum(per_task) / len(per_task),
+        # the same tasks in their smallest exact form: the mask coded for cold storage (§2.8)
+        "smallest_bytes_per_task": smallest,
+        "mean_smallest_bytes_per_task": sum(smallest) / len(smallest),
         "mask_bytes_per_task": mask_bytes,
         "new_entries": new_entries,
         "changed_entries": changed_entries(model),

@@ -660,11 +660,16 @@ class Runner(RunnerBase):
         imp = storage.impress_bytes(
             shapes, cfg.basis_size, per_channel=cfg.per_channel, max_tasks=max_tasks, hybrid_layer=hybrid_layer
         )
+        # the learned masks in their smallest exact form (coded for cold storage, §2.8), per task
+        learner = SupSup(supsup_model, self.mask_train)
+        coded = [learner.task_bytes(i)["smallest"] for i in range(len(self.tasks.new))]
         return storage_record(
             storage.supsup_bytes_packed(shapes),
             storage.supsup_bytes_indices(shapes, density),
             imp,
             max_tasks,
+            supsup_coded=sum(coded) / len(coded),
+            supsup_coded_per_task=coded,
             supsup_density=density,
             impresslearn_alpha_bytes=imp.alpha_bytes,
             impresslearn_hybrid_mask_bytes=imp.mask_bytes,

@@ -91,6 +91,11 @@ def summary_table(res: dict, extra_rows: Sequence[tuple] = ()) -> str:
         ("method", "mean accuracy", "bytes per task"),
         ("SupSup (1-bit packed mask)", pct(res["supsup"]["mean_acc"]), nbytes(st["supsup_packed"])),
         ("SupSup (16-bit indices, as the papers count)", pct(res["supsup"]["mean_acc"]), nbytes(st["supsup_index16"])),
+        *(
+            [("SupSup (coded for cold storage, its smallest form)", pct(res["supsup"]["mean_acc"]), nbytes(st["supsup_coded"]))]
+            if "supsup_coded" in st
+            else []
+        ),
         *impress,
         *extra_rows,
         ("incorrect mask (mask of another task)", pct(res.get("incorrect_mask_mean")), "-"),
@@ -111,11 +116,18 @@ METHOD_NAMES = {"supsup": "SupSup", "ssnet": "SSNeT", "exssnet": "ExSSNeT", "exs
 
 def _method_cells(m: dict) -> tuple:
     secs = m["seconds_per_task"]
-    return (pct(m["mean_acc"]), f"{100 * m['bwt']:+.2f}", nbytes(m["mean_bytes_per_task"]), f"{sum(secs) / len(secs):.1f}")
+    smallest = m.get("mean_smallest_bytes_per_task")  # (runs made before cold storage have none)
+    return (
+        pct(m["mean_acc"]),
+        f"{100 * m['bwt']:+.2f}",
+        nbytes(m["mean_bytes_per_task"]),
+        "-" if smallest is None else nbytes(smallest),
+        f"{sum(secs) / len(secs):.1f}",
+    )
 
 
 def methods_summary(res: dict) -> str:
-    rows = [("method", "mean accuracy", "BWT (points)", "bytes per task", "seconds per task")]
+    rows = [("method", "mean accuracy", "BWT (points)", "bytes per task", "coded", "seconds per task")]
     for method in res["methods"]:
         rows.append((METHOD_NAMES.get(method, method), *_method_cells(res[method.replace("-", "_")])))
     return _aligned(rows)
@@ -157,8 +169,8 @@ def is_adapt_run(path) -> bool:
 def methods_rows(paths: Sequence[str]) -> str:
     """A markdown row per --methods results file and method."""
     lines = [
-        "| file | benchmark | density | seed | method | mean accuracy | BWT (points) | bytes per task | s per task |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| file | benchmark | density | seed | method | mean accuracy | BWT (points) | bytes per task | coded | s per task |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for path in paths:
         r = load_methods_results(path)
@@ -341,7 +353,7 @@ def results_rows(paths: Sequence[str]) -> str:
         "new tasks",
         "SupSup",
         "ImpressLearn",
-        "SupSup B/task (packed / 16-bit)",
+        "SupSup B/task (packed / 16-bit / coded)",
         "ImpressLearn B/task",
         "ratio (packed)",
         "incorrect mask",
@@ -362,7 +374,8 @@ def results_rows(paths: Sequence[str]) -> str:
         status = "" if r.get("status") == "done" else f" ({r.get('status')})"
         lines.append(
             f"| {r['config']['benchmark']} {kind}{status} | {len(r['tasks']['new'])} | {pct(r['supsup']['mean_acc'])} "
-            f"| {acc} | {nbytes(st['supsup_packed'])} / {nbytes(st['supsup_index16'])} | {ib} | {compression} "
+            f"| {acc} | {nbytes(st['supsup_packed'])} / {nbytes(st['supsup_index16'])} / {nbytes(st.get('supsup_coded'))} "
+            f"| {ib} | {compression} "
             f"| {pct(r.get('incorrect_mask_mean'))} |"
         )
     return "\n".join(lines)

@@ -35,7 +35,7 @@ from ..continual.masks import task_scores
 from ..continual.training import TrainConfig, num_steps
 from ..layers import finish_task, set_task, supermask_layers
 from .learner import Learner, Phase, state_bytes
-from .supsup import mask_bytes
+from .supsup import mask_forms
 
 FLOAT_BYTES = 4
 
@@ -283,10 +283,12 @@ class ExSSNeT(Learner):
     def task_bytes(self, task: int) -> dict:
         """The packed mask, and (ssnet, exssnet) a float for each weight the task's mask covered
         first: the store beside the seed (docs/design.md §2.8)."""
-        parts = {"mask": mask_bytes(self.model), "state": state_bytes(self.model)}
+        forms = mask_forms(self.model, task)
+        parts = {"mask": forms["packed"], "state": state_bytes(self.model)}
         if self.cfg.trains_weights:
             parts["weights"] = FLOAT_BYTES * self.new_entries.get(task, 0)
-        return {**parts, "total": sum(parts.values())}
+        smallest = sum(parts.values()) - forms["packed"] + min(forms["coded"], forms["sparse"])
+        return {**parts, "total": sum(parts.values()), "smallest": smallest, "mask_forms": forms}
 
 
 def _variant(method: str):

@@ -12,7 +12,7 @@ from ..continual.alpha import ALPHA_PRESETS, DEFAULT_ALPHA_PRESET, alpha_params,
 from ..continual.training import TrainConfig
 from ..layers import impress_layers, supermask_layers
 from .learner import Learner, Phase, state_bytes
-from .supsup import mask_bytes
+from .supsup import mask_forms
 
 # the library's default alpha fit (continual/alpha.py, tuned on a validation split)
 ALPHA_TRAINING = TrainConfig(**ALPHA_PRESETS[DEFAULT_ALPHA_PRESET])
@@ -49,8 +49,10 @@ class ImpressLearn(Learner):
         """fp32 alphas, a hybrid's own packed mask, per-task BatchNorm; the basis is shared by every
         task (`shared_bytes`)."""
         alphas = sum(FLOAT_BYTES * math.prod(m.alpha_shape()) for _, m in impress_layers(self.model))
-        parts = {"alphas": alphas, "mask": mask_bytes(self.model), "state": state_bytes(self.model)}
-        return {**parts, "total": sum(parts.values())}
+        forms = mask_forms(self.model, task)  # a hybrid's own mask (nothing otherwise)
+        parts = {"alphas": alphas, "mask": forms["packed"], "state": state_bytes(self.model)}
+        smallest = alphas + min(forms["coded"], forms["sparse"]) + parts["state"]
+        return {**parts, "total": sum(parts.values()), "smallest": smallest, "mask_forms": forms}
 
     def shared_bytes(self) -> int:
         """The basis, packed: stored once for every task."""

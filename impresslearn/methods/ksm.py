@@ -28,6 +28,7 @@ import torch.nn as nn
 
 from .. import ops
 from ..choices import Choice
+from ..continual.coding import task_forms
 from ..continual.training import TrainConfig
 from ..kernel_masks import KernelMaskConfig, convert_kernelwise, kernel_mask_layers
 from ..layers import TaskHeads, convert, set_submodule, set_task, supermask_layers
@@ -238,7 +239,17 @@ class KSM(Learner):
         return {}
 
     def task_bytes(self, task: int) -> dict:
-        return bytes_per_task(self.model, self.cfg.method)
+        """`bytes_per_task` (the compute format, `total`) and, as `smallest`, the finished task
+        with its binary part coded (continual/coding.py) beside its head and real part."""
+        parts = bytes_per_task(self.model, self.cfg.method)
+        if self.cfg.method not in MASK_METHODS:
+            return {**parts, "smallest": parts["total"]}
+        if self.cfg.method == KsmMethod.PIGGYBACK:
+            bits = {n: ops.unpack_masks(m.export_masks([task]))[0] for n, m in supermask_layers(self.model)}
+        else:
+            bits = {n: ops.unpack_masks(m.stored_parts(task)[0])[0] for n, m in kernel_mask_layers(self.model)}
+        coded = task_forms(bits)["coded"]
+        return {**parts, "smallest": parts["head"] + parts["real"] + min(coded, parts["bits_packed"])}
 
     def inference_model(self) -> nn.Module:
         raise ValueError(f"{self.name} adapts a pretrained network with a head per task: its tasks are given, not inferred")

@@ -89,7 +89,8 @@ class Learner:
         return {}
 
     def task_bytes(self, task: int) -> dict:
-        """What storing `task` costs: `total` bytes and its parts."""
+        """What storing `task` costs: `total` bytes in the compute format and its parts, and where
+        the method has a smaller exact form for cold storage, `smallest` (docs/design.md §2.8)."""
         raise NotImplementedError(f"{type(self).__name__} must count a task's bytes (task_bytes)")
 
     def shared_bytes(self) -> int:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from .. import ops
+from ..continual.coding import task_forms
 from ..continual.masks import task_scores
-from ..continual.storage import supsup_bytes_packed
 from ..continual.training import TrainConfig
 from ..layers import supermask_layers
 from .learner import Learner, Phase, state_bytes
@@ -15,9 +16,11 @@ from .learner import Learner, Phase, state_bytes
 MASK_TRAINING = TrainConfig(optimizer="rmsprop", lr=3e-4, epochs=1.0, batch_size=128)
 
 
-def mask_bytes(model: nn.Module) -> int:
-    """One task's masks in every SupSup layer, packed (rows padded to 32-bit words)."""
-    return supsup_bytes_packed({n: tuple(m.weight.shape) for n, m in supermask_layers(model)})
+def mask_forms(model: nn.Module, task: int) -> dict[str, int]:
+    """Task `task`'s masks in every SupSup layer in each form (continual/coding.py): packed,
+    sparse (16-bit indices), coded (cold storage) and the entropy bound."""
+    bits = {n: ops.unpack_masks(m.export_masks([task]))[0] for n, m in supermask_layers(model)}
+    return task_forms(bits) if bits else {"packed": 0, "sparse": 0, "coded": 0, "entropy": 0}
 
 
 class SupSup(Learner):
@@ -39,11 +42,15 @@ class SupSup(Learner):
         return [Phase("mask", task_scores(self.model, task), self.masks)]
 
     def task_bytes(self, task: int) -> dict:
-        parts = {"mask": mask_bytes(self.model), "state": state_bytes(self.model)}
-        return {**parts, "total": sum(parts.values())}
+        """The packed mask (the compute format, `total`) and, as `smallest`, the same task in its
+        smallest exact form: the mask coded or as 16-bit indices, whichever is smaller."""
+        forms = mask_forms(self.model, task)
+        parts = {"mask": forms["packed"], "state": state_bytes(self.model)}
+        smallest = min(forms["coded"], forms["sparse"]) + parts["state"]
+        return {**parts, "total": sum(parts.values()), "smallest": smallest, "mask_forms": forms}
 
 
 # the methods of this file by name (methods/__init__.py gathers them)
 LEARNERS = {"supsup": SupSup}
 
-__all__ = ["LEARNERS", "MASK_TRAINING", "SupSup", "mask_bytes"]
+__all__ = ["LEARNERS", "MASK_TRAINING", "SupSup", "mask_forms"]

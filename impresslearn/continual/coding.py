@@ -1,0 +1,109 @@
+"""A finished task's masks in their smallest exact form, and what each form costs
+(docs/design.md §2.8).
+
+Three forms of one binary mask of `n` weights, `k` of them kept:
+
+    packed   the compute format: 1 bit per weight, rows padded to 32-bit words (PackedMasks)
+    sparse   SupSup's paper's count: a 16-bit index per kept weight (2k bytes)
+    coded    entropy-coded for cold storage: a range coder over the bits with a Bernoulli model
+             at the mask's own density k/n (constriction), about n·H(k/n)/8 bytes; lzma over the
+             packed bits where that is smaller; all-zero and all-one masks as their count alone
+
+`code_mask(bits)` returns the coded bytes (a tag, the count, the payload) and `decode_mask(data,
+n)` gives the same bits back exactly; `mask_forms(bits)` counts the three forms.
+"""
+
+from __future__ import annotations
+
+import lzma
+import math
+import struct
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..format import num_words, rows_cols
+
+INDEX_BYTES = 2  # SupSup stores sparse masks with 16-bit indices
+_HEADER = struct.Struct("<cQ")  # tag, count of kept weights
+_RANGE, _LZMA, _CONSTANT = b"R", b"L", b"C"
+
+
+def _bernoulli(n: int, k: int):
+    import constriction  # a compiled entropy-coding library, needed only for cold storage
+
+    # p from the stored count alone, so the decoder rebuilds exactly the encoder's model
+    return constriction.stream.model.Bernoulli(k / n, perfect=False)
+
+
+def code_mask(bits: Tensor) -> bytes:
+    """The mask `bits` (any shape, bool or 0/1) as its smallest coded form; `decode_mask` inverts it."""
+    flat = bits.detach().reshape(-1).to(torch.bool).cpu().numpy()
+    n, k = flat.size, int(flat.sum())
+    if k in (0, n):
+        return _HEADER.pack(_CONSTANT, k)
+    import constriction
+
+    encoder = constriction.stream.queue.RangeEncoder()
+    encoder.encode(flat.astype(np.int32), _bernoulli(n, k))
+    ranged = encoder.get_compressed().astype("<u4").tobytes()
+    packed = lzma.compress(np.packbits(flat).tobytes(), preset=9 | lzma.PRESET_EXTREME)
+    tag, payload = (_RANGE, ranged) if len(ranged) <= len(packed) else (_LZMA, packed)
+    return _HEADER.pack(tag, k) + payload
+
+
+def decode_mask(data: bytes, numel: int) -> Tensor:
+    """The bool bits `[numel]` that `code_mask` coded into `data`."""
+    if len(data) < _HEADER.size:
+        raise ValueError(f"a coded mask holds at least {_HEADER.size} bytes, got {len(data)}")
+    tag, k = _HEADER.unpack_from(data)
+    payload = data[_HEADER.size :]
+    if not 0 <= k <= numel:
+        raise ValueError(f"a coded mask keeps {k} of {numel} weights: not a mask of this size")
+    if tag == _CONSTANT:
+        if k not in (0, numel):
+            raise ValueError(f"a constant mask keeps none or all of {numel} weights, not {k}")
+        return torch.full((numel,), k == numel, dtype=torch.bool)
+    if tag == _RANGE:
+        import constriction
+
+        if len(payload) % 4:
+            raise ValueError("a range-coded mask is whole 32-bit words")
+        decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
+        flat = decoder.decode(_bernoulli(numel, k), numel).astype(bool)
+    elif tag == _LZMA:
+        flat = np.unpackbits(np.frombuffer(lzma.decompress(payload), dtype=np.uint8))[:numel].astype(bool)
+    else:
+        raise ValueError(f"unknown coded-mask form {tag!r}")
+    if flat.size != numel or int(flat.sum()) != k:
+        raise ValueError(f"a coded mask decoded to {int(flat.sum())} of {flat.size} weights, not {k} of {numel}")
+    return torch.from_numpy(flat.copy())
+
+
+def mask_forms(bits: Tensor) -> dict[str, int]:
+    """Bytes of one mask over a weight of `bits.shape` in each form: `packed` (rows padded to
+    32-bit words), `sparse` (16-bit indices) and `coded` (`code_mask`), and `entropy`, the
+    bound n·H(k/n)/8 the coder approaches."""
+    rows, cols = rows_cols(tuple(bits.shape))
+    n, k = bits.numel(), int(bits.sum())
+    p = k / n if n else 0.0
+    h = 0.0 if p in (0.0, 1.0) else -(p * math.log2(p) + (1 - p) * math.log2(1 - p))
+    return {
+        "packed": 4 * rows * num_words(cols),
+        "sparse": INDEX_BYTES * k,
+        "coded": len(code_mask(bits)),
+        "entropy": math.ceil(n * h / 8),
+    }
+
+
+def task_forms(masks: dict[str, Tensor]) -> dict[str, int]:
+    """`mask_forms` summed over a task's masks (layer name -> bool mask of the weight's shape)."""
+    total = {"packed": 0, "sparse": 0, "coded": 0, "entropy": 0}
+    for bits in masks.values():
+        for form, nbytes in mask_forms(bits).items():
+            total[form] += nbytes
+    return total
+
+
+__all__ = ["code_mask", "decode_mask", "mask_forms", "task_forms"]
