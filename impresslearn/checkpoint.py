@@ -44,6 +44,7 @@ import torch
 import torch.nn as nn
 
 from . import ops
+from .coding import code_words, decode_words
 from .files import (
     CheckpointError,
     atomic_write,
@@ -53,7 +54,7 @@ from .files import (
     read_verified,
     safetensors_bytes,
 )
-from .format import PackedMasks, words_shape
+from .format import PackedMasks, rows_cols, words_shape
 from .kernel_masks import KernelMaskLayer
 from .layers import (
     MASK_MODES,
@@ -131,6 +132,7 @@ def save_checkpoint(
     include_weights: bool = False,
     include_scores: bool = False,
     include_trained: bool = False,
+    cold: bool = False,
 ) -> None:
     """Save every task of `model` — finished ones as packed masks, alphas, soft masks and heads,
     the one in training with its floats — and per-task BatchNorm statistics, to `path` atomically.
@@ -140,7 +142,11 @@ def save_checkpoint(
     include_trained: store, beside the seed, the weights of each SupSup layer under the union of
     its masks (weights trained there, as ExSSNeT does); a weight outside that union that differs
     from its seed is a ValueError (nothing is written): such a model needs include_weights.
+    cold: store every packed mask (tasks, basis, kernel masks) in its smallest exact form
+    (`impresslearn.coding`: range-coded at its own density) instead of 1 bit per weight; the
+    file loads back to the same tasks, bit for bit, at the cost of decoding (docs/design.md §3.2).
     """
+    shapes: dict[str, tuple[int, int]] = {}  # a packed entry -> (rows, cols) of its masks
     del include_scores
     tensors: dict[str, torch.Tensor] = {}
     layers: dict[str, dict] = {}
@@ -163,14 +169,17 @@ def save_checkpoint(
         if isinstance(m, SupermaskLayer):
             packed = m.export_masks()
             tensors[prefix + "masks"] = packed.words
+            shapes[prefix + "masks"] = rows_cols(tuple(m.weight.shape))
             if include_trained and not rec.get("weights_included"):
                 rec["trained"] = True
                 tensors[prefix + "trained"] = _trained_values(name, m, ops.unpack_masks(packed).any(0))
         if isinstance(m, ImpressLayer):
             tensors[prefix + "basis"] = m.basis_words
+            shapes[prefix + "basis"] = rows_cols(tuple(m.weight.shape))
             tensors[prefix + "alpha"] = torch.stack([m.task_alpha(t).detach() for t in range(m.num_tasks)])
         if isinstance(m, KernelMaskLayer):
             tensors[prefix + "kmask_bits"] = m.kmask_bits
+            shapes[prefix + "kmask_bits"] = rows_cols(tuple(m.mask_shape))
             if m.cfg.real != "none":
                 tensors[prefix + "kmask_real"] = m.kmask_real
         if isinstance(m, TaskHeads):
@@ -195,7 +204,36 @@ def save_checkpoint(
             tensors[key] = value.clone()
         seen.add(value.data_ptr())
     header = {"format_version": FORMAT_VERSION, "layers": layers, "metadata": metadata or {}}
+    if cold:
+        header["coded"] = {}
+        for key, (rows, cols) in shapes.items():
+            data, lengths = code_words(tensors.pop(key), cols)
+            tensors[key + CODED], tensors[key + CODED_LENGTHS] = data, lengths
+            header["coded"][key] = [rows, cols]
     atomic_write(path, safetensors_bytes(tensors, META_KEY, header))
+
+
+CODED, CODED_LENGTHS = ".coded", ".coded_lengths"  # a cold file's entries for a packed entry
+
+
+def _decode_cold(path: str, header: dict, tensors: dict[str, torch.Tensor]) -> None:
+    """A cold file's coded masks back to the packed entries a checkpoint holds (in place)."""
+    coded = header.get("coded", {})
+
+    def damaged(sentence: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint {path} is damaged: {sentence}")
+
+    if not isinstance(coded, dict):
+        raise damaged("its 'coded' record is not a table of entries")
+    for key, shape in coded.items():
+        if not (isinstance(shape, list) and len(shape) == 2 and all(type(v) is int and v >= 0 for v in shape)):
+            raise damaged(f"its coded entry {key!r} has no [rows, cols]")
+        if key + CODED not in tensors or key + CODED_LENGTHS not in tensors:
+            raise damaged(f"its coded entry {key!r} is missing its bytes or lengths")
+        try:
+            tensors[key] = decode_words(tensors.pop(key + CODED), tensors.pop(key + CODED_LENGTHS), *shape)
+        except ValueError as err:
+            raise damaged(f"its coded entry {key!r} does not decode ({err})") from None
 
 
 def _trained_values(name: str, m: SupermaskLayer, union: torch.Tensor) -> torch.Tensor:
@@ -216,7 +254,10 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tens
     (from version 2) the checksums of its header and of every tensor."""
     path = os.fspath(path)
     data = read_safetensors_file(path, WHAT)  # a regular file, read only as long as its header says
-    return read_verified(data, path, WHAT, META_KEY, READS, legacy=LEGACY_VERSIONS)
+    header, tensors = read_verified(data, path, WHAT, META_KEY, READS, legacy=LEGACY_VERSIONS)
+    if "coded" in header:  # a cold file: its masks are coded (save_checkpoint(cold=True))
+        _decode_cold(path, header, tensors)
+    return header, tensors
 
 
 BACKBONE_MODES = ("check", "file")

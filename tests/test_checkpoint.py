@@ -426,3 +426,79 @@ def test_what_a_checkpoint_cannot_hold_is_refused_not_dropped(tmp_path):
     with pytest.raises(ValueError, match="'state.masks' is also a task layer's entry"):
         il.save_checkpoint(tmp_path / "c.safetensors", clash)
     assert not (tmp_path / "m.safetensors").exists() and not (tmp_path / "c.safetensors").exists()
+
+
+def finished_supsup(tasks=3, seed=0):
+    model = supermask_lenet(seed=seed, tasks=tasks)
+    with torch.no_grad():
+        for t in range(tasks):
+            for _, m in layers.task_modules(model):
+                m.task_floats(t).normal_(generator=torch.Generator().manual_seed(10 * t + 1))
+    for t in range(tasks - 1):  # the last task stays open: its scores travel with the file
+        il.finish_task(model, t)
+    return model
+
+
+def test_a_cold_file_loads_back_the_same_tasks_in_under_half_the_bytes(tmp_path):
+    model = finished_supsup()
+    hot, cold = tmp_path / "hot.safetensors", tmp_path / "cold.safetensors"
+    il.save_checkpoint(hot, model)
+    il.save_checkpoint(cold, model, cold=True)
+    header, tensors = checkpoint.read_checkpoint(cold)
+    assert set(header["coded"]) == {"1.masks", "3.masks", "5.masks"} and "1.masks" in tensors  # decoded on reading
+    fresh = supermask_lenet(tasks=1)
+    il.load_checkpoint(cold, fresh)
+    for (_, a), (_, b) in zip(layers.task_modules(model), layers.task_modules(fresh)):
+        assert a.export_masks() == b.export_masks() and a.finished == b.finished
+    x = torch.randn(4, 784)
+    with torch.no_grad():
+        torch.testing.assert_close(outputs(fresh, x, 3), outputs(model, x, 3), rtol=0, atol=0)
+    # the masks (density 0.1) coded: about 0.47 bit a weight instead of 1; the open task's scores stay floats
+    masks_hot = sum(t.numel() * 4 for k, t in checkpoint.read_checkpoint(hot)[1].items() if k.endswith(".masks"))
+    masks_cold = os.path.getsize(cold) - (os.path.getsize(hot) - masks_hot)
+    assert masks_cold < 0.5 * masks_hot
+
+
+def test_cold_files_of_every_packed_kind(tmp_path):
+    """An Impress model's basis and a kernel-mask model's bits are coded too, and load back exactly."""
+    from impresslearn.methods import ksm
+
+    impress = il.convert(models.lenet_300_100(), "impress", basis_size=3, per_channel=True, num_tasks=2, seed=4)
+    il.save_checkpoint(tmp_path / "i.safetensors", impress, cold=True)
+    fresh = il.convert(models.lenet_300_100(), "impress", basis_size=1, seed=4)
+    il.load_checkpoint(tmp_path / "i.safetensors", fresh)
+    assert all(
+        torch.equal(a.basis_words, b.basis_words)
+        for (_, a), (_, b) in zip(layers.impress_layers(impress), layers.impress_layers(fresh))
+    )
+    torch.manual_seed(0)
+    net = models.mnist_convnet(10, (4, 8, 8))
+    kmodel = ksm.build_model("ksm", net, 2)
+    with torch.no_grad():
+        for _, layer in ksm.kernel_mask_layers(kmodel):
+            layer.task_floats(1).normal_()
+    ksm.finish_task(kmodel, "ksm", 1)
+    il.save_checkpoint(tmp_path / "k.safetensors", kmodel, cold=True)
+    again = ksm.build_model("ksm", net, 2)
+    il.load_checkpoint(tmp_path / "k.safetensors", again)
+    x = torch.randn(3, 784)
+    for t in (0, 1):
+        il.set_task(kmodel, t), il.set_task(again, t)
+        assert torch.equal(kmodel.eval()(x), again.eval()(x))
+
+
+def test_a_damaged_cold_file_is_one_sentence(tmp_path):
+    """A cold file whose checksums hold but whose coded lengths do not add up (written so on
+    purpose): refused in one sentence, the model untouched."""
+    model = finished_supsup(tasks=2)
+    path = tmp_path / "cold.safetensors"
+    il.save_checkpoint(path, model, cold=True)
+    data = path.read_bytes()
+    stored = tensors_of(data)
+    stored["1.masks.coded_lengths"] = stored["1.masks.coded_lengths"] + 1
+    path.write_bytes(rewrite(data, checkpoint.META_KEY, tensors=stored))
+    fresh = supermask_lenet(tasks=1)
+    before = [m.export_masks() for _, m in layers.task_modules(fresh)]
+    with pytest.raises(checkpoint.CheckpointError, match=r"is damaged: its coded entry '1.masks' does not decode"):
+        il.load_checkpoint(path, fresh)
+    assert [m.export_masks() for _, m in layers.task_modules(fresh)] == before

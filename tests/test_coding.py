@@ -1,4 +1,4 @@
-"""A task's masks in their smallest exact form (impresslearn.continual.coding): every coded mask
+"""A task's masks in their smallest exact form (impresslearn.coding): every coded mask
 decodes to the same bits, the coder comes within a few bytes of the entropy bound, and the three
 forms are counted as the papers and the library count them."""
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from impresslearn.continual.coding import code_mask, decode_mask, mask_forms, task_forms
+from impresslearn.coding import code_mask, decode_mask, mask_forms, task_forms
 
 
 def mask(shape, density, seed=0):

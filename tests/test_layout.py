@@ -13,6 +13,7 @@ KERNELS = ROOT / "kernels"  # installed as impresslearn.kernels
 LAYERS = {
     "files": 1,
     "choices": 1,
+    "coding": 1,
     "seeding": 1,
     "format": 1,
     "memory": 1,
@@ -37,7 +38,7 @@ LAYERS = {
     "doctor": 6,
     "cli": 6,
 }
-MAX_TOP_LEVEL_MODULES = 17  # memory (size guards), primitives (the declared table) and checks (what they refuse)
+MAX_TOP_LEVEL_MODULES = 18  # memory (size guards), primitives (the declared table), checks (what they refuse), coding (cold storage)
 
 
 def modules() -> dict[str, Path]:

@@ -28,7 +28,7 @@ import torch.nn as nn
 
 from .. import ops
 from ..choices import Choice
-from ..continual.coding import task_forms
+from ..coding import task_forms
 from ..continual.training import TrainConfig
 from ..kernel_masks import KernelMaskConfig, convert_kernelwise, kernel_mask_layers
 from ..layers import TaskHeads, convert, set_submodule, set_task, supermask_layers
@@ -240,7 +240,7 @@ class KSM(Learner):
 
     def task_bytes(self, task: int) -> dict:
         """`bytes_per_task` (the compute format, `total`) and, as `smallest`, the finished task
-        with its binary part coded (continual/coding.py) beside its head and real part."""
+        with its binary part coded (coding.py) beside its head and real part."""
         parts = bytes_per_task(self.model, self.cfg.method)
         if self.cfg.method not in MASK_METHODS:
             return {**parts, "smallest": parts["total"]}

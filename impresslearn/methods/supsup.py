@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from .. import ops
-from ..continual.coding import task_forms
+from ..coding import task_forms
 from ..continual.masks import task_scores
 from ..continual.training import TrainConfig
 from ..layers import supermask_layers
@@ -17,7 +17,7 @@ MASK_TRAINING = TrainConfig(optimizer="rmsprop", lr=3e-4, epochs=1.0, batch_size
 
 
 def mask_forms(model: nn.Module, task: int) -> dict[str, int]:
-    """Task `task`'s masks in every SupSup layer in each form (continual/coding.py): packed,
+    """Task `task`'s masks in every SupSup layer in each form (coding.py): packed,
     sparse (16-bit indices), coded (cold storage) and the entropy bound."""
     bits = {n: ops.unpack_masks(m.export_masks([task]))[0] for n, m in supermask_layers(model)}
     return task_forms(bits) if bits else {"packed": 0, "sparse": 0, "coded": 0, "entropy": 0}

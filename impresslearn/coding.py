@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..format import num_words, rows_cols
+from .format import num_words, pack_bits, rows_cols, unpack_bits
 
 INDEX_BYTES = 2  # SupSup stores sparse masks with 16-bit indices
 _HEADER = struct.Struct("<cQ")  # tag, count of kept weights
@@ -106,4 +106,31 @@ def task_forms(masks: dict[str, Tensor]) -> dict[str, int]:
     return total
 
 
-__all__ = ["code_mask", "decode_mask", "mask_forms", "task_forms"]
+def code_words(words: Tensor, cols: int) -> tuple[Tensor, Tensor]:
+    """Every mask of packed words `[T, rows, nw]` (rows of `cols` bits) coded: the bytes of all,
+    one after another (uint8), and each one's length (int64 `[T]`)."""
+    bits = unpack_bits(words.cpu(), cols)
+    parts = [code_mask(b) for b in bits]
+    data = (
+        torch.frombuffer(bytearray(b"".join(parts)), dtype=torch.uint8)
+        if parts and any(parts)
+        else torch.zeros(0, dtype=torch.uint8)
+    )
+    return data, torch.tensor([len(p) for p in parts], dtype=torch.int64)
+
+
+def decode_words(data: Tensor, lengths: Tensor, rows: int, cols: int) -> Tensor:
+    """The packed words `[T, rows, nw]` that `code_words` coded into `data` and `lengths`."""
+    if data.dtype != torch.uint8 or lengths.dtype != torch.int64 or data.dim() != 1 or lengths.dim() != 1:
+        raise ValueError("coded masks are uint8 bytes with int64 lengths, both one-dimensional")
+    if bool((lengths < 0).any()) or int(lengths.sum()) != data.numel():
+        raise ValueError(f"the coded masks' lengths add up to {int(lengths.sum())}, not their {data.numel()} bytes")
+    raw, out, at = data.numpy().tobytes(), [], 0
+    for n in lengths.tolist():
+        out.append(decode_mask(raw[at : at + n], rows * cols).reshape(rows, cols))
+        at += n
+    bits = torch.stack(out) if out else torch.zeros(0, rows, cols, dtype=torch.bool)
+    return pack_bits(bits)
+
+
+__all__ = ["code_mask", "code_words", "decode_mask", "decode_words", "mask_forms", "task_forms"]
