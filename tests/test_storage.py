@@ -61,3 +61,18 @@ def test_table2_reproduces_the_papers_mask_alphas_and_cx():
     assert r50["mask_kb"] == pytest.approx(6250, rel=0.01)
     assert r50["cx"] < 2  # the basis amortised over 100 tasks; the paper's 26.2 is not reproducible this way
     assert math.isclose(r50["ours"]["batchnorm_bytes"], 26_560 * 8)
+
+
+def test_the_coded_count_is_what_the_coder_writes_for_a_top_k_mask():
+    """supsup_bytes_coded (the entropy bound of a top-k mask at the density) against the coder's
+    actual bytes for such a mask on LeNet-300-100: the coder is at most a few words a layer above."""
+    from impresslearn import ops
+    from impresslearn.coding import code_mask
+
+    bound = storage.supsup_bytes_coded(LENET, 0.1)
+    coded = 0
+    for i, shape in enumerate(LENET.values()):
+        scores = torch.randn(shape, generator=torch.Generator().manual_seed(i))
+        coded += len(code_mask(ops.popup_mask(scores, 0.1) > 0))
+    assert bound <= coded <= bound + len(LENET) * 32
+    assert bound < storage.supsup_bytes_packed(LENET) / 2 < storage.supsup_bytes_indices(LENET, 0.1)

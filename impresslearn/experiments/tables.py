@@ -310,8 +310,10 @@ def storage_table(rows: list[dict]) -> str:
         "Cx",
         "paper",
         "ours: packed mask",
+        "ours: coded mask",
         "ours: Impress/task",
         "ours: Cx",
+        "ours: Cx (coded)",
     ]
     body = []
     for r in rows:
@@ -333,15 +335,19 @@ def storage_table(rows: list[dict]) -> str:
                 f"{r['cx']:.2f}",
                 f"{p['cx']:.2f}",
                 nbytes(o["supsup_packed_bytes"]),
+                nbytes(o["supsup_coded_bytes"]),
                 nbytes(o["impress_bytes"]),
                 f"{o['cx_packed']:.2f}",
+                f"{o['cx_coded']:.2f}",
             ]
         )
     note = (
         "mask kB: 2 bits per masked weight (the paper's convention: its 64.9 kB and 6250 kB are params/4 bytes); "
         "Φ = 4-byte alphas + basis amortised over the benchmark's maximum task count (permuted: unbounded, "
         "rotated: 360, split-cifar100: 20, split-imagenet: 100); Cx = mask / Φ. 'ours' = as this library stores "
-        "a task: 1-bit packed masks, per-task BatchNorm statistics included for both methods."
+        "a task: 1-bit packed masks, per-task BatchNorm statistics included for both methods; coded mask: SupSup's "
+        "smallest exact form, a top-k mask at --density range-coded (its entropy bound; impresslearn.coding), and "
+        "Cx (coded) the ratio against it."
     )
     return _aligned([head] + body) + "\n" + note
 
