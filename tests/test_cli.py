@@ -345,3 +345,15 @@ def test_plot_reads_each_commands_results(tmp_path, capsys, name, png):
     path = Path(__file__).resolve().parents[1] / "results" / name
     assert cli.main(["plot", str(path), "--out-dir", str(tmp_path)]) == 0
     assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_quantised_alphas_end_to_end(tmp_path, capsys):
+    """--alpha-bits: the alphas train quantised, the storage record counts codes and scales."""
+    out = tmp_path / "q.json"
+    args = TINY + ["--per-channel", "--alpha-bits", "4", "--alpha-scale", "row", "--incorrect-tasks", "0", "--out", str(out)]
+    assert cli.main(args) == 0
+    r = json.loads(out.read_text())
+    # LeNet-300-100, K = 2 per channel: 2 x 410 4-bit codes and 410 float16 scales a task
+    assert r["storage"]["impresslearn_alpha_bytes"] == 2 * 410 * 4 // 8 + 2 * 410
+    assert r["config"]["alpha_bits"] == 4 and len(r["impresslearn"]["new_task_acc"]) == 2
+    refused(capsys, TINY + ["--alpha-scale", "row", "--out", str(out)], "give --alpha-bits too")

@@ -131,6 +131,19 @@ def add_impresslearn(p: argparse.ArgumentParser) -> None:
     g.add_argument("--alpha-epochs", type=finite_float, help="epochs (L-BFGS: 20 iterations per 'epoch')")
     g.add_argument("--alpha-batch-size", type=int)
     g.add_argument("--alpha-schedule", choices=["constant", "cosine"], help="learning-rate schedule of the alpha fit")
+    g.add_argument(
+        "--alpha-bits",
+        type=int,
+        choices=range(2, 9),
+        metavar="BITS",
+        help="quantised alphas: 2..8-bit codes, trained through straight-through rounding and kept and "
+        "counted as codes and float16 scales (default: float32 alphas)",
+    )
+    g.add_argument(
+        "--alpha-scale",
+        choices=["layer", "row"],
+        help="quantised alphas' scales: one per layer (the default), or one per output row (needs --per-channel)",
+    )
 
 
 def add_comparison(p: argparse.ArgumentParser, default_methods: list | None) -> None:

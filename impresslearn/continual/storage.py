@@ -28,6 +28,7 @@ import torch.nn as nn
 
 from .. import models
 from ..format import num_words, rows_cols
+from ..layers import AlphaQuant, quantised_bytes
 from ..ops import popup_k
 
 FLOAT_BYTES = 4
@@ -109,6 +110,7 @@ def impress_bytes(
     max_tasks: float = math.inf,
     hybrid_layer: str | None = None,
     state_bytes: int = 0,
+    quant: AlphaQuant | None = None,
 ) -> ImpressStorage:
     """Bytes per ImpressLearn task: alphas + basis / max_tasks (+ the hybrid layer's own mask and
     the per-task BatchNorm statistics). The basis is stored packed, 1 bit per weight."""
@@ -116,10 +118,18 @@ def impress_bytes(
         raise ValueError(f"basis_size must be at least 1, got {basis_size}")
     skip = (hybrid_layer,) if hybrid_layer else ()
     n_alpha = alpha_count(shapes, basis_size, per_channel, skip)
+    if quant is None:
+        alpha_bytes = FLOAT_BYTES * n_alpha
+    else:  # bit-packed codes and float16 scales, per layer (layers/quantise.py)
+        alpha_bytes = sum(
+            quantised_bytes((basis_size, rows_cols(s)[0]) if per_channel else (basis_size,), quant)
+            for n, s in shapes.items()
+            if n not in skip
+        )
     basis = basis_size * supsup_bytes_packed({n: s for n, s in shapes.items() if n not in skip})
     share = 0.0 if math.isinf(max_tasks) else basis / max_tasks
     own_mask = supsup_bytes_packed({hybrid_layer: shapes[hybrid_layer]}) if hybrid_layer else 0
-    return ImpressStorage(n_alpha, FLOAT_BYTES * n_alpha, basis, share, own_mask, state_bytes)
+    return ImpressStorage(n_alpha, alpha_bytes, basis, share, own_mask, state_bytes)
 
 
 def exssnet_bytes(shapes: Shapes, new_entries: Sequence[int], value_bytes: int = FLOAT_BYTES) -> list[int]:

@@ -53,7 +53,7 @@ from ..files import (
     verify_checksums,
 )
 from ..format import PackedMasks
-from ..layers import impress_layers, supermask_layers
+from ..layers import AlphaQuant, impress_layers, supermask_layers
 from ..memory import check_allocation
 from ..methods.exssnet import METHODS, ExssnetConfig
 from ..methods.impress import ImpressLearn
@@ -111,6 +111,8 @@ class RunConfig(ExperimentConfig):
     alpha_epochs: float | None = None
     alpha_batch_size: int | None = None
     alpha_schedule: str | None = None
+    alpha_bits: int | None = None  # quantised alphas: 2..8-bit codes (None: float32)
+    alpha_scale: str | None = None  # their scales: one per layer (None, "layer") or per output row ("row")
     # extra measurements
     incorrect_tasks: int = 10  # incorrect-mask matrix over the first n new tasks
     matrix_every: int = 1  # accuracy-matrix rows after every n-th task and the last (diagonal always)
@@ -188,6 +190,9 @@ class RunConfig(ExperimentConfig):
             if not math.isfinite(angle):
                 raise ValueError(f"new_angles must be finite numbers of degrees, got {angle}")
         alpha_mod.check_lam(self.lam)
+        quant = self.alpha_quant()
+        if quant is not None and quant.scale == "row" and not self.per_channel:
+            raise ValueError("per-row alpha scales need per-channel alphas (--per-channel)")
         # The settings the presets and overrides make must be valid too (density, learning rates,
         # epochs, iterations): refused here, before any data is read, not when training starts.
         self.check_sizes()
@@ -262,6 +267,14 @@ class RunConfig(ExperimentConfig):
         )
         kkt = {k: v for k, v in (("kkt_fraction", self.kkt_fraction), ("kkt_k", self.kkt_k)) if v is not None}
         return ExssnetConfig(method=method, mask=tr, weight=weight, classes=self.backbone().classes, **kkt)
+
+    def alpha_quant(self) -> AlphaQuant | None:
+        """Quantised alphas (`alpha_bits`), or None for float32 ones."""
+        if self.alpha_bits is None:
+            if self.alpha_scale is not None:
+                raise ValueError("alpha_scale belongs to quantised alphas; give alpha_bits too")
+            return None
+        return AlphaQuant(self.alpha_bits, self.alpha_scale or "layer")
 
     def backbone(self) -> bb.BackboneConfig:
         cfg, _ = masks.preset(self.preset)
@@ -514,7 +527,7 @@ class Runner(RunnerBase):
         model = bb.impress_model(self.backbone, basis, per_channel=cfg.per_channel, num_tasks=n, hybrid=cfg.hybrid).to(
             self.device
         )
-        learner = ImpressLearn(model, self.alpha_train, lam=cfg.lam)
+        learner = ImpressLearn(model, self.alpha_train, lam=cfg.lam, quant=cfg.alpha_quant())
         acc = metrics.AccuracyMatrix(n)
         fits = []
         for i, t in enumerate(self.tasks.new):
@@ -658,7 +671,12 @@ class Runner(RunnerBase):
         max_tasks = storage.BENCHMARK_MAX_TASKS[cfg.benchmark]
         hybrid_layer = bb.hybrid_layer_name(bb.network(self.backbone), cfg.hybrid)
         imp = storage.impress_bytes(
-            shapes, cfg.basis_size, per_channel=cfg.per_channel, max_tasks=max_tasks, hybrid_layer=hybrid_layer
+            shapes,
+            cfg.basis_size,
+            per_channel=cfg.per_channel,
+            max_tasks=max_tasks,
+            hybrid_layer=hybrid_layer,
+            quant=cfg.alpha_quant(),
         )
         # the learned masks in their smallest exact form (coded for cold storage, §2.8), per task
         learner = SupSup(supsup_model, self.mask_train)

@@ -30,6 +30,7 @@ from .masked import (
     supermask_layers,
 )
 from .norms import FrozenBatchNorm, TaskBatchNorm, TaskBatchNorm1d, TaskBatchNorm2d, TaskBatchNorm3d
+from .quantise import AlphaQuant, ScaleGroup, quantised_bytes
 from .superpose import impress_over
 from .tasks import (
     BackboneLayer,
@@ -64,6 +65,9 @@ __all__ = [
     "TaskMultiheadAttention",
     "MASK_MODES",
     "MaskMode",
+    "AlphaQuant",
+    "ScaleGroup",
+    "quantised_bytes",
     "ConvertError",
     "convert",
     "convert_with",

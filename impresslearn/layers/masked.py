@@ -29,6 +29,7 @@ from .. import ops
 from ..choices import Choice
 from ..format import PackedMasks, words_shape
 from ..seeding import check_density, derive_seed
+from .quantise import AlphaQuant, quantise
 from .tasks import TaskStateLayer
 
 
@@ -376,6 +377,7 @@ class ImpressLayer(TaskStateLayer):
         self.register_buffer("basis_words", basis.words.to(self.weight.device))
         self.per_channel = bool(per_channel)
         self.register_buffer("alphas", torch.zeros((0, *self.alpha_shape()), device=self.weight.device))
+        self.alpha_quant: AlphaQuant | None = None  # quantised alphas (layers/quantise.py): None = float32
         self._init_task_state(num_tasks, torch.float32)
 
     @property
@@ -417,7 +419,9 @@ class ImpressLayer(TaskStateLayer):
         return torch.full(self.alpha_shape(), 1.0 / self.basis_size, device=self.weight.device, dtype=self.alphas.dtype)
 
     def _finish(self, task: int, floats: Tensor) -> None:
-        self.alphas[task] = floats.to(self.alphas)
+        # a quantised task keeps exactly the values its training saw: codes times scales
+        kept = floats if self.alpha_quant is None else quantise(floats, self.alpha_quant)
+        self.alphas[task] = kept.to(self.alphas)
 
     def _reopen(self, task: int) -> Tensor:
         return self.alphas[task].clone()
@@ -441,7 +445,10 @@ class ImpressLayer(TaskStateLayer):
 
     def current_alpha(self) -> Tensor:
         if self.mixture is None:
-            return self.task_alpha(self.task)
+            alpha = self.task_alpha(self.task)
+            if self.alpha_quant is not None and not self.finished[self.task]:
+                return quantise(alpha, self.alpha_quant)  # trained as it will be kept (QAT)
+            return alpha
         stacked = torch.stack([self.task_alpha(t) for t in range(self.num_tasks)])  # [tasks, *alpha_shape]
         return torch.tensordot(self.mixture.to(stacked.dtype), stacked, dims=1)
 

@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from ..continual.alpha import ALPHA_PRESETS, DEFAULT_ALPHA_PRESET, alpha_params, alpha_penalty, check_lam
 from ..continual.training import TrainConfig
-from ..layers import impress_layers, supermask_layers
+from ..layers import AlphaQuant, ScaleGroup, impress_layers, quantised_bytes, supermask_layers
 from .learner import Learner, Phase, state_bytes
 from .supsup import mask_forms
 
@@ -21,12 +21,14 @@ FLOAT_BYTES = 4
 
 class ImpressLearn(Learner):
     """alphas: how a task's alphas (and a hybrid's mask) train; lam: the weight of the paper's
-    eq. 2 penalty. The model: `convert(net, "impress", basis=...)`, `continual.impress_model(...)`
-    or `layers.impress_over(supsup_model, new_tasks=n)`."""
+    eq. 2 penalty; quant: quantised alphas (`AlphaQuant(bits, scale)`), trained through
+    straight-through rounding and kept and counted as codes and float16 scales. The model:
+    `convert(net, "impress", basis=...)`, `continual.impress_model(...)` or
+    `layers.impress_over(supsup_model, new_tasks=n)`."""
 
     name = "impresslearn"
 
-    def __init__(self, model: nn.Module, alphas: TrainConfig | None = None, lam: float = 0.0):
+    def __init__(self, model: nn.Module, alphas: TrainConfig | None = None, lam: float = 0.0, quant: AlphaQuant | None = None):
         super().__init__(model)
         alphas = alphas or ALPHA_TRAINING
         if not impress_layers(model):
@@ -36,7 +38,11 @@ class ImpressLearn(Learner):
             raise ValueError(
                 "L-BFGS cannot train the hybrid variant's mask scores (straight-through top-k); use adam, rmsprop or sgd"
             )
-        self.alphas, self.lam = alphas, float(lam)
+        self.alphas, self.lam, self.quant = alphas, float(lam), quant
+        for name, m in impress_layers(model):
+            if quant is not None and quant.scale == ScaleGroup.ROW and not m.per_channel:
+                raise ValueError(f"per-row alpha scales need per-channel alphas; layer {name!r} has one alpha per mask")
+            m.alpha_quant = quant  # every task of the layer is trained and kept quantised
 
     def first_config(self) -> TrainConfig:
         return self.alphas
@@ -48,7 +54,10 @@ class ImpressLearn(Learner):
     def task_bytes(self, task: int) -> dict:
         """fp32 alphas, a hybrid's own packed mask, per-task BatchNorm; the basis is shared by every
         task (`shared_bytes`)."""
-        alphas = sum(FLOAT_BYTES * math.prod(m.alpha_shape()) for _, m in impress_layers(self.model))
+        alphas = sum(
+            FLOAT_BYTES * math.prod(m.alpha_shape()) if self.quant is None else quantised_bytes(m.alpha_shape(), self.quant)
+            for _, m in impress_layers(self.model)
+        )
         forms = mask_forms(self.model, task)  # a hybrid's own mask (nothing otherwise)
         parts = {"alphas": alphas, "mask": forms["packed"], "state": state_bytes(self.model)}
         smallest = alphas + min(forms["coded"], forms["sparse"]) + parts["state"]
