@@ -357,3 +357,10 @@ def test_quantised_alphas_end_to_end(tmp_path, capsys):
     assert r["storage"]["impresslearn_alpha_bytes"] == 2 * 410 * 4 // 8 + 2 * 410
     assert r["config"]["alpha_bits"] == 4 and len(r["impresslearn"]["new_task_acc"]) == 2
     refused(capsys, TINY + ["--alpha-scale", "row", "--out", str(out)], "give --alpha-bits too")
+
+
+def test_the_pareto_front_keeps_what_nothing_beats():
+    from impresslearn.experiments.plots import pareto_front
+
+    points = [(100, 90.0), (50, 80.0), (200, 85.0), (50, 70.0), (400, 95.0), (300, 94.0)]
+    assert pareto_front(points) == [(50, 80.0), (100, 90.0), (300, 94.0), (400, 95.0)]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -98,10 +99,23 @@ def quickstart_plot(rows: list[dict], path: str | Path) -> Path:
     return finish_log_x(fig, ax, path, "mean accuracy on the new tasks (%)", "impresslearn quickstart (shipped MNIST subset)")
 
 
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats in both bytes (fewer) and accuracy (higher), by bytes."""
+    front, best = [], -math.inf
+    for b, a in sorted(points, key=lambda p: (p[0], -p[1])):
+        if a > best:
+            front.append((b, a))
+            best = a
+    return front
+
+
 def accuracy_vs_bytes(results: list[dict], path: str | Path, title: str = "") -> Path:
+    """ImpressLearn runs and SupSup in each form it can be stored in, accuracy against bytes per
+    task, with the Pareto front over every point drawn (a step line)."""
     fig, ax = plt.subplots(figsize=(7.5, 5))
     supsup = defaultdict(list)
     seen = set()
+    points = []
     for r in results:
         imp, st = r["impresslearn"], r["storage"]
         pc = bool(imp["per_channel"])
@@ -115,8 +129,10 @@ def accuracy_vs_bytes(results: list[dict], path: str | Path, title: str = "") ->
             zorder=3,
         )
         seen.add(key)
+        points.append((st["impresslearn"], 100 * imp["mean_acc"]))
+        bits = r["config"].get("alpha_bits")
         ax.annotate(
-            f"K={imp['basis_size']}{hybrid_label(imp['hybrid'])}",
+            f"K={imp['basis_size']}{hybrid_label(imp['hybrid'])}{f' {bits}b' if bits else ''}",
             (st["impresslearn"], 100 * imp["mean_acc"]),
             textcoords="offset points",
             xytext=(4, 3),
@@ -125,12 +141,23 @@ def accuracy_vs_bytes(results: list[dict], path: str | Path, title: str = "") ->
         if r["supsup"]["mean_acc"] is not None:  # (a run with --no-supsup has none)
             supsup["packed"].append((st["supsup_packed"], r["supsup"]["mean_acc"]))
             supsup["index16"].append((st["supsup_index16"], r["supsup"]["mean_acc"]))
-    for name, marker in (("packed", "*"), ("index16", "P")):
+            if st.get("supsup_coded") is not None:  # (runs before cold storage have none)
+                supsup["coded"].append((st["supsup_coded"], r["supsup"]["mean_acc"]))
+    labels = {
+        "packed": "SupSup, 1-bit packed mask",
+        "index16": "SupSup, 16-bit indices (papers' count)",
+        "coded": "SupSup, coded mask (its smallest form)",
+    }
+    for name, marker in (("packed", "*"), ("index16", "P"), ("coded", "X")):
         if supsup[name]:
             b = sum(v[0] for v in supsup[name]) / len(supsup[name])
             a = sum(v[1] for v in supsup[name]) / len(supsup[name])
-            label = "SupSup, 1-bit packed mask" if name == "packed" else "SupSup, 16-bit indices (papers' count)"
-            ax.scatter(b, 100 * a, color="black", marker=marker, s=120, label=label, zorder=4)
+            ax.scatter(b, 100 * a, color="black", marker=marker, s=120, label=labels[name], zorder=4)
+            points.append((b, 100 * a))
+    front = pareto_front(points)
+    if len(front) > 1:
+        xs, ys = zip(*front)
+        ax.step(xs, ys, where="post", color="gray", linestyle="--", linewidth=1, label="Pareto front", zorder=2)
     return finish_log_x(fig, ax, path, "mean accuracy on new tasks (%)", title or "Accuracy against storage per task")
 
 
