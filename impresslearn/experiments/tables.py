@@ -375,6 +375,7 @@ def results_rows(paths: Sequence[str]) -> str:
                 f"{imp['basis']} K={imp['basis_size']} {'per-channel' if imp['per_channel'] else 'per-layer'}"
                 + hybrid_label(imp.get("hybrid", False))  # (split runs have no hybrid variant)
                 + (f" λ={imp['lam']:g}" if imp.get("lam") else "")
+                + (f" {c['alpha_bits']}-bit/{c.get('alpha_scale') or 'layer'}" if (c := r["config"]).get("alpha_bits") else "")
             )
             acc, ib, compression = pct(imp.get("mean_acc")), nbytes(st["impresslearn"]), ratio(st["compression_vs_packed"])
         status = "" if r.get("status") == "done" else f" ({r.get('status')})"
