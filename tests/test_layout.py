@@ -38,7 +38,8 @@ LAYERS = {
     "doctor": 6,
     "cli": 6,
 }
-MAX_TOP_LEVEL_MODULES = 18  # memory (size guards), primitives (the declared table), checks (what they refuse), coding (cold storage)
+# memory (size guards), primitives (the declared table), checks (what they refuse), coding (cold storage)
+MAX_TOP_LEVEL_MODULES = 18
 
 
 def modules() -> dict[str, Path]:
