@@ -58,6 +58,7 @@ from .format import PackedMasks, rows_cols, words_shape
 from .kernel_masks import KernelMaskLayer
 from .layers import (
     MASK_MODES,
+    AlphaQuant,
     BackboneLayer,
     ImpressLayer,
     SupermaskLayer,
@@ -96,6 +97,8 @@ def _layer_record(layer: nn.Module) -> dict[str, Any]:
         rec.update(density=layer.density, mask=layer.mask_mode)
     if isinstance(layer, ImpressLayer):
         rec.update(basis_size=layer.basis_size, per_channel=layer.per_channel)
+        if layer.alpha_quant is not None:  # quantised alphas: a loaded model trains and keeps them so
+            rec["alpha_quant"] = [layer.alpha_quant.bits, str(layer.alpha_quant.scale)]
     if isinstance(layer, KernelMaskLayer):
         rec.update(mask_shape=list(layer.mask_shape), real=layer.cfg.real)
     if isinstance(layer, (TaskStateLayer, TaskHeads)):
@@ -423,9 +426,18 @@ def _plan_layer(
         words = entry("basis", dtype=torch.int32, shape=words_shape(m.weight.shape, size)).to(device)
         alpha_shape = [tasks, size] + ([m.weight.shape[0]] if per_channel else [])
         alpha = entry("alpha", floating=True, shape=alpha_shape).to(device, torch.float32)
+        quant = rec.get("alpha_quant")
+        if quant is not None:
+            try:
+                quant = AlphaQuant(*quant) if isinstance(quant, list) and len(quant) == 2 else AlphaQuant(None)
+            except ValueError as err:
+                raise _fail(path, f"layer {name!r} has alpha_quant {rec['alpha_quant']!r}: {err}") from None
+            if quant.scale == "row" and not per_channel:
+                raise _fail(path, f"layer {name!r} has per-row alpha scales without per-channel alphas")
 
-        def impress(m=m, words=words, per_channel=per_channel, alpha=alpha):
+        def impress(m=m, words=words, per_channel=per_channel, alpha=alpha, quant=quant):
             m.reset_basis(PackedMasks(words, m.weight.shape), per_channel, tasks)
+            m.alpha_quant = quant
             for t, a in enumerate(alpha):
                 if finished[t]:
                     m.load_alpha(t, a)

@@ -82,3 +82,37 @@ def test_row_scales_need_per_channel_alphas():
     model = impress_model(cfg, masks.task_masks(sup), num_tasks=1)
     with pytest.raises(ValueError, match="per-row alpha scales need per-channel alphas"):
         methods.ImpressLearn(model, FAST, quant=AlphaQuant(4, "row"))
+
+
+def test_a_checkpoint_keeps_the_quantisation(tmp_path):
+    """Saved and loaded, a quantised model's layers still train and keep their alphas quantised
+    (an open task goes on as it trained); a record of another form is one sentence."""
+    from file_damage import rewrite
+
+    from impresslearn import checkpoint, load_checkpoint, save_checkpoint
+
+    cfg, sup = trained()
+    basis = masks.task_masks(sup)
+    model = impress_model(cfg, basis, per_channel=True, num_tasks=2)
+    q = AlphaQuant(3, "row")
+    learner = methods.ImpressLearn(model, FAST, quant=q)
+    learner.learn(0, permuted().train(5, 128, seed=0), progress=False)
+    learner.learn(1, permuted().train(6, 128, seed=1), progress=False, finish=False)  # task 1 stays open
+    path = tmp_path / "q.safetensors"
+    save_checkpoint(path, model)
+    fresh = impress_model(cfg, basis, per_channel=True, num_tasks=1)
+    load_checkpoint(path, fresh)
+    x = torch.randn(8, 784)
+    for t in (0, 1):
+        layers.set_task(model, t), layers.set_task(fresh, t)
+        with torch.no_grad():
+            assert torch.equal(model.eval()(x), fresh.eval()(x))
+    assert all(m.alpha_quant == q for _, m in impress_layers(fresh))
+    data = path.read_bytes()
+
+    def bad(header):
+        next(iter(header["layers"].values()))["alpha_quant"] = [9, "row"]
+
+    path.write_bytes(rewrite(data, checkpoint.META_KEY, bad))
+    with pytest.raises(checkpoint.CheckpointError, match=r"alpha_quant \[9, 'row'\]: alpha bits must be a whole number"):
+        load_checkpoint(path, impress_model(cfg, basis, per_channel=True, num_tasks=1))
