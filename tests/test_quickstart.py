@@ -6,8 +6,9 @@ import json
 from impresslearn.experiments import quickstart as qs
 
 
-def row(name, imp, sup, matches=None):
+def row(name, imp, sup, samples=2000):
     gap = 100 * (sup - imp)
+    margin = qs.gap_margin(imp, sup, samples)
     return {
         "lesson": name,
         "where": "-",
@@ -16,7 +17,9 @@ def row(name, imp, sup, matches=None):
         "impresslearn_bytes": 100,
         "supsup_bytes": 3200,
         "gap_points": gap,
-        "matches": gap <= qs.MATCH_POINTS if matches is None else matches,
+        "margin_points": margin,
+        "call": qs.call(gap, margin),
+        "matches": qs.call(gap, margin) == "matches",
         "test_images_per_task": 1000,
     }
 
@@ -32,6 +35,16 @@ def test_the_verdict_follows_the_numbers():
     assert abs(qs.std_error(0.9, 1000) - 0.949) < 1e-3
 
 
+def test_a_gap_near_the_threshold_is_too_close_to_call():
+    """Two tasks of 1,000 test images: a gap of 3.1 points (the README's RotatedMNIST once) carries
+    a margin of about 1.9 points, so against 3 points it is neither a match nor a miss."""
+    near = row("R", 0.877, 0.908)
+    assert near["call"] == "too close to call" and 1.5 < near["margin_points"] < 2.5
+    assert row("M", 0.90, 0.905)["call"] == "matches" and row("F", 0.80, 0.91)["call"] == "does not match"
+    v = qs.verdict([row("M", 0.90, 0.905), near])
+    assert v.startswith("ImpressLearn matches") and "This run cannot tell on R (a gap of 3.1 ± " in v
+
+
 def test_a_short_quickstart_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "q.json"
     report = qs.quickstart(out=str(out), verbose=False, mask_iterations=8, alpha_epochs=1.0, new_tasks=1, basis_size=2)
@@ -41,6 +54,6 @@ def test_a_short_quickstart_runs_end_to_end(tmp_path, capsys):
     assert "1,000 test images per task" in printed and "batches decide it" in printed
     assert "basis angles 0°, 10°" in printed  # the words come from the settings that ran (K = 2)
     for r in report["rows"]:
-        assert r["matches"] == (r["gap_points"] <= qs.MATCH_POINTS)
+        assert r["call"] == qs.call(r["gap_points"], r["margin_points"]) and r["matches"] == (r["call"] == "matches")
     assert (tmp_path / "q.png").stat().st_size > 1000
     assert json.loads(out.read_text())["verdict"] == report["verdict"]

@@ -13,11 +13,13 @@ tasks:
 The alpha fit runs 20 epochs instead of the `tuned` preset's 5: on 6,000 images an epoch is six
 steps of 1,024.
 
-The verdict under the table is computed from what the run measured, never assumed: a row
-"matches" when its accuracy is within `MATCH_POINTS` of SupSup's on the same tasks. Every
-accuracy rests on the subset's 1,000 test images per task, and the task-inference line on a few
-batches; the table says how many, and the binomial standard error, so that a reader knows how
-much a point means. A plot of accuracy against bytes per task is written beside the table.
+The verdict under the table is computed from what the run measured, never assumed, with the
+margin the run supports: a row "matches" when its gap to SupSup on the same tasks is within
+`MATCH_POINTS` by more than two standard errors of the gap (binomial, over every test image of
+the new tasks), "does not match" when it is beyond by more than two, and is "too close to call"
+in between, the gap and its margin shown. Every accuracy rests on the subset's 1,000 test images
+per task, and the task-inference line on a few batches; the table says how many. A plot of
+accuracy against bytes per task is written beside the table.
 """
 
 from __future__ import annotations
@@ -81,12 +83,28 @@ def std_error(acc: float, samples: int) -> float:
     return 100 * math.sqrt(max(acc * (1 - acc), 1e-12) / samples) if samples else math.inf
 
 
+def gap_margin(imp: float, sup: float, samples: int) -> float:
+    """Two standard errors of the gap between two accuracies, each on `samples` images, in points."""
+    return 2 * math.hypot(std_error(imp, samples), std_error(sup, samples))
+
+
+def call(gap: float, margin: float) -> str:
+    """matches, does not match, or too close to call: the gap against MATCH_POINTS, with its margin."""
+    if gap + margin <= MATCH_POINTS:
+        return "matches"
+    if gap - margin > MATCH_POINTS:
+        return "does not match"
+    return "too close to call"
+
+
 def rows_of(results: list[dict]) -> list[dict]:
     """One row per lesson: ImpressLearn against SupSup on the same tasks, with the verdict."""
     out = []
     for lesson, res in results:
         imp, sup, st = res["impresslearn"]["mean_acc"], res["supsup"]["mean_acc"], res["storage"]
         gap = 100 * (sup - imp)
+        samples = res["data"]["eval"] * len(res["tasks"]["new"])  # every test image of the new tasks
+        margin = gap_margin(imp, sup, samples)
         out.append(
             {
                 "lesson": lesson.name,
@@ -96,7 +114,9 @@ def rows_of(results: list[dict]) -> list[dict]:
                 "impresslearn_bytes": st["impresslearn"],
                 "supsup_bytes": st["supsup_packed"],
                 "gap_points": gap,
-                "matches": gap <= MATCH_POINTS,
+                "margin_points": margin,
+                "call": call(gap, margin),
+                "matches": call(gap, margin) == "matches",
                 "test_images_per_task": res["data"]["eval"],
             }
         )
@@ -104,9 +124,10 @@ def rows_of(results: list[dict]) -> list[dict]:
 
 
 def verdict(rows: list[dict]) -> str:
-    """The sentence under the table, from the measured rows."""
-    good = [r for r in rows if r["matches"]]
-    bad = [r for r in rows if not r["matches"]]
+    """The sentence under the table, from the measured rows and their margins."""
+    good = [r for r in rows if r["call"] == "matches"]
+    bad = [r for r in rows if r["call"] == "does not match"]
+    close = [r for r in rows if r["call"] == "too close to call"]
     parts = []
     if good:
         parts.append(
@@ -123,11 +144,21 @@ def verdict(rows: list[dict]) -> str:
                 )
             )
         )
-    return ", and ".join(parts) + "."
+    if close:
+        parts.append(
+            "this run cannot tell on {} (a gap of {} points against {:g}: more seeds or test images would)".format(
+                "; ".join(r["lesson"] for r in close),
+                "; ".join(f"{r['gap_points']:.1f} ± {r['margin_points']:.1f}" for r in close),
+                MATCH_POINTS,
+            )
+        )
+    return " ".join(p[0].upper() + p[1:] + "." for p in parts)
 
 
 def summary(rows: list[dict], gn: list[dict]) -> str:
-    table = [("lesson", "new tasks", "ImpressLearn", "SupSup", "bytes per task (ImpressLearn / SupSup)", "verdict")]
+    table = [
+        ("lesson", "new tasks", "ImpressLearn", "SupSup", "gap (points)", "bytes per task (ImpressLearn / SupSup)", "verdict")
+    ]
     for r in rows:
         table.append(
             (
@@ -135,8 +166,9 @@ def summary(rows: list[dict], gn: list[dict]) -> str:
                 r["where"],
                 pct(r["impresslearn_acc"]),
                 pct(r["supsup_acc"]),
+                f"{r['gap_points']:.1f} ± {r['margin_points']:.1f}",
                 f"{nbytes(r['impresslearn_bytes'])} / {nbytes(r['supsup_bytes'])}",
-                "matches" if r["matches"] else "does not match",
+                r["call"],
             )
         )
     n = rows[0]["test_images_per_task"]
@@ -146,7 +178,8 @@ def summary(rows: list[dict], gn: list[dict]) -> str:
         "",
         verdict(rows),
         f"Each accuracy is measured on {n:,} test images per task (standard error up to {worst:.1f} points); "
-        f"rows within {MATCH_POINTS:g} points are as good as the subset can tell.",
+        f"a row matches when its gap is within {MATCH_POINTS:g} points by more than its margin (± two "
+        "standard errors), does not when beyond by more, and is too close to call between.",
     ]
     for r in gn:
         lines.append(
