@@ -364,3 +364,13 @@ def test_the_pareto_front_keeps_what_nothing_beats():
 
     points = [(100, 90.0), (50, 80.0), (200, 85.0), (50, 70.0), (400, 95.0), (300, 94.0)]
     assert pareto_front(points) == [(50, 80.0), (100, 90.0), (300, 94.0), (400, 95.0)]
+
+
+def test_per_channel_layers_are_named_layers(capsys, tmp_path):
+    out = ["--out", str(tmp_path / "x.json")]
+    refused(
+        capsys,
+        ["mnist", "--per-channel-layers", "7", *out],
+        r"per-channel layers must be layers of the backbone \(1, 3, 5\), got 7",
+    )
+    refused(capsys, ["mnist", "--per-channel-layers", "5", "--alpha-bits", "4", "--alpha-scale", "row", *out], "in every layer")

@@ -76,3 +76,19 @@ def test_the_coded_count_is_what_the_coder_writes_for_a_top_k_mask():
         coded += len(code_mask(ops.popup_mask(scores, 0.1) > 0))
     assert bound <= coded <= bound + len(LENET) * 32
     assert bound < storage.supsup_bytes_packed(LENET) / 2 < storage.supsup_bytes_indices(LENET, 0.1)
+
+
+def test_per_channel_alphas_in_named_layers_only():
+    """Alphas where they pay: per channel in the named layers, per layer elsewhere; the model and
+    the count agree, and a name that is not a layer is refused."""
+    import impresslearn as il
+    from impresslearn import models
+    from impresslearn.layers import impress_layers
+
+    model = il.convert(models.lenet_300_100(), "impress", basis_size=4, per_channel=["5"], seed=0)
+    assert {n: m.per_channel for n, m in impress_layers(model)} == {"1": False, "3": False, "5": True}
+    assert storage.alpha_count(LENET, 4, per_channel=["5"]) == 4 + 4 + 4 * 10
+    counted = sum(math.prod(m.alpha_shape()) for _, m in impress_layers(model))
+    assert counted == storage.alpha_count(LENET, 4, per_channel=["5"])
+    with pytest.raises(ValueError, match="9"):
+        il.convert(models.lenet_300_100(), "impress", basis_size=4, per_channel=["9"], seed=0)

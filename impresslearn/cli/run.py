@@ -24,6 +24,7 @@ from .options import (
     names_of,
     parse_bool,
     parse_floats,
+    parse_names,
     positive_int,
     say_threads,
     use_threads,
@@ -106,6 +107,14 @@ def add_impresslearn(p: argparse.ArgumentParser) -> None:
     g.add_argument("--basis", default="heterogeneous", choices=["heterogeneous", "homogeneous", "random"])
     g.add_argument("--basis-size", "-K", type=int, default=10)
     g.add_argument("--per-channel", action="store_true", help="alpha per output channel ([K, rows]) instead of per layer")
+    g.add_argument(
+        "--per-channel-layers",
+        dest="per_channel",
+        type=parse_names,
+        metavar="NAMES",
+        help="per-channel alphas in these layers only (comma-separated names, e.g. 5 for LeNet's last), per layer "
+        "elsewhere (default: as --per-channel says)",
+    )
     g.add_argument(
         "--hybrid",
         nargs="?",

@@ -10,7 +10,7 @@ config share the same backbone exactly.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import torch.nn as nn
 
@@ -108,7 +108,7 @@ def impress_model(
     cfg: BackboneConfig,
     basis: Mapping[str, PackedMasks],
     *,
-    per_channel: bool = False,
+    per_channel: bool | Collection[str] = False,
     num_tasks: int = 1,
     hybrid: bool | str = False,
 ) -> nn.Module:

@@ -76,9 +76,15 @@ def supsup_bytes_packed(shapes: Shapes) -> int:
     return total
 
 
-def alpha_count(shapes: Shapes, basis_size: int, per_channel: bool = False, skip: Sequence[str] = ()) -> int:
-    """Alphas of one task: K per layer, or K per output channel (rows), over layers not in `skip`."""
-    return sum(basis_size * (rows_cols(s)[0] if per_channel else 1) for n, s in shapes.items() if n not in skip)
+def channel_layer(name: str, per_channel) -> bool:
+    """Whether layer `name` has per-channel alphas under `per_channel` (True, False or names)."""
+    return per_channel if isinstance(per_channel, bool) else name in per_channel
+
+
+def alpha_count(shapes: Shapes, basis_size: int, per_channel=False, skip: Sequence[str] = ()) -> int:
+    """Alphas of one task: K per layer, or K per output channel (rows), over layers not in `skip`;
+    `per_channel` True, False or the names of the per-channel layers."""
+    return sum(basis_size * (rows_cols(s)[0] if channel_layer(n, per_channel) else 1) for n, s in shapes.items() if n not in skip)
 
 
 def batchnorm_bytes(model: nn.Module) -> int:
@@ -122,7 +128,7 @@ def impress_bytes(
         alpha_bytes = FLOAT_BYTES * n_alpha
     else:  # bit-packed codes and float16 scales, per layer (layers/quantise.py)
         alpha_bytes = sum(
-            quantised_bytes((basis_size, rows_cols(s)[0]) if per_channel else (basis_size,), quant)
+            quantised_bytes((basis_size, rows_cols(s)[0]) if channel_layer(n, per_channel) else (basis_size,), quant)
             for n, s in shapes.items()
             if n not in skip
         )

@@ -63,6 +63,7 @@ from .base import BENCHMARKS, SPLIT_BENCHMARKS, RunnerBase, machine_info, storag
 from .config import ExperimentConfig
 from .methods import run_methods
 from .output import claim_run_folder
+from .tables import granularity
 from .units import RunFolder
 
 # The backbones an MNIST run takes (flat 784-pixel inputs): LeNet-300-100 (the default) and the
@@ -102,7 +103,7 @@ class RunConfig(ExperimentConfig):
     impresslearn: bool = True  # False: SupSup only (the basis and alphas are skipped)
     basis: str = "heterogeneous"
     basis_size: int = 10
-    per_channel: bool = False
+    per_channel: bool | list = False  # True: every layer; a list: those layers (by name) only
     hybrid: bool | str = False  # "last" (or True) / "first": that layer a SupSup mask per task
     lam: float = 0.0
     alpha_preset: str = alpha_mod.DEFAULT_ALPHA_PRESET
@@ -191,8 +192,14 @@ class RunConfig(ExperimentConfig):
                 raise ValueError(f"new_angles must be finite numbers of degrees, got {angle}")
         alpha_mod.check_lam(self.lam)
         quant = self.alpha_quant()
-        if quant is not None and quant.scale == "row" and not self.per_channel:
-            raise ValueError("per-row alpha scales need per-channel alphas (--per-channel)")
+        if quant is not None and quant.scale == "row" and self.per_channel is not True:
+            raise ValueError("per-row alpha scales need per-channel alphas in every layer (--per-channel)")
+        if not isinstance(self.per_channel, bool):
+            names = set(bb.weight_shapes(bb.network(self.backbone())))
+            unknown = sorted(set(self.per_channel) - names)
+            if unknown or not self.per_channel:
+                layers, got = ", ".join(sorted(names)), ", ".join(unknown) or "none"
+                raise ValueError(f"the per-channel layers must be layers of the backbone ({layers}), got {got}")
         # The settings the presets and overrides make must be valid too (density, learning rates,
         # epochs, iterations): refused here, before any data is read, not when training starts.
         self.check_sizes()
@@ -713,8 +720,7 @@ class Runner(RunnerBase):
             self.save()
             return self.results
         method = (
-            f"basis {cfg.basis} K={cfg.basis_size}, {'per-channel' if cfg.per_channel else 'per-layer'}"
-            f"{bb.hybrid_label(cfg.hybrid)}"
+            f"basis {cfg.basis} K={cfg.basis_size}, {granularity(cfg.per_channel)}{bb.hybrid_label(cfg.hybrid)}"
             if cfg.impresslearn
             else "SupSup only"
         )

@@ -67,6 +67,13 @@ def _aligned(rows: list[tuple]) -> str:
     return "\n".join(lines)
 
 
+def granularity(per_channel) -> str:
+    """How a run's alphas are laid out: per-channel, per-layer, or per-channel in the named layers."""
+    if isinstance(per_channel, (list, tuple)):
+        return f"per-channel in {','.join(per_channel)}"
+    return "per-channel" if per_channel else "per-layer"
+
+
 def pct(v) -> str:
     return "-" if v is None else f"{100 * v:.1f} %"
 
@@ -83,7 +90,7 @@ def ratio(v) -> str:
 
 def summary_table(res: dict, extra_rows: Sequence[tuple] = ()) -> str:
     st, imp = res["storage"], res["impresslearn"]
-    kind = f"{imp['basis']} K={imp['basis_size']}, {'per-channel' if imp['per_channel'] else 'per-layer'}" + (
+    kind = f"{imp['basis']} K={imp['basis_size']}, {granularity(imp['per_channel'])}" + (
         "," + hybrid_label(imp["hybrid"]) if imp["hybrid"] else ""
     )
     impress = [] if imp.get("skipped") else [(f"ImpressLearn ({kind})", pct(imp.get("mean_acc")), nbytes(st["impresslearn"]))]
@@ -372,7 +379,7 @@ def results_rows(paths: Sequence[str]) -> str:
             kind, acc, ib, compression = "SupSup only", "-", "-", "-"
         else:
             kind = (
-                f"{imp['basis']} K={imp['basis_size']} {'per-channel' if imp['per_channel'] else 'per-layer'}"
+                f"{imp['basis']} K={imp['basis_size']} {granularity(imp['per_channel'])}"
                 + hybrid_label(imp.get("hybrid", False))  # (split runs have no hybrid variant)
                 + (f" λ={imp['lam']:g}" if imp.get("lam") else "")
                 + (f" {c['alpha_bits']}-bit/{c.get('alpha_scale') or 'layer'}" if (c := r["config"]).get("alpha_bits") else "")
@@ -397,7 +404,8 @@ def grid_table(paths: Sequence[str]) -> str:
         imp = r["impresslearn"]
         if imp.get("skipped") or imp.get("mean_acc") is None or imp["hybrid"] or imp["lam"]:
             continue
-        col = (imp["basis"], imp["per_channel"])
+        pc = imp["per_channel"]
+        col = (imp["basis"], tuple(pc) if isinstance(pc, list) else pc)
         if col not in kinds:
             kinds.append(col)
         ks.add(imp["basis_size"])
@@ -406,7 +414,7 @@ def grid_table(paths: Sequence[str]) -> str:
             supsup.append(r["supsup"]["mean_acc"])
     order = {"heterogeneous": 0, "homogeneous": 1, "random": 2}
     kinds.sort(key=lambda c: (c[1], order.get(c[0], 3)))
-    head = ["K"] + [f"{kind}, {'per-channel' if pc else 'per-layer'}" for kind, pc in kinds]
+    head = ["K"] + [f"{kind}, {granularity(pc)}" for kind, pc in kinds]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for k in sorted(ks):
         lines.append("| " + " | ".join([str(k)] + [cells.get((k, c), "-") for c in kinds]) + " |")
@@ -421,7 +429,7 @@ def _inference_label(r: dict, label: str) -> str:
         imp = r["impresslearn"]
         return (
             f"ImpressLearn tasks, {cfg['benchmark']}, K={imp['basis_size']} "
-            f"{'per-channel' if imp['per_channel'] else 'per-layer'}{hybrid_label(imp.get('hybrid'))}"
+            f"{granularity(imp['per_channel'])}{hybrid_label(imp.get('hybrid'))}"
         )
     bits = [cfg["preset"]] + [
         f"{k} {cfg[k]}" for k in ("density", "outputs", "scale", "mask_iterations") if cfg.get(k) is not None

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 import torch
 import torch.nn as nn
@@ -83,7 +83,7 @@ def convert(
     init: str = "kaiming_normal",
     scale: bool = False,
     seed: int = 0,
-    per_channel: bool = False,
+    per_channel: bool | Collection[str] = False,
     num_tasks: int = 1,
     batchnorm: str = "per_task",
     overrides: Mapping[str, str] | None = None,
@@ -100,6 +100,8 @@ def convert(
         (biases zero) and draw every frozen parameter again from its own seed; "keep" keeps the
         model's weights and biases (frozen).
     scale: multiply the backbone's std by 1/sqrt(density).
+    per_channel: alphas per output channel ([T, rows]) in every Impress layer (True), in none
+        (False), or in the layers named (a collection of qualified names: alphas where they pay).
     batchnorm: "per_task" swaps BatchNorm for non-affine per-task statistics; "keep" freezes it.
     overrides: a mode per layer name (e.g. {"fc": "supermask"} for the hybrid variant).
     include: a predicate (name, module) choosing the layers to mask (the others are frozen).
@@ -123,9 +125,12 @@ def convert(
 
     layer_init = "kaiming_normal" if init == "keep" else init
 
+    channel_layers = None if isinstance(per_channel, bool) else set(per_channel)
+
     def make(name: str, old: nn.Module) -> nn.Module:
+        pc = per_channel if channel_layers is None else name in channel_layers
         return _mask_layer(
-            name, old, overrides.get(name, mode), basis, basis_size, density, mask, init, scale, seed, per_channel, num_tasks
+            name, old, overrides.get(name, mode), basis, basis_size, density, mask, init, scale, seed, pc, num_tasks
         )
 
     return convert_with(
@@ -137,7 +142,7 @@ def convert(
         unknown=unknown,
         reseed=None if init == "keep" else seed,
         init=layer_init,
-        names=set(overrides),
+        names=set(overrides) | (channel_layers or set()),
     )
 
 
