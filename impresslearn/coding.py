@@ -113,7 +113,7 @@ def code_words(words: Tensor, cols: int) -> tuple[Tensor, Tensor]:
     parts = [code_mask(b) for b in bits]
     data = (
         torch.frombuffer(bytearray(b"".join(parts)), dtype=torch.uint8)
-        if parts and any(parts)
+        if parts  # (a coded mask always holds its header: empty only without masks)
         else torch.zeros(0, dtype=torch.uint8)
     )
     return data, torch.tensor([len(p) for p in parts], dtype=torch.int64)

@@ -34,7 +34,7 @@ from ..choices import Choice
 from ..continual.masks import task_scores
 from ..continual.training import TrainConfig, num_steps
 from ..layers import finish_task, set_task, supermask_layers
-from .learner import Learner, Phase, state_bytes
+from .learner import Learner, Phase, state_bytes, variants
 from .supsup import mask_forms
 
 FLOAT_BYTES = 4
@@ -291,18 +291,8 @@ class ExSSNeT(Learner):
         return {**parts, "total": sum(parts.values()), "smallest": smallest, "mask_forms": forms}
 
 
-def _variant(method: str):
-    def make(model: nn.Module, cfg: ExssnetConfig | None = None) -> ExSSNeT:
-        cfg = cfg or ExssnetConfig(method=method)
-        if cfg.method != method:
-            raise ValueError(f"{method} was given the settings of {cfg.method}")
-        return ExSSNeT(model, cfg)
-
-    return make
-
-
 # SupSup is methods/supsup.py; here it is only the comparison's baseline (ExssnetConfig)
-LEARNERS = {m: _variant(m) for m in METHODS if m != "supsup"}
+LEARNERS = variants(ExSSNeT, ExssnetConfig, [m for m in METHODS if m != "supsup"])
 
 __all__ = [
     "LEARNERS",

@@ -33,7 +33,8 @@ from ..continual.training import TrainConfig
 from ..kernel_masks import KernelMaskConfig, convert_kernelwise, kernel_mask_layers
 from ..layers import TaskHeads, convert, set_submodule, set_task, supermask_layers
 from ..layers import finish_task as finish_all
-from .learner import Learner, Phase
+from .learner import Learner, Phase, variants
+from .supsup import mask_forms
 
 
 class KsmMethod(Choice):
@@ -244,25 +245,15 @@ class KSM(Learner):
         parts = bytes_per_task(self.model, self.cfg.method)
         if self.cfg.method not in MASK_METHODS:
             return {**parts, "smallest": parts["total"]}
-        if self.cfg.method == KsmMethod.PIGGYBACK:
-            bits = {n: ops.unpack_masks(m.export_masks([task]))[0] for n, m in supermask_layers(self.model)}
+        if self.cfg.method == KsmMethod.PIGGYBACK:  # SupSup layers: their masks as SupSup counts them
+            coded = mask_forms(self.model, task)["coded"]
         else:
             bits = {n: ops.unpack_masks(m.stored_parts(task)[0])[0] for n, m in kernel_mask_layers(self.model)}
-        coded = task_forms(bits)["coded"]
+            coded = task_forms(bits)["coded"]
         return {**parts, "smallest": parts["head"] + parts["real"] + min(coded, parts["bits_packed"])}
 
     def inference_model(self) -> nn.Module:
         raise ValueError(f"{self.name} adapts a pretrained network with a head per task: its tasks are given, not inferred")
 
 
-def _variant(method: str):
-    def make(model: nn.Module, cfg: KsmConfig | None = None) -> KSM:
-        cfg = cfg or KsmConfig(method=method)
-        if cfg.method != method:
-            raise ValueError(f"{method} was given the settings of {cfg.method}")
-        return KSM(model, cfg)
-
-    return make
-
-
-LEARNERS = {m: _variant(m) for m in METHODS}
+LEARNERS = variants(KSM, KsmConfig, METHODS)

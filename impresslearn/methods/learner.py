@@ -18,6 +18,7 @@ costs is `task_bytes(task)`, how it is saved is `save(path)`, and task inference
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import time
 from collections.abc import Callable, Iterable
@@ -56,9 +57,10 @@ class Phase:
         return out
 
 
-class Learner:
-    """A continual method over `model`. Subclasses set `name` and `phases`; the rest has defaults
-    that suit a method whose task is its own masks or alphas.
+class Learner(abc.ABC):
+    """A continual method over `model`. Subclasses set `name` and give `first_config`, `phases`
+    and `task_bytes`; the rest has defaults that suit a method whose task is its own masks or
+    alphas.
 
     trains_backbone: whether a phase changes the frozen backbone (then `save` keeps the weights
     beside the seed, and `inference_model` must be built from the trained weights)."""
@@ -71,27 +73,28 @@ class Learner:
 
     # ---- what a method defines
 
+    @abc.abstractmethod
     def first_config(self) -> TrainConfig:
         """The settings of a task's first phase, known before the task exists (a loop that loads
         batches before it asks for the phases, Avalanche's, reads the batch size here)."""
-        raise NotImplementedError(f"{type(self).__name__} must give its first phase's settings (first_config)")
 
     def begin(self, task: int, batches: Iterable) -> dict:
         """Before the phases of `task`: returns what to record (nothing by default)."""
         return {}
 
+    @abc.abstractmethod
     def phases(self, task: int) -> list[Phase]:
-        raise NotImplementedError(f"{type(self).__name__} must say what a task trains (phases)")
+        """What a task trains, in order."""
 
     def finish(self, task: int) -> dict:
         """Reduce `task` to what is stored (docs/design.md §4.4); returns what to record."""
         finish_task(self.model, task)
         return {}
 
+    @abc.abstractmethod
     def task_bytes(self, task: int) -> dict:
         """What storing `task` costs: `total` bytes in the compute format and its parts, and where
         the method has a smaller exact form for cold storage, `smallest` (docs/design.md §2.8)."""
-        raise NotImplementedError(f"{type(self).__name__} must count a task's bytes (task_bytes)")
 
     def shared_bytes(self) -> int:
         """What every task shares and is stored once (an ImpressLearn basis); 0 by default."""
@@ -142,6 +145,22 @@ class Learner:
         return info
 
 
+def variants(learner: type[Learner], config: type, names) -> dict[str, Callable]:
+    """`LEARNERS` entries of a learner whose config names the method (`config.method`): one
+    factory per name, making that name's default settings and refusing another name's."""
+
+    def make_for(name: str) -> Callable:
+        def make(model: nn.Module, cfg=None) -> Learner:
+            cfg = cfg or config(method=name)
+            if cfg.method != name:
+                raise ValueError(f"{name} was given the settings of {cfg.method}")
+            return learner(model, cfg)
+
+        return make
+
+    return {name: make_for(name) for name in names}
+
+
 def state_bytes(model: nn.Module) -> int:
     """The per-task float state a task keeps besides its masks or alphas: non-affine BatchNorm
     statistics (running mean and variance, fp32) of every `TaskBatchNorm`."""
@@ -174,4 +193,4 @@ def run_phase(
             phase.stop()
 
 
-__all__ = ["Learner", "Phase", "run_phase", "state_bytes"]
+__all__ = ["Learner", "Phase", "run_phase", "state_bytes", "variants"]

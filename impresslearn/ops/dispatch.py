@@ -67,18 +67,6 @@ def has_kernel(device: torch.device, name: str) -> bool:
 _functorch_active = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
 
 
-def _eager(args) -> bool:
-    """Whether a call may skip the custom-op dispatcher: nothing is being compiled or exported, no
-    torch.func transform is active, and every tensor is a plain one on a real device (fake, meta
-    and subclass tensors go through the custom op, whose fake implementation they need)."""
-    if torch.compiler.is_compiling() or _functorch_active():
-        return False
-    for a in args:
-        if isinstance(a, Tensor) and (type(a) is not Tensor or a.is_meta):
-            return False
-    return True
-
-
 class PrimitiveOp:
     """A primitive's op: `op` is the torch.library custom op `impresslearn::<name>` (what
     torch.compile, torch.export and `torch.library.opcheck` see); a call in eager mode runs the
@@ -112,9 +100,17 @@ class PrimitiveOp:
         self._function = Function.apply
 
     def __call__(self, *args):
-        if not _eager(args):
+        # The custom op runs while something is compiled or exported, under a torch.func
+        # transform, and for fake, meta and subclass tensors (they need its fake implementation).
+        if torch.compiler.is_compiling() or _functorch_active():
             return self.op(*args)
-        if torch.is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args):
+        needs_grad = False
+        for a in args:  # one pass: plain tensors only, and whether any needs a gradient
+            if isinstance(a, Tensor):
+                if type(a) is not Tensor or a.is_meta:
+                    return self.op(*args)
+                needs_grad = needs_grad or a.requires_grad
+        if needs_grad and torch.is_grad_enabled():
             # no gradient registered: the custom op says so in its own words on backward
             return self._function(*args) if self._function is not None else self.op(*args)
         return self.run(*args)
