@@ -11,6 +11,12 @@ Three forms of one binary mask of `n` weights, `k` of them kept:
 
 `code_mask(bits)` returns the coded bytes (a tag, the count, the payload) and `decode_mask(data,
 n)` gives the same bits back exactly; `mask_forms(bits)` counts the three forms.
+
+A task's quantised alphas (integer codes in [-L, L], layers/quantise.py) are coded the same way by
+`code_levels`: a range coder whose model adapts as it goes (each code's probability from the
+counts of the codes before it, every count starting at 1/2), so that nothing but the codes is
+stored and a peaked distribution costs its entropy plus a few bytes per layer; `decode_levels`
+inverts it.
 """
 
 from __future__ import annotations
@@ -81,6 +87,50 @@ def decode_mask(data: bytes, numel: int) -> Tensor:
     return torch.from_numpy(flat.copy())
 
 
+def _adaptive_rows(symbols: np.ndarray, m: int) -> np.ndarray:
+    """The model of each symbol (rows of probabilities over `m` values): counts of the symbols
+    before it, each starting at 1/2 (the Krichevsky-Trofimov estimator)."""
+    seen = np.zeros((symbols.size + 1, m))
+    seen[np.arange(1, symbols.size + 1), symbols] = 1.0
+    counts = np.cumsum(seen, axis=0)[:-1] + 0.5
+    return counts / counts.sum(1, keepdims=True)
+
+
+def code_levels(codes: Tensor, levels: int) -> bytes:
+    """Integer codes in [-levels, levels] (any shape), range-coded with the adaptive model; the
+    count is the decoder's to know (the alphas' shape)."""
+    import constriction
+
+    flat = codes.detach().reshape(-1).to(torch.int64).cpu().numpy()
+    if flat.size and (flat.min() < -levels or flat.max() > levels):
+        raise ValueError(f"codes must lie in [-{levels}, {levels}], got [{flat.min()}, {flat.max()}]")
+    symbols = (flat + levels).astype(np.int32)
+    if not symbols.size:
+        return b""
+    encoder = constriction.stream.queue.RangeEncoder()
+    model = constriction.stream.model.Categorical(perfect=False)
+    encoder.encode(symbols, model, _adaptive_rows(symbols, 2 * levels + 1))
+    return encoder.get_compressed().astype("<u4").tobytes()
+
+
+def decode_levels(data: bytes, count: int, levels: int) -> Tensor:
+    """The int8 codes `[count]` that `code_levels` coded into `data`."""
+    import constriction
+
+    if len(data) % 4:
+        raise ValueError("coded alphas are whole 32-bit words")
+    if not count:
+        return torch.zeros(0, dtype=torch.int8)
+    m = 2 * levels + 1
+    decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+    model = constriction.stream.model.Categorical(perfect=False)
+    counts, out = np.full((1, m), 0.5), np.empty(count, dtype=np.int64)
+    for i in range(count):  # each code's model needs the codes before it: one at a time
+        out[i] = decoder.decode(model, counts / counts.sum())[0]
+        counts[0, out[i]] += 1.0
+    return torch.from_numpy(out - levels).to(torch.int8)
+
+
 def mask_forms(bits: Tensor) -> dict[str, int]:
     """Bytes of one mask over a weight of `bits.shape` in each form: `packed` (rows padded to
     32-bit words), `sparse` (16-bit indices) and `coded` (`code_mask`), and `entropy`, the
@@ -133,4 +183,13 @@ def decode_words(data: Tensor, lengths: Tensor, rows: int, cols: int) -> Tensor:
     return pack_bits(bits)
 
 
-__all__ = ["code_mask", "code_words", "decode_mask", "decode_words", "mask_forms", "task_forms"]
+__all__ = [
+    "code_levels",
+    "code_mask",
+    "code_words",
+    "decode_levels",
+    "decode_mask",
+    "decode_words",
+    "mask_forms",
+    "task_forms",
+]

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from impresslearn.coding import code_mask, decode_mask, mask_forms, task_forms
+from impresslearn.coding import code_levels, code_mask, decode_levels, decode_mask, mask_forms, task_forms
 
 
 def mask(shape, density, seed=0):
@@ -56,3 +56,33 @@ def test_task_forms_add_the_layers():
     masks = {"a": mask((30, 50), 0.1, 1), "b": mask((10, 30), 0.1, 2)}
     total = task_forms(masks)
     assert total == {f: mask_forms(masks["a"])[f] + mask_forms(masks["b"])[f] for f in total}
+
+
+@pytest.mark.parametrize("levels", [1, 3, 7, 31, 127])
+@pytest.mark.parametrize("count", [0, 1, 5, 1500, 4099])
+def test_coded_levels_decode_to_the_same_codes(levels, count):
+    g = torch.Generator().manual_seed(levels * 7 + count)
+    c = (torch.randn(count, generator=g) * levels / 3).round().clamp(-levels, levels).to(torch.int8)
+    data = code_levels(c, levels)
+    assert torch.equal(decode_levels(data, count, levels), c)
+
+
+def test_coded_levels_cost_their_entropy_and_a_few_bytes():
+    """The adaptive model stores nothing but the codes and comes within a few bytes of their
+    empirical entropy: a peaked distribution of 4-bit codes costs well under 4 bits each."""
+    g = torch.Generator().manual_seed(0)
+    c = (torch.randn(5, 300, generator=g) * 1.5).round().clamp(-7, 7).to(torch.int8)
+    _, counts = c.unique(return_counts=True)
+    p = counts.double() / c.numel()
+    entropy = float(-(counts * p.log2()).sum() / 8)
+    data = code_levels(c, 7)
+    assert entropy <= len(data) <= entropy + 24
+    assert len(data) < 0.7 * c.numel() * 4 / 8
+    assert len(code_levels(torch.zeros(2000, dtype=torch.int8), 7)) <= 16  # a constant layer: a few bytes
+
+
+def test_codes_out_of_range_and_damaged_bytes_are_refused():
+    with pytest.raises(ValueError, match=r"codes must lie in \[-3, 3\]"):
+        code_levels(torch.tensor([4], dtype=torch.int8), 3)
+    with pytest.raises(ValueError, match="whole 32-bit words"):
+        decode_levels(b"abc", 3, 3)

@@ -9,11 +9,12 @@ import torch
 from continual_helpers import permuted, trained
 
 from impresslearn import layers, methods
+from impresslearn.coding import code_levels, decode_levels
 from impresslearn.continual import masks
 from impresslearn.continual.backbone import impress_model
 from impresslearn.continual.training import TrainConfig
 from impresslearn.layers import AlphaQuant, impress_layers
-from impresslearn.layers.quantise import codes, quantise, quantised_bytes
+from impresslearn.layers.quantise import coded_bytes, codes, quantise, quantised_bytes
 
 FAST = TrainConfig(optimizer="adam", lr=1e-2, epochs=0.05, batch_size=128)
 
@@ -65,6 +66,13 @@ def test_a_quantised_task_keeps_what_it_trained_with():
     # LeNet-300-100, K = 3 per channel, 4-bit codes and a float16 scale per row
     assert learner.task_bytes(0)["total"] == sum(quantised_bytes(m.alpha_shape(), q) for _, m in impress_layers(model))
     assert learner.task_bytes(0)["total"] == (3 * 410 * 4) // 8 + 2 * 410
+    # the smallest form: the codes range-coded (the task's own, decoded back) beside the same scales
+    counted = learner.task_bytes(0)
+    coded = sum(coded_bytes(m.task_alpha(0), q) for _, m in impress_layers(model))
+    assert counted["alphas_coded"] == coded and counted["smallest"] == min(coded, counted["alphas"])
+    for _, m in impress_layers(model):
+        c, _ = codes(m.task_alpha(0), q)
+        assert torch.equal(decode_levels(code_levels(c, q.levels), c.numel(), q.levels), c.reshape(-1))
 
 
 def test_quantisation_changes_what_a_task_learns():

@@ -30,7 +30,7 @@ from .masked import (
     supermask_layers,
 )
 from .norms import FrozenBatchNorm, TaskBatchNorm, TaskBatchNorm1d, TaskBatchNorm2d, TaskBatchNorm3d
-from .quantise import AlphaQuant, ScaleGroup, quantised_bytes
+from .quantise import AlphaQuant, ScaleGroup, coded_bytes, codes, dequantise, quantised_bytes
 from .superpose import impress_over
 from .tasks import (
     BackboneLayer,
@@ -68,6 +68,9 @@ __all__ = [
     "AlphaQuant",
     "ScaleGroup",
     "quantised_bytes",
+    "coded_bytes",
+    "codes",
+    "dequantise",
     "ConvertError",
     "convert",
     "convert_with",

@@ -29,7 +29,7 @@ from .. import ops
 from ..choices import Choice
 from ..format import PackedMasks, words_shape
 from ..seeding import check_density, derive_seed
-from .quantise import AlphaQuant, quantise
+from .quantise import AlphaQuant, codes, dequantise, quantise
 from .tasks import TaskStateLayer
 
 
@@ -420,7 +420,7 @@ class ImpressLayer(TaskStateLayer):
 
     def _finish(self, task: int, floats: Tensor) -> None:
         # a quantised task keeps exactly the values its training saw: codes times scales
-        kept = floats if self.alpha_quant is None else quantise(floats, self.alpha_quant)
+        kept = floats if self.alpha_quant is None else dequantise(*codes(floats, self.alpha_quant), self.alpha_quant)
         self.alphas[task] = kept.to(self.alphas)
 
     def _reopen(self, task: int) -> Tensor:

@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from ..continual.alpha import ALPHA_PRESETS, DEFAULT_ALPHA_PRESET, alpha_params, alpha_penalty, check_lam
 from ..continual.training import TrainConfig
-from ..layers import AlphaQuant, ScaleGroup, impress_layers, quantised_bytes, supermask_layers
+from ..layers import AlphaQuant, ScaleGroup, coded_bytes, impress_layers, quantised_bytes, supermask_layers
 from .learner import Learner, Phase, state_bytes
 from .supsup import mask_forms
 
@@ -52,16 +52,19 @@ class ImpressLearn(Learner):
         return [Phase("alpha", alpha_params(self.model, task), self.alphas, penalty=penalty)]
 
     def task_bytes(self, task: int) -> dict:
-        """fp32 alphas, a hybrid's own packed mask, per-task BatchNorm; the basis is shared by every
-        task (`shared_bytes`)."""
-        alphas = sum(
-            FLOAT_BYTES * math.prod(m.alpha_shape()) if self.quant is None else quantised_bytes(m.alpha_shape(), self.quant)
-            for _, m in impress_layers(self.model)
-        )
+        """fp32 alphas (or quantised ones: bit-packed codes and float16 scales), a hybrid's own
+        packed mask, per-task BatchNorm; the basis is shared by every task (`shared_bytes`).
+        `smallest`: quantised codes range-coded and a hybrid's mask in its smallest form."""
+        layers = [m for _, m in impress_layers(self.model)]
+        if self.quant is None:
+            alphas = coded = sum(FLOAT_BYTES * math.prod(m.alpha_shape()) for m in layers)
+        else:
+            alphas = sum(quantised_bytes(m.alpha_shape(), self.quant) for m in layers)
+            coded = sum(coded_bytes(m.task_alpha(task).detach(), self.quant) for m in layers)
         forms = mask_forms(self.model, task)  # a hybrid's own mask (nothing otherwise)
         parts = {"alphas": alphas, "mask": forms["packed"], "state": state_bytes(self.model)}
-        smallest = alphas + min(forms["coded"], forms["sparse"]) + parts["state"]
-        return {**parts, "total": sum(parts.values()), "smallest": smallest, "mask_forms": forms}
+        smallest = min(alphas, coded) + min(forms["coded"], forms["sparse"]) + parts["state"]
+        return {**parts, "total": sum(parts.values()), "smallest": smallest, "alphas_coded": coded, "mask_forms": forms}
 
     def shared_bytes(self) -> int:
         """The basis, packed: stored once for every task."""
