@@ -21,7 +21,10 @@ Tensor names, for a layer with qualified name `L`:
                    selected from its scores)
     L.scores       the same layers' float scores of the `open` tasks [open, *shape]
     L.basis        Impress layers: int32 packed basis [T, rows, nw]
-    L.alpha        the same layers' alphas [tasks, T] or [tasks, T, rows]
+    L.alpha        the same layers' alphas [tasks, T] or [tasks, T, rows]; in a cold file a
+                   quantised layer's are L.alpha.coded / .coded_lengths (each finished task's
+                   codes, range-coded), L.alpha.scales (their float16 scales) and L.alpha.open
+                   (the other tasks' floats, in task order)
     L.kmask_bits, L.kmask_real, L.logits   kernel-mask layers: the finished tasks' packed bits
                    and real parts ([tasks, ...]; a zero row for an unfinished task), the open
                    tasks' R [open, *mask_shape]
@@ -37,6 +40,7 @@ Tensor names, for a layer with qualified name `L`:
 from __future__ import annotations
 
 import itertools
+import math
 import os
 from typing import Any
 
@@ -44,7 +48,7 @@ import torch
 import torch.nn as nn
 
 from . import ops
-from .coding import code_words, decode_words
+from .coding import code_levels, code_words, decode_levels, decode_words
 from .files import (
     CheckpointError,
     atomic_write,
@@ -65,6 +69,9 @@ from .layers import (
     TaskBatchNorm,
     TaskHeads,
     TaskStateLayer,
+    codes,
+    dequantise,
+    impress_layers,
     task_modules,
 )
 from .seeding import INITS, check_density, init_backbone
@@ -98,7 +105,8 @@ def _layer_record(layer: nn.Module) -> dict[str, Any]:
     if isinstance(layer, ImpressLayer):
         rec.update(basis_size=layer.basis_size, per_channel=layer.per_channel)
         if layer.alpha_quant is not None:  # quantised alphas: a loaded model trains and keeps them so
-            rec["alpha_quant"] = [layer.alpha_quant.bits, str(layer.alpha_quant.scale)]
+            q = layer.alpha_quant
+            rec["alpha_quant"] = [q.bits, str(q.scale), str(q.step)]
     if isinstance(layer, KernelMaskLayer):
         rec.update(mask_shape=list(layer.mask_shape), real=layer.cfg.real)
     if isinstance(layer, (TaskStateLayer, TaskHeads)):
@@ -213,10 +221,77 @@ def save_checkpoint(
             data, lengths = code_words(tensors.pop(key), cols)
             tensors[key + CODED], tensors[key + CODED_LENGTHS] = data, lengths
             header["coded"][key] = [rows, cols]
+        header["coded_alphas"] = {}
+        for name, m in impress_layers(model):
+            if m.alpha_quant is not None:
+                key = (f"{name}." if name else "") + "alpha"
+                header["coded_alphas"][key] = _code_alphas(m, tensors, key)
     atomic_write(path, safetensors_bytes(tensors, META_KEY, header))
 
 
 CODED, CODED_LENGTHS = ".coded", ".coded_lengths"  # a cold file's entries for a packed entry
+SCALES, OPEN = ".scales", ".open"  # a cold file's quantised alphas: their scales, the other tasks' floats
+
+
+def _code_alphas(m: ImpressLayer, tensors: dict[str, torch.Tensor], key: str) -> dict:
+    """A quantised layer's finished alphas as range-coded codes and float16 scales (they are
+    codes times scales exactly: layers/quantise.py), its other tasks' floats as they are."""
+    q, alpha = m.alpha_quant, tensors.pop(key)
+    finished = [bool(m.is_finished(t)) for t in range(m.num_tasks)]
+    parts, scales = [], []
+    for t in range(m.num_tasks):
+        if finished[t]:
+            c, scale = codes(alpha[t], q)
+            parts.append(code_levels(c, q.levels))
+            scales.append(scale.reshape(-1))
+        else:
+            parts.append(b"")
+    joined = b"".join(parts)
+    tensors[key + CODED] = torch.frombuffer(bytearray(joined), dtype=torch.uint8) if joined else torch.zeros(0, dtype=torch.uint8)
+    tensors[key + CODED_LENGTHS] = torch.tensor([len(p) for p in parts], dtype=torch.int64)
+    tensors[key + SCALES] = torch.stack(scales) if scales else torch.zeros(0, dtype=torch.float16)
+    tensors[key + OPEN] = alpha[[t for t in range(m.num_tasks) if not finished[t]]].contiguous()
+    return {"shape": list(alpha.shape), "finished": finished, "bits": q.bits, "scale": str(q.scale)}
+
+
+def _decode_alphas(key: str, rec: dict, tensors: dict[str, torch.Tensor], damaged) -> None:
+    """A cold file's coded alphas back to the float entry `key` a checkpoint holds (in place)."""
+    try:
+        shape, finished, q = rec["shape"], rec["finished"], AlphaQuant(rec["bits"], rec["scale"])
+        ok = isinstance(shape, list) and len(shape) in (2, 3) and all(type(v) is int and v >= 0 for v in shape)
+        ok = ok and isinstance(finished, list) and len(finished) == shape[0] and all(type(v) is bool for v in finished)
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise damaged(f"its coded alphas {key!r} have no shape, finished list or quantisation")
+    if any(key + part not in tensors for part in (CODED, CODED_LENGTHS, SCALES, OPEN)):
+        raise damaged(f"its coded alphas {key!r} are missing their bytes, lengths, scales or floats")
+    data, lengths, scales, open_rows = (tensors.pop(key + part) for part in (CODED, CODED_LENGTHS, SCALES, OPEN))
+    count, done = math.prod(shape[1:]), sum(finished)
+    if data.dtype != torch.uint8 or lengths.dtype != torch.int64 or list(lengths.shape) != [shape[0]]:
+        raise damaged(f"its coded alphas {key!r} are not uint8 bytes with int64 lengths, one per task")
+    if bool((lengths < 0).any()) or int(lengths.sum()) != data.numel():
+        raise damaged(f"its coded alphas {key!r} have lengths that do not add up to their bytes")
+    per_task = shape[2] if q.scale == "row" and len(shape) == 3 else 1
+    if scales.dtype != torch.float16 or scales.numel() != done * per_task:
+        raise damaged(f"its coded alphas {key!r} have {scales.numel()} scales, not {done * per_task}")
+    if open_rows.dtype != torch.float32 or list(open_rows.shape) != [shape[0] - done, *shape[1:]]:
+        raise damaged(f"its coded alphas {key!r} hold floats of shape {list(open_rows.shape)} for the other tasks")
+    out, raw, at, f, o = torch.zeros(shape, dtype=torch.float32), data.numpy().tobytes(), 0, 0, 0
+    scales = scales.reshape(done, per_task)
+    for t, n in enumerate(lengths.tolist()):
+        if finished[t]:
+            try:
+                c = decode_levels(raw[at : at + n], count, q.levels).reshape(shape[1:])
+            except ValueError as err:
+                raise damaged(f"its coded alphas {key!r} do not decode ({err})") from None
+            out[t] = dequantise(c, scales[f], q)
+            f += 1
+        else:
+            out[t] = open_rows[o]
+            o += 1
+        at += n
+    tensors[key] = out
 
 
 def _decode_cold(path: str, header: dict, tensors: dict[str, torch.Tensor]) -> None:
@@ -237,6 +312,13 @@ def _decode_cold(path: str, header: dict, tensors: dict[str, torch.Tensor]) -> N
             tensors[key] = decode_words(tensors.pop(key + CODED), tensors.pop(key + CODED_LENGTHS), *shape)
         except ValueError as err:
             raise damaged(f"its coded entry {key!r} does not decode ({err})") from None
+    alphas = header.get("coded_alphas", {})
+    if not isinstance(alphas, dict):
+        raise damaged("its 'coded_alphas' record is not a table of entries")
+    for key, rec in alphas.items():
+        if not isinstance(rec, dict):
+            raise damaged(f"its coded alphas {key!r} have no record")
+        _decode_alphas(key, rec, tensors, damaged)
 
 
 def _trained_values(name: str, m: SupermaskLayer, union: torch.Tensor) -> torch.Tensor:
@@ -429,7 +511,7 @@ def _plan_layer(
         quant = rec.get("alpha_quant")
         if quant is not None:
             try:
-                quant = AlphaQuant(*quant) if isinstance(quant, list) and len(quant) == 2 else AlphaQuant(None)
+                quant = AlphaQuant(*quant) if isinstance(quant, list) and len(quant) in (2, 3) else AlphaQuant(None)
             except ValueError as err:
                 raise _fail(path, f"layer {name!r} has alpha_quant {rec['alpha_quant']!r}: {err}") from None
             if quant.scale == "row" and not per_channel:

@@ -502,3 +502,63 @@ def test_a_damaged_cold_file_is_one_sentence(tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match=r"is damaged: its coded entry '1.masks' does not decode"):
         il.load_checkpoint(path, fresh)
     assert [m.export_masks() for _, m in layers.task_modules(fresh)] == before
+
+
+def quantised_impress(bits=4, scale="layer", tasks=3):
+    """LeNet over a K=5 per-channel basis with quantised alphas: every task but the last finished
+    (random alphas made quantised by finishing), the last open with its floats."""
+    model = il.convert(models.lenet_300_100(), "impress", basis_size=5, per_channel=True, num_tasks=tasks, seed=2)
+    for _, m in layers.impress_layers(model):
+        m.alpha_quant = layers.AlphaQuant(bits, scale)
+    with torch.no_grad():
+        for t in range(tasks):
+            for _, m in layers.impress_layers(model):
+                m.task_floats(t).normal_(0.2, 0.1, generator=torch.Generator().manual_seed(t + 7))
+    for t in range(tasks - 1):
+        il.finish_task(model, t)
+    return model
+
+
+@pytest.mark.parametrize("bits,scale", [(4, "layer"), (3, "row"), (8, "layer")])
+def test_a_cold_file_keeps_quantised_alphas_as_coded_codes(tmp_path, bits, scale):
+    """A quantised layer's finished alphas are stored as range-coded codes and float16 scales,
+    and load back bit for bit; the open task's floats travel as they are."""
+    model = quantised_impress(bits, scale)
+    hot, cold = tmp_path / "hot.safetensors", tmp_path / "cold.safetensors"
+    il.save_checkpoint(hot, model)
+    il.save_checkpoint(cold, model, cold=True)
+    header, _ = checkpoint.read_checkpoint(cold)
+    assert set(header["coded_alphas"]) == {"1.alpha", "3.alpha", "5.alpha"}
+    raw = tensors_of(cold.read_bytes())
+    assert "1.alpha" not in raw and raw["1.alpha.open"].shape == (1, 5, 300)  # only the open task's floats
+    fresh = il.convert(models.lenet_300_100(), "impress", basis_size=1, seed=2)
+    il.load_checkpoint(cold, fresh)
+    for (_, a), (_, b) in zip(layers.impress_layers(model), layers.impress_layers(fresh)):
+        assert b.alpha_quant == a.alpha_quant and b.finished == a.finished
+        for t in range(3):
+            assert torch.equal(a.task_alpha(t).detach(), b.task_alpha(t).detach())
+    # the finished alphas cost what coded_bytes counts, and less than 4 bytes each
+    coded = sum(raw[f"{k}.alpha.coded"].numel() + 2 * raw[f"{k}.alpha.scales"].numel() for k in (1, 3, 5))
+    counted = sum(
+        layers.coded_bytes(m.task_alpha(t).detach(), m.alpha_quant) for _, m in layers.impress_layers(model) for t in (0, 1)
+    )
+    assert coded == counted and coded < 2 * 4 * (5 * 410) * bits / 32 + 2 * 2 * (410 if scale == "row" else 3)
+
+
+def test_damaged_coded_alphas_are_one_sentence(tmp_path):
+    model = quantised_impress()
+    path = tmp_path / "cold.safetensors"
+    il.save_checkpoint(path, model, cold=True)
+    data = path.read_bytes()
+    for key, change in (
+        ("3.alpha.coded_lengths", lambda v: v + 1),
+        ("3.alpha.scales", lambda v: v[:1]),
+        ("3.alpha.open", lambda v: v[:, :2]),
+    ):
+        stored = tensors_of(data)
+        stored[key] = change(stored[key])
+        path.write_bytes(rewrite(data, checkpoint.META_KEY, tensors=stored))
+        fresh = il.convert(models.lenet_300_100(), "impress", basis_size=1, seed=2)
+        with pytest.raises(checkpoint.CheckpointError, match=r"is damaged: its coded alphas '3.alpha'"):
+            il.load_checkpoint(path, fresh)
+        assert all(m.basis_size == 1 for _, m in layers.impress_layers(fresh))
