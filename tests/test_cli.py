@@ -285,7 +285,11 @@ def test_each_experiment_is_a_command_of_its_own(capsys, tmp_path):
     out = ["--out", str(tmp_path / "x.json")]
     refused(capsys, ["mnist", "--methods", "exssnet", *out], "--methods belongs to impresslearn compare")
     refused(capsys, ["compare", "--basis-size", "3", *out], "--basis-size belongs to impresslearn mnist")
-    refused(capsys, ["mnist", "--benchmark", "split-mnist", *out], "invalid choice")
+    refused(
+        capsys,
+        ["mnist", "--benchmark", "split-mnist", *out],
+        "split-mnist has no basis tasks: ImpressLearn there takes --basis random",
+    )
     refused(capsys, ["split", "--benchmark", "split-cifar100", *out], "--data-root")
     parser = cli.build_parser()
     assert parser.parse_args(["compare"]).methods == ["supsup", "ssnet", "exssnet", "exssnet-kkt"]

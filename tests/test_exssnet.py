@@ -198,7 +198,7 @@ def test_methods_run_writes_a_key_per_method(tmp_path):
 def test_methods_refusals(tmp_path, capsys):
     out = ["--out", str(tmp_path / "r.json")]
     refused(capsys, TINY + ["--methods", "supsup,packnet"] + out, "--methods: invalid choice 'packnet'")
-    refused(capsys, TINY + out, "split-mnist runs the ExSSNeT comparison only")
+    refused(capsys, TINY + out, "split-mnist has no basis tasks: ImpressLearn there takes --basis random")
     refused(capsys, TINY + ["--methods", "exssnet", "--new-tasks", "6"] + out, "at most 5")
     refused(capsys, TINY + ["--methods", "exssnet", "--kkt-fraction", "2"] + out, "kkt_fraction|--kkt-fraction")
     refused(capsys, ["run", "--weight-lr", "0.1", "--quiet"] + out, "--methods")

@@ -153,6 +153,12 @@ def add_impresslearn(p: argparse.ArgumentParser) -> None:
         choices=["layer", "row"],
         help="quantised alphas' scales: one per layer (the default), or one per output row (needs --per-channel)",
     )
+    g.add_argument(
+        "--alpha-step",
+        choices=["max", "mse"],
+        help="quantised alphas' step: the largest alpha is the top code (max, the default), or the step "
+        "that rounds with the least squared error (mse: a few large alphas clipped)",
+    )
 
 
 def add_comparison(p: argparse.ArgumentParser, default_methods: list | None) -> None:
@@ -247,13 +253,10 @@ def add_running(p: argparse.ArgumentParser) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
 
 
-# The benchmarks of each command (split-cifar100 and split-imagenet are `impresslearn split`).
-MNIST_ONLY = tuple(b for b in MNIST_BENCHMARKS if b != "split-mnist")
-
-
 def add_mnist_arguments(p: argparse.ArgumentParser) -> None:
-    """`impresslearn mnist`: SupSup and ImpressLearn on PermutedMNIST or RotatedMNIST."""
-    add_data(p, MNIST_ONLY)
+    """`impresslearn mnist`: SupSup and ImpressLearn on PermutedMNIST, RotatedMNIST or SplitMNIST
+    (split-cifar100 and split-imagenet are `impresslearn split`)."""
+    add_data(p, MNIST_BENCHMARKS)
     add_backbone(p)
     add_tasks(p)
     add_impresslearn(p)

@@ -114,6 +114,7 @@ class RunConfig(ExperimentConfig):
     alpha_schedule: str | None = None
     alpha_bits: int | None = None  # quantised alphas: 2..8-bit codes (None: float32)
     alpha_scale: str | None = None  # their scales: one per layer (None, "layer") or per output row ("row")
+    alpha_step: str | None = None  # their step: "max" (None) or "mse" (layers/quantise.py)
     # extra measurements
     incorrect_tasks: int = 10  # incorrect-mask matrix over the first n new tasks
     matrix_every: int = 1  # accuracy-matrix rows after every n-th task and the last (diagonal always)
@@ -242,8 +243,13 @@ class RunConfig(ExperimentConfig):
             ]
             if extra:
                 raise ValueError(f"{extra[0]} belongs to the ExSSNeT comparison; add --methods")
-            if self.benchmark == "split-mnist":
-                raise ValueError("split-mnist runs the ExSSNeT comparison only; add --methods, e.g. --methods supsup,exssnet")
+            if self.benchmark == "split-mnist":  # five tasks, none left to learn a basis on
+                if self.impresslearn and self.basis != "random":
+                    raise ValueError(
+                        "split-mnist has no basis tasks: ImpressLearn there takes --basis random (or use --no-impresslearn)"
+                    )
+                if self.new_tasks > 5:
+                    raise ValueError(f"split-mnist has 5 tasks, so new_tasks must be at most 5, got {self.new_tasks}")
             return
         if not self.methods:
             raise ValueError(f"methods must name at least one of {', '.join(METHODS)}")
@@ -278,10 +284,10 @@ class RunConfig(ExperimentConfig):
     def alpha_quant(self) -> AlphaQuant | None:
         """Quantised alphas (`alpha_bits`), or None for float32 ones."""
         if self.alpha_bits is None:
-            if self.alpha_scale is not None:
-                raise ValueError("alpha_scale belongs to quantised alphas; give alpha_bits too")
+            if self.alpha_scale is not None or self.alpha_step is not None:
+                raise ValueError("alpha_scale and alpha_step belong to quantised alphas; give alpha_bits too")
             return None
-        return AlphaQuant(self.alpha_bits, self.alpha_scale or "layer")
+        return AlphaQuant(self.alpha_bits, self.alpha_scale or "layer", self.alpha_step or "max")
 
     def backbone(self) -> bb.BackboneConfig:
         cfg, _ = masks.preset(self.preset)
@@ -536,7 +542,7 @@ class Runner(RunnerBase):
         )
         learner = ImpressLearn(model, self.alpha_train, lam=cfg.lam, quant=cfg.alpha_quant())
         acc = metrics.AccuracyMatrix(n)
-        fits = []
+        fits, smallest = [], []
         for i, t in enumerate(self.tasks.new):
             key = f"alpha-{i:04d}"
             done = self.units.done(key, shared=False) if self.units is not None else None
@@ -552,12 +558,16 @@ class Runner(RunnerBase):
                 if self.units is not None:  # saved as it trained (a unit), then finished
                     self.units.finish(key, False, task_state(model, i), fits[-1])
                 learner.finish(i)
+            smallest.append(learner.task_bytes(i)["smallest"])  # as stored: coded codes, a hybrid's coded mask
             acc.measure_row(
                 i, lambda j: metrics.accuracy(model, self.test_batches(self.tasks.new[j]), task=j), tasks=self.matrix_row(i, n)
             )
             self.log(f"ImpressLearn task {i + 1}/{n} ({self.tasks.stream.describe(t)}): {acc.R[i][i]:.4f}")
             diag = [acc.R[j][j] for j in range(i + 1)]
-            self.results["impresslearn"].update(new_task_acc=diag, mean_acc=sum(diag) / len(diag), fits=fits)
+            self.results["impresslearn"].update(
+                new_task_acc=diag, mean_acc=sum(diag) / len(diag), fits=fits, smallest_bytes_per_task=smallest
+            )
+            self.results["storage"]["impresslearn_smallest"] = sum(smallest) / len(smallest)
             self.save()
         self.results["impresslearn"]["acc_matrix"] = acc.to_dict()
         self.results["impresslearn"]["favoured_masks"] = [alpha_mod.favoured_masks(model, i) for i in range(n)]

@@ -94,6 +94,9 @@ def summary_table(res: dict, extra_rows: Sequence[tuple] = ()) -> str:
         "," + hybrid_label(imp["hybrid"]) if imp["hybrid"] else ""
     )
     impress = [] if imp.get("skipped") else [(f"ImpressLearn ({kind})", pct(imp.get("mean_acc")), nbytes(st["impresslearn"]))]
+    if impress and st.get("impresslearn_smallest") not in (None, st["impresslearn"]):  # quantised codes, coded
+        label = f"ImpressLearn ({kind}, coded: its smallest form)"
+        impress.append((label, pct(imp.get("mean_acc")), nbytes(st["impresslearn_smallest"])))
     rows = [
         ("method", "mean accuracy", "bytes per task"),
         ("SupSup (1-bit packed mask)", pct(res["supsup"]["mean_acc"]), nbytes(st["supsup_packed"])),
@@ -367,7 +370,7 @@ def results_rows(paths: Sequence[str]) -> str:
         "SupSup",
         "ImpressLearn",
         "SupSup B/task (packed / 16-bit / coded)",
-        "ImpressLearn B/task",
+        "ImpressLearn B/task (as trained / smallest)",
         "ratio (packed)",
         "incorrect mask",
     ]
@@ -383,8 +386,10 @@ def results_rows(paths: Sequence[str]) -> str:
                 + hybrid_label(imp.get("hybrid", False))  # (split runs have no hybrid variant)
                 + (f" λ={imp['lam']:g}" if imp.get("lam") else "")
                 + (f" {c['alpha_bits']}-bit/{c.get('alpha_scale') or 'layer'}" if (c := r["config"]).get("alpha_bits") else "")
+                + (f" step {c['alpha_step']}" if c.get("alpha_step") else "")
             )
-            acc, ib, compression = pct(imp.get("mean_acc")), nbytes(st["impresslearn"]), ratio(st["compression_vs_packed"])
+            ib = f"{nbytes(st['impresslearn'])} / {nbytes(st.get('impresslearn_smallest'))}"
+            acc, compression = pct(imp.get("mean_acc")), ratio(st["compression_vs_packed"])
         status = "" if r.get("status") == "done" else f" ({r.get('status')})"
         lines.append(
             f"| {r['config']['benchmark']} {kind}{status} | {len(r['tasks']['new'])} | {pct(r['supsup']['mean_acc'])} "
