@@ -14,7 +14,7 @@ from impresslearn.continual import masks
 from impresslearn.continual.backbone import impress_model
 from impresslearn.continual.training import TrainConfig
 from impresslearn.layers import AlphaQuant, impress_layers
-from impresslearn.layers.quantise import coded_bytes, codes, quantise, quantised_bytes
+from impresslearn.layers.quantise import coded_bytes, codes, dequantise, quantise, quantised_bytes
 
 FAST = TrainConfig(optimizer="adam", lr=1e-2, epochs=0.05, batch_size=128)
 
@@ -124,3 +124,25 @@ def test_a_checkpoint_keeps_the_quantisation(tmp_path):
     path.write_bytes(rewrite(data, checkpoint.META_KEY, bad))
     with pytest.raises(checkpoint.CheckpointError, match=r"alpha_quant \[9, 'row'\]: alpha bits must be a whole number"):
         load_checkpoint(path, impress_model(cfg, basis, per_channel=True, num_tasks=1))
+
+
+@pytest.mark.parametrize("scale", ["layer", "row"])
+@pytest.mark.parametrize("bits", [2, 3, 5])
+def test_the_mse_step_rounds_closer_than_the_max_step(bits, scale):
+    """A few large alphas set the 'max' step; 'mse' clips them when that rounds the rest closer,
+    and a task keeps exactly its codes times its scales either way."""
+    g = torch.Generator().manual_seed(bits)
+    alpha = torch.randn(5, 37, generator=g) * 0.1 + 0.2
+    alpha[0, :3] = 2.0  # outliers
+    err = {}
+    for step in ("max", "mse"):
+        q = AlphaQuant(bits, scale, step)
+        c, s = codes(alpha, q)
+        value = quantise(alpha, q)
+        assert torch.equal(value, dequantise(c, s, q))
+        err[step] = float((value - alpha).square().sum())
+    assert err["mse"] <= err["max"]  # the max step is among those tried
+    if bits == 3:  # the outliers' step rounds the rest to zero; clipping them brings it closer
+        assert err["mse"] < err["max"]
+    with pytest.raises(ValueError, match="alpha step must be one of"):
+        AlphaQuant(4, "layer", "lsq")

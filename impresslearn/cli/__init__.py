@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 from .. import doctor
 from ..continual.storage import paper_table2
-from ..experiments import plots, tables
+from ..experiments import frontier, plots, tables
 from ..experiments.quickstart import BASE as QUICKSTART_RUN
 from ..experiments.quickstart import quickstart
 from . import split
@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument(
         "--overview", metavar="PNG", help="instead: every method on one figure (run, --methods and adapt results) written to PNG"
     )
+    pl.add_argument(
+        "--frontier",
+        action="store_true",
+        help="instead: <benchmark>-frontier.png per benchmark, every mnist and compare file's methods at "
+        "their smallest exact form, seeds pooled, the Pareto front drawn",
+    )
     t = sub.add_parser("table", help="a markdown table of results JSON files")
     t.add_argument("results", nargs="+")
     t.add_argument(
@@ -79,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
         "over seeds)",
     )
     t.add_argument("--storage", action="store_true", help="--methods runs: what the trained weights cost per task")
+    t.add_argument(
+        "--frontier",
+        action="store_true",
+        help="mnist and compare runs: every method and setting by bytes per task (smallest exact form), seeds "
+        "pooled, the Pareto front marked, and the fewest bytes within a point of SupSup",
+    )
     t.add_argument("--early", action="store_true", help="--methods runs: accuracy early in each mask phase (KKT)")
     t.add_argument(
         "--inference",
@@ -123,6 +135,10 @@ def cmd_plot(a: argparse.Namespace) -> int:
     if a.overview:
         print(plots.methods_overview(a.results, a.overview))
         return 0
+    if a.frontier:
+        for path in plots.frontier_plots(a.results, a.out_dir):
+            print(path)
+        return 0
     for path in plots.plot_results(a.results, a.out_dir):
         print(path)
     return 0
@@ -131,6 +147,9 @@ def cmd_plot(a: argparse.Namespace) -> int:
 def cmd_table(a: argparse.Namespace) -> int:
     if a.inference:
         print(tables.inference_table(a.results))
+        return 0
+    if a.frontier:
+        print(frontier.frontier_table(a.results))
         return 0
     if all(tables.is_adapt_run(p) for p in a.results):  # impresslearn adapt: a table per file
         print("\n\n".join(tables.adapt_table(tables.load_adapt_results(p)) for p in a.results))

@@ -8,6 +8,8 @@ adapt_accuracy_vs_bytes(rs, path)   `impresslearn adapt` (KSM) files: mean new-t
 methods_overview(paths, path)       every method of the library on one figure: the random
                                     backbone's methods on PermutedMNIST, and KSM's adaptation
 quickstart_plot(rows, path)         the quickstart's lessons, ImpressLearn beside SupSup
+frontier_plots(paths, out_dir)      one figure per benchmark: every method at its smallest form,
+                                    seeds pooled (error bars), the Pareto front drawn
 plot_results(paths, out_dir)        all that apply, for each benchmark found in the JSON files
 """
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import io
 import json
-import math
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +26,7 @@ import matplotlib
 
 from ..continual.backbone import hybrid_label
 from ..files import atomic_write, read_text_file
+from .frontier import frontier_points, pareto, pareto_front, reach, reference
 from .tables import is_adapt_run, is_methods_run, load_methods_results, load_results
 
 matplotlib.use("Agg")
@@ -97,16 +100,6 @@ def quickstart_plot(rows: list[dict], path: str | Path) -> Path:
             alpha=0.4,
         )
     return finish_log_x(fig, ax, path, "mean accuracy on the new tasks (%)", "impresslearn quickstart (shipped MNIST subset)")
-
-
-def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """The points no other point beats in both bytes (fewer) and accuracy (higher), by bytes."""
-    front, best = [], -math.inf
-    for b, a in sorted(points, key=lambda p: (p[0], -p[1])):
-        if a > best:
-            front.append((b, a))
-            best = a
-    return front
 
 
 def accuracy_vs_bytes(results: list[dict], path: str | Path, title: str = "") -> Path:
@@ -385,4 +378,80 @@ def plot_results(paths: Sequence[str | Path], out_dir: str | Path) -> list[Path]
             accuracy_vs_bytes(rs, out_dir / f"{bench}-accuracy-vs-bytes.png", f"{bench}: accuracy against bytes per task")
         )
         written.append(impressions_box(rs, out_dir / f"{bench}-impressions.png", f"{bench}: new-task accuracy by impressions"))
+    return written
+
+
+FAMILY_STYLE = {
+    "SupSup": ("black", "X"),
+    "ImpressLearn": ("tab:blue", "o"),
+    "ExSSNeT": ("tab:red", "D"),
+    "SSNeT": ("tab:orange", "v"),
+}
+
+
+def frontier_plots(paths: Sequence[str | Path], out_dir: str | Path) -> list[Path]:
+    """`<benchmark>-frontier.png` per benchmark in the files (`experiments.frontier`): accuracy
+    against bytes per task in the smallest exact form, a point per setting (mean over its seeds,
+    their standard deviation as an error bar), the Pareto front a dashed step line, and SupSup at
+    density 0.1 with the ImpressLearn point of fewest bytes within a point of it ringed."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for bench, points in frontier_points([str(p) for p in paths]).items():
+        fig, ax = plt.subplots(figsize=(8, 5.5))
+        seen, front, ref = set(), pareto(points), reference(points)
+        named = {id(p) for p in front} | ({id(ref)} if ref else set())  # the rest: in the table
+        for p in points:
+            color, marker = FAMILY_STYLE.get(p.family, ("gray", "s"))
+            ax.errorbar(
+                p.nbytes,
+                100 * p.acc,
+                yerr=100 * p.spread or None,
+                color=color,
+                marker=marker,
+                linestyle="none",
+                markersize=6,
+                capsize=2,
+                label=None if p.family in seen else p.family,
+                zorder=3,
+            )
+            seen.add(p.family)
+            if id(p) in named:
+                ax.annotate(p.label, (p.nbytes, 100 * p.acc), textcoords="offset points", xytext=(4, -9), fontsize=6)
+        if len(front) > 1:
+            ax.step(
+                [p.nbytes for p in front],
+                [100 * p.acc for p in front],
+                where="post",
+                color="gray",
+                linestyle="--",
+                linewidth=1,
+                label="Pareto front",
+                zorder=2,
+            )
+        got = reach(points)
+        if ref is not None:
+            ax.axhspan(100 * (ref.acc - 0.01), 100 * ref.acc, color="gray", alpha=0.12, label="within a point of SupSup d=0.1")
+        if got is not None:
+            ax.scatter(
+                [got[1].nbytes],
+                [100 * got[1].acc],
+                s=220,
+                facecolors="none",
+                edgecolors="tab:green",
+                linewidths=2,
+                label="fewest bytes within a point",
+                zorder=4,
+            )
+        written.append(
+            finish_log_x(
+                fig,
+                ax,
+                out_dir / f"{re.sub(r'[^a-z0-9]+', '-', bench.lower()).strip('-')}-frontier.png",
+                "mean accuracy on new tasks (%)",
+                f"{bench}: accuracy against bytes per task (smallest exact form)",
+            )
+        )
+    if not written:
+        raise ValueError("none of the files holds impresslearn mnist or compare results to draw a frontier from")
     return written
