@@ -53,7 +53,13 @@ def test_a_short_quickstart_runs_end_to_end(tmp_path, capsys):
     assert report["verdict"] == qs.verdict(report["rows"]) and report["verdict"] in printed
     assert "1,000 test images per task" in printed and "batches decide it" in printed
     assert "basis angles 0°, 10°" in printed  # the words come from the settings that ran (K = 2)
-    for r in report["rows"]:
+    for r, res in zip(report["rows"], report["runs"].values()):
         assert r["call"] == qs.call(r["gap_points"], r["margin_points"]) and r["matches"] == (r["call"] == "matches")
+        # each method in its smallest exact form: SupSup's coded masks, ImpressLearn as stored
+        assert r["supsup_bytes"] == res["storage"]["supsup_coded"] < res["storage"]["supsup_packed"]
+        assert r["impresslearn_bytes"] == res["storage"]["impresslearn_smallest"]
+    quantised = list(report["runs"].values())[1]
+    assert quantised["config"]["alpha_bits"] == 4 and quantised["config"]["alpha_step"] == "mse"
+    assert report["rows"][1]["impresslearn_bytes"] < quantised["storage"]["impresslearn_alpha_bytes"]  # coded codes
     assert (tmp_path / "q.png").stat().st_size > 1000
     assert json.loads(out.read_text())["verdict"] == report["verdict"]
