@@ -13,13 +13,19 @@ Under build isolation (a plain `pip install`), torch is not in the build environ
 setup_requires then asks for torch and ninja, but only when a C++ compiler is there to use them,
 so a machine without one does not download torch twice for nothing.
 
-Next to the library the build writes _native.json: the torch it was compiled with and the torch
-it targets, so that impresslearn.native can refuse it on an older torch before loading it.
+Next to the library the build writes _native.json: the torch it was compiled with, the torch it
+targets (so that impresslearn.native can refuse it on an older torch before loading it) and the
+package version it belongs to.
+
+The wheel is tagged cp310-abi3 (bdist_wheel's py_limited_api): the library uses no Python C API
+(it is loaded with torch.ops.load_library), so one wheel serves every CPython >= 3.10; `python -m
+build` then `auditwheel repair` make its manylinux tag (docs/packaging.md).
 """
 
 import glob
 import json
 import os
+import re
 import shutil
 import sys
 
@@ -30,6 +36,12 @@ NATIVE = "impresslearn._native"
 # major, minor and patch, then the ABI tag (torch/headeronly/version.h).
 TARGET_TORCH = (2, 11)
 TARGET_TORCH_HEX = f"0x{TARGET_TORCH[0]:02x}{TARGET_TORCH[1]:02x}000000000000"
+
+
+def _version() -> str:
+    """impresslearn.__version__, read from the source (the one place it is written)."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "impresslearn", "__init__.py")) as f:
+        return re.search(r'^__version__ = "([^"]+)"', f.read(), re.M).group(1)
 
 
 def _say(message: str) -> None:
@@ -91,6 +103,7 @@ def native_extension():
                 "abi": "stable",
                 "target_torch": ".".join(map(str, TARGET_TORCH)),
                 "built_with_torch": torch.__version__,
+                "version": _version(),
             }
             path = os.path.join(os.path.dirname(self.get_ext_fullpath(NATIVE)), "_native.json")
             with open(path, "w") as f:
@@ -105,8 +118,10 @@ packages = find_packages(include=["impresslearn", "impresslearn.*"])
 setup(
     packages=packages + ["impresslearn.kernels"],
     package_dir={"impresslearn.kernels": "kernels"},
-    package_data={"impresslearn.data": ["*.npz"]},
+    package_data={"impresslearn": ["py.typed"], "impresslearn.data": ["*.npz"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
     setup_requires=build_requirements(),
+    # one wheel for every CPython >= 3.10: the native library has no Python C API in it
+    options={"bdist_wheel": {"py_limited_api": "cp310"}} if ext_modules else {},
 )

@@ -108,7 +108,14 @@ def primitive_table() -> dict[str, dict[str, str]]:
 def report() -> dict:
     """Everything `impresslearn doctor` prints, as a dict (its `--json`)."""
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from . import __version__
+
     return {
+        "impresslearn": {
+            "version": __version__,
+            "installed": _version("impresslearn"),  # the package metadata pip installed
+            "location": os.path.dirname(os.path.abspath(__file__)),
+        },
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": _cpu_name(),
@@ -140,7 +147,18 @@ def _primitive_lines(table: dict[str, dict[str, str]]) -> list[str]:
 
 def format_report(r: dict) -> str:
     """The report as aligned lines a person reads."""
-    rows = [("python", f"{r['python']} on {r['platform']}"), ("cpu", r["cpu"])]
+    me = r["impresslearn"]
+    built = (r["native"].get("build") or {}).get("version")
+    disagree = {v for v in (me["installed"], built) if v is not None} - {me["version"]}
+    rows = [
+        (
+            "impresslearn",
+            f"{me['version']} at {me['location']}"
+            + (f" (the installed metadata says {me['installed']}, the native build {built}: reinstall)" if disagree else ""),
+        ),
+        ("python", f"{r['python']} on {r['platform']}"),
+        ("cpu", r["cpu"]),
+    ]
     for name, version in r["packages"].items():
         note = ""
         if name == "torchvision" and version and r["torchvision_imports"]:
@@ -154,8 +172,8 @@ def format_report(r: dict) -> str:
         rows.append(
             (
                 "native build",
-                f"built with torch {build.get('built_with_torch')}, loads on torch >= "
-                f"{build.get('target_torch')} ({build.get('abi', 'unknown')} ABI)",
+                f"impresslearn {build.get('version', '(not recorded)')}, built with torch {build.get('built_with_torch')}, "
+                f"loads on torch >= {build.get('target_torch')} ({build.get('abi', 'unknown')} ABI)",
             )
         )
     if "variant" in nat:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -59,3 +60,22 @@ def test_cli_prints_the_report_and_json():
     assert done.returncode == 0, done.stderr
     r = json.loads(done.stdout)
     assert r["backends"]["native"] == "turned off by IMPRESSLEARN_NO_NATIVE" and r["backends"]["reference"] is None
+
+
+def test_one_version_everywhere():
+    """impresslearn.__version__ is the one source: the installed metadata and the native build
+    record agree with it, and doctor shows it (and says so when they do not agree)."""
+    import importlib.metadata
+
+    from impresslearn import native
+
+    r = doctor.report()
+    assert r["impresslearn"]["version"] == impresslearn.__version__ == importlib.metadata.version("impresslearn")
+    info = native.build_info()
+    if info is not None:  # (no build record: no native library to agree)
+        assert info["version"] == impresslearn.__version__, "rebuild the native ops: pip install --no-build-isolation -e ."
+    text = doctor.format_report(r)
+    assert re.search(rf"^impresslearn +{re.escape(impresslearn.__version__)} at ", text, re.M), text
+    assert "reinstall" not in text
+    r["impresslearn"]["installed"] = "0.0.1"
+    assert "the installed metadata says 0.0.1" in doctor.format_report(r)
