@@ -62,3 +62,17 @@ def test_table_and_plot_commands(files, tmp_path, capsys):
     assert ("Fewest bytes within a point of SupSup" in text) or ("No ImpressLearn setting comes within" in text)
     assert cli.main(["plot", "--frontier", *map(str, files), "--out-dir", str(tmp_path)]) == 0
     assert (tmp_path / "permuted-mnist-frontier.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_an_unfinished_run_is_left_out_and_named(files, tmp_path, capsys):
+    """A run still going (or killed) holds means over some tasks only: it is no point of the
+    frontier, and the table says it was left out."""
+    r = json.loads(files[0].read_text())
+    r["status"] = "running"
+    r["impresslearn"]["mean_acc"] = 1.0  # what a partial mean could be
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps(r))
+    points = frontier.frontier_points([str(partial), str(files[3])])["permuted-mnist"]
+    assert [p.family for p in points] == ["SupSup"]
+    assert cli.main(["table", "--frontier", str(partial), str(files[3])]) == 0
+    assert f"Left out, not finished: {partial}." in capsys.readouterr().out

@@ -80,10 +80,27 @@ def _add(points: dict, bench: str, family: str, label: str, seed: int, acc, size
     p.sizes.setdefault(seed, size)
 
 
-def frontier_points(paths: Sequence[str]) -> dict[str, list[Point]]:
-    """benchmark -> its points, from `impresslearn mnist` and `impresslearn compare` files."""
-    points: dict = {}
+def unfinished(paths: Sequence[str]) -> list[str]:
+    """The files among `paths` whose run has not finished (their means cover only some tasks)."""
+    out = []
     for path in paths:
+        try:
+            raw = json.loads(read_text_file(path))
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue  # load_results says what is wrong with it
+        if isinstance(raw, dict) and raw.get("status", "done") != "done":
+            out.append(str(path))
+    return out
+
+
+def frontier_points(paths: Sequence[str]) -> dict[str, list[Point]]:
+    """benchmark -> its points, from the finished `impresslearn mnist` and `impresslearn compare`
+    files among `paths` (`unfinished` names the others)."""
+    points: dict = {}
+    skip = set(unfinished(paths))
+    for path in paths:
+        if str(path) in skip:
+            continue
         raw = json.loads(read_text_file(path)) if str(path).endswith(".json") else None
         if isinstance(raw, dict) and isinstance(raw.get("methods"), list):  # impresslearn compare
             c = raw["config"]
@@ -184,7 +201,10 @@ def frontier_table(paths: Sequence[str]) -> str:
                 f"ImpressLearn {p.label}, {pct_spread(p)} at {nbytes(p.nbytes)}, 1/{r.nbytes / p.nbytes:.0f} of SupSup's bytes."
             )
         out.append("")
+    left = unfinished(paths)
+    if left:
+        out.append(f"Left out, not finished: {', '.join(left)}.")
     return "\n".join(out).rstrip()
 
 
-__all__ = ["Point", "frontier_points", "frontier_table", "pareto", "pareto_front", "reach", "reference"]
+__all__ = ["Point", "frontier_points", "frontier_table", "pareto", "pareto_front", "reach", "reference", "unfinished"]
