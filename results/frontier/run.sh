@@ -4,7 +4,7 @@
 # quantised, ExSSNeT; every point at its smallest exact form per task (coded masks, range-coded
 # alpha codes). Seed 0 for every point; seeds 1 and 2 for the points the README quotes. Float
 # per-channel alphas at K = 10 on PermutedMNIST (16 KiB a task, off the front) are left out for time.
-#   results/frontier/run.sh permuted|rotated|split|seeds   (each part on its own; all by default)
+#   results/frontier/run.sh permuted|rotated|split|seeds|rotated-layer   (each part on its own; all by default)
 # then: impresslearn table --frontier results/frontier/*/*.json
 #       impresslearn plot --frontier results/frontier/*/*.json --out-dir docs/figures
 set -e
@@ -34,6 +34,7 @@ impress_sweep() {  # bench dir new-tasks basis seed extra...
   $IL mnist $c -K 5 --per-channel --alpha-bits 3 --alpha-step mse --out $o/K5-channel-b3mse-s$s.json
   $IL mnist $c -K 5 --per-channel --alpha-bits 4 --out $o/K5-channel-b4-s$s.json
   $IL mnist $c -K 10 --per-channel --alpha-bits 4 --alpha-step mse --out $o/K10-channel-b4mse-s$s.json
+  $IL mnist $c -K 10 --per-channel --alpha-bits 3 --alpha-step mse --out $o/K10-channel-b3mse-s$s.json
   $IL mnist $c -K 5 --per-channel --out $o/K5-channel-s$s.json
   [[ $bench == permuted-mnist ]] || $IL mnist $c -K 10 --per-channel --out $o/K10-channel-s$s.json
 }
@@ -65,8 +66,16 @@ if [[ $part == seeds || $part == all ]]; then  # the quoted points, seeds 1 and 
     c="--benchmark permuted-mnist $base --incorrect-tasks 0 --new-tasks 20 --seed $s -K 5 --per-channel"
     $IL mnist $c --alpha-bits 4 --alpha-step mse --out results/frontier/permuted/K5-channel-b4mse-s$s.json
     $IL mnist $c --alpha-bits 6 --out results/frontier/permuted/K5-channel-b6-s$s.json
+    $IL mnist ${c/-K 5/-K 10} --alpha-bits 4 --alpha-step mse --out results/frontier/permuted/K10-channel-b4mse-s$s.json
     c="--benchmark rotated-mnist $base --incorrect-tasks 0 --new-tasks 5 --seed $s"
     $IL mnist $c -K 10 --out results/frontier/rotated-near/K10-layer-s$s.json
     $IL mnist $c -K 5 --per-channel --alpha-bits 3 --alpha-step mse --out results/frontier/rotated-near/K5-channel-b3mse-s$s.json
+  done
+fi
+if [[ $part == rotated-layer || $part == all ]]; then  # per-layer alphas over the nearest basis, 3 seeds
+  for s in 0 1 2; do
+    c="--benchmark rotated-mnist $base --incorrect-tasks 0 --new-tasks 5 --seed $s -K 5"
+    $IL mnist $c --out results/frontier/rotated-near/K5-layer-s$s.json
+    $IL mnist $c --alpha-bits 8 --out results/frontier/rotated-near/K5-layer-b8-s$s.json
   done
 fi
