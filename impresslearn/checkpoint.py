@@ -48,7 +48,7 @@ import torch
 import torch.nn as nn
 
 from . import ops
-from .coding import code_levels, code_words, decode_levels, decode_words
+from .coding import code_levels, code_words, decode_levels, decode_words, join_coded, split_coded
 from .files import (
     CheckpointError,
     atomic_write,
@@ -246,9 +246,7 @@ def _code_alphas(m: ImpressLayer, tensors: dict[str, torch.Tensor], key: str) ->
             scales.append(scale.reshape(-1))
         else:
             parts.append(b"")
-    joined = b"".join(parts)
-    tensors[key + CODED] = torch.frombuffer(bytearray(joined), dtype=torch.uint8) if joined else torch.zeros(0, dtype=torch.uint8)
-    tensors[key + CODED_LENGTHS] = torch.tensor([len(p) for p in parts], dtype=torch.int64)
+    tensors[key + CODED], tensors[key + CODED_LENGTHS] = join_coded(parts)
     tensors[key + SCALES] = torch.stack(scales) if scales else torch.zeros(0, dtype=torch.float16)
     tensors[key + OPEN] = alpha[[t for t in range(m.num_tasks) if not finished[t]]].contiguous()
     return {"shape": list(alpha.shape), "finished": finished, "bits": q.bits, "scale": str(q.scale)}
@@ -268,21 +266,23 @@ def _decode_alphas(key: str, rec: dict, tensors: dict[str, torch.Tensor], damage
         raise damaged(f"its coded alphas {key!r} are missing their bytes, lengths, scales or floats")
     data, lengths, scales, open_rows = (tensors.pop(key + part) for part in (CODED, CODED_LENGTHS, SCALES, OPEN))
     count, done = math.prod(shape[1:]), sum(finished)
-    if data.dtype != torch.uint8 or lengths.dtype != torch.int64 or list(lengths.shape) != [shape[0]]:
-        raise damaged(f"its coded alphas {key!r} are not uint8 bytes with int64 lengths, one per task")
-    if bool((lengths < 0).any()) or int(lengths.sum()) != data.numel():
-        raise damaged(f"its coded alphas {key!r} have lengths that do not add up to their bytes")
+    if list(lengths.shape) != [shape[0]]:
+        raise damaged(f"its coded alphas {key!r} have {lengths.numel()} lengths, not one per task")
+    try:
+        parts = split_coded(data, lengths)
+    except ValueError as err:
+        raise damaged(f"its coded alphas {key!r} do not decode ({err})") from None
     per_task = shape[2] if q.scale == "row" and len(shape) == 3 else 1
     if scales.dtype != torch.float16 or scales.numel() != done * per_task:
         raise damaged(f"its coded alphas {key!r} have {scales.numel()} scales, not {done * per_task}")
     if open_rows.dtype != torch.float32 or list(open_rows.shape) != [shape[0] - done, *shape[1:]]:
         raise damaged(f"its coded alphas {key!r} hold floats of shape {list(open_rows.shape)} for the other tasks")
-    out, raw, at, f, o = torch.zeros(shape, dtype=torch.float32), data.numpy().tobytes(), 0, 0, 0
+    out, f, o = torch.zeros(shape, dtype=torch.float32), 0, 0
     scales = scales.reshape(done, per_task)
-    for t, n in enumerate(lengths.tolist()):
+    for t, part in enumerate(parts):
         if finished[t]:
             try:
-                c = decode_levels(raw[at : at + n], count, q.levels).reshape(shape[1:])
+                c = decode_levels(part, count, q.levels).reshape(shape[1:])
             except ValueError as err:
                 raise damaged(f"its coded alphas {key!r} do not decode ({err})") from None
             out[t] = dequantise(c, scales[f], q)
@@ -290,7 +290,6 @@ def _decode_alphas(key: str, rec: dict, tensors: dict[str, torch.Tensor], damage
         else:
             out[t] = open_rows[o]
             o += 1
-        at += n
     tensors[key] = out
 
 

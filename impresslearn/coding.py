@@ -156,29 +156,36 @@ def task_forms(masks: dict[str, Tensor]) -> dict[str, int]:
     return total
 
 
+def join_coded(parts: list[bytes]) -> tuple[Tensor, Tensor]:
+    """Coded parts as tensors a file holds: their bytes one after another (uint8) and each one's
+    length (int64); `split_coded` inverts it."""
+    joined = b"".join(parts)
+    data = torch.frombuffer(bytearray(joined), dtype=torch.uint8) if joined else torch.zeros(0, dtype=torch.uint8)
+    return data, torch.tensor([len(p) for p in parts], dtype=torch.int64)
+
+
+def split_coded(data: Tensor, lengths: Tensor) -> list[bytes]:
+    """The parts `join_coded` joined, after checking that the tensors can hold them."""
+    if data.dtype != torch.uint8 or lengths.dtype != torch.int64 or data.dim() != 1 or lengths.dim() != 1:
+        raise ValueError("coded parts are uint8 bytes with int64 lengths, both one-dimensional")
+    if bool((lengths < 0).any()) or int(lengths.sum()) != data.numel():
+        raise ValueError(f"the coded parts' lengths add up to {int(lengths.sum())}, not their {data.numel()} bytes")
+    raw, out, at = data.numpy().tobytes(), [], 0
+    for n in lengths.tolist():
+        out.append(raw[at : at + n])
+        at += n
+    return out
+
+
 def code_words(words: Tensor, cols: int) -> tuple[Tensor, Tensor]:
     """Every mask of packed words `[T, rows, nw]` (rows of `cols` bits) coded: the bytes of all,
     one after another (uint8), and each one's length (int64 `[T]`)."""
-    bits = unpack_bits(words.cpu(), cols)
-    parts = [code_mask(b) for b in bits]
-    data = (
-        torch.frombuffer(bytearray(b"".join(parts)), dtype=torch.uint8)
-        if parts  # (a coded mask always holds its header: empty only without masks)
-        else torch.zeros(0, dtype=torch.uint8)
-    )
-    return data, torch.tensor([len(p) for p in parts], dtype=torch.int64)
+    return join_coded([code_mask(b) for b in unpack_bits(words.cpu(), cols)])
 
 
 def decode_words(data: Tensor, lengths: Tensor, rows: int, cols: int) -> Tensor:
     """The packed words `[T, rows, nw]` that `code_words` coded into `data` and `lengths`."""
-    if data.dtype != torch.uint8 or lengths.dtype != torch.int64 or data.dim() != 1 or lengths.dim() != 1:
-        raise ValueError("coded masks are uint8 bytes with int64 lengths, both one-dimensional")
-    if bool((lengths < 0).any()) or int(lengths.sum()) != data.numel():
-        raise ValueError(f"the coded masks' lengths add up to {int(lengths.sum())}, not their {data.numel()} bytes")
-    raw, out, at = data.numpy().tobytes(), [], 0
-    for n in lengths.tolist():
-        out.append(decode_mask(raw[at : at + n], rows * cols).reshape(rows, cols))
-        at += n
+    out = [decode_mask(part, rows * cols).reshape(rows, cols) for part in split_coded(data, lengths)]
     bits = torch.stack(out) if out else torch.zeros(0, rows, cols, dtype=torch.bool)
     return pack_bits(bits)
 
@@ -190,6 +197,8 @@ __all__ = [
     "decode_levels",
     "decode_mask",
     "decode_words",
+    "join_coded",
     "mask_forms",
+    "split_coded",
     "task_forms",
 ]

@@ -22,7 +22,7 @@ import statistics
 from collections.abc import Sequence
 
 from ..files import read_text_file
-from .tables import METHOD_NAMES, granularity, hybrid_label, load_results, nbytes
+from .tables import METHOD_NAMES, check_results, granularity, hybrid_label, load_results, nbytes
 
 REFERENCE_DENSITY = 0.1  # SupSup at the library's default density: the dedicated mask compared with
 WITHIN = 0.01  # "within a point" of it
@@ -80,28 +80,23 @@ def _add(points: dict, bench: str, family: str, label: str, seed: int, acc, size
     p.sizes.setdefault(seed, size)
 
 
-def unfinished(paths: Sequence[str]) -> list[str]:
-    """The files among `paths` whose run has not finished (their means cover only some tasks)."""
-    out = []
-    for path in paths:
-        try:
-            raw = json.loads(read_text_file(path))
-        except (OSError, UnicodeDecodeError, ValueError):
-            continue  # load_results says what is wrong with it
-        if isinstance(raw, dict) and raw.get("status", "done") != "done":
-            out.append(str(path))
-    return out
+def _read(path) -> dict:
+    """A results file of any command, or ValueError naming it and what is wrong with it."""
+    try:
+        return json.loads(read_text_file(path))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return load_results(path)  # (it says what is wrong, in one sentence)
 
 
-def frontier_points(paths: Sequence[str]) -> dict[str, list[Point]]:
-    """benchmark -> its points, from the finished `impresslearn mnist` and `impresslearn compare`
-    files among `paths` (`unfinished` names the others)."""
+def _collect(paths: Sequence[str]) -> tuple[dict[str, list[Point]], list[str]]:
+    """(benchmark -> its points, the files left out as not finished), each file read once."""
     points: dict = {}
-    skip = set(unfinished(paths))
+    left = []
     for path in paths:
-        if str(path) in skip:
+        raw = _read(path)
+        if isinstance(raw, dict) and raw.get("status", "done") != "done":  # means over some tasks only
+            left.append(str(path))
             continue
-        raw = json.loads(read_text_file(path)) if str(path).endswith(".json") else None
         if isinstance(raw, dict) and isinstance(raw.get("methods"), list):  # impresslearn compare
             c = raw["config"]
             for m in raw["methods"]:
@@ -117,7 +112,7 @@ def frontier_points(paths: Sequence[str]) -> dict[str, list[Point]]:
                     rec.get("mean_smallest_bytes_per_task"),
                 )
             continue
-        r = load_results(path)
+        r = check_results(raw, path)
         c, st, bb = r["config"], r["storage"], r["backbone"]
         if bb.get("mask") == "threshold":
             label, density = f"threshold masks (density {bb.get('measured_density', 0):.3f})", None
@@ -132,7 +127,19 @@ def frontier_points(paths: Sequence[str]) -> dict[str, list[Point]]:
             if size is None and "impresslearn_alpha_bytes" in st:  # (older files: the task as trained)
                 size = st["impresslearn_alpha_bytes"] + (st.get("impresslearn_hybrid_mask_bytes") or 0)
             _add(points, bench, "ImpressLearn", _impress_label(r), c["seed"], imp.get("mean_acc"), size)
-    return {bench: sorted(ps.values(), key=lambda p: (p.nbytes, -p.acc)) for bench, ps in sorted(points.items())}
+    by_bench = {bench: sorted(ps.values(), key=lambda p: (p.nbytes, -p.acc)) for bench, ps in sorted(points.items())}
+    return by_bench, left
+
+
+def frontier_points(paths: Sequence[str]) -> dict[str, list[Point]]:
+    """benchmark -> its points, from the finished `impresslearn mnist` and `impresslearn compare`
+    files among `paths` (`unfinished` names the others)."""
+    return _collect(paths)[0]
+
+
+def unfinished(paths: Sequence[str]) -> list[str]:
+    """The files among `paths` whose run has not finished (their means cover only some tasks)."""
+    return _collect(paths)[1]
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -174,7 +181,8 @@ def frontier_table(paths: Sequence[str]) -> str:
     """A markdown table per benchmark: every point by bytes, its seeds, the ratio to SupSup's
     reference mask, the Pareto front marked; and the reach under it."""
     out = []
-    for bench, points in frontier_points(paths).items():
+    by_bench, left = _collect(paths)
+    for bench, points in by_bench.items():
         ref, front = reference(points), {id(p) for p in pareto(points)}
         out += [
             f"**{bench}**",
@@ -201,7 +209,6 @@ def frontier_table(paths: Sequence[str]) -> str:
                 f"ImpressLearn {p.label}, {pct_spread(p)} at {nbytes(p.nbytes)}, 1/{r.nbytes / p.nbytes:.0f} of SupSup's bytes."
             )
         out.append("")
-    left = unfinished(paths)
     if left:
         out.append(f"Left out, not finished: {', '.join(left)}.")
     return "\n".join(out).rstrip()

@@ -243,13 +243,13 @@ class RunConfig(ExperimentConfig):
             ]
             if extra:
                 raise ValueError(f"{extra[0]} belongs to the ExSSNeT comparison; add --methods")
-            if self.benchmark == "split-mnist":  # five tasks, none left to learn a basis on
-                if self.impresslearn and self.basis != "random":
-                    raise ValueError(
-                        "split-mnist has no basis tasks: ImpressLearn there takes --basis random (or use --no-impresslearn)"
-                    )
-                if self.new_tasks > 5:
-                    raise ValueError(f"split-mnist has 5 tasks, so new_tasks must be at most 5, got {self.new_tasks}")
+            if self.benchmark == "split-mnist" and self.impresslearn and self.basis != "random":  # no tasks for a basis
+                raise ValueError(
+                    "split-mnist has no basis tasks: ImpressLearn there takes --basis random (or use --no-impresslearn)"
+                )
+        if self.benchmark == "split-mnist" and self.new_tasks > 5:
+            raise ValueError(f"split-mnist has 5 tasks, so new_tasks must be at most 5, got {self.new_tasks}")
+        if self.methods is None:
             return
         if not self.methods:
             raise ValueError(f"methods must name at least one of {', '.join(METHODS)}")
@@ -258,8 +258,6 @@ class RunConfig(ExperimentConfig):
                 raise ValueError(f"methods are {', '.join(METHODS)}, got {m!r}")
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"methods names a method twice: {','.join(self.methods)}")
-        if self.benchmark == "split-mnist" and self.new_tasks > 5:
-            raise ValueError(f"split-mnist has 5 tasks, so new_tasks must be at most 5, got {self.new_tasks}")
         if self.backbone().mask != "topk":
             raise ValueError("the ExSSNeT comparison learns top-k masks; use --mask topk (or a top-k preset)")
         for f in self.early_eval or []:

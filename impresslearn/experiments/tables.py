@@ -44,6 +44,11 @@ def load_results(path) -> dict:
         r = json.loads(text)
     except ValueError as err:
         raise ValueError(f"{path}: not valid JSON ({err}); a file cut short, or not a results file") from None
+    return check_results(r, path)
+
+
+def check_results(r, path) -> dict:
+    """`r`, read from `path`, as a results dict with the keys every reader uses, or ValueError."""
     missing = [k for k in REQUIRED if not isinstance(r, dict) or k not in r]
     if missing:
         raise ValueError(
