@@ -14,6 +14,9 @@ Tensor combine(const Tensor& weight, const Tensor& words, const Tensor& alpha);
 // d alpha[t] = Σ grad ⊙ weight ⊙ masks[t] (per row for per-channel alpha), in alpha's dtype.
 Tensor combine_grad_alpha(const Tensor& grad, const Tensor& weight, const Tensor& words, const Tensor& alpha);
 
+// weight * masks[0] for words holding one mask (a finished task's effective weight), in one pass.
+Tensor masked_weight(const Tensor& weight, const Tensor& words);
+
 // 1.0 at the k largest scores (ties toward the lower flat index), else 0.0; and the same mask as
 // packed words [1, rows, nw]; and SupSup's scores >= 0 masks.
 Tensor popup_mask(const Tensor& scores, int64_t k);

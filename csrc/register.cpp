@@ -7,6 +7,7 @@
 STABLE_TORCH_LIBRARY(impresslearn_native, m) {
   m.def("combine(Tensor weight, Tensor words, Tensor alpha) -> Tensor");
   m.def("combine_grad_alpha(Tensor grad, Tensor weight, Tensor words, Tensor alpha) -> Tensor");
+  m.def("masked_weight(Tensor weight, Tensor words) -> Tensor");
   m.def("popup_mask(Tensor scores, int k) -> Tensor");
   m.def("popup_pack(Tensor scores, int k) -> Tensor");
   m.def("threshold_mask(Tensor scores) -> Tensor");
@@ -23,6 +24,7 @@ STABLE_TORCH_LIBRARY(impresslearn_native, m) {
 STABLE_TORCH_LIBRARY_IMPL(impresslearn_native, CPU, m) {
   m.impl("combine", TORCH_BOX(&impresslearn_native::combine));
   m.impl("combine_grad_alpha", TORCH_BOX(&impresslearn_native::combine_grad_alpha));
+  m.impl("masked_weight", TORCH_BOX(&impresslearn_native::masked_weight));
   m.impl("popup_mask", TORCH_BOX(&impresslearn_native::popup_mask));
   m.impl("popup_pack", TORCH_BOX(&impresslearn_native::popup_pack));
   m.impl("threshold_mask", TORCH_BOX(&impresslearn_native::threshold_mask));

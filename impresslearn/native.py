@@ -98,6 +98,11 @@ def combine_grad_alpha(grad: torch.Tensor, weight: torch.Tensor, words: torch.Te
     return _op("combine_grad_alpha")(grad, weight, words, alpha)
 
 
+def masked_weight(weight: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+    """`weight * masks[0]` for words holding one mask, in one pass (the product with the bit)."""
+    return _op("masked_weight")(weight, words)
+
+
 def popup_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     """1.0 at the `k` largest entries (ties toward the lower flat index), else 0.0; radix select."""
     return _op("popup_mask")(scores, k)
@@ -142,6 +147,7 @@ def unpack_bits(words: torch.Tensor, cols: int) -> torch.Tensor:
 KERNELS = {
     "combine": combine,
     "combine_grad_alpha": combine_grad_alpha,
+    "masked_weight": masked_weight,
     "popup_mask": popup_mask,
     "popup_pack": popup_pack,
     "popup_weight": popup_weight,

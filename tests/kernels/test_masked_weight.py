@@ -1,10 +1,11 @@
 """masked_weight(weight, words): one packed mask over a weight, on every backend (the reference's
-kernel; native and Triton compose it from their combine, as declared), against a float64 oracle
-on odd shapes and every dtype, non-finite weights included, with its gradient."""
+and the native kernels, each native variant; Triton composes it from its combine, as declared),
+against a float64 oracle on odd shapes and every dtype, non-finite weights included, with its
+gradient."""
 
 import pytest
 import torch
-from cases import DTYPES, QUIET_NAN, SHAPES, Flavour, assert_same_values, backend_grid, case_id
+from cases import DTYPES, EXTRA_SHAPES, QUIET_NAN, SHAPES, Flavour, assert_same_values, backend_grid, case_id, flavours, grid
 
 import impresslearn
 from impresslearn import ops, pack_masks, reference
@@ -22,8 +23,9 @@ def inputs(shape, dtype, seed=0, device="cpu", non_finite=False):
 
 @pytest.mark.parametrize(
     "flavour, shape, dtype",
-    backend_grid(
-        [(s, d) for s in SHAPES for d in DTYPES],
+    grid(
+        flavours(native_variants=True),
+        [(s, d) for s in SHAPES + EXTRA_SHAPES for d in DTYPES],
         [((7, 33), torch.float32), ((5, 3, 3, 3), torch.float16)],
         ids=lambda s, d: f"{case_id(s)}-{case_id(d)}",
     ),
