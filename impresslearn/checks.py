@@ -168,6 +168,56 @@ def impress_linear_grad_input_args(grad: Tensor, weight: Tensor, words: Tensor, 
     check_grad_output(grad, weight)
 
 
+def check_task_alphas(weight: Tensor, words: Tensor, alphas: Tensor | None) -> int:
+    """The tasks of an all-tasks or task-per-row linear: `alphas` `[S, T]` (per layer) or
+    `[S, T, rows]` (per output channel) over the T packed masks, or None for S = T tasks each
+    its own mask (SupSup's). Returns S."""
+    if weight.dim() != 2:
+        raise ValueError(f"a task linear needs a 2-D weight, got shape {tuple(weight.shape)}")
+    t, rows = check_packed_words(weight, words)
+    if alphas is None:
+        return t
+    if not alphas.is_floating_point():
+        raise TypeError(f"alphas must be a floating-point tensor, got {alphas.dtype}")
+    if alphas.dim() not in (2, 3) or alphas.shape[0] < 1 or tuple(alphas.shape[1:]) not in ((t,), (t, rows)):
+        raise ValueError(
+            f"alphas must have shape [tasks, {t}] (per layer) or [tasks, {t}, {rows}] (per output channel) "
+            f"for {t} masks, with at least one task, got {tuple(alphas.shape)}"
+        )
+    return alphas.shape[0]
+
+
+def check_task_input(x: Tensor, weight: Tensor) -> None:
+    if x.dim() != 2 or x.shape[1] != weight.shape[1]:
+        raise ValueError(
+            f"input must be [rows, {weight.shape[1]}] for a weight of shape {tuple(weight.shape)}, got {tuple(x.shape)}"
+        )
+    if x.dtype != weight.dtype:
+        raise TypeError(f"input dtype {x.dtype} differs from weight dtype {weight.dtype}")
+
+
+def every_task_linear_args(x: Tensor, weight: Tensor, words: Tensor, alphas: Tensor | None) -> None:
+    check_task_alphas(weight, words, alphas)
+    check_task_input(x, weight)
+    check_same_device(x=x, weight=weight, words=words, alphas=alphas)
+
+
+def task_row_linear_args(x: Tensor, weight: Tensor, words: Tensor, alphas: Tensor | None, task: Tensor) -> None:
+    check_task_alphas(weight, words, alphas)
+    check_task_input(x, weight)
+    if task.dtype != torch.int64 or tuple(task.shape) != (x.shape[0],):
+        raise ValueError(
+            f"task must be int64 of shape [{x.shape[0]}] (one task per input row), got {task.dtype} {tuple(task.shape)}"
+        )
+    check_same_device(x=x, weight=weight, words=words, alphas=alphas, task=task)
+
+
+def check_task_ids(task: Tensor, num_tasks: int) -> None:
+    """Every row's task is one of the `num_tasks` (a data check: outside fake tensors only)."""
+    if task.numel() and not (0 <= int(task.min()) and int(task.max()) < num_tasks):
+        raise IndexError(f"task ids must lie in [0, {num_tasks}), got {int(task.min())}..{int(task.max())}")
+
+
 def masked_weight_args(weight: Tensor, words: Tensor) -> None:
     t, _ = check_packed_words(weight, words)
     if t != 1:

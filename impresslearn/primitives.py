@@ -85,6 +85,55 @@ def _popup_weight(popup_mask):
     return lambda weight, scores, k: weight * popup_mask(scores.abs(), k)
 
 
+def task_weight(combine, masked_weight, weight, words, alphas, s: int):
+    """Task `s`'s effective weight: its own mask over the weight (alphas None) or its alphas."""
+    if alphas is None:
+        return masked_weight(weight, words[s : s + 1])
+    return combine(weight, words, alphas[s])
+
+
+def task_count(words, alphas) -> int:
+    return words.shape[0] if alphas is None else alphas.shape[0]
+
+
+def _every_task_linear(combine, masked_weight):
+    # one task's weight at a time: memory of one weight whatever the number of tasks (docs/design.md §7.10)
+    def every_task_linear(x, weight, words, alphas):
+        out = x.new_empty((task_count(words, alphas), x.shape[0], weight.shape[0]))
+        for s in range(out.shape[0]):
+            torch.mm(x, task_weight(combine, masked_weight, weight, words, alphas, s).t(), out=out[s])
+        return out
+
+    return every_task_linear
+
+
+def task_segments(task: torch.Tensor, num_tasks: int) -> tuple[torch.Tensor | None, list[int]]:
+    """(order, counts): the rows grouped by task (`order` None where they already are, as a
+    batch repeated task by task), and how many rows each task has."""
+    counts = torch.bincount(task, minlength=num_tasks).tolist()
+    if task.numel() < 2 or bool((task[1:] >= task[:-1]).all()):
+        return None, counts
+    return torch.argsort(task, stable=True), counts
+
+
+def _task_row_linear(combine, masked_weight):
+    def task_row_linear(x, weight, words, alphas, task):
+        order, counts = task_segments(task, task_count(words, alphas))
+        xs = x if order is None else x[order]
+        out = x.new_empty((x.shape[0], weight.shape[0]))
+        start = 0
+        for s, n in enumerate(counts):
+            if n:
+                w_s = task_weight(combine, masked_weight, weight, words, alphas, s)
+                torch.mm(xs[start : start + n], w_s.t(), out=out[start : start + n])
+            start += n
+        if order is not None:
+            out = torch.empty_like(out).index_copy_(0, order, out)
+        return out
+
+    return task_row_linear
+
+
 def _like(t: torch.Tensor) -> torch.Tensor:
     return t.new_empty(t.shape)
 
@@ -132,6 +181,24 @@ PRIMITIVES: dict[str, Primitive] = {
             fake=lambda weight, words: _like(weight),
             composed_from=("combine",),
             compose=_masked_weight,
+        ),
+        Primitive(
+            "every_task_linear",
+            ("x", "weight", "words", "alphas"),
+            "[S, rows, N]: x @ W_eff(s)^T for every task s (alphas [S, T] / [S, T, N], or None: task s is mask s)",
+            check=checks.every_task_linear_args,
+            fake=lambda x, weight, words, alphas: x.new_empty((task_count(words, alphas), x.shape[0], weight.shape[0])),
+            composed_from=("combine", "masked_weight"),
+            compose=_every_task_linear,
+        ),
+        Primitive(
+            "task_row_linear",
+            ("x", "weight", "words", "alphas", "task"),
+            "[rows, N]: x[i] @ W_eff(task[i])^T, rows grouped by task (alphas as every_task_linear's)",
+            check=checks.task_row_linear_args,
+            fake=lambda x, weight, words, alphas, task: x.new_empty((x.shape[0], weight.shape[0])),
+            composed_from=("combine", "masked_weight"),
+            compose=_task_row_linear,
         ),
         Primitive(
             "popup_mask",

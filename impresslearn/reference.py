@@ -95,6 +95,28 @@ def masked_weight(weight: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
     return (weight.reshape(rows, cols) * mask).reshape(weight.shape)
 
 
+def _task_weight(weight: torch.Tensor, words: torch.Tensor, alphas: torch.Tensor | None, s: int) -> torch.Tensor:
+    return masked_weight(weight, words[s : s + 1]) if alphas is None else combine(weight, words, alphas[s])
+
+
+def every_task_linear(x: torch.Tensor, weight: torch.Tensor, words: torch.Tensor, alphas: torch.Tensor | None) -> torch.Tensor:
+    """`[S, rows, N]`: `F.linear(x, W_eff(s))` for every task s, whose weight is its own mask over
+    `weight` (alphas None: S = T) or `combine(weight, words, alphas[s])`."""
+    tasks = words.shape[0] if alphas is None else alphas.shape[0]
+    return torch.stack([F.linear(x, _task_weight(weight, words, alphas, s)) for s in range(tasks)])
+
+
+def task_row_linear(
+    x: torch.Tensor, weight: torch.Tensor, words: torch.Tensor, alphas: torch.Tensor | None, task: torch.Tensor
+) -> torch.Tensor:
+    """`[rows, N]`: row i through task `task[i]`'s weight (as every_task_linear's)."""
+    out = x.new_zeros((x.shape[0], weight.shape[0]))
+    for s in task.unique().tolist():
+        rows = task == s
+        out[rows] = F.linear(x[rows], _task_weight(weight, words, alphas, s))
+    return out
+
+
 def popup_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     """1.0 at the `k` largest entries of `scores` (ties toward the lower flat index), else 0.0."""
     flat = scores.reshape(-1)
@@ -136,6 +158,8 @@ def threshold_weight(weight: torch.Tensor, scores: torch.Tensor) -> torch.Tensor
 KERNELS = {
     "combine": combine,
     "combine_grad_alpha": combine_grad_alpha,
+    "every_task_linear": every_task_linear,
+    "task_row_linear": task_row_linear,
     "impress_linear": impress_linear,
     "impress_linear_grad_input": impress_linear_grad_input,
     "masked_weight": masked_weight,

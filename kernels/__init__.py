@@ -5,6 +5,7 @@ Primitives with the names and signatures `impresslearn.primitives` declares, reg
     combine, combine_grad_alpha                 kernels/combine.py
     impress_linear, impress_linear_grad_input   kernels/impress_linear.py
     popup_mask, popup_pack                      kernels/popup.py
+    every_task_linear, task_row_linear          kernels/task_linear.py
 
 `popup_weight` is composed from `popup_mask`; `threshold_mask` and the other elementwise
 primitives are declared portable (one elementwise pass gains nothing from a kernel): the
@@ -29,6 +30,7 @@ else:
         from .combine import combine, combine_grad_alpha
         from .impress_linear import impress_linear, impress_linear_grad_input
         from .popup import popup_mask, popup_pack
+        from .task_linear import every_task_linear, task_row_linear
 
         # The primitives with a Triton kernel (docs/design.md §5.1); popup_weight is composed from
         # popup_mask, the elementwise ones are portable: the reference's code runs on the GPU.
@@ -39,4 +41,6 @@ else:
             "impress_linear_grad_input": impress_linear_grad_input,
             "popup_mask": popup_mask,
             "popup_pack": popup_pack,
+            "every_task_linear": every_task_linear,
+            "task_row_linear": task_row_linear,
         }

@@ -4,7 +4,7 @@ This package is the only place that chooses a backend (`dispatch.py`): each op c
 then calls the primitive of the same name in the backend that `impresslearn.backend(...)` forces,
 or, under "auto", the first of `backends.auto_order(device)` that runs on the inputs' device. A
 file per primitive (or pair): combine.py, impress_linear.py, impress_conv2d.py, masked_weight.py, popup.py,
-popup_weight.py, threshold.py, pack.py; the checks they share in checks.py. Each primitive's op
+popup_weight.py, threshold.py, pack.py, task_linear.py; the checks they share in checks.py. Each primitive's op
 is declared once with `dispatch.primitive_op(check=, fake=)` over its typed signature: the op and
 its fake run the same check.
 
@@ -20,6 +20,8 @@ Public functions (docs/design.md §4.2):
     threshold_weight(weight, scores)               weight * threshold_mask(scores), fused (threshold layers)
     pack_bits(bits), unpack_bits(words, cols)      the packed format's codec, on the backend
     pack_masks(masks), unpack_masks(packed)        format.pack_masks / PackedMasks.unpack through it
+    every_task_linear(x, weight, packed, alphas)   [S, ..., N]: x under every task's weight
+    task_row_linear(x, weight, packed, alphas, task)  row i under task[i]'s weight (mixed batches)
 
 `alpha` is `[T]` (one coefficient per mask for the layer) or `[T, rows]` (per output channel).
 Backward of combine: d alpha = Σ G ⊙ W ⊙ M_t and d weight = G ⊙ Σ_t alpha_t M_t, which is
@@ -39,12 +41,15 @@ from .masked_weight import _masked_weight, masked_weight  # noqa: F401
 from .pack import _pack_bits, _unpack_bits, pack_bits, pack_masks, unpack_bits, unpack_masks  # noqa: F401
 from .popup import _popup_mask, _popup_pack, popup_mask, popup_pack  # noqa: F401
 from .popup_weight import _popup_weight, _popup_weight_grad_scores, popup_weight  # noqa: F401
+from .task_linear import _every_task_linear, _task_row_linear, every_task_linear, task_row_linear  # noqa: F401
 from .threshold import _threshold_mask, _threshold_weight, threshold_mask, threshold_weight  # noqa: F401
 
 __all__ = [
     "combine",
     "impress_linear",
     "impress_conv2d",
+    "every_task_linear",
+    "task_row_linear",
     "masked_weight",
     "popup_mask",
     "popup_pack",

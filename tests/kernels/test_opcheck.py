@@ -97,6 +97,29 @@ def _threshold_weight(device):
     return {"float64": (w.requires_grad_(), s.requires_grad_())}
 
 
+def _task_linear(device, rows: bool):
+    """every_task_linear / task_row_linear: per-layer and per-channel alphas in float64 (the
+    composition on Triton), one mask per task, and float32 through Triton's fused kernel."""
+    w, words, _ = _f64(device, (5, 37), 3, False)
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(4, 37, dtype=torch.float64, generator=gen).to(device).requires_grad_()
+    per_layer = torch.randn(2, 3, dtype=torch.float64, generator=gen).to(device).requires_grad_()
+    per_channel = torch.randn(4, 3, 5, dtype=torch.float64, generator=gen).to(device).requires_grad_()
+    w32, words32, _ = _f32(device, (5, 37), 2)
+    x32 = torch.randn(3, 37, generator=gen).to(device).requires_grad_()
+    a32 = torch.randn(3, 2, generator=gen).to(device).requires_grad_()
+    cases = {
+        "per_layer": (x, w, words, per_layer),
+        "per_channel": (x, w, words, per_channel),
+        "masks": (x, w, words, None),
+        "float32": (x32, w32, words32, a32),
+    }
+    if not rows:
+        return cases
+    task = {"per_layer": [1, 0, 1, 1], "per_channel": [3, 0, 2, 0], "masks": [2, 2, 0, 1], "float32": [2, 0, 2]}
+    return {k: (*v, torch.tensor(task[k], device=device)) for k, v in cases.items()}
+
+
 # op name (ops._<name>) -> its cases' inputs on a device. The primitives' ops, and impress_conv2d,
 # the one op that is not a primitive (a convolution over combine).
 CASES = {
@@ -105,6 +128,8 @@ CASES = {
     "impress_linear": _impress_linear,
     "impress_linear_grad_input": _impress_linear_grad_input,
     "impress_conv2d": _impress_conv2d,
+    "every_task_linear": lambda d: _task_linear(d, rows=False),
+    "task_row_linear": lambda d: _task_linear(d, rows=True),
     "masked_weight": lambda d: {"float64": _f64(d, (5, 37), 1, False)[:2]},
     "popup_mask": lambda d: {"k19": (_scores(d).requires_grad_(), 19)},
     "popup_pack": lambda d: {"k19": (_scores(d), 19)},
