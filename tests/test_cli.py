@@ -236,7 +236,7 @@ def test_gn_mixed_and_exhaustive_reach_the_results(tmp_path, capsys):
     for r in gn:
         assert 0 <= r["task_acc"] <= 1 and r["samples_per_s"] > 0
         if r["input"] == "mixed":
-            assert r["samples"] == 2 * 128 and "bank_bytes" in r
+            assert r["samples"] == 2 * 128
     (diag,) = json.loads(out.read_text())["task_inference_diagnosis"]["supsup"]
     assert diag["objective"] == "H" and diag["batches"] == 2
     one = next(r for r in gn if (r["method"], r["input"]) == ("oneshot", "batch"))

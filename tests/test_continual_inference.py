@@ -74,10 +74,10 @@ def test_impresslearn_tasks_superpose_as_beta_at_A_and_are_found():
     assert res["task_acc"] >= 0.75, res["confusion"]
 
 
-def test_inference_over_a_model_that_takes_no_bank():
-    """A ViT (attention reads its projections' weights) takes no task bank: whole batches are
-    inferred one forward per task, the diagnosis superposes through the model itself, and mixed
-    batches are refused in a sentence."""
+def test_inference_over_a_vit():
+    """A ViT (its attention projections masked): whole batches and mixed batches are inferred
+    with a task per sample (the attention computed from the projections' own outputs), as one
+    forward per task finds them; the diagnosis superposes through the model itself."""
     import torchvision
 
     import impresslearn as il
@@ -100,8 +100,16 @@ def test_inference_over_a_model_that_takes_no_bank():
     assert res["batches"] == 2 and [row.index(1) for row in res["confusion"]] == manual
     diag = inference.diagnose_superposition(model, lambda t: data[t], [5, 6])
     assert "encoder.layers.encoder_layer_0.self_attention.in_proj" in diag["true_task_most_negative_by_layer"]
-    with pytest.raises(ValueError, match="task bank"):
-        inference.task_inference(model, lambda t: data[t], [5, 6], inputs="mixed")
+    mixed = inference.task_inference(model, lambda t: data[t], [5, 6], method="exhaustive", inputs="mixed")
+    x = torch.cat([data[t][0][0] for t in (5, 6)])
+    own = []
+    for t in range(2):
+        il.set_task(model, t)
+        with torch.no_grad():
+            own.append(model(x))
+    per_sample = inference.sample_score("H", 10)(torch.stack(own)).argmin(0)
+    found = sum(int((per_sample[i * 8 : (i + 1) * 8] == i).sum()) for i in range(2))
+    assert mixed["samples"] == 16 and mixed["task_acc"] == found / 16
 
 
 def test_hybrid_tasks_of_a_resnet_are_inferred_on_the_model_itself():

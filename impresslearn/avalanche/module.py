@@ -18,9 +18,8 @@ from avalanche.models import MultiTaskModule
 from torch import Tensor
 
 from ..continual.alpha import alpha_params
-from ..continual.inference import infer_sample_tasks, infer_task, num_tasks
+from ..continual.inference import infer_sample_tasks, infer_task, num_tasks, rows_forward
 from ..continual.masks import task_scores
-from ..continual.task_bank import TaskBank
 from ..layers import add_task, finish_task, impress_layers, set_task, supermask_layers, task_modules
 from ..layers import impress_over as superposition
 
@@ -135,6 +134,10 @@ class MaskModule(MultiTaskModule):
         unique = torch.unique(labels)
         if unique.numel() == 1:
             return self.forward_single_task(x, int(unique[0]))
+        if not self.training and all(label in self.task_of for label in unique.tolist()):
+            # a batch mixed across known tasks: one forward with a task per sample (design.md §2.6)
+            tasks = torch.tensor([self.task_of[label] for label in labels.tolist()], device=x.device)
+            return rows_forward(self.net, x, tasks)
         out = None
         for label in unique.tolist():
             pick = labels.to(x.device) == label
@@ -168,30 +171,15 @@ class MaskModule(MultiTaskModule):
             raise RuntimeError("no task has been trained: there is nothing to infer")
         inf = self.inference
         if inf.per_sample:
-            return infer_sample_tasks(self.bank(), x, inf.objective, method=inf.method, classes=inf.classes)
+            return infer_sample_tasks(self.net, x, inf.objective, method=inf.method, classes=inf.classes)
         if inf.method == "exhaustive":
-            t = infer_task(self.net, x, inf.objective, method="exhaustive", classes=inf.classes, bank=self.bank())
+            t = infer_task(self.net, x, inf.objective, method="exhaustive", classes=inf.classes)
         else:
             t = infer_task(self.mixable(), x, inf.objective, method=inf.method, classes=inf.classes)
         return torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
 
     def forward_inferred(self, x: Tensor) -> Tensor:
-        tasks = self.infer(x)
-        out = None
-        for t in torch.unique(tasks).tolist():
-            pick = tasks == t
-            set_task(self.net, t)
-            y = self.net(x[pick])
-            if out is None:
-                out = y.new_zeros((x.shape[0], *y.shape[1:]))
-            out[pick] = y
-        return out
-
-    def bank(self) -> TaskBank:
-        """Every task's effective weights at once (exhaustive and per-sample inference)."""
-        if "bank" not in self._cache:
-            self._cache["bank"] = TaskBank(self.net)
-        return self._cache["bank"]
+        return rows_forward(self.net, x, self.infer(x))
 
     def mixable(self) -> nn.Module:
         """The model, or for SupSup masks their superposition model, on which a mixture of tasks

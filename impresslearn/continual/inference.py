@@ -17,12 +17,17 @@ compute when given a mixture (`set_task(model, beta)`), through the same combine
     infer_task(model, x, ...)      one-shot (one gradient), binary search (halve the
                                    candidates by gradient until one is left), or exhaustive
                                    (every task's score on the batch, the lowest wins: exact)
+    every_task_logits(model, x)    [n, B, C]: every task's outputs, the batch repeated once per
+                                   task with a task per sample (TaskRows): one forward over the
+                                   packed bits, no dense weight of any task kept
+    sample_gradients(model, x, f)  [B, n]: each sample's own d f / d beta at the uniform mixture,
+                                   from one forward and one backward (SampleMixture)
     diagnose_superposition(...)    why one-shot works or not: the uniform superposition's own
                                    accuracy and output scale against the tasks', where the
                                    true task's gradient component ranks, and which layers'
                                    shares of the gradient point at it (layer_gradients)
-    infer_sample_tasks(bank, x)    a task for each sample of a batch that mixes tasks: one-shot
-                                   from per-sample gradients (torch.func) or exhaustive per sample
+    infer_sample_tasks(model, x)   a task for each sample of a batch that mixes tasks: one-shot
+                                   from per-sample gradients or exhaustive per sample
     task_inference(model, ...)     how often the right task is found, and the accuracy with the
                                    inferred task, over test batches of every task, whole
                                    ("batch"), from their first image ("first") or mixed across
@@ -40,10 +45,23 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..choices import Choice
-from ..layers import ImpressLayer, SupermaskLayer, impress_layers, set_task, supermask_layers, task_modules
+from ..layers import (
+    ImpressLayer,
+    SampleMixture,
+    SupermaskLayer,
+    TaskRows,
+    impress_layers,
+    per_sample_supported,
+    set_task,
+    supermask_layers,
+    task_modules,
+)
 from .backbone import BackboneConfig, impress_model
 from .masks import task_masks
-from .task_bank import TaskBank, bank_supports
+
+# Input elements per forward of every_task_logits (the batch repeated for a chunk of the tasks):
+# 4 Mi floats, 16 MiB of input, what bounds the activations of a pass whatever the task count.
+PASS_ELEMENTS = 1 << 22
 
 
 class GnMethod(Choice):
@@ -195,13 +213,11 @@ def infer_task(
     method: str = "oneshot",
     classes: int = 10,
     first_image: bool = False,
-    bank: TaskBank | None = None,
 ) -> int:
     """The task whose superposition coefficient has the most negative gradient of `objective`
     (one-shot), the survivor of repeatedly keeping the half of the candidates with the most
     negative gradients (binary), or the task with the lowest objective on the batch (exhaustive,
-    through `bank`, built from the model if not given). `first_image` infers from `x[:1]` only,
-    as SupSup's paper does."""
+    `every_task_logits`). `first_image` infers from `x[:1]` only, as SupSup's paper does."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if first_image:
@@ -210,7 +226,7 @@ def infer_task(
         if not isinstance(objective, str):
             raise ValueError("exhaustive inference takes an objective by name ('G' or 'H')")
         with torch.no_grad():
-            return int(sample_score(objective, classes)(every_task_logits(model, x, bank)).mean(1).argmin())
+            return int(sample_score(objective, classes)(every_task_logits(model, x)).mean(1).argmin())
     obj = objective_fn(objective, classes) if isinstance(objective, str) else objective
     n = num_tasks(model)
     device = x.device
@@ -233,36 +249,95 @@ def infer_task(
         model.train(was_training)
 
 
-def every_task_logits(model: nn.Module, x: Tensor, bank: TaskBank | None = None) -> Tensor:
-    """`[n, B, C]`: the outputs of every task on `x`, in evaluation mode: through `bank` (or one
-    built here) where the model's layers allow one batched pass, else one forward per task,
-    which any converted model takes (a ViT's attention included)."""
-    if bank is not None or bank_supports(model):
-        return (bank if bank is not None else TaskBank(model)).logits(x)
+@torch.no_grad()
+def every_task_logits(model: nn.Module, x: Tensor, tasks_per_pass: int | None = None) -> Tensor:
+    """`[n, B, C]`: the outputs of every task on `x`, in evaluation mode. Where every task-aware
+    module takes a task per sample, the batch is repeated for `tasks_per_pass` tasks at a time
+    (by default as many as keep a pass within PASS_ELEMENTS input elements) and run once with a
+    task per row (the mask layers read the packed bits, one task's weight or tile at a time);
+    otherwise one forward per task, which any converted model takes."""
+    n = num_tasks(model)
     was_training, task = model.training, next(m for _, m in task_modules(model)).task
     model.eval()
     try:
+        if not per_sample_supported(model):
+            outs = []
+            for t in range(n):
+                set_task(model, t)
+                outs.append(model(x))
+            return torch.stack(outs)
+        b = x.shape[0]
+        if tasks_per_pass is None:
+            tasks_per_pass = max(1, PASS_ELEMENTS // max(1, x.numel()))
         outs = []
-        for t in range(num_tasks(model)):
-            set_task(model, t)
-            outs.append(model(x))
-        return torch.stack(outs)
+        for first in range(0, n, tasks_per_pass):
+            chunk = min(n, first + tasks_per_pass) - first
+            ids = torch.arange(first, first + chunk, device=x.device).repeat_interleave(b)
+            set_task(model, TaskRows(ids))
+            y = model(x.repeat(chunk, *([1] * (x.dim() - 1))))
+            outs.append(y.reshape(chunk, b, *y.shape[1:]))
+        return torch.cat(outs)
     finally:
         set_task(model, task)
         model.train(was_training)
 
 
-def infer_sample_tasks(bank: TaskBank, x: Tensor, objective: str = "H", *, method: str = "oneshot", classes: int = 10) -> Tensor:
+def sample_gradients(model: nn.Module, x: Tensor, objective: Callable[[Tensor], Tensor], beta: Tensor | None = None) -> Tensor:
+    """`[B, n]`: for each sample alone, d objective(its outputs) / d beta at the mixture `beta`
+    (default: uniform), in evaluation mode: one forward of the mixture and one backward, each
+    mask layer adding its share `<dL/dy_i, y_s,i>` (SampleMixture). `objective` maps outputs
+    `[B, C]` to per-sample values `[B]`."""
+    n = num_tasks(model)
+    if beta is None:
+        beta = torch.full((n,), 1.0 / n, device=x.device)
+    probe = torch.zeros((x.shape[0], n), device=x.device, requires_grad=True)
+    was_training, task = model.training, next(m for _, m in task_modules(model)).task
+    model.eval()
+    try:
+        set_task(model, SampleMixture(beta.detach(), probe))
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad(objective(model(x)).sum(), probe)
+        return g
+    finally:
+        set_task(model, task)
+        model.train(was_training)
+
+
+def infer_sample_tasks(
+    model: nn.Module, x: Tensor, objective: str = "H", *, method: str = "oneshot", classes: int = 10
+) -> Tensor:
     """A task for each sample of `x` [B, ...] (a batch that may mix tasks): the most negative
-    component of the sample's own gradient with respect to the uniform mixture (one-shot; all
-    samples' gradients in one `vmap(grad)`), or its lowest score over the tasks (exhaustive)."""
+    component of the sample's own gradient with respect to the uniform mixture (one-shot), or its
+    lowest score over the tasks (exhaustive)."""
     if method == "oneshot":
-        per_sample = sample_objective(objective, classes)
-        return bank.sample_gradients(x, lambda logits: per_sample(logits).mean()).argmin(1)
+        return sample_gradients(model, x, sample_objective(objective, classes)).argmin(1)
     if method == "exhaustive":
-        with torch.no_grad():
-            return sample_score(objective, classes)(bank.logits(x)).argmin(0)
+        return sample_score(objective, classes)(every_task_logits(model, x)).argmin(0)
     raise ValueError(f"per-sample inference takes 'oneshot' or 'exhaustive', got {method!r}")
+
+
+@torch.no_grad()
+def rows_forward(model: nn.Module, x: Tensor, tasks: Tensor) -> Tensor:
+    """The outputs of `x` with sample i under task `tasks[i]`, in one forward where the model
+    takes a task per sample, else one forward per task present (evaluation mode)."""
+    was_training, task = model.training, next(m for _, m in task_modules(model)).task
+    model.eval()
+    try:
+        if per_sample_supported(model):
+            set_task(model, TaskRows(tasks))
+            return model(x)
+        out = None
+        for t in torch.unique(tasks).tolist():
+            pick = tasks == t
+            set_task(model, t)
+            y = model(x[pick])
+            if out is None:
+                out = y.new_empty((x.shape[0], *y.shape[1:]))
+            out[pick] = y
+        return out
+    finally:
+        set_task(model, task)
+        model.train(was_training)
 
 
 @torch.no_grad()
@@ -283,7 +358,6 @@ def diagnose_superposition(
     most negative (what one-shot picks) or the most positive; and, layer by layer, how often
     that layer's share of the gradient alone would pick the true task."""
     n = len(tasks)
-    bank = TaskBank(model) if bank_supports(model) else None
     obj = objective_fn(objective, classes)
     uniform = torch.full((n,), 1.0 / n)
     layers = mixture_layers(model)
@@ -304,12 +378,9 @@ def diagnose_superposition(
                     by_layer[name] += int(g_layer.argmin()) == s
                 most_pos += int(g.argmax()) == s
                 rank += float((g < g[s]).sum())  # 0: the true task is the most negative
-                with torch.no_grad():
-                    if bank is not None:
-                        mix = bank.mixture_logits(x, uniform.to(x.device))
-                    else:  # the model itself under the mixture: every layer superposes its tasks
-                        set_task(model, uniform.to(x.device))
-                        mix = model(x)
+                with torch.no_grad():  # the model itself under the mixture: every layer superposes its tasks
+                    set_task(model, uniform.to(x.device))
+                    mix = model(x)
                     correct += int((mix[:, :classes].argmax(1) == y).sum())
                     mix_spread += _spread(mix)
                     set_task(model, s)
@@ -397,14 +468,13 @@ def task_inference(
         raise ValueError(f"{n} stream tasks given for a model with {num_tasks(model)} tasks")
     if inputs == "mixed":
         return _mixed_inference(model, test_batches, tasks, objective, method, classes, progress)
-    bank = TaskBank(model) if method == "exhaustive" and bank_supports(model) else None  # else one forward per task
     confusion = [[0] * n for _ in range(n)]
     found = batches = correct = samples = 0
     spent = 0.0
     for s, stream_task in enumerate(tasks):
         for x, y in test_batches(stream_task):
             t0 = time.perf_counter()
-            guess = infer_task(model, x, objective, method=method, classes=classes, first_image=first_image, bank=bank)
+            guess = infer_task(model, x, objective, method=method, classes=classes, first_image=first_image)
             spent += time.perf_counter() - t0
             confusion[s][guess] += 1
             found += guess == s
@@ -432,18 +502,17 @@ def task_inference(
 
 def _mixed_inference(model, test_batches, tasks, objective, method, classes, progress) -> dict:
     n = len(tasks)
-    t0 = time.perf_counter()
-    bank = TaskBank(model)  # built once: its cost is reported beside the per-batch time
-    built = time.perf_counter() - t0
+    if not per_sample_supported(model):
+        refused = sorted({type(m).__name__ for _, m in task_modules(model) if not m.PER_SAMPLE})
+        raise ValueError(f"mixed batches need a task per sample, which {', '.join(refused)} cannot take")
     confusion = [[0] * n for _ in range(n)]
     found = correct = samples = batches = 0
     spent = 0.0
     for x, y, truth in mixed_batches(test_batches, tasks):
         t0 = time.perf_counter()
-        guess = infer_sample_tasks(bank, x, objective, method=method, classes=classes)
+        guess = infer_sample_tasks(model, x, objective, method=method, classes=classes)
         spent += time.perf_counter() - t0
-        with torch.no_grad():  # each sample classified with its own inferred task
-            pred = bank.logits(x)[guess, torch.arange(x.shape[0], device=x.device)].argmax(1)
+        pred = rows_forward(model, x, guess).argmax(1)  # each sample classified under its own inferred task
         for s, g in zip(truth.tolist(), guess.tolist()):
             confusion[s][g] += 1
         found += int((guess == truth).sum())
@@ -463,6 +532,4 @@ def _mixed_inference(model, test_batches, tasks, objective, method, classes, pro
         "first_image": False,
         "input": "mixed",
         "samples_per_s": samples / spent if spent else None,
-        "bank_seconds": round(built, 3),
-        "bank_bytes": bank.nbytes,
     }

@@ -41,7 +41,6 @@ from ..continual import backbone as bb
 from ..continual import basis as basis_mod
 from ..continual import inference, masks, metrics, storage
 from ..continual.resume import load_task_state, task_state
-from ..continual.task_bank import bank_supports
 from ..continual.training import TrainConfig
 from ..data import MnistArrays, PermutedMNIST, RotatedMNIST, SplitMNIST, TaskStream, load_mnist, load_subset
 from ..files import (
@@ -53,7 +52,7 @@ from ..files import (
     verify_checksums,
 )
 from ..format import PackedMasks
-from ..layers import AlphaQuant, impress_layers, supermask_layers
+from ..layers import AlphaQuant, impress_layers, per_sample_supported, supermask_layers
 from ..memory import check_allocation
 from ..methods.exssnet import METHODS, ExssnetConfig
 from ..methods.impress import ImpressLearn
@@ -609,9 +608,8 @@ class Runner(RunnerBase):
         for objective in cfg.gn_objectives:
             if objective == "G" and self.backbone.outputs <= self.backbone.classes:
                 continue
-            # A model with attention (the ViT) takes no task bank (continual.task_bank.bank_supports): its
-            # mixed batches are skipped; whole batches are inferred one forward per task (design.md §2.6).
-            banked = bank_supports(model)
+            # Mixed batches need a task per sample in every task-aware module (design.md §2.6).
+            per_sample = per_sample_supported(model)
             if "oneshot" in cfg.gn_methods:  # why one-shot finds the task or not (design.md §2.6)
                 diag = inference.diagnose_superposition(
                     model,
@@ -636,10 +634,10 @@ class Runner(RunnerBase):
                             "batch (per sample: oneshot or exhaustive)"
                         )
                         continue
-                    if inp == "mixed" and not banked:
+                    if inp == "mixed" and not per_sample:
                         self.log(
-                            "GN on mixed batches skipped: per-sample inference needs a task bank, which a "
-                            "model with attention does not take"
+                            "GN on mixed batches skipped: per-sample inference needs a task per sample, which "
+                            "some of this model's modules cannot take"
                         )
                         continue
                     start = time.time()

@@ -2,7 +2,8 @@
 layers, per-task normalisation and heads, masked attention, and `convert()` for any model.
 
     tasks.py      TaskAware, BackboneLayer, TaskStateLayer; set_task / add_task / finish_task /
-                  task_parameters over a whole model
+                  task_parameters over a whole model; TaskRows / SampleMixture (a task per sample)
+    per_sample.py what the mask layers run under a task per sample and a per-sample mixture
     masked.py     SupermaskLinear / Conv2d / Conv, ImpressLinear / Conv2d / Conv, random_basis
     norms.py      TaskBatchNorm1d / 2d / 3d, FrozenBatchNorm
     heads.py      TaskHeads
@@ -34,10 +35,13 @@ from .quantise import AlphaQuant, ScaleGroup, coded_bytes, codes, dequantise, qu
 from .superpose import impress_over
 from .tasks import (
     BackboneLayer,
+    SampleMixture,
     TaskAware,
+    TaskRows,
     TaskStateLayer,
     add_task,
     finish_task,
+    per_sample_supported,
     set_submodule,
     set_task,
     task_modules,
@@ -84,4 +88,7 @@ __all__ = [
     "impress_layers",
     "random_basis",
     "set_submodule",
+    "TaskRows",
+    "SampleMixture",
+    "per_sample_supported",
 ]

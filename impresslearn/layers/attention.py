@@ -4,11 +4,16 @@ PyTorch's attention calls `F.multi_head_attention_forward` with its own `in_proj
 `out_proj.weight`, so replacing `out_proj` by a mask layer would be bypassed and the projections
 would stay shared and trainable. `TaskMultiheadAttention` holds the input projection (one `[3E, E]`
 layer, or one per query, key and value when their sizes differ) and the output projection as mask
-layers and passes their effective weights to the same function (docs/design.md §4.5).
+layers and passes their effective weights to the same function (docs/design.md §4.5). Under a
+task per sample or a per-sample mixture the projections have no one weight: the attention is then
+computed here from the projection layers' own outputs (the same function, written out).
 """
 
 from __future__ import annotations
 
+import math
+
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
@@ -54,6 +59,8 @@ class TaskMultiheadAttention(nn.Module):
         is_causal: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         batched = query.dim() == 3
+        if any(m.rows is not None or m.probe is not None for m in self._projections()):
+            return self._per_sample(query, key, value, key_padding_mask, need_weights, attn_mask, average_attn_weights, is_causal)
         if self.batch_first and batched:
             query, key, value = (t.transpose(1, 0) for t in (query, key, value))
         if self.separate:
@@ -92,6 +99,51 @@ class TaskMultiheadAttention(nn.Module):
         if self.batch_first and batched:
             out = out.transpose(1, 0)
         return out, weights
+
+    def _projections(self) -> list[nn.Module]:
+        found = [self.q_proj, self.k_proj, self.v_proj] if self.separate else [self.in_proj]
+        return [m for m in [*found, self.out_proj] if hasattr(m, "rows")]
+
+    def _per_sample(self, query, key, value, key_padding_mask, need_weights, attn_mask, average_attn_weights, is_causal):
+        """The attention with each projection a layer call (each sample under its own task)."""
+        if query.dim() != 3:
+            raise ValueError("a task per sample needs a batch: query, key and value of 3 dimensions")
+        if self.bias_k is not None or self.add_zero_attn:
+            raise NotImplementedError("a task per sample is not supported with bias_k, bias_v or add_zero_attn")
+        if not self.batch_first:  # the layers take the batch first: the task of each sample is dim 0
+            query, key, value = (t.transpose(0, 1) for t in (query, key, value))
+        e = self.embed_dim
+        if self.separate:
+            biases = (None, None, None) if self.in_proj_bias is None else self.in_proj_bias.chunk(3)
+            q, k, v = (
+                proj(t) if b is None else proj(t) + b
+                for proj, t, b in zip((self.q_proj, self.k_proj, self.v_proj), (query, key, value), biases)
+            )
+        elif query is key and key is value:
+            q, k, v = self.in_proj(query).split(e, dim=-1)
+        else:
+            q, k, v = (self.in_proj(t)[..., i * e : (i + 1) * e] for i, t in enumerate((query, key, value)))
+        b, lq, ls = query.shape[0], query.shape[1], key.shape[1]
+        heads = lambda t, n: t.reshape(b, n, self.num_heads, self.head_dim).transpose(1, 2)  # noqa: E731
+        q, k, v = heads(q, lq), heads(k, ls), heads(v, ls)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
+        if attn_mask is None and is_causal:
+            attn_mask = torch.ones(lq, ls, dtype=torch.bool, device=q.device).triu(1)
+        if attn_mask is not None:
+            mask = attn_mask.reshape(-1, self.num_heads, lq, ls) if attn_mask.dim() == 3 else attn_mask
+            scores = scores.masked_fill(mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+        if key_padding_mask is not None:
+            pad = key_padding_mask.reshape(b, 1, 1, ls)
+            scores = scores.masked_fill(pad, float("-inf")) if pad.dtype == torch.bool else scores + pad
+        weights = scores.softmax(-1)
+        if self.training and self.dropout > 0:
+            weights = F.dropout(weights, self.dropout)
+        out = self.out_proj((weights @ v).transpose(1, 2).reshape(b, lq, e))
+        if not self.batch_first:
+            out = out.transpose(0, 1)
+        if not need_weights:
+            return out, None
+        return out, weights.mean(1) if average_attn_weights else weights
 
     def extra_repr(self) -> str:
         return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, batch_first={self.batch_first}"

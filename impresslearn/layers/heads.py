@@ -6,6 +6,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..memory import check_allocation
+from .per_sample import grouped_rows
 from .tasks import TaskAware, check_num_tasks
 
 
@@ -62,9 +63,13 @@ class TaskHeads(TaskAware):
     def is_finished(self, task: int) -> bool:
         return self.finished[task]
 
+    PER_SAMPLE = True  # a task per sample; a per-sample mixture is refused in forward, as a mixture is
+
     def forward(self, x: Tensor) -> Tensor:
         if self.mixture is not None:
             raise RuntimeError("task heads take one task at a time, not a mixture")
+        if self.rows is not None:
+            return grouped_rows(x, self.rows, lambda s, xs: self.heads[s](xs))
         return self.heads[self.task](x)
 
     def extra_repr(self) -> str:

@@ -11,7 +11,9 @@ packed basis (ImpressLearn), each for linear layers and 1-, 2- and 3-d (transpos
 
 Under a mixture `beta [num_tasks]` (task inference, docs/design.md §2.6) an Impress layer uses
 `alpha = beta @ stack(alpha_per_task)` and a SupSup layer `W ⊙ Σ_t beta_t M_t` over its finished
-masks: one combine either way.
+masks: one combine either way. Under `TaskRows` each sample runs under its own task, and under
+a `SampleMixture` the mixture's forward carries each sample's gradient with respect to beta
+(layers/per_sample.py).
 """
 
 from __future__ import annotations
@@ -29,8 +31,49 @@ from .. import ops
 from ..choices import Choice
 from ..format import PackedMasks, words_shape
 from ..seeding import check_density, derive_seed
+from .per_sample import grouped_rows, linear_rows, with_probe
 from .quantise import AlphaQuant, codes, dequantise, quantise
 from .tasks import TaskStateLayer
+
+
+class _PerSample:
+    """What the mask layers share under a task per sample and a per-sample mixture: their
+    subclasses give `_weight()` (the current task's or mixture's effective weight),
+    `_task_weight(s)` and `_tasks_packed()` (the packed words and alphas of every task)."""
+
+    PER_SAMPLE = True
+
+    def effective_weight(self) -> Tensor:
+        if self.rows is not None or self.probe is not None:
+            raise RuntimeError(
+                f"a {type(self).__name__} under a task per sample has no one effective weight; call the layer itself"
+            )
+        return self._weight()
+
+    def _per_sample(self) -> bool:
+        return self.rows is not None or self.probe is not None
+
+    def _per_sample_forward(self, x: Tensor) -> Tensor:
+        linear = _is_linear(self)
+        if self.rows is not None:
+            if linear and all(self.finished):  # a task still training has no packed form yet
+                return linear_rows(x, self.rows, self.weight, *self._tasks_packed(), self.bias)
+            return grouped_rows(x, self.rows, lambda s, xs: _apply(self, xs, self._task_weight(s), self.bias))
+        y = _apply(self, x, self._weight(), self.bias)
+        if linear:
+            packed, alphas = self._tasks_packed()
+
+            def outputs(x: Tensor, first: int, stop: int) -> Tensor:
+                if alphas is None:  # one mask per task
+                    return ops.every_task_linear(x, self.weight, packed[first:stop], None)
+                return ops.every_task_linear(x, self.weight, packed, alphas[first:stop])
+
+        else:
+
+            def outputs(x: Tensor, first: int, stop: int) -> Tensor:
+                return torch.stack([_apply(self, x, self._task_weight(s), None) for s in range(first, stop)])
+
+        return with_probe(y, x, self.probe, outputs)
 
 
 class MaskMode(Choice):
@@ -44,7 +87,7 @@ class MaskMode(Choice):
 MASK_MODES = MaskMode.names()
 
 
-class SupermaskLayer(TaskStateLayer):
+class SupermaskLayer(_PerSample, TaskStateLayer):
     """Per-task scores while a task trains; its mask (a top-k of |scores| or `scores >= 0`) as
     packed words once finished. Subclasses give `_apply_weight(x, weight)` (the layer's function)."""
 
@@ -119,7 +162,7 @@ class SupermaskLayer(TaskStateLayer):
             return ops.popup_mask(s.abs(), self.density)
         return ops.threshold_mask(s)
 
-    def effective_weight(self) -> Tensor:
+    def _weight(self) -> Tensor:
         """`weight * mask`, by the fused ops: from the packed words for a finished task
         (masked_weight) or a mixture of finished tasks (one combine), from the scores in one pass
         each way while a task trains."""
@@ -127,15 +170,23 @@ class SupermaskLayer(TaskStateLayer):
             self._unfinished_in_mixture()
             beta = self.mixture.to(self.weight.device, torch.float32)
             return ops.combine(self.weight, PackedMasks(self.masks, self.weight.shape), beta)
-        t = self.task
-        if self.finished[t]:
-            return ops.masked_weight(self.weight, PackedMasks(self.masks[t : t + 1], self.weight.shape))
-        s = self.task_floats(t)
+        return self._task_weight(self.task)
+
+    def _task_weight(self, task: int) -> Tensor:
+        if self.finished[task]:
+            return ops.masked_weight(self.weight, PackedMasks(self.masks[task : task + 1], self.weight.shape))
+        s = self.task_floats(task)
         if self.mask_mode == "topk":
             return ops.popup_weight(self.weight, s, self.density)
         return ops.threshold_weight(self.weight, s)
 
+    def _tasks_packed(self) -> tuple[PackedMasks, None]:
+        self._unfinished_in_mixture()
+        return PackedMasks(self.masks, self.weight.shape), None
+
     def forward(self, x: Tensor) -> Tensor:
+        if self._per_sample():
+            return self._per_sample_forward(x)
         return self._apply_weight(x, self.effective_weight())
 
     @torch.no_grad()
@@ -304,11 +355,12 @@ class _ConvNd:
             return (in_channels, out_channels // groups, *self.kernel_size)
         return (out_channels, in_channels // groups, *self.kernel_size)
 
-    def _conv(self, x: Tensor, weight: Tensor) -> Tensor:
+    def _conv(self, x: Tensor, weight: Tensor, bias: Tensor | None | str = "own") -> Tensor:
         fn = _CONV_FUNCTIONS[(self.dims, self.transposed)]
+        bias = self.bias if isinstance(bias, str) else bias
         if self.transposed:
-            return fn(x, weight, self.bias, self.stride, self.padding, self.output_padding, self.groups, self.dilation)
-        return fn(x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+            return fn(x, weight, bias, self.stride, self.padding, self.output_padding, self.groups, self.dilation)
+        return fn(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
     def _convnd_repr(self) -> str:
         kind = f"conv{'_transpose' if self.transposed else ''}{self.dims}d"
@@ -360,7 +412,7 @@ class SupermaskConv(_ConvNd, SupermaskLayer):
 # --------------------------------------------------------------------------- impress layers
 
 
-class ImpressLayer(TaskStateLayer):
+class ImpressLayer(_PerSample, TaskStateLayer):
     """A packed basis of T masks and per-task alpha `[T]` or `[T, rows]`, initialised to 1/T; a
     finished task's alpha is a row of the buffer `alphas` (float32, its small float part)."""
 
@@ -452,8 +504,14 @@ class ImpressLayer(TaskStateLayer):
         stacked = torch.stack([self.task_alpha(t) for t in range(self.num_tasks)])  # [tasks, *alpha_shape]
         return torch.tensordot(self.mixture.to(stacked.dtype), stacked, dims=1)
 
-    def effective_weight(self) -> Tensor:
+    def _weight(self) -> Tensor:
         return ops.combine(self.weight, self.basis, self.current_alpha())
+
+    def _task_weight(self, task: int) -> Tensor:
+        return ops.combine(self.weight, self.basis, self.task_alpha(task))
+
+    def _tasks_packed(self) -> tuple[PackedMasks, Tensor]:
+        return self.basis, torch.stack([self.task_alpha(t) for t in range(self.num_tasks)])
 
 
 class ImpressLinear(ImpressLayer):
@@ -478,6 +536,8 @@ class ImpressLinear(ImpressLayer):
         self._init_impress(basis, num_tasks, per_channel)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self._per_sample():
+            return self._per_sample_forward(x)
         if torch.is_autocast_enabled(x.device.type):  # docs/design.md §4.3: combined in float32, then autocast
             return F.linear(x, self.effective_weight(), self.bias)
         return ops.impress_linear(x, self.weight, self.basis, self.current_alpha(), self.bias)
@@ -516,6 +576,8 @@ class ImpressConv2d(_ConvArgs, ImpressLayer):
         self._init_impress(basis, num_tasks, per_channel)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self._per_sample():
+            return self._per_sample_forward(x)
         if torch.is_autocast_enabled(x.device.type):  # docs/design.md §4.3: combined in float32, then autocast
             return F.conv2d(x, self.effective_weight(), self.bias, self.stride, self.padding, self.dilation, self.groups)
         return ops.impress_conv2d(
@@ -559,10 +621,25 @@ class ImpressConv(_ConvNd, ImpressLayer):
         self._init_impress(basis, num_tasks, per_channel)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self._per_sample():
+            return self._per_sample_forward(x)
         return self._conv(x, self.effective_weight())
 
     def extra_repr(self) -> str:
         return f"{self._convnd_repr()}, basis={self.basis_size}, tasks={self.num_tasks}, per_channel={self.per_channel}"
+
+
+def _is_linear(layer: nn.Module) -> bool:
+    return not isinstance(layer, (_ConvArgs, _ConvNd))
+
+
+def _apply(layer: nn.Module, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """The layer's function (linear or its convolution) with the given weight and bias."""
+    if isinstance(layer, _ConvArgs):
+        return F.conv2d(x, weight, bias, layer.stride, layer.padding, layer.dilation, layer.groups)
+    if isinstance(layer, _ConvNd):
+        return layer._conv(x, weight, bias)
+    return F.linear(x, weight, bias)
 
 
 def supermask_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:

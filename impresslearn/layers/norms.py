@@ -10,6 +10,7 @@ LayerNorm, GroupNorm and RMSNorm keep no statistics: convert() freezes their aff
 
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
@@ -21,9 +22,13 @@ from .tasks import TaskAware, check_num_tasks
 class TaskBatchNorm(TaskAware):
     """One non-affine BatchNorm per task: each task keeps its own running statistics.
 
-    Under a task mixture (task inference) the batch's own statistics are used."""
+    Under a task mixture (task inference) the batch's own statistics are used. Under a task per
+    sample (`TaskRows`) each sample is normalised with its task's running statistics, and under a
+    per-sample mixture (`SampleMixture`) with the mixture of the tasks' running statistics, each
+    sample its own (the batch's statistics would tie the samples of different tasks together)."""
 
     BATCHNORM: type[nn.modules.batchnorm._BatchNorm] = nn.BatchNorm2d
+    PER_SAMPLE = True
 
     def __init__(self, num_features: int, num_tasks: int = 1, eps: float = 1e-5, momentum: float = 0.1):
         super().__init__()
@@ -59,9 +64,22 @@ class TaskBatchNorm(TaskAware):
             del self.bns[len(self.bns) - 1]
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.rows is not None or self.probe is not None:
+            return self._per_sample(x)
         if self.mixture is not None:
             return F.batch_norm(x, None, None, training=True, eps=self.eps)
         return self.bns[self.task](x)
+
+    def _per_sample(self, x: Tensor) -> Tensor:
+        means = torch.stack([bn.running_mean for bn in self.bns])  # [tasks, C]
+        variances = torch.stack([bn.running_var for bn in self.bns])
+        if self.rows is not None:
+            mean, var = means[self.rows], variances[self.rows]
+        else:
+            beta = self.mixture.to(means.dtype) + self.probe.to(means.dtype)  # [B, tasks]: each sample its own
+            mean, var = beta @ means, beta @ variances
+        shape = (x.shape[0], x.shape[1]) + (1,) * (x.dim() - 2)
+        return (x - mean.reshape(shape)) * torch.rsqrt(var.reshape(shape) + self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, tasks={self.num_tasks}"

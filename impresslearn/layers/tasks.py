@@ -16,6 +16,7 @@ is never re-selected from floats again).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 
@@ -27,6 +28,25 @@ from ..memory import check_allocation
 from ..seeding import init_backbone
 
 # --------------------------------------------------------------------------- task-aware bases
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskRows:
+    """A task for each sample: `task` (int64 `[B]`) gives the task of each row of dim 0 of the
+    batch, so that one forward serves a batch mixed across tasks, or every task at once with the
+    batch repeated (docs/design.md §2.6)."""
+
+    task: Tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleMixture:
+    """The mixture `beta` (`[num_tasks]`) for every sample, and a per-sample `probe` (`[B,
+    num_tasks]`, zeros, requiring grad): the forward is the mixture's, and the gradient that
+    reaches `probe[i]` is sample i's own gradient with respect to beta (docs/design.md §2.6)."""
+
+    beta: Tensor
+    probe: Tensor
 
 
 def check_num_tasks(num_tasks) -> int:
@@ -41,11 +61,35 @@ class TaskAware(nn.Module):
     `add_task()` and `_truncate_tasks(n)`; this class adds `task`, `mixture`, `set_task` and a
     `finish_task` that holds nothing (modules without trainable per-task floats)."""
 
+    # Whether the module takes a task per sample (TaskRows) and per-sample mixtures (SampleMixture).
+    PER_SAMPLE = False
+
     def _init_tasks(self) -> None:
         self.task = 0
         self.mixture: Tensor | None = None
+        self.rows: Tensor | None = None  # TaskRows.task
+        self.probe: Tensor | None = None  # SampleMixture.probe
 
     def set_task(self, task) -> None:
+        self.rows = self.probe = None
+        if isinstance(task, (TaskRows, SampleMixture)):
+            if not self.PER_SAMPLE:
+                raise NotImplementedError(
+                    f"{type(self).__name__} takes one task (or one mixture) for the whole batch, not one per sample"
+                )
+            if isinstance(task, TaskRows):
+                ids = task.task
+                if ids.dtype != torch.int64 or ids.dim() != 1:
+                    raise ValueError(f"TaskRows.task must be int64 of shape [batch], got {ids.dtype} {tuple(ids.shape)}")
+                if ids.numel() and not (0 <= int(ids.min()) and int(ids.max()) < self.num_tasks):
+                    raise IndexError(f"task ids must lie in [0, {self.num_tasks}), got {int(ids.min())}..{int(ids.max())}")
+                self.mixture, self.rows = None, ids
+                return
+            if task.probe.dim() != 2 or task.probe.shape[1] != self.num_tasks:
+                raise ValueError(f"a sample mixture's probe must be [batch, {self.num_tasks}], got {tuple(task.probe.shape)}")
+            self.set_task(task.beta)
+            self.probe = task.probe
+            return
         if isinstance(task, Tensor):
             if task.dim() != 1 or task.shape[0] != self.num_tasks:
                 raise ValueError(f"a task mixture must have shape [{self.num_tasks}], got {tuple(task.shape)}")
@@ -301,9 +345,24 @@ def _found(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def set_task(model: nn.Module, task) -> None:
-    """Select `task` (an int) or a mixture (a tensor `[num_tasks]`) in every task-aware module."""
-    for _, m in _found(model):
+    """Select `task` (an int), a mixture (a tensor `[num_tasks]`), a task per sample (`TaskRows`)
+    or a per-sample mixture (`SampleMixture`) in every task-aware module; a model that cannot take
+    a task per sample says which of its modules cannot, and is left as it was."""
+    found = _found(model)
+    if isinstance(task, (TaskRows, SampleMixture)):
+        refused = sorted({type(m).__name__ for _, m in found if not m.PER_SAMPLE})
+        if refused:
+            raise NotImplementedError(
+                f"this model cannot take a task per sample: {', '.join(refused)} take one task per batch "
+                "(infer per batch instead, one forward per task)"
+            )
+    for _, m in found:
         m.set_task(task)
+
+
+def per_sample_supported(model: nn.Module) -> bool:
+    """Whether every task-aware module of `model` takes a task per sample (TaskRows, SampleMixture)."""
+    return all(m.PER_SAMPLE for _, m in _found(model))
 
 
 def add_task(model: nn.Module) -> int:

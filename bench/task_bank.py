@@ -1,5 +1,7 @@
-"""Every task of a model at once: the per-task effective weights in one bank, and the outputs of
-all tasks for a batch from one batched forward pass.
+"""The task bank the library used before every_task_linear / task_row_linear (kept here as the
+baseline that bench/bench_task_inference.py measures the library against): every task of a
+model at once as the per-task effective weights in one dense bank, and the outputs of all tasks
+for a batch from one batched forward pass.
 
 The bank is what exhaustive task inference and per-sample inference need. It is built once from
 the packed bits (each layer's masks are read once, for all tasks together), then a batch's logits
@@ -27,8 +29,8 @@ import torch.nn as nn
 from torch import Tensor
 from torch.func import functional_call, grad, vmap
 
-from .. import ops
-from ..layers import (
+from impresslearn import ops
+from impresslearn.layers import (
     BackboneLayer,
     ImpressConv2d,
     ImpressLayer,
