@@ -19,6 +19,10 @@ most its share), so that one step that overruns cannot take the others with it:
                   the conv training step, each checked against the reference while timed
     memory_bench  bench/bench_memory.py --device cuda: ResNet-50 step memory, packed vs dense, and
                   the largest batch (the dry run: a narrow ResNet-18 on the CPU)
+    task_inference  bench/bench_task_inference.py --device cuda: the task bank against the packed
+                  path (exhaustive and one-shot per sample, mixed batches) on LeNet-300-100 and a
+                  ResNet-18 among 20 tasks, Triton's task_row_linear on the GPU; the dry run: a
+                  tiny LeNet on the CPU. Its JSON stays out of --out too; the summary holds its table
     task_memory   bench/bench_task_memory.py --device cuda --T 10 100: a SupSup ResNet-50 with T
                   finished tasks (packed), the peak of a new task's training step, a finished
                   task's forward (the dry run: a narrow ResNet-18 on the CPU); the code before the
@@ -137,6 +141,12 @@ def plan(out: Path, junit: Path, name: str, dry_run: bool) -> list[Step]:
         if dry_run
         else ["--device", "cuda", "--T", "10", "100"]
     )
+    task_inference = [py, str(HERE / "bench_task_inference.py"), "--out", str(junit.parent / "task_inference.json")]
+    task_inference += (
+        ["--device", "cpu", "--quick", "--models", "lenet", "--modes", "exhaustive_sample", "oneshot_sample", "--batches", "1"]
+        if dry_run
+        else ["--device", "cuda", "--models", "lenet", "resnet18", "--T", "20", "--modes", "exhaustive_sample", "oneshot_sample"]
+    )
     interpret = {"TRITON_INTERPRET": "1"} if dry_run else {}
     # The first four shares add up to the default budget; a step that ends early leaves its time to
     # the next, and the last, task_memory (at most 90 s), runs in the time the others leave.
@@ -145,6 +155,7 @@ def plan(out: Path, junit: Path, name: str, dry_run: bool) -> list[Step]:
         Step("cuda_tests", tests, 140, interpret),
         Step("triton_bench", triton, 200, interpret),
         Step("memory_bench", memory, 120),
+        Step("task_inference", task_inference, 90),
         Step("task_memory", task_memory, 90),
     ]
 
@@ -210,6 +221,10 @@ def read_results(step: Step, out: Path, junit: Path, name: str) -> None:
                 "cases": data["cases"],
                 "table": data.get("table"),
             }
+        elif step.name == "task_inference":  # written case by case: a step that timed out keeps what ran
+            data = json.loads((junit.parent / "task_inference.json").read_text())
+            step.result = {"cases": [{k: v for k, v in c.items() if k != "chosen"} for c in data["cases"]]}
+            step.result["table"] = data.get("table")
         elif step.name == "task_memory":  # written case by case: a step that timed out keeps what ran
             data = json.loads((junit.parent / "task_memory.json").read_text())
             step.result = {
@@ -241,6 +256,8 @@ def markdown(name: str, steps: list[Step], dry_run: bool) -> str:
             what = f"{r['rows']} rows in {r['file']}"
         elif st.name == "memory_bench" and "cases" in r:
             what = f"{len(r['cases'])} cases in {r['file']}"
+        elif st.name == "task_inference" and "cases" in r:
+            what = f"{len(r['cases'])} cases (below)"
         elif st.name == "task_memory" and "cases" in r:
             what = f"{len(r['cases'])} case{'' if len(r['cases']) == 1 else 's'} (below)"
         elif st.name == "doctor" and "packages" in r:
@@ -249,6 +266,8 @@ def markdown(name: str, steps: list[Step], dry_run: bool) -> str:
             what = r.get("read_error", "-")
         lines.append(f"| {st.name} | {'timed out' if st.timed_out else st.rc} | {st.seconds} | {what} |")
     for st in steps:
+        if st.name == "task_inference" and st.result.get("table"):
+            lines += ["", "## Task inference: the task bank against the packed path", "", st.result["table"]]
         if st.name == "memory_bench" and st.result.get("table"):
             lines += ["", f"## Training-step memory, packed vs dense ({st.result.get('arch', '?')})", "", st.result["table"]]
         if st.name == "task_memory" and st.result.get("table"):

@@ -30,13 +30,14 @@ def test_dry_run_runs_every_step(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     record = json.loads((tmp_path / "gpu-suite-dry-run.json").read_text())
     steps = {s["name"]: s for s in record["steps"]}
-    assert list(steps) == ["doctor", "cuda_tests", "triton_bench", "memory_bench", "task_memory"]
+    assert list(steps) == ["doctor", "cuda_tests", "triton_bench", "memory_bench", "task_inference", "task_memory"]
     assert all(s["rc"] == 0 and not s["timed_out"] for s in steps.values())
     assert steps["doctor"]["result"]["backends"]["reference"] is None
     tests = steps["cuda_tests"]["result"]
     assert tests["tests"] > 0 and tests["skipped"] == tests["tests"]  # the cuda-marked tests, skipped on a CPU
     assert steps["triton_bench"]["result"]["summary"]["kernel_results_differing_from_reference"] == 0
     assert len(steps["memory_bench"]["result"]["cases"]) == 2
+    assert [c["status"] for c in steps["task_inference"]["result"]["cases"]] == ["ok"] * 4
     assert record["seconds"] <= record["budget_s"]
     md = (tmp_path / "gpu-suite-dry-run.md").read_text()
     assert "| cuda_tests | 0 |" in md and "packed vs dense" in md
