@@ -290,3 +290,45 @@ def test_a_model_that_cannot_take_a_task_per_sample_says_so_and_is_left_as_it_wa
         set_task(net, t)
         with torch.no_grad():
             torch.testing.assert_close(every[t], net(x))
+
+
+class _Attend(torch.nn.Module):
+    def __init__(self, batch_first):
+        super().__init__()
+        self.mha = torch.nn.MultiheadAttention(8, 2, batch_first=batch_first)
+
+    def forward(self, x, **kw):
+        return self.mha(x, x, x, **kw)
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_masked_attention_with_a_task_per_sample_matches_its_own_function(batch_first):
+    """The attention a task per sample computes from its projections' outputs equals
+    nn.MultiheadAttention's under each task: weights asked for or not, padding and causal masks."""
+    net = il.convert(_Attend(batch_first), "supermask", density=0.5, num_tasks=2, seed=0)
+    g = torch.Generator().manual_seed(0)
+    for t in range(2):
+        set_task(net, t)
+        finish_task(net, t)
+    net.eval()
+    x = torch.randn(3, 5, 8, generator=g)  # [batch, length, embed]
+    xin = x if batch_first else x.transpose(0, 1)
+    pad = torch.tensor([[False] * 5, [False, False, False, True, True], [False] * 4 + [True]])
+    causal = torch.ones(5, 5, dtype=torch.bool).triu(1)
+    tasks = torch.tensor([1, 0, 1])
+    for kw in ({}, {"need_weights": False}, {"key_padding_mask": pad}, {"attn_mask": causal, "need_weights": False}):
+        own = []
+        for t in range(2):
+            set_task(net, t)
+            with torch.no_grad():
+                own.append(net(xin, **kw))
+        set_task(net, TaskRows(tasks))
+        with torch.no_grad():
+            out, weights = net(xin, **kw)
+        b = 0 if batch_first else 1
+        want = torch.stack([own[t][0].select(b, i) for i, t in enumerate(tasks.tolist())], b)
+        torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-6)
+        if kw.get("need_weights", True):
+            torch.testing.assert_close(weights, torch.stack([own[t][1][i] for i, t in enumerate(tasks.tolist())]))
+        else:
+            assert weights is None

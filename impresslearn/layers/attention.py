@@ -126,19 +126,33 @@ class TaskMultiheadAttention(nn.Module):
         b, lq, ls = query.shape[0], query.shape[1], key.shape[1]
         heads = lambda t, n: t.reshape(b, n, self.num_heads, self.head_dim).transpose(1, 2)  # noqa: E731
         q, k, v = heads(q, lq), heads(k, ls), heads(v, ls)
-        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
         if attn_mask is None and is_causal:
             attn_mask = torch.ones(lq, ls, dtype=torch.bool, device=q.device).triu(1)
+        # one additive mask of what may not be attended: attn_mask (True or -inf: not allowed) and the padding
+        mask = None
         if attn_mask is not None:
             mask = attn_mask.reshape(-1, self.num_heads, lq, ls) if attn_mask.dim() == 3 else attn_mask
-            scores = scores.masked_fill(mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+            mask = (
+                torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill(mask, float("-inf"))
+                if mask.dtype == torch.bool
+                else mask
+            )
         if key_padding_mask is not None:
             pad = key_padding_mask.reshape(b, 1, 1, ls)
-            scores = scores.masked_fill(pad, float("-inf")) if pad.dtype == torch.bool else scores + pad
-        weights = scores.softmax(-1)
-        if self.training and self.dropout > 0:
-            weights = F.dropout(weights, self.dropout)
-        out = self.out_proj((weights @ v).transpose(1, 2).reshape(b, lq, e))
+            pad = (
+                torch.zeros(pad.shape, dtype=q.dtype, device=q.device).masked_fill(pad, float("-inf"))
+                if pad.dtype == torch.bool
+                else pad
+            )
+            mask = pad if mask is None else mask + pad
+        dropout = self.dropout if self.training else 0.0
+        if need_weights:  # the weights themselves are asked for: the product written out
+            scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
+            weights = (scores if mask is None else scores + mask).softmax(-1)
+            context = F.dropout(weights, dropout) @ v if dropout else weights @ v
+        else:  # the fused kernel (as nn.MultiheadAttention uses when no weights are asked for)
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        out = self.out_proj(context.transpose(1, 2).reshape(b, lq, e))
         if not self.batch_first:
             out = out.transpose(0, 1)
         if not need_weights:
