@@ -16,6 +16,8 @@ Methods, on the same inputs of a case:
     dense_supsup, dense_matvec  impresslearn.dense: stacked float masks, SupSup's broadcast or one
                                 matrix-vector product (their alpha gradients: the same arithmetic)
     floor                       F.linear with a precomputed W_eff (what a fused linear must approach)
+    bank                        every task's dense effective weight built beforehand (the task bank the
+                                library used before every_task_linear / task_row_linear), then GEMMs
     torch_sort, torch_topk, torch_kthvalue   top-k selections (dense.select_*; sort is SupSup's)
 
 CPU methods run on CPU tensors; with CUDA, the GPU's methods (triton, and "-cuda" copies of the
@@ -166,6 +168,25 @@ class PopupCase:
 
 
 @dataclass(frozen=True)
+class TaskCase:
+    """every_task_linear / task_row_linear of a [rows, cols] weight among `tasks` SupSup tasks (a
+    mask each), on a batch (task_row_linear: each row of a random task)."""
+
+    rows: int
+    cols: int
+    tasks: int
+    batch: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.rows}x{self.cols}-S{self.tasks}-batch{self.batch}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.rows}x{self.cols} among {self.tasks} tasks, batch {self.batch}"
+
+
+@dataclass(frozen=True)
 class StepCase:
     """One ImpressLearn training step (forward, cross-entropy, backward, RMSprop) of LeNet-300-100."""
 
@@ -195,6 +216,10 @@ def cases(primitive: str, quick: bool = QUICK) -> list:
         return [PopupCase(name, shape) for name, shape in sizes.items()]
     if primitive == "lenet_step":
         return [StepCase(3, 8)] if quick else [StepCase(100, 128)]
+    if primitive in ("every_task_linear", "task_row_linear"):
+        if quick:
+            return [TaskCase(*QUICK_LINEAR, 3, 5)]
+        return [TaskCase(300, 784, 20, 128), TaskCase(300, 784, 250, 16), TaskCase(1000, 2048, 20, 16)]
     raise ValueError(f"unknown primitive {primitive!r}")
 
 
@@ -254,6 +279,8 @@ _BASELINES = {
     "impress_linear_backward": ["floor", "dense_supsup", "dense_matvec"],
     "popup": ["torch_sort", "torch_topk", "torch_kthvalue"],
     "lenet_step": ["dense_supsup", "dense_matvec"],
+    "every_task_linear": ["bank"],
+    "task_row_linear": ["bank"],
 }
 _TRITON_PATHS = {"combine": ["lut", "shift_add"], "impress_linear": ["fused", "combine_gemm"]}
 
@@ -418,6 +445,48 @@ def setup_impress_linear_backward(case: LinearCase, method: Method) -> Callable:
     return setup_impress_linear(case, method, backward=True)
 
 
+def task_inputs(case: TaskCase, device="cpu"):
+    """(x, weight, packed masks (one per task), the task of each row)."""
+    g = _gen(3)
+    weight = torch.randn(case.rows, case.cols, generator=g)
+    x = torch.randn(case.batch, case.cols, generator=g)
+    task = torch.randint(0, case.tasks, (case.batch,), generator=g)
+    packed = random_packed(case.tasks, (case.rows, case.cols), device=device)
+    return x.to(device), weight.to(device), packed, task.to(device)
+
+
+def _setup_tasks(case: TaskCase, method: Method, rows: bool) -> Callable:
+    from impresslearn import ops
+
+    x, weight, packed, task = task_inputs(case, method.device)
+    if method.name == "bank":  # every task's weight built beforehand, outside the timed call
+        bank = torch.stack([ops.masked_weight(weight, packed[s]) for s in range(case.tasks)])
+        if not rows:
+            return _synced(lambda: torch.matmul(x, bank.transpose(1, 2)), method.device)
+
+        def grouped():
+            out = x.new_empty(case.batch, case.rows)
+            for s in torch.unique(task).tolist():
+                pick = task == s
+                out[pick] = x[pick] @ bank[s].T
+            return out
+
+        return _synced(grouped, method.device)
+    if rows:
+        call = lambda: ops.task_row_linear(x, weight, packed, None, task)  # noqa: E731
+    else:
+        call = lambda: ops.every_task_linear(x, weight, packed, None)  # noqa: E731
+    return _synced(_on(method.backend, call), method.device)
+
+
+def setup_every_task_linear(case: TaskCase, method: Method) -> Callable:
+    return _setup_tasks(case, method, rows=False)
+
+
+def setup_task_row_linear(case: TaskCase, method: Method) -> Callable:
+    return _setup_tasks(case, method, rows=True)
+
+
 def popup_inputs(case: PopupCase, device="cpu"):
     """(|scores|, k) of a popup case."""
     from impresslearn import ops
@@ -477,6 +546,8 @@ SETUPS = {
     "impress_linear_backward": setup_impress_linear_backward,
     "popup": setup_popup,
     "lenet_step": setup_lenet_step,
+    "every_task_linear": setup_every_task_linear,
+    "task_row_linear": setup_task_row_linear,
 }
 
 
@@ -516,6 +587,8 @@ DEFAULT_CASES = {
     "impress_linear_backward": ("300x784-T75-batch128", "1000x2048-T75-batch1"),
     "popup": ("2.4M-density0.1",),
     "lenet_step": ("lenet300-100-T100-batch128",),
+    "every_task_linear": ("300x784-S20-batch128",),
+    "task_row_linear": ("300x784-S20-batch128", "300x784-S250-batch16"),
 }
 
 
@@ -672,6 +745,18 @@ def expected(primitive: str, case):
             return [Exact(*combine_exact(weight, packed.words, alpha), ref, length=case.masks)]
         value, squares = grad_alpha_exact(grad, weight, packed.words, case.per_channel)
         return [Exact(value, squares, ref, length=weight[0].numel() if case.per_channel else weight.numel())]
+    if primitive in ("every_task_linear", "task_row_linear"):
+        # y = x W_sᵀ with W_s = W ⊙ M_s: terms x_j W_ij, K = cols
+        x, weight, packed, task = task_inputs(case)
+        x = x.double()
+        ws = [combine_exact(weight, packed.words[s : s + 1], torch.ones(1))[0] for s in range(case.tasks)]
+        if primitive == "every_task_linear":
+            value = torch.stack([x @ w.T for w in ws])
+            squares = torch.stack([(x * x) @ (w * w).T for w in ws])
+        else:
+            value = torch.stack([x[i] @ ws[t].T for i, t in enumerate(task.tolist())])
+            squares = torch.stack([(x[i] * x[i]) @ (ws[t] * ws[t]).T for i, t in enumerate(task.tolist())])
+        return [Exact(value, squares, ref, length=case.cols)]
     x, weight, packed, alpha = linear_inputs(case)
     w_eff, _ = combine_exact(weight, packed.words, alpha)
     x = x.double()
