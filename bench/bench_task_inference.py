@@ -204,7 +204,11 @@ def run_case(model: str, tasks: int, mode: str, path: str, batch: int, args) -> 
 
 
 def _fmt(v, spec: str) -> str:
-    return "-" if v is None else format(v, spec)
+    if v is None:
+        return "-"
+    if spec == ",.0f" and abs(v) < 10:  # a few images per second: keep two significant digits
+        return format(v, ".2g")
+    return format(v, spec)
 
 
 def table(res: dict) -> str:
