@@ -33,3 +33,8 @@ $IL run --data-root $D --preset topk-0.1 --outputs 100 --scale false --new-tasks
 $IL run --data-root $D --preset supsup -K 10 --per-channel --hybrid first --alpha-lr 0.01 --new-tasks 20 --gn G,H --gn-methods oneshot,exhaustive --gn-batches 20 --gn-on impresslearn --incorrect-tasks 0 --cache .mask-cache --out $R/impresslearn-hybrid-first.json
 # the same with per-layer alphas (the cheapest hybrid-first task: the first layer's mask and 20 alphas)
 $IL run --data-root $D --preset supsup -K 10 --hybrid first --alpha-lr 0.01 --new-tasks 20 --gn G,H --gn-methods oneshot,exhaustive --gn-batches 20 --gn-on impresslearn --incorrect-tasks 0 --cache .mask-cache --out $R/impresslearn-hybrid-first-per-layer.json
+# The same tasks (from the cache) through the packed path (a task per sample, no dense task bank,
+# design.md §7.10): every task-found fraction and accuracy must equal the runs above
+$IL run --data-root $D --preset supsup --new-tasks 20 --no-impresslearn --gn G,H --gn-methods oneshot,exhaustive --gn-inputs batch,mixed --gn-batches 20 --cache .mask-cache --out $R/supsup-preset-packed.json
+$IL run --data-root $D --preset topk-0.1 --outputs 100 --new-tasks 20 --no-impresslearn --gn G,H --gn-methods oneshot,exhaustive --gn-inputs batch,mixed --gn-batches 20 --cache .mask-cache --out $R/topk-0.1-packed.json
+$IL run --data-root $D --preset supsup -K 10 --per-channel --new-tasks 20 --gn G,H --gn-methods oneshot,exhaustive --gn-inputs batch,mixed --gn-batches 20 --gn-on impresslearn --incorrect-tasks 0 --cache .mask-cache --out $R/impresslearn-per-channel-packed.json
