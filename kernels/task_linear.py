@@ -23,9 +23,8 @@ import triton.language as tl
 
 from impresslearn.primitives import PRIMITIVES, task_count
 
-from .coefficients import coefficient_tile
 from .combine import combine
-from .impress_linear import _dot_dtype
+from .impress_linear import _dot_dtype, _effective_tile
 from .runtime import acc_dtype, cast, check_tensors, device_guard, dot_precision, tl_dtype
 
 BLOCK_M_MAX = 64
@@ -81,27 +80,28 @@ def _task_rows_kernel(
         for k0 in range(0, K, BLOCK_K):
             k = k0 + tl.arange(0, BLOCK_K)[None, :]
             xt = tl.load(x_ptr + src * K + k, mask=row_ok[:, None] & (k < K), other=0.0).to(DOT)
-            valid = (n_col < N) & (k < K)
-            w = tl.load(w_ptr + n_col * K + k, mask=valid, other=0.0)
             if MASKED:
+                valid = (n_col < N) & (k < K)
+                w = tl.load(w_ptr + n_col * K + k, mask=valid, other=0.0)
                 word = tl.load(words_ptr + (s * N + n_col) * nw + (k >> 5), mask=valid, other=0)
                 w_eff = tl.where(((word >> (k & 31)) & 1) != 0, w, tl.zeros_like(w)).to(DOT)
-            else:
-                coef = coefficient_tile(
+            else:  # impress_linear's tile, over task s's alphas
+                w_eff = _effective_tile(
+                    w_ptr,
                     words_ptr,
                     alpha_ptr + s * alpha_task_stride,
                     n_col,
                     k,
-                    valid,
                     N,
+                    K,
                     nw,
                     n_masks,
                     alpha_row_stride,
                     alpha_mask_stride,
                     False,
                     ACC,
+                    DOT,
                 )
-                w_eff = cast(w.to(ACC) * coef, w.dtype).to(DOT)
             acc = tl.dot(xt, tl.trans(w_eff), acc, input_precision=PRECISION)
         dst = tl.load(dst_ptr + p, mask=row_ok, other=0)[:, None]
         n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)[None, :]
