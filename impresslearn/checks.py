@@ -214,8 +214,14 @@ def task_row_linear_args(x: Tensor, weight: Tensor, words: Tensor, alphas: Tenso
 
 def check_task_ids(task: Tensor, num_tasks: int) -> None:
     """Every row's task is one of the `num_tasks` (a data check: outside fake tensors only)."""
-    if task.numel() and not (0 <= int(task.min()) and int(task.max()) < num_tasks):
-        raise IndexError(f"task ids must lie in [0, {num_tasks}), got {int(task.min())}..{int(task.max())}")
+    if task.numel():
+        check_task_range(int(task.min()), int(task.max()), num_tasks)
+
+
+def check_task_range(low: int, high: int, num_tasks: int) -> None:
+    """Task ids from `low` to `high` are among the `num_tasks`."""
+    if not (0 <= low and high < num_tasks):
+        raise IndexError(f"task ids must lie in [0, {num_tasks}), got {low}..{high}")
 
 
 def masked_weight_args(weight: Tensor, words: Tensor) -> None:

@@ -36,6 +36,7 @@ compute when given a mixture (`set_task(model, beta)`), through the same combine
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -51,6 +52,7 @@ from ..layers import (
     SupermaskLayer,
     TaskRows,
     impress_layers,
+    per_sample_refusals,
     per_sample_supported,
     set_task,
     supermask_layers,
@@ -251,6 +253,18 @@ def infer_task(
         model.train(was_training)
 
 
+@contextlib.contextmanager
+def _evaluating(model: nn.Module):
+    """The model in evaluation mode for the block; its training mode and selected task after."""
+    was_training, task = model.training, next(m for _, m in task_modules(model)).task
+    model.eval()
+    try:
+        yield
+    finally:
+        set_task(model, task)
+        model.train(was_training)
+
+
 @torch.no_grad()
 def every_task_logits(model: nn.Module, x: Tensor, tasks_per_pass: int | None = None) -> Tensor:
     """`[n, B, C]`: the outputs of every task on `x`, in evaluation mode. Where every task-aware
@@ -259,9 +273,7 @@ def every_task_logits(model: nn.Module, x: Tensor, tasks_per_pass: int | None = 
     task per row (the mask layers read the packed bits, one task's weight or tile at a time);
     otherwise one forward per task, which any converted model takes."""
     n = num_tasks(model)
-    was_training, task = model.training, next(m for _, m in task_modules(model)).task
-    model.eval()
-    try:
+    with _evaluating(model):
         if not per_sample_supported(model):
             outs = []
             for t in range(n):
@@ -279,9 +291,6 @@ def every_task_logits(model: nn.Module, x: Tensor, tasks_per_pass: int | None = 
             y = model(x.repeat(chunk, *([1] * (x.dim() - 1))))
             outs.append(y.reshape(chunk, b, *y.shape[1:]))
         return torch.cat(outs)
-    finally:
-        set_task(model, task)
-        model.train(was_training)
 
 
 def sample_gradients(model: nn.Module, x: Tensor, objective: Callable[[Tensor], Tensor], beta: Tensor | None = None) -> Tensor:
@@ -293,16 +302,10 @@ def sample_gradients(model: nn.Module, x: Tensor, objective: Callable[[Tensor], 
     if beta is None:
         beta = torch.full((n,), 1.0 / n, device=x.device)
     probe = torch.zeros((x.shape[0], n), device=x.device, requires_grad=True)
-    was_training, task = model.training, next(m for _, m in task_modules(model)).task
-    model.eval()
-    try:
+    with _evaluating(model), torch.enable_grad():
         set_task(model, SampleMixture(beta.detach(), probe))
-        with torch.enable_grad():
-            (g,) = torch.autograd.grad(objective(model(x)).sum(), probe)
+        (g,) = torch.autograd.grad(objective(model(x)).sum(), probe)
         return g
-    finally:
-        set_task(model, task)
-        model.train(was_training)
 
 
 def infer_sample_tasks(
@@ -322,9 +325,7 @@ def infer_sample_tasks(
 def rows_forward(model: nn.Module, x: Tensor, tasks: Tensor) -> Tensor:
     """The outputs of `x` with sample i under task `tasks[i]`, in one forward where the model
     takes a task per sample, else one forward per task present (evaluation mode)."""
-    was_training, task = model.training, next(m for _, m in task_modules(model)).task
-    model.eval()
-    try:
+    with _evaluating(model):
         if per_sample_supported(model):
             set_task(model, TaskRows(tasks))
             return model(x)
@@ -337,9 +338,6 @@ def rows_forward(model: nn.Module, x: Tensor, tasks: Tensor) -> Tensor:
                 out = y.new_empty((x.shape[0], *y.shape[1:]))
             out[pick] = y
         return out
-    finally:
-        set_task(model, task)
-        model.train(was_training)
 
 
 @torch.no_grad()
@@ -504,8 +502,8 @@ def task_inference(
 
 def _mixed_inference(model, test_batches, tasks, objective, method, classes, progress) -> dict:
     n = len(tasks)
-    if not per_sample_supported(model):
-        refused = sorted({type(m).__name__ for _, m in task_modules(model) if not m.PER_SAMPLE})
+    refused = per_sample_refusals(model)
+    if refused:
         raise ValueError(f"mixed batches need a task per sample, which {', '.join(refused)} cannot take")
     confusion = [[0] * n for _ in range(n)]
     found = correct = samples = batches = 0

@@ -41,6 +41,7 @@ from .tasks import (
     TaskStateLayer,
     add_task,
     finish_task,
+    per_sample_refusals,
     per_sample_supported,
     set_submodule,
     set_task,
@@ -91,4 +92,5 @@ __all__ = [
     "TaskRows",
     "SampleMixture",
     "per_sample_supported",
+    "per_sample_refusals",
 ]

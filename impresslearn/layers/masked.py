@@ -44,7 +44,7 @@ class _PerSample:
     PER_SAMPLE = True
 
     def effective_weight(self) -> Tensor:
-        if self.rows is not None or self.probe is not None:
+        if self._per_sample():
             raise RuntimeError(
                 f"a {type(self).__name__} under a task per sample has no one effective weight; call the layer itself"
             )

@@ -31,10 +31,14 @@ from ..format import PackedMasks
 CHUNK_ELEMENTS = 1 << 24
 
 
+def _check_batch(x: Tensor, given: Tensor, what: str) -> None:
+    if x.shape[0] != given.shape[0]:
+        raise ValueError(f"a batch of {x.shape[0]} samples was given {what}")
+
+
 def row_task(rows: Tensor, x: Tensor) -> Tensor:
     """The task of every row of `x` (all dimensions but the last): sample i's task for its rows."""
-    if x.shape[0] != rows.shape[0]:
-        raise ValueError(f"a batch of {x.shape[0]} samples was given {rows.shape[0]} tasks (TaskRows)")
+    _check_batch(x, rows, f"{rows.shape[0]} tasks (TaskRows)")
     return rows.reshape(-1, *([1] * (x.dim() - 2))).expand(x.shape[:-1])
 
 
@@ -48,8 +52,7 @@ def linear_rows(
 
 
 def grouped_rows(x: Tensor, rows: Tensor, apply_task: Callable[[int, Tensor], Tensor]) -> Tensor:
-    if x.shape[0] != rows.shape[0]:
-        raise ValueError(f"a batch of {x.shape[0]} samples was given {rows.shape[0]} tasks (TaskRows)")
+    _check_batch(x, rows, f"{rows.shape[0]} tasks (TaskRows)")
     out = None
     for s in torch.unique(rows).tolist():
         pick = (rows == s).nonzero().squeeze(1)
@@ -89,6 +92,5 @@ def sample_task_products(grad: Tensor, x: Tensor, tasks: int, task_outputs: Call
 
 
 def with_probe(y: Tensor, x: Tensor, probe: Tensor, task_outputs: Callable[[Tensor, int, int], Tensor]) -> Tensor:
-    if probe.shape[0] != x.shape[0]:
-        raise ValueError(f"a batch of {x.shape[0]} samples was given a probe of {probe.shape[0]} (SampleMixture)")
+    _check_batch(x, probe, f"a probe of {probe.shape[0]} (SampleMixture)")
     return y + _Probe.apply(probe, x.detach(), y.detach(), task_outputs)

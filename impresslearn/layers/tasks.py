@@ -17,6 +17,7 @@ is never re-selected from floats again).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 
@@ -24,6 +25,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from ..checks import check_task_range
 from ..memory import check_allocation
 from ..seeding import init_backbone
 
@@ -37,6 +39,16 @@ class TaskRows:
     batch repeated (docs/design.md §2.6)."""
 
     task: Tensor
+
+    def __post_init__(self):
+        ids = self.task
+        if ids.dtype != torch.int64 or ids.dim() != 1:
+            raise ValueError(f"TaskRows.task must be int64 of shape [batch], got {ids.dtype} {tuple(ids.shape)}")
+
+    @functools.cached_property
+    def bounds(self) -> tuple[int, int] | None:
+        """(lowest, highest) task id, None for an empty batch: read once, not by every module."""
+        return (int(self.task.min()), int(self.task.max())) if self.task.numel() else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,12 +90,9 @@ class TaskAware(nn.Module):
                     f"{type(self).__name__} takes one task (or one mixture) for the whole batch, not one per sample"
                 )
             if isinstance(task, TaskRows):
-                ids = task.task
-                if ids.dtype != torch.int64 or ids.dim() != 1:
-                    raise ValueError(f"TaskRows.task must be int64 of shape [batch], got {ids.dtype} {tuple(ids.shape)}")
-                if ids.numel() and not (0 <= int(ids.min()) and int(ids.max()) < self.num_tasks):
-                    raise IndexError(f"task ids must lie in [0, {self.num_tasks}), got {int(ids.min())}..{int(ids.max())}")
-                self.mixture, self.rows = None, ids
+                if task.bounds is not None:
+                    check_task_range(*task.bounds, self.num_tasks)
+                self.mixture, self.rows = None, task.task
                 return
             if task.probe.dim() != 2 or task.probe.shape[1] != self.num_tasks:
                 raise ValueError(f"a sample mixture's probe must be [batch, {self.num_tasks}], got {tuple(task.probe.shape)}")
@@ -350,7 +359,7 @@ def set_task(model: nn.Module, task) -> None:
     a task per sample says which of its modules cannot, and is left as it was."""
     found = _found(model)
     if isinstance(task, (TaskRows, SampleMixture)):
-        refused = sorted({type(m).__name__ for _, m in found if not m.PER_SAMPLE})
+        refused = per_sample_refusals(model)
         if refused:
             raise NotImplementedError(
                 f"this model cannot take a task per sample: {', '.join(refused)} take one task per batch "
@@ -360,9 +369,14 @@ def set_task(model: nn.Module, task) -> None:
         m.set_task(task)
 
 
+def per_sample_refusals(model: nn.Module) -> list[str]:
+    """The kinds of task-aware module in `model` that take one task per batch, not one per sample."""
+    return sorted({type(m).__name__ for _, m in _found(model) if not m.PER_SAMPLE})
+
+
 def per_sample_supported(model: nn.Module) -> bool:
     """Whether every task-aware module of `model` takes a task per sample (TaskRows, SampleMixture)."""
-    return all(m.PER_SAMPLE for _, m in _found(model))
+    return not per_sample_refusals(model)
 
 
 def add_task(model: nn.Module) -> int:

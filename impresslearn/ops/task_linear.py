@@ -111,6 +111,6 @@ def task_row_linear(x: Tensor, weight: Tensor, packed: PackedMasks, alphas: Tens
     if tuple(task.shape) != tuple(x.shape[:-1]):
         raise ValueError(f"task must give one task per row of x: shape {tuple(x.shape[:-1])}, got {tuple(task.shape)}")
     if not torch.compiler.is_compiling():
-        check_task_ids(task, packed.num_masks if alphas is None else alphas.shape[0])
+        check_task_ids(task, task_count(packed.words, alphas))
     out = _task_row_linear(x.reshape(-1, x.shape[-1]), weight, packed.words, alphas, task.reshape(-1))
     return out.reshape(*x.shape[:-1], weight.shape[0])
